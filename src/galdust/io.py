@@ -1,0 +1,462 @@
+"""Image data model and FITS I/O: one :class:`Observation` type, its readers and writers.
+
+Input formats
+-------------
+(a) **cube FITS**: a 3-D image (band, y, x) in the primary HDU or in an HDU named ``SCI``; header
+    ``BANDS`` = comma-separated registry band names; optional ``WAVEEFF`` = comma-separated effective
+    wavelengths in micron (needed only for bands the registry does not know); optional HDUs ``IVAR``
+    (or ``VAR``, ``ERR``) of the same shape and ``PSF`` (band, py, px).
+(b) **one FITS file per band** (2-D images with the same shape; the WCS is taken from the first).
+(c) the **.npz scenes** of the scarlet test data (``images``, optional ``variance``/``mask`` (HSC bit
+    mask: BAD, SAT, CR and NO_DATA pixels get zero weight),
+    ``psfs``, ``filters`` as single letters, taken as HSC bands unless ``survey`` is given).
+
+Without noise information the per-band noise is estimated from the sigma-clipped background and a
+warning is issued. NaN/inf pixels are masked (zero inverse variance, data set to 0) and counted in a
+warning. Every user error raises :class:`InputError`, whose message is one line naming the file.
+
+Writers are atomic (temporary file, then rename), never overwrite unless asked, keep the WCS and
+record provenance (galdust version, command line, inputs) in the primary header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from . import __version__
+from .physics.filters import UnknownBandError, get_filter, is_known
+
+__all__ = [
+    "InputError",
+    "OutputExistsError",
+    "Observation",
+    "read_observation",
+    "read_cube",
+    "read_band_files",
+    "read_npz",
+    "write_cube",
+    "atomic_path",
+    "provenance_cards",
+]
+
+
+class InputError(ValueError):
+    """A problem with a user's input file; the message is one line that names the file."""
+
+
+class OutputExistsError(FileExistsError):
+    """An output exists and ``overwrite`` was not given."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A multi-band image of one field.
+
+    Attributes
+    ----------
+    cube : float32 array (n_band, ny, nx), in ``unit``
+    ivar : float32 array (n_band, ny, nx); zero marks pixels without information
+    bands : band names (registry names, or free names with ``wave_eff`` given)
+    wave_eff : effective wavelength of each band in micron
+    psf : float32 array (n_band, py, px), each normalised to unit sum, or None
+    wcs : celestial astropy WCS of the pixel grid, or None
+    unit : flux unit string (from ``BUNIT``), '' when unknown
+    source : where it came from (file names), for messages and provenance
+    """
+
+    cube: np.ndarray
+    ivar: np.ndarray
+    bands: tuple[str, ...]
+    wave_eff: tuple[float, ...]
+    psf: np.ndarray | None = None
+    wcs: WCS | None = None
+    unit: str = ""
+    source: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.cube.shape)  # type: ignore[return-value]
+
+    def with_ivar(self, ivar: np.ndarray) -> "Observation":
+        return replace(self, ivar=np.asarray(ivar, np.float32))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _band_wavelengths(bands: Sequence[str], wave_hdr: Sequence[float | None] | None, src: str):
+    waves = []
+    out_bands = []
+    for i, b in enumerate(bands):
+        given = None if wave_hdr is None or i >= len(wave_hdr) else wave_hdr[i]
+        if is_known(b):
+            out_bands.append(b.strip().lower().replace("-", "_"))
+            waves.append(float(given) if given is not None else get_filter(b).effective)
+        elif given is not None:
+            out_bands.append(b.strip())
+            waves.append(float(given))
+        else:
+            try:
+                get_filter(b)
+            except UnknownBandError as e:
+                raise InputError(f"{src}: {e} (or give its wavelength in header WAVEEFF)") from None
+    return tuple(out_bands), tuple(waves)
+
+
+def _validate(
+    cube,
+    ivar,
+    psf,
+    bands,
+    wave_hdr,
+    src: str,
+    *,
+    noise_from_background: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[str, ...], tuple[float, ...], list[str]]:
+    notes: list[str] = []
+    cube = np.asarray(cube)
+    if cube.ndim != 3:
+        raise InputError(f"{src}: image must be 3-D (band, y, x), got {cube.ndim}-D shape {cube.shape}")
+    if not np.issubdtype(cube.dtype, np.number):
+        raise InputError(f"{src}: image data are not numeric ({cube.dtype})")
+    nb = cube.shape[0]
+    if bands is None or len(bands) == 0:
+        raise InputError(f"{src}: no band names (header BANDS, comma-separated registry names)")
+    if len(bands) != nb:
+        raise InputError(f"{src}: {len(bands)} band names ({','.join(bands)}) for {nb} image planes")
+    if wave_hdr is not None and len(wave_hdr) != nb:
+        raise InputError(f"{src}: WAVEEFF has {len(wave_hdr)} values for {nb} bands")
+    bands, waves = _band_wavelengths(bands, wave_hdr, src)
+    cube = cube.astype(np.float32)
+    bad = ~np.isfinite(cube)
+    if ivar is not None:
+        ivar = np.asarray(ivar, dtype=np.float64)
+        if ivar.shape != cube.shape:
+            raise InputError(f"{src}: inverse variance shape {ivar.shape} does not match image {cube.shape}")
+        if np.any(ivar[np.isfinite(ivar)] < 0):
+            raise InputError(f"{src}: inverse variance has negative values")
+        bad |= ~np.isfinite(ivar)
+        ivar = np.where(np.isfinite(ivar), ivar, 0.0)
+        for b in range(nb):
+            if not np.any(ivar[b] > 0):
+                raise InputError(f"{src}: inverse variance of band {bands[b]} is zero everywhere")
+    n_bad = int(bad.sum())
+    if n_bad:
+        msg = f"{src}: {n_bad} NaN/inf pixel values masked (zero weight)"
+        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
+        if n_bad == bad.size:
+            raise InputError(f"{src}: every pixel is NaN or inf")
+    cube = np.where(bad, 0.0, cube).astype(np.float32)
+    if ivar is None:
+        if not noise_from_background:
+            raise InputError(f"{src}: no noise information (IVAR, VAR or ERR)")
+        sig = np.array([_background_sigma(cube[b], ~bad[b]) for b in range(nb)])
+        if np.any(~(sig > 0)):
+            raise InputError(f"{src}: cannot estimate the noise (constant image); give an IVAR HDU")
+        ivar = np.broadcast_to((1.0 / sig**2)[:, None, None], cube.shape).copy()
+        msg = f"{src}: no noise given; per-band noise estimated from the sigma-clipped background"
+        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
+    ivar = np.where(bad, 0.0, ivar).astype(np.float32)
+    if psf is not None:
+        psf = np.asarray(psf, dtype=np.float64)
+        if psf.ndim == 2:
+            psf = np.broadcast_to(psf, (nb,) + psf.shape).copy()
+        if psf.ndim != 3 or psf.shape[0] != nb:
+            raise InputError(f"{src}: PSF must be (band, py, px) with {nb} bands, got shape {psf.shape}")
+        if not np.all(np.isfinite(psf)):
+            raise InputError(f"{src}: PSF has NaN/inf values")
+        s = psf.sum(axis=(1, 2))
+        if np.any(s <= 0):
+            raise InputError(f"{src}: PSF of some band sums to zero or less")
+        psf = (psf / s[:, None, None]).astype(np.float32)
+    return cube, ivar, psf, bands, waves, notes
+
+
+def _background_sigma(img: np.ndarray, good: np.ndarray) -> float:
+    """Robust per-band noise: iterative 3σ clipping of the pixel values, MAD-based σ."""
+    from astropy.stats import sigma_clipped_stats
+
+    v = img[good]
+    if v.size < 10:
+        return 0.0
+    _, _, std = sigma_clipped_stats(v, sigma=3.0, maxiters=10, stdfunc="mad_std")
+    return float(std)
+
+
+def _split_list(value) -> list[str] | None:
+    if value is None:
+        return None
+    return [s.strip() for s in str(value).split(",") if s.strip()]
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+@contextlib.contextmanager
+def _open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
+    src = str(path)
+    if not os.path.exists(src):
+        raise InputError(f"{src}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", fits.verify.VerifyWarning)
+            warnings.filterwarnings("error", message=".*truncated.*")
+            with fits.open(src, memmap=False, lazy_load_hdus=False) as hdul:
+                for h in hdul:  # force reading every data unit now (catches truncation)
+                    _ = h.data
+                yield hdul
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, fits.verify.VerifyError, Warning) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{src}: cannot read FITS (corrupt or truncated file: {first})") from None
+
+
+def _celestial_wcs(header: fits.Header) -> WCS | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            w = WCS(header)
+        if w.has_celestial:
+            return w.celestial
+    except Exception:  # a broken WCS is not fatal: outputs then have pixel coordinates only
+        return None
+    return None
+
+
+def read_cube(path: str | os.PathLike) -> Observation:
+    """Read a cube FITS (format (a) in the module docstring)."""
+    src = str(path)
+    with _open_fits(src) as hdul:
+        names = [h.name.upper() for h in hdul]
+        sci = hdul["SCI"] if "SCI" in names else hdul[0]
+        if sci.data is None:
+            raise InputError(f"{src}: no image data in the primary HDU and no SCI extension")
+        hdr = sci.header
+        phdr = hdul[0].header
+        bands = _split_list(hdr.get("BANDS", phdr.get("BANDS")))
+        waves = _split_list(hdr.get("WAVEEFF", phdr.get("WAVEEFF")))
+        try:
+            wave_vals = None if waves is None else [float(w) for w in waves]
+        except ValueError:
+            raise InputError(f"{src}: WAVEEFF must be comma-separated numbers in micron") from None
+        ivar = None
+        if "IVAR" in names:
+            ivar = np.asarray(hdul["IVAR"].data, dtype=np.float64)
+        elif "VAR" in names:
+            var = np.asarray(hdul["VAR"].data, dtype=np.float64)
+            _check_shape(var, sci.data, src, "VAR")
+            if np.any(var[np.isfinite(var)] < 0):
+                raise InputError(f"{src}: variance has negative values")
+            with np.errstate(divide="ignore"):
+                ivar = np.where(var > 0, 1.0 / var, 0.0)
+        elif "ERR" in names:
+            err = np.asarray(hdul["ERR"].data, dtype=np.float64)
+            _check_shape(err, sci.data, src, "ERR")
+            if np.any(err[np.isfinite(err)] < 0):
+                raise InputError(f"{src}: ERR has negative values")
+            with np.errstate(divide="ignore"):
+                ivar = np.where(err > 0, 1.0 / err**2, 0.0)
+        psf = np.asarray(hdul["PSF"].data) if "PSF" in names else None
+        data = np.asarray(sci.data)
+        unit = str(hdr.get("BUNIT", phdr.get("BUNIT", "")))
+        wcs = _celestial_wcs(hdr)
+    cube, ivar, psf, bands_t, waves_t, notes = _validate(
+        data, ivar, psf, bands, wave_vals, src, noise_from_background=True
+    )
+    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes))
+
+
+def _check_shape(arr, data, src, what):
+    if data is not None and np.shape(arr) != np.shape(data):
+        raise InputError(f"{src}: {what} shape {np.shape(arr)} does not match image {np.shape(data)}")
+
+
+def read_band_files(
+    paths: Sequence[str | os.PathLike],
+    bands: Sequence[str],
+    *,
+    ivar_paths: Sequence[str | os.PathLike] | None = None,
+    psf_paths: Sequence[str | os.PathLike] | None = None,
+) -> Observation:
+    """Read one 2-D FITS image per band (format (b)); optional per-band IVAR and PSF files."""
+    if len(paths) != len(bands):
+        raise InputError(f"{paths[0] if paths else '(no files)'}: {len(paths)} files for {len(bands)} bands")
+    planes, wcs, unit = [], None, ""
+    for p in paths:
+        with _open_fits(p) as hdul:
+            hdu = next((h for h in hdul if h.data is not None), None)
+            if hdu is None:
+                raise InputError(f"{p}: no image data")
+            d = np.asarray(hdu.data)
+            if d.ndim != 2:
+                raise InputError(f"{p}: per-band image must be 2-D, got shape {d.shape}")
+            if planes and d.shape != planes[0].shape:
+                raise InputError(f"{p}: shape {d.shape} differs from {paths[0]} {planes[0].shape}")
+            planes.append(d)
+            if wcs is None:
+                wcs = _celestial_wcs(hdu.header)
+                unit = str(hdu.header.get("BUNIT", ""))
+    ivar = None
+    if ivar_paths:
+        ivar = []
+        for p in ivar_paths:
+            with _open_fits(p) as hdul:
+                ivar.append(np.asarray(next(h for h in hdul if h.data is not None).data))
+        if any(i.shape != planes[0].shape for i in ivar):
+            raise InputError(f"{ivar_paths[0]}: inverse-variance shapes do not match the images")
+        ivar = np.stack(ivar)
+    psf = None
+    if psf_paths:
+        psf = []
+        for p in psf_paths:
+            with _open_fits(p) as hdul:
+                psf.append(np.asarray(next(h for h in hdul if h.data is not None).data))
+        if any(q.shape != psf[0].shape for q in psf):
+            raise InputError(f"{psf_paths[0]}: PSF images of the bands have different shapes")
+        psf = np.stack(psf)
+    src = ",".join(str(p) for p in paths)
+    cube, ivar, psf, bands_t, waves_t, notes = _validate(
+        np.stack(planes), ivar, psf, list(bands), None, str(paths[0]), noise_from_background=True
+    )
+    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes))
+
+
+#: LSST/HSC pipeline mask bits that mean "no usable data": BAD, SAT, CR, NO_DATA. Other bits
+#: (INTRP, EDGE, DETECTED, CROSSTALK, ...) are informational and keep their weight.
+_NPZ_BAD_BITS = 1 | 2 | 8 | 256
+
+
+def read_npz(path: str | os.PathLike, survey: str = "hsc") -> Observation:
+    """Read a scarlet-style ``.npz`` scene (format (c))."""
+    src = str(path)
+    if not os.path.exists(src):
+        raise InputError(f"{src}: no such file")
+    try:
+        with np.load(src, allow_pickle=False) as d:
+            files = set(d.files)
+            if "images" not in files:
+                raise InputError(f"{src}: npz scene has no 'images' array")
+            images = np.asarray(d["images"])
+            variance = np.asarray(d["variance"]) if "variance" in files else None
+            mask = np.asarray(d["mask"]) if "mask" in files else None
+            psfs = np.asarray(d["psfs"]) if "psfs" in files else None
+            filters = [str(f) for f in d["filters"]] if "filters" in files else None
+    except InputError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError ...
+        raise InputError(f"{src}: cannot read npz ({type(e).__name__}: {e})") from None
+    bands = None
+    if filters is not None:
+        bands = [f if is_known(f) else f"{survey}_{f.lower()}" for f in filters]
+    ivar = None
+    if variance is not None:
+        _check_shape(variance, images, src, "variance")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ivar = np.where(variance > 0, 1.0 / variance, 0.0)
+        if mask is not None:
+            _check_shape(mask, images, src, "mask")
+            ivar = np.where((mask.astype(np.int64) & _NPZ_BAD_BITS) != 0, 0.0, ivar)
+    cube, ivar, psf, bands_t, waves_t, notes = _validate(
+        images, ivar, psfs, bands, None, src, noise_from_background=True
+    )
+    return Observation(cube, ivar, bands_t, waves_t, psf, None, "", src, tuple(notes))
+
+
+def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[str] | None = None) -> Observation:
+    """Read any supported input: one cube FITS, one ``.npz`` scene, or per-band files with ``bands``."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = [str(p) for p in inputs]
+    if bands:
+        return read_band_files(inputs, bands)
+    if len(inputs) != 1:
+        raise InputError(f"{inputs[0]}: several files given without --bands (one cube FITS, or one file per band)")
+    p = inputs[0]
+    if p.lower().endswith(".npz"):
+        return read_npz(p)
+    return read_cube(p)
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def provenance_cards(command: str | None = None, inputs: Sequence[str] = ()) -> list[tuple[str, str, str]]:
+    """Header cards recording who wrote a file: galdust version, command line, inputs."""
+    cmd = command if command is not None else " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
+    cards = [("GDVERS", __version__, "galdust version"), ("GDCMD", cmd, "command that wrote this file")]
+    for i, p in enumerate(inputs[:99]):
+        cards.append((f"GDIN{i + 1}", str(p), "input file"))
+    return cards
+
+
+def write_cube(
+    path: str | os.PathLike,
+    cube: np.ndarray,
+    bands: Sequence[str],
+    *,
+    ivar: np.ndarray | None = None,
+    psf: np.ndarray | None = None,
+    wcs: WCS | None = None,
+    wave_eff: Sequence[float] | None = None,
+    unit: str = "",
+    extra: dict[str, np.ndarray] | None = None,
+    header: dict[str, object] | None = None,
+    provenance: list[tuple[str, str, str]] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a cube FITS in the input format (a), plus optional extra image HDUs, atomically."""
+    cube = np.asarray(cube, np.float32)
+    hdr = wcs.to_header() if wcs is not None else fits.Header()
+    hdr["BANDS"] = (",".join(bands), "band names (galdust registry)")
+    if wave_eff is not None:
+        hdr["WAVEEFF"] = (",".join(f"{w:.5f}" for w in wave_eff), "effective wavelengths [micron]")
+    if unit:
+        hdr["BUNIT"] = unit
+    for k, v in (header or {}).items():
+        hdr[k] = v
+    for k, v, c in provenance if provenance is not None else provenance_cards():
+        hdr[k] = (v, c) if len(str(v)) + len(c) < 60 else v  # long values continue, without comment
+    hdus = [fits.PrimaryHDU(cube, header=hdr)]
+    if ivar is not None:
+        hdus.append(fits.ImageHDU(np.asarray(ivar, np.float32), name="IVAR"))
+    if psf is not None:
+        hdus.append(fits.ImageHDU(np.asarray(psf, np.float32), name="PSF"))
+    for name, arr in (extra or {}).items():
+        h = wcs.to_header() if (wcs is not None and np.ndim(arr) >= 2) else None
+        hdus.append(fits.ImageHDU(np.asarray(arr, np.float32), header=h, name=name))
+    with atomic_path(path, overwrite) as tmp:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+    return Path(path)

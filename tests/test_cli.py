@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galdust.cli import main
+from galdust.io import read_cube
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "galdust.cli", *args], capture_output=True, text=True)
+
+
+def test_version_and_help():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("galdust ")
+    for cmd in ([], ["simulate"], ["demo"]):
+        r = run(*cmd, "--help")
+        assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_simulate_writes_readable_cubes_and_truth(tmp_path, capsys):
+    out = tmp_path / "sim"
+    rc = main(["simulate", "--n", "3", "--size", "32", "--seed", "1", "--out", str(out), "--quiet", "--plot"])
+    assert rc == 0
+    files = sorted(out.glob("gal_*.fits"))
+    assert len(files) == 3
+    obs = read_cube(files[0])
+    assert obs.bands == ("sdss_g", "sdss_r", "sdss_i", "sdss_z") and obs.cube.shape == (4, 32, 32)
+    with fits.open(files[0]) as h:
+        assert {"TRUE_HOST", "TRUE_S", "TRUE_D", "TRUE_AV", "IVAR", "PSF"} <= {x.name for x in h}
+        av_lw = h[0].header["T_AVLW"]
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(out / "truth.parquet").to_pydict()
+    assert t["name"] == ["gal_000000", "gal_000001", "gal_000002"]
+    assert t["av_lw"][0] == pytest.approx(av_lw)
+    assert (out / "truth.csv").exists() and (out / "simulations.png").stat().st_size > 10000
+    # refuses to overwrite
+    rc = main(["simulate", "--n", "3", "--size", "32", "--out", str(out), "--quiet"])
+    assert rc == 2 and "exists" in capsys.readouterr().err
+
+
+def test_simulate_bulk_store(tmp_path):
+    out = tmp_path / "train.npz"
+    assert main(["simulate", "--bulk", "--n", "5", "--size", "32", "--out", str(out), "--quiet", "--isochromatic"]) == 0
+    with np.load(out) as d:
+        assert d["S"].shape == (5, 32, 32) and d["D"].shape == (5, 32, 32)
+        assert (d["D"] <= 1).all() and int(d["seed"]) == 0
+        assert "isochromatic=True" in str(d["config"])
+
+
+def test_unknown_band_is_one_line_error(capsys):
+    rc = main(["simulate", "--n", "1", "--out", "/tmp/never", "--bands", "sdss_g,sdss_rr"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "sdss_r" in err

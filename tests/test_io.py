@@ -1,0 +1,194 @@
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from galdust.io import InputError, OutputExistsError, read_band_files, read_cube, read_npz, read_observation, write_cube
+
+BANDS = ["sdss_g", "sdss_r", "sdss_i"]
+
+
+def make_wcs(n=16):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [n / 2, n / 2]
+    w.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
+    return w
+
+
+def write_raw(path, data, bands=BANDS, ivar=None, psf=None, var=None, err=None, extra_hdr=None, wcs=None, sci=False):
+    hdr = wcs.to_header() if wcs is not None else fits.Header()
+    if bands is not None:
+        hdr["BANDS"] = ",".join(bands)
+    for k, v in (extra_hdr or {}).items():
+        hdr[k] = v
+    if sci:
+        hdus = [fits.PrimaryHDU(), fits.ImageHDU(data, header=hdr, name="SCI")]
+    else:
+        hdus = [fits.PrimaryHDU(data, header=hdr)]
+    for name, arr in (("IVAR", ivar), ("VAR", var), ("ERR", err), ("PSF", psf)):
+        if arr is not None:
+            hdus.append(fits.ImageHDU(arr, name=name))
+    fits.HDUList(hdus).writeto(path)
+    return path
+
+
+@pytest.fixture
+def cube():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(3, 16, 16)).astype(np.float32) + 5.0
+
+
+def test_round_trip_keeps_data_wcs_and_provenance(tmp_path, cube):
+    ivar = np.full_like(cube, 4.0)
+    psf = np.ones((3, 5, 5))
+    w = make_wcs()
+    p = write_cube(tmp_path / "c.fits", cube, BANDS, ivar=ivar, psf=psf, wcs=w, unit="nanomaggy",
+                   provenance=[("GDVERS", "0.1.0", "v"), ("GDCMD", "galdust test", "c")])
+    obs = read_cube(p)
+    np.testing.assert_array_equal(obs.cube, cube)
+    np.testing.assert_array_equal(obs.ivar, ivar)
+    np.testing.assert_allclose(obs.psf.sum(axis=(1, 2)), 1.0, rtol=1e-6)
+    assert obs.bands == tuple(BANDS)
+    assert obs.unit == "nanomaggy"
+    assert obs.wcs is not None
+    np.testing.assert_allclose(obs.wcs.pixel_to_world_values(3, 4), w.pixel_to_world_values(3, 4))
+    h = fits.getheader(p)
+    assert h["GDCMD"] == "galdust test"
+    assert obs.wave_eff[1] == pytest.approx(0.6168, abs=1e-3)
+
+
+def test_write_refuses_to_overwrite_and_leaves_no_temp(tmp_path, cube):
+    p = write_cube(tmp_path / "c.fits", cube, BANDS)
+    with pytest.raises(OutputExistsError):
+        write_cube(p, cube, BANDS)
+    write_cube(p, cube * 2, BANDS, overwrite=True)
+    assert read_cube(p).cube.mean() == pytest.approx(2 * cube.mean(), rel=1e-5)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.fits"]
+
+
+def test_failed_write_leaves_nothing(tmp_path, cube):
+    with pytest.raises(Exception):
+        write_cube(tmp_path / "c.fits", cube, BANDS, extra={"BAD": np.array(["x"])})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sci_hdu_var_and_err(tmp_path, cube):
+    var = np.full_like(cube, 0.25)
+    o1 = read_cube(write_raw(tmp_path / "a.fits", cube, var=var, sci=True))
+    np.testing.assert_allclose(o1.ivar, 4.0)
+    o2 = read_cube(write_raw(tmp_path / "b.fits", cube, err=np.full_like(cube, 0.5)))
+    np.testing.assert_allclose(o2.ivar, 4.0)
+
+
+def test_waveeff_for_unknown_band(tmp_path, cube):
+    p = write_raw(tmp_path / "a.fits", cube, bands=["sdss_g", "mycam_x", "sdss_i"],
+                  ivar=np.ones_like(cube), extra_hdr={"WAVEEFF": "0.47,0.62,0.75"})
+    obs = read_cube(p)
+    assert obs.bands[1] == "mycam_x" and obs.wave_eff[1] == pytest.approx(0.62)
+
+
+def test_nan_pixels_masked_and_counted(tmp_path, cube):
+    cube[0, 2, 3] = np.nan
+    cube[2, 5, 5] = np.inf
+    p = write_raw(tmp_path / "a.fits", cube, ivar=np.ones_like(cube))
+    with pytest.warns(UserWarning, match="2 NaN/inf pixel values masked"):
+        obs = read_cube(p)
+    assert obs.ivar[0, 2, 3] == 0 and obs.ivar[2, 5, 5] == 0
+    assert np.isfinite(obs.cube).all()
+    assert (obs.ivar == 0).sum() == 2
+
+
+def test_noise_estimated_from_background(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(0, 0.3, size=(3, 64, 64)).astype(np.float32)
+    data[:, 30:34, 30:34] += 50.0  # a source, clipped away
+    p = write_raw(tmp_path / "a.fits", data)
+    with pytest.warns(UserWarning, match="noise estimated"):
+        obs = read_cube(p)
+    np.testing.assert_allclose(1 / np.sqrt(obs.ivar[:, 0, 0]), 0.3, rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    "kind,match",
+    [
+        ("negative_ivar", "negative"),
+        ("zero_ivar", "zero everywhere"),
+        ("ivar_shape", "does not match"),
+        ("psf_bands", "PSF must be"),
+        ("unknown_band", "unknown band 'sdss_rr'"),
+        ("band_count", "2 band names"),
+        ("not_3d", "must be 3-D"),
+        ("no_bands", "no band names"),
+        ("truncated", "cannot read FITS"),
+        ("missing", "no such file"),
+        ("garbage", "cannot read FITS"),
+    ],
+)
+def test_bad_input_one_line_error_naming_file(tmp_path, cube, kind, match):
+    p = tmp_path / f"{kind}.fits"
+    ones = np.ones_like(cube)
+    if kind == "negative_ivar":
+        write_raw(p, cube, ivar=-ones)
+    elif kind == "zero_ivar":
+        iv = ones.copy()
+        iv[1] = 0
+        write_raw(p, cube, ivar=iv)
+    elif kind == "ivar_shape":
+        write_raw(p, cube, ivar=ones[:, :8])
+    elif kind == "psf_bands":
+        write_raw(p, cube, ivar=ones, psf=np.ones((2, 5, 5)))
+    elif kind == "unknown_band":
+        write_raw(p, cube, bands=["sdss_g", "sdss_rr", "sdss_i"])
+    elif kind == "band_count":
+        write_raw(p, cube, bands=["sdss_g", "sdss_r"])
+    elif kind == "not_3d":
+        write_raw(p, cube[0])
+    elif kind == "no_bands":
+        write_raw(p, cube, bands=None)
+    elif kind == "truncated":
+        write_raw(tmp_path / "full.fits", cube, ivar=ones)
+        b = (tmp_path / "full.fits").read_bytes()
+        p.write_bytes(b[: len(b) - 4000])
+    elif kind == "garbage":
+        p.write_bytes(b"this is not a FITS file" * 200)
+    with pytest.raises(InputError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            read_cube(p)
+    msg = str(e.value)
+    assert match in msg
+    assert str(p) in msg
+    assert "\n" not in msg
+
+
+def test_per_band_files(tmp_path, cube):
+    w = make_wcs()
+    paths = []
+    for b, plane in zip(BANDS, cube):
+        fits.PrimaryHDU(plane, header=w.to_header()).writeto(tmp_path / f"{b}.fits")
+        paths.append(tmp_path / f"{b}.fits")
+    with pytest.warns(UserWarning):
+        obs = read_observation(paths, bands=BANDS)
+    np.testing.assert_array_equal(obs.cube, cube)
+    assert obs.wcs is not None
+    fits.PrimaryHDU(cube[0, :8]).writeto(tmp_path / "small.fits")
+    with pytest.raises(InputError, match="differs"):
+        read_band_files([paths[0], tmp_path / "small.fits", paths[2]], BANDS)
+
+
+def test_npz_scene(shared_data):
+    obs = read_npz(shared_data / "hsc" / "hsc_cosmos_35.npz")
+    assert obs.bands == ("hsc_g", "hsc_r", "hsc_i", "hsc_z", "hsc_y")
+    assert obs.cube.shape == (5, 58, 48) and obs.psf.shape == (5, 43, 43)
+    assert (obs.ivar >= 0).all() and (obs.ivar > 0).mean() > 0.5
+    np.testing.assert_allclose(obs.psf.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+
+
+def test_npz_without_variance_warns(shared_data):
+    with pytest.warns(UserWarning, match="noise estimated"):
+        obs = read_npz(shared_data / "hsc" / "hsc_cosmos.npz")
+    assert (obs.ivar > 0).all()

@@ -1,0 +1,128 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from galdust.physics.attenuation import LAMBDA_V, BandAttenuation, attenuation_ratio
+from galdust.simulate import SimConfig, sample_params, simulate
+
+BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
+
+
+def params_batch(cfg, n, seed=0, **override):
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    p = jax.vmap(lambda k: sample_params(k, cfg))(keys)
+    return p._replace(**{k: jnp.full(n, v, jnp.float32) for k, v in override.items()})
+
+
+@pytest.fixture(scope="module")
+def fiducial():
+    return simulate(jax.random.PRNGKey(7), 128, SimConfig(size=48), batch=64)
+
+
+def test_thin_screen_is_exact_without_psf():
+    cfg = SimConfig(bands=BANDS, size=32, psf_fwhm=None, snr=None, isochromatic=True, screen=True)
+    p = params_batch(cfg, 8, tau_disk=1.5, tau_ring=0.3, tau_clump=0.0, tau_patch=0.5)
+    out = simulate(jax.random.PRNGKey(0), 8, cfg, params=p, batch=8)
+    a_ref = -2.5 * np.log10(out["D"])
+    for i in range(8):
+        K = np.asarray(BandAttenuation(BANDS)(p.delta[i]))
+        expected = out["host_cube"][i] * 10 ** (-0.4 * K[:, None, None] * a_ref[i])
+        lit = (out["host_cube"][i] > 1e-4 * out["host_cube"][i].max()) & (a_ref[i] < 12.0)
+        np.testing.assert_allclose(out["cube"][i][lit], expected[lit], rtol=2e-4)
+        # and the A_V map is A_ref scaled by the curve
+        av = a_ref[i] * float(attenuation_ratio(LAMBDA_V, p.delta[i]))
+        np.testing.assert_allclose(out["AV"][i][lit.all(0)], av[lit.all(0)], atol=2e-4)
+    assert out["av_lw"].min() > 0.1
+
+
+def test_zero_dust_gives_zero_attenuation():
+    cfg = SimConfig(size=32, snr=None, dust_free=True)
+    out = simulate(jax.random.PRNGKey(3), 8, cfg, batch=8)
+    np.testing.assert_allclose(out["AV"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(out["D"], 1.0, atol=1e-5)
+    np.testing.assert_allclose(out["cube"], out["host_cube"], rtol=1e-5, atol=1e-6 * out["host_cube"].max())
+    assert np.all(out["av_lw"] < 1e-5) and np.all(out["covfrac"] == 0)
+
+
+def test_isochromatic_host_is_F_times_S():
+    cfg = SimConfig(size=32, snr=None, isochromatic=True)
+    out = simulate(jax.random.PRNGKey(4), 8, cfg, batch=8)
+    model = out["F"][:, :, None, None] * out["S"][:, None]
+    np.testing.assert_allclose(out["host_cube"], model, rtol=1e-4, atol=1e-6 * model.max())
+    assert np.allclose(out["S"].max(axis=(1, 2)), 1.0)
+
+
+def test_fiducial_host_has_colour_gradients(fiducial):
+    # bulge redder than disk/clumps: the z/g ratio varies across the image for most galaxies
+    host = fiducial["host_cube"]
+    ratio = host[:, 3] / np.maximum(host[:, 0], 1e-9)
+    lit = host[:, 0] > 0.05 * host[:, 0].max(axis=(1, 2), keepdims=True)
+    spread = np.array([np.ptp(np.log(ratio[i][lit[i]])) for i in range(len(host))])
+    assert np.median(spread) > 0.2
+
+
+def test_noise_matches_snr_definition():
+    cfg = SimConfig(size=32, snr=20.0)
+    out = simulate(jax.random.PRNGKey(5), 4, cfg, batch=4)
+    snr = np.sqrt((out["truth_cube"] ** 2).sum(axis=(2, 3))) / out["sigma"]
+    np.testing.assert_allclose(snr, 20.0, rtol=1e-4)
+    resid_std = (out["cube"] - out["truth_cube"]).std(axis=(2, 3))
+    np.testing.assert_allclose(resid_std, out["sigma"], rtol=0.1)
+
+
+def test_deterministic_and_batch_invariant():
+    cfg = SimConfig(size=32)
+    a = simulate(jax.random.PRNGKey(9), 6, cfg, batch=6)
+    b = simulate(jax.random.PRNGKey(9), 6, cfg, batch=4)
+    np.testing.assert_allclose(a["cube"], b["cube"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(a["D"], b["D"], rtol=1e-6)
+
+
+def test_more_dust_more_attenuation():
+    cfg = SimConfig(size=32, snr=None)
+    base = params_batch(cfg, 1, seed=11, inc=0.8, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0)
+    avs = []
+    for tau in (0.0, 0.3, 1.0, 3.0):
+        p = base._replace(tau_disk=jnp.full(1, tau, jnp.float32))
+        avs.append(float(simulate(jax.random.PRNGKey(0), 1, cfg, params=p, batch=1)["av_lw"][0]))
+    assert avs[0] < 1e-6 and np.all(np.diff(avs) > 0)
+
+
+def test_edge_on_more_attenuated_than_face_on():
+    cfg = SimConfig(size=48, snr=None)
+    base = params_batch(cfg, 1, seed=12, tau_disk=1.0, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0, bt=0.2)
+    av = []
+    for inc in (0.0, 1.2, 1.5):
+        p = base._replace(inc=jnp.full(1, inc, jnp.float32))
+        av.append(float(simulate(jax.random.PRNGKey(0), 1, cfg, params=p, batch=1)["av_lw"][0]))
+    assert av[0] < av[1] < av[2]
+
+
+def test_population_covers_wide_range(fiducial):
+    av, f = fiducial["av_lw"], fiducial["covfrac"]
+    assert (av < 0.01).mean() > 0.1  # dust-free and nearly dust-free
+    assert (av > 0.8).mean() > 0.05
+    assert fiducial["AV"].max() > 2.0
+    assert (f < 0.5).sum() >= 5 and (f > 0.9).sum() >= 5
+    d = np.asarray(fiducial["params"].delta)
+    assert d.min() >= -1.0 and d.max() <= 0.5
+    assert np.isfinite(fiducial["cube"]).all()
+
+
+def test_truth_consistency(fiducial):
+    # A_V,LW and the covering fraction recomputed from the maps with the V-band host ~ F_r S weighting
+    assert np.all((fiducial["D"] > 0) & (fiducial["D"] <= 1))
+    assert np.all(fiducial["AV"] >= 0)
+    assert np.all(fiducial["covfrac"] >= 0) and np.all(fiducial["covfrac"] <= 1)
+    # observed flux never exceeds the intrinsic host (absorption only)
+    assert np.all(fiducial["truth_cube"].sum(axis=(2, 3)) <= fiducial["host_cube"].sum(axis=(2, 3)) * (1 + 1e-5))
+
+
+def test_given_psf_is_used():
+    cfg = SimConfig(size=32, snr=None, psf_fwhm=None)
+    psf = np.zeros((4, 5, 5), np.float32)
+    psf[:, 2, 2] = 1.0  # delta PSF = no PSF
+    a = simulate(jax.random.PRNGKey(1), 2, cfg, batch=2)
+    b = simulate(jax.random.PRNGKey(1), 2, cfg, batch=2, psf=psf)
+    np.testing.assert_allclose(a["cube"], b["cube"], rtol=1e-4, atol=1e-4 * a["cube"].max())
