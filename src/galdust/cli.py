@@ -95,7 +95,8 @@ def simulate(
     t0 = time.perf_counter()
     upd, close = _progress(n, "simulating", quiet)
     try:
-        sim = run_sim(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n), progress=upd)
+        keep = None if (not bulk or with_cubes or plot) else ("S", "D", "AV", "F", "sigma", "av_lw", "covfrac")
+        sim = run_sim(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n), progress=upd, keep=keep)
     finally:
         close()
     t_sim = time.perf_counter() - t0
@@ -113,6 +114,65 @@ def simulate(
         written += f"; figure {fig}"
     if not quiet:
         typer.echo(f"simulated {n} galaxies in {t_sim:.1f} s ({n / t_sim:.1f}/s); wrote {written}")
+
+
+@app.command()
+def info(
+    inputs: Annotated[list[Path], typer.Argument(help="A cube FITS, an .npz scene, or one FITS per band.")],
+    bands: Annotated[Optional[str], typer.Option(help="Comma-separated bands, for one file per band.")] = None,
+):
+    """Read an input image as galdust would and print what it found (bands, shape, noise, PSF, WCS)."""
+    import warnings
+
+    import numpy as np
+
+    from .io import read_observation
+
+    band_list = [b.strip() for b in bands.split(",")] if bands else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        obs = read_observation([str(p) for p in inputs], band_list)
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+    nb, ny, nx = obs.cube.shape
+    typer.echo(f"{obs.source}: {nb} bands x {ny} x {nx} pixels, unit '{obs.unit or '?'}', "
+               f"PSF {'none' if obs.psf is None else 'x'.join(map(str, obs.psf.shape[1:]))}, "
+               f"WCS {'yes' if obs.wcs is not None else 'no'}")
+    for b, w, img, iv in zip(obs.bands, obs.wave_eff, obs.cube, obs.ivar):
+        good = iv > 0
+        sig = np.median(1 / np.sqrt(iv[good])) if good.any() else float("nan")
+        typer.echo(f"  {b:12s} λ_eff {w:7.4f} µm  median σ {sig:.4g}  masked {np.mean(~good):.1%}  "
+                   f"sum {img[good].sum():.4g}")
+
+
+@app.command("train-prior")
+def train_prior(
+    kind: Annotated[str, typer.Argument(help="'dust' (p(D|S)) or 'host' (fallback host prior).")],
+    data: Annotated[Path, typer.Option("--data", help="Bulk store from 'galdust simulate --bulk'.")],
+    out: Annotated[Path, typer.Option("--out", help="Weights file to write (.eqx) + JSON sidecar.")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, batches and noise.")] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up + cosine).")] = 3e-4,
+    ckpt_every: Annotated[int, typer.Option(min=1, help="Checkpoint + validation every N steps.")] = 500,
+    n_val: Annotated[int, typer.Option(min=1, help="Rows at the end of the store held out.")] = 1000,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and save) after this wall time.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
+):
+    """Train a score prior by denoising score matching (resumable from OUT.ckpt.eqx)."""
+    from .priors.train import train
+
+    if kind not in ("dust", "host"):
+        raise UserError(f"unknown prior kind {kind!r} (use 'dust' or 'host')")
+    if not data.exists():
+        raise UserError(f"{data}: no such file")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    try:
+        train(kind, data, steps, out, seed=seed, batch=batch, lr=lr, ckpt_every=ckpt_every, n_val=n_val,
+              max_minutes=max_minutes)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"{data}: {e}") from None
 
 
 @app.command()

@@ -448,12 +448,13 @@ def _simulate_batch(keys, cfg: SimConfig, psf, params):
 
 
 def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: GalaxyParams | None = None,
-             progress=None) -> dict:
+             progress=None, keep: Sequence[str] | None = None) -> dict:
     """Simulate ``n`` galaxies; returns numpy arrays with a leading galaxy axis.
 
     Keys are split deterministically from ``key`` (galaxy i always gets the same key for a given
     ``key``, whatever ``batch``). ``params`` (batched) overrides the random draw. ``progress`` is an
-    optional callable ``progress(n_done)``.
+    optional callable ``progress(n_done)``. ``keep`` limits the returned arrays to these keys (plus
+    ``params``), which saves memory for large training sets.
     """
     keys = jax.random.split(key, n)
     psf = None if psf is None else jnp.asarray(psf)
@@ -465,6 +466,8 @@ def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: 
             kb = jnp.concatenate([kb, jnp.repeat(kb[-1:], batch - m, axis=0)])
         pb = None if params is None else jax.tree.map(lambda a: _pad(a[i : i + batch], batch), params)
         out = _simulate_batch(kb, cfg, psf, pb)
+        if keep is not None:
+            out = {k: v for k, v in out.items() if k in keep or k == "params"}
         chunks.append(jax.tree.map(lambda a: np.asarray(a)[:m], out))
         if progress is not None:
             progress(min(i + batch, n))

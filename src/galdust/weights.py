@@ -1,0 +1,91 @@
+"""Weights on disk: equinox leaf serialisation + a JSON sidecar (config, data seed, commit, metrics).
+
+``save(path, model, sidecar)`` writes ``path`` (``.eqx``) and ``path.with_suffix('.json')``
+atomically; the sidecar records the SHA-256 of the weights, checked by :func:`load`. No pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+
+from . import __version__
+from .io import atomic_path
+
+__all__ = ["save", "load", "read_sidecar", "git_commit", "sha256", "WeightsError"]
+
+
+class WeightsError(RuntimeError):
+    """Weights missing, corrupt, or not matching their sidecar."""
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_commit() -> str:
+    """Commit of the galdust source tree, or 'unknown' outside a git checkout."""
+    try:
+        here = Path(__file__).resolve().parent
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                           timeout=5)
+        return r.stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def save(path: str | os.PathLike, model: Any, sidecar: dict[str, Any], *, overwrite: bool = True) -> Path:
+    """Serialise ``model``'s leaves to ``path`` and write the JSON sidecar next to it."""
+    path = Path(path)
+    with atomic_path(path, overwrite) as tmp:
+        eqx.tree_serialise_leaves(tmp, model)
+        digest = sha256(tmp)
+    meta = dict(sidecar)
+    meta.setdefault("galdust_version", __version__)
+    meta.setdefault("commit", git_commit())
+    meta["weights_file"] = path.name
+    meta["sha256"] = digest
+    meta["bytes"] = path.stat().st_size
+    with atomic_path(path.with_suffix(".json"), overwrite) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(o):
+    try:
+        return o.item()
+    except AttributeError:
+        return str(o)
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    side = Path(path).with_suffix(".json")
+    if not side.exists():
+        raise WeightsError(f"{side}: sidecar missing (weights need their JSON sidecar)")
+    return json.loads(side.read_text())
+
+
+def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, check_hash: bool = True):
+    """Load weights: ``skeleton(sidecar)`` builds a model of the right shape, filled from ``path``.
+
+    Returns ``(model, sidecar)``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file not found")
+    meta = read_sidecar(path)
+    if check_hash and meta.get("sha256") and sha256(path) != meta["sha256"]:
+        raise WeightsError(f"{path}: SHA-256 does not match its sidecar (corrupt or replaced file)")
+    model = eqx.tree_deserialise_leaves(path, skeleton(meta))
+    return model, meta

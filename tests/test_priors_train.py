@@ -1,0 +1,47 @@
+import json
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+from galdust.priors.train import train, unet_from_config
+from galdust.simulate import SimConfig, simulate
+from galdust.simulate.store import write_bulk
+
+TINY = {"widths": [8, 16], "stem": 2, "emb_dim": 16, "size": 16}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    cfg = SimConfig(size=16, n_los=16)
+    sim = simulate(jax.random.PRNGKey(0), 48, cfg, batch=48)
+    return write_bulk(sim, cfg, tmp_path_factory.mktemp("d") / "s.npz", seed=0)
+
+
+def leaves(m):
+    return [np.asarray(a) for a in jax.tree.leaves(eqx.filter(m, eqx.is_array))]
+
+
+def test_resume_is_deterministic_and_writes_sidecar(store, tmp_path):
+    kw = dict(seed=3, batch=4, ckpt_every=3, n_val=8, config=TINY, progress=False, log=lambda s: None)
+    full = train("dust", store, 6, tmp_path / "a.eqx", **kw)
+    # interrupted after 3 steps (a checkpoint), then resumed to 6
+    train("dust", store, 6, tmp_path / "b.eqx", stop_at=3, **kw)
+    (tmp_path / "b.eqx").unlink()
+    resumed = train("dust", store, 6, tmp_path / "b.eqx", **kw)
+    load = lambda p: eqx.tree_deserialise_leaves(p, unet_from_config(dict(TINY, kind="dust")))  # noqa: E731
+    for x, y in zip(leaves(load(tmp_path / "a.eqx")), leaves(load(tmp_path / "b.eqx"))):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert full["training"]["steps"] == resumed["training"]["steps"] == 6
+    side = json.loads((tmp_path / "a.json").read_text())
+    assert side["data"]["data_seed"] == 0 and side["data"]["n_val"] == 8
+    assert set(side["metrics"]["val_loss"]) >= {"0.01", "0.1", "mean"}
+    assert side["config"]["representation"] == "D"
+
+
+def test_checkpoint_with_other_config_refuses(store, tmp_path):
+    kw = dict(seed=3, batch=4, ckpt_every=2, n_val=8, progress=False, log=lambda s: None)
+    train("dust", store, 2, tmp_path / "c.eqx", config=TINY, **kw)
+    with pytest.raises(ValueError, match="another config"):
+        train("dust", store, 4, tmp_path / "c.eqx", config=dict(TINY, emb_dim=8), **kw)
