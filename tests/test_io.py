@@ -70,6 +70,12 @@ def test_write_refuses_to_overwrite_and_leaves_no_temp(tmp_path, cube):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.fits"]
 
 
+def test_writer_checks_band_count(tmp_path, cube):
+    with pytest.raises(ValueError, match="does not match 2 bands"):
+        write_cube(tmp_path / "c.fits", cube, BANDS[:2])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_write_leaves_nothing(tmp_path, cube):
     with pytest.raises(Exception):
         write_cube(tmp_path / "c.fits", cube, BANDS, extra={"BAD": np.array(["x"])})
@@ -126,6 +132,8 @@ def test_noise_estimated_from_background(tmp_path):
         ("truncated", "cannot read FITS"),
         ("missing", "no such file"),
         ("garbage", "cannot read FITS"),
+        ("nan_band", "NaN/inf everywhere"),
+        ("text_ivar", "IVAR HDU is not a numeric image"),
     ],
 )
 def test_bad_input_one_line_error_naming_file(tmp_path, cube, kind, match):
@@ -155,6 +163,17 @@ def test_bad_input_one_line_error_naming_file(tmp_path, cube, kind, match):
         p.write_bytes(b[: len(b) - 4000])
     elif kind == "garbage":
         p.write_bytes(b"this is not a FITS file" * 200)
+    elif kind == "nan_band":
+        c = cube.copy()
+        c[1] = np.nan
+        write_raw(p, c, ivar=ones)
+    elif kind == "text_ivar":
+        from astropy.table import Table
+
+        hdr = fits.Header()
+        hdr["BANDS"] = ",".join(BANDS)
+        fits.HDUList([fits.PrimaryHDU(cube, header=hdr),
+                      fits.BinTableHDU(Table({"a": ["x", "y"]}), name="IVAR")]).writeto(p)
     with pytest.raises(InputError) as e:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -66,7 +66,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,
     psf_fwhm: Annotated[float, typer.Option(help="Gaussian PSF FWHM in pixels; 0 for none.")] = 2.0,
     isochromatic: Annotated[bool, typer.Option("--isochromatic", help="One SED for bulge, disk and clumps.")] = False,
-    n_los: Annotated[int, typer.Option(help="Samples along each line of sight.")] = 32,
+    n_los: Annotated[int, typer.Option(help="Samples along each line of sight.")] = 40,
     bulk: Annotated[bool, typer.Option("--bulk", help="Write one .npz array store (for prior training).")] = False,
     with_cubes: Annotated[bool, typer.Option("--with-cubes", help="Bulk: also store the image cubes.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Write a figure of the first galaxies.")] = False,
@@ -183,7 +183,7 @@ def demo(
     """Run the main job on the embedded default input and write its outputs."""
     out.mkdir(parents=True, exist_ok=True)
     simulate(out=out / "simulated", n=8, seed=42, plot=True, overwrite=overwrite, bands="sdss_g,sdss_r,sdss_i,sdss_z",
-             size=64, snr=50.0, psf_fwhm=2.0, isochromatic=False, n_los=32, bulk=False, with_cubes=False, batch=8,
+             size=64, snr=50.0, psf_fwhm=2.0, isochromatic=False, n_los=40, bulk=False, with_cubes=False, batch=8,
              quiet=True)
     typer.echo(f"demo: simulated dusty galaxies and their figure in {out / 'simulated'}")
 

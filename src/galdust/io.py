@@ -142,6 +142,8 @@ def _validate(
     cube = cube.astype(np.float32)
     bad = ~np.isfinite(cube)
     if ivar is not None:
+        if not np.issubdtype(np.asarray(ivar).dtype, np.number):
+            raise InputError(f"{src}: noise array (IVAR/VAR/ERR) is not numeric")
         ivar = np.asarray(ivar, dtype=np.float64)
         if ivar.shape != cube.shape:
             raise InputError(f"{src}: inverse variance shape {ivar.shape} does not match image {cube.shape}")
@@ -152,6 +154,11 @@ def _validate(
         for b in range(nb):
             if not np.any(ivar[b] > 0):
                 raise InputError(f"{src}: inverse variance of band {bands[b]} is zero everywhere")
+    for b in range(nb):
+        if bad[b].all():
+            raise InputError(f"{src}: band {bands[b]} is NaN/inf everywhere")
+        if ivar is not None and not np.any(np.where(bad[b], 0.0, ivar[b]) > 0):
+            raise InputError(f"{src}: band {bands[b]} has no pixel with both finite data and positive weight")
     n_bad = int(bad.sum())
     if n_bad:
         msg = f"{src}: {n_bad} NaN/inf pixel values masked (zero weight)"
@@ -172,6 +179,8 @@ def _validate(
         notes.append(msg)
     ivar = np.where(bad, 0.0, ivar).astype(np.float32)
     if psf is not None:
+        if not np.issubdtype(np.asarray(psf).dtype, np.number):
+            raise InputError(f"{src}: PSF array is not numeric")
         psf = np.asarray(psf, dtype=np.float64)
         if psf.ndim == 2:
             psf = np.broadcast_to(psf, (nb,) + psf.shape).copy()
@@ -208,22 +217,33 @@ def _split_list(value) -> list[str] | None:
 
 @contextlib.contextmanager
 def _open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
+    """Open a FITS file and read every data unit now, turning read failures (corrupt or truncated
+    files) into :class:`InputError`; errors raised by the caller's block pass through untouched."""
     src = str(path)
     if not os.path.exists(src):
         raise InputError(f"{src}: no such file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", fits.verify.VerifyWarning)
             warnings.filterwarnings("error", message=".*truncated.*")
-            with fits.open(src, memmap=False, lazy_load_hdus=False) as hdul:
+            hdul = fits.open(src, memmap=False, lazy_load_hdus=False)
+            try:
                 for h in hdul:  # force reading every data unit now (catches truncation)
                     _ = h.data
-                yield hdul
-    except InputError:
-        raise
+            except BaseException:
+                hdul.close()
+                raise
     except (OSError, ValueError, TypeError, IndexError, fits.verify.VerifyError, Warning) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{src}: cannot read FITS (corrupt or truncated file: {first})") from None
+    with hdul:
+        yield hdul
+
+
+def _first_image(hdul: fits.HDUList, src: str) -> np.ndarray:
+    hdu = next((h for h in hdul if h.data is not None), None)
+    if hdu is None:
+        raise InputError(f"{src}: no image data")
+    return np.asarray(hdu.data)
 
 
 def _celestial_wcs(header: fits.Header) -> WCS | None:
@@ -256,22 +276,22 @@ def read_cube(path: str | os.PathLike) -> Observation:
             raise InputError(f"{src}: WAVEEFF must be comma-separated numbers in micron") from None
         ivar = None
         if "IVAR" in names:
-            ivar = np.asarray(hdul["IVAR"].data, dtype=np.float64)
+            ivar = _numeric(hdul["IVAR"].data, src, "IVAR")
         elif "VAR" in names:
-            var = np.asarray(hdul["VAR"].data, dtype=np.float64)
+            var = _numeric(hdul["VAR"].data, src, "VAR")
             _check_shape(var, sci.data, src, "VAR")
             if np.any(var[np.isfinite(var)] < 0):
                 raise InputError(f"{src}: variance has negative values")
             with np.errstate(divide="ignore"):
                 ivar = np.where(var > 0, 1.0 / var, 0.0)
         elif "ERR" in names:
-            err = np.asarray(hdul["ERR"].data, dtype=np.float64)
+            err = _numeric(hdul["ERR"].data, src, "ERR")
             _check_shape(err, sci.data, src, "ERR")
             if np.any(err[np.isfinite(err)] < 0):
                 raise InputError(f"{src}: ERR has negative values")
             with np.errstate(divide="ignore"):
                 ivar = np.where(err > 0, 1.0 / err**2, 0.0)
-        psf = np.asarray(hdul["PSF"].data) if "PSF" in names else None
+        psf = _numeric(hdul["PSF"].data, src, "PSF") if "PSF" in names else None
         data = np.asarray(sci.data)
         unit = str(hdr.get("BUNIT", phdr.get("BUNIT", "")))
         wcs = _celestial_wcs(hdr)
@@ -281,9 +301,30 @@ def read_cube(path: str | os.PathLike) -> Observation:
     return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes))
 
 
+def _numeric(data, src: str, what: str) -> np.ndarray:
+    """An HDU's data as float64, or an InputError if it is missing or not a numeric image."""
+    arr = None if data is None else np.asarray(data)
+    if arr is None or arr.dtype.names is not None or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"{src}: {what} HDU is not a numeric image")
+    return arr.astype(np.float64)
+
+
 def _check_shape(arr, data, src, what):
     if data is not None and np.shape(arr) != np.shape(data):
         raise InputError(f"{src}: {what} shape {np.shape(arr)} does not match image {np.shape(data)}")
+
+
+def _stack_planes(paths, shape, what: str) -> np.ndarray:
+    """One 2-D image per band from ``paths``, all of one shape (``shape`` if given)."""
+    planes = []
+    for p in paths:
+        with _open_fits(p) as hdul:
+            planes.append(_first_image(hdul, str(p)))
+    want = shape if shape is not None else planes[0].shape
+    for p, q in zip(paths, planes):
+        if q.shape != want:
+            raise InputError(f"{p}: {what} image shape {q.shape} differs from {want}")
+    return np.stack(planes)
 
 
 def read_band_files(
@@ -294,8 +335,10 @@ def read_band_files(
     psf_paths: Sequence[str | os.PathLike] | None = None,
 ) -> Observation:
     """Read one 2-D FITS image per band (format (b)); optional per-band IVAR and PSF files."""
+    if not paths:
+        raise InputError("(no files): no input images given")
     if len(paths) != len(bands):
-        raise InputError(f"{paths[0] if paths else '(no files)'}: {len(paths)} files for {len(bands)} bands")
+        raise InputError(f"{paths[0]}: {len(paths)} files for {len(bands)} bands")
     planes, wcs, unit = [], None, ""
     for p in paths:
         with _open_fits(p) as hdul:
@@ -311,24 +354,8 @@ def read_band_files(
             if wcs is None:
                 wcs = _celestial_wcs(hdu.header)
                 unit = str(hdu.header.get("BUNIT", ""))
-    ivar = None
-    if ivar_paths:
-        ivar = []
-        for p in ivar_paths:
-            with _open_fits(p) as hdul:
-                ivar.append(np.asarray(next(h for h in hdul if h.data is not None).data))
-        if any(i.shape != planes[0].shape for i in ivar):
-            raise InputError(f"{ivar_paths[0]}: inverse-variance shapes do not match the images")
-        ivar = np.stack(ivar)
-    psf = None
-    if psf_paths:
-        psf = []
-        for p in psf_paths:
-            with _open_fits(p) as hdul:
-                psf.append(np.asarray(next(h for h in hdul if h.data is not None).data))
-        if any(q.shape != psf[0].shape for q in psf):
-            raise InputError(f"{psf_paths[0]}: PSF images of the bands have different shapes")
-        psf = np.stack(psf)
+    ivar = _stack_planes(ivar_paths, planes[0].shape, "inverse-variance") if ivar_paths else None
+    psf = _stack_planes(psf_paths, None, "PSF") if psf_paths else None
     src = ",".join(str(p) for p in paths)
     cube, ivar, psf, bands_t, waves_t, notes = _validate(
         np.stack(planes), ivar, psf, list(bands), None, str(paths[0]), noise_from_background=True
@@ -355,7 +382,9 @@ def read_npz(path: str | os.PathLike, survey: str = "hsc") -> Observation:
             variance = np.asarray(d["variance"]) if "variance" in files else None
             mask = np.asarray(d["mask"]) if "mask" in files else None
             psfs = np.asarray(d["psfs"]) if "psfs" in files else None
-            filters = [str(f) for f in d["filters"]] if "filters" in files else None
+            filters = None
+            if "filters" in files:
+                filters = [f.decode() if isinstance(f, bytes) else str(f) for f in d["filters"].tolist()]
     except InputError:
         raise
     except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError ...
@@ -363,17 +392,25 @@ def read_npz(path: str | os.PathLike, survey: str = "hsc") -> Observation:
     bands = None
     if filters is not None:
         bands = [f if is_known(f) else f"{survey}_{f.lower()}" for f in filters]
+    for name, arr in (("images", images), ("variance", variance), ("psfs", psfs), ("mask", mask)):
+        if arr is not None and not np.issubdtype(arr.dtype, np.number):
+            raise InputError(f"{src}: npz array '{name}' is not numeric ({arr.dtype})")
     ivar = None
     if variance is not None:
         _check_shape(variance, images, src, "variance")
         with np.errstate(divide="ignore", invalid="ignore"):
             ivar = np.where(variance > 0, 1.0 / variance, 0.0)
-        if mask is not None:
-            _check_shape(mask, images, src, "mask")
-            ivar = np.where((mask.astype(np.int64) & _NPZ_BAD_BITS) != 0, 0.0, ivar)
-    cube, ivar, psf, bands_t, waves_t, notes = _validate(
-        images, ivar, psfs, bands, None, src, noise_from_background=True
-    )
+    if mask is not None:
+        _check_shape(mask, images, src, "mask")
+        bad_px = (mask.astype(np.int64) & _NPZ_BAD_BITS) != 0
+        # flagged pixels carry no information: NaN makes _validate give them zero weight and keeps
+        # them out of a background-noise estimate
+        images = np.where(bad_px, np.nan, images.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*NaN/inf pixel values masked.*")
+        cube, ivar, psf, bands_t, waves_t, notes = _validate(
+            images, ivar, psfs, bands, None, src, noise_from_background=True
+        )
     return Observation(cube, ivar, bands_t, waves_t, psf, None, "", src, tuple(notes))
 
 
@@ -410,7 +447,15 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp_path, path)
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp_path, path)
+        else:  # link fails if a file appeared meanwhile: never clobber without overwrite
+            try:
+                os.link(tmp_path, path)
+            except FileExistsError:
+                raise OutputExistsError(f"{path}: exists (use --overwrite to replace it)") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -442,6 +487,10 @@ def write_cube(
 ) -> Path:
     """Write a cube FITS in the input format (a), plus optional extra image HDUs, atomically."""
     cube = np.asarray(cube, np.float32)
+    if cube.ndim != 3 or len(bands) != cube.shape[0]:
+        raise ValueError(f"{path}: cube of shape {cube.shape} does not match {len(bands)} bands")
+    if wave_eff is not None and len(wave_eff) != len(bands):
+        raise ValueError(f"{path}: {len(wave_eff)} wavelengths for {len(bands)} bands")
     hdr = wcs.to_header() if wcs is not None else fits.Header()
     hdr["BANDS"] = (",".join(bands), "band names (galdust registry)")
     if wave_eff is not None:

@@ -39,7 +39,7 @@ def plot_simulations(sim: dict, path: str | Path, n: int = 8, title: str = "") -
         host = sim["host_cube"][i]
         st = max(np.percentile(host.mean(axis=0), 99.5), 1e-12)
         axes[i, 0].imshow(rgb(sim["cube"][i], stretch=st), origin="lower")
-        im = axes[i, 1].imshow(sim["AV"][i], origin="lower", cmap="magma", vmin=0)
+        im = axes[i, 1].imshow(sim["AV"][i], origin="lower", cmap="magma", vmin=0, vmax=max(0.05, float(sim["AV"][i].max())))
         fig.colorbar(im, ax=axes[i, 1], fraction=0.046, pad=0.02, label="A_V [mag]")
         axes[i, 2].imshow(rgb(host, stretch=st), origin="lower")
         p = sim["params"]

@@ -52,7 +52,7 @@ class DustPrior(eqx.Module):
         if D.ndim == 2:
             return self.score_at(D, S, self.sigma)
         both = jnp.stack([D, S], axis=-3)
-        return _batched(lambda ds: self.score_at(ds[0], ds[1], self.sigma), both, 3)[..., 0, :, :]
+        return _batched(lambda ds: self.score_at(ds[0], ds[1], self.sigma), both, 3)
 
     def denoise(self, D_noisy, S, sigma: float, n_steps: int = 20, sigma_end: float = 0.005):
         """Prior-only denoising of D with Gaussian noise ``sigma`` given the host S (annealed DDIM)."""
@@ -60,10 +60,10 @@ class DustPrior(eqx.Module):
         def one(ds):
             D, S_ = ds[0], ds[1]
             x = ve_denoise(lambda a, s: self.score_at(a, S_, s), D, sigma, sigma_end, n_steps)
-            return jnp.stack([jnp.clip(x, 1e-4, 1.0), S_])
+            return jnp.clip(x, 1e-4, 1.0)
 
         both = jnp.stack([jnp.asarray(D_noisy), jnp.broadcast_to(S, jnp.shape(D_noisy))], axis=-3)
-        return (one(both) if both.ndim == 3 else _batched(one, both, 3))[..., 0, :, :]
+        return one(both) if both.ndim == 3 else _batched(one, both, 3)
 
 
 def dust_prior(sigma: float = 0.02, weights: str | Path | None = None) -> DustPrior:

@@ -8,6 +8,8 @@ patch 4, hidden 64, mixing widths 512/512, 4 blocks, t1 = 10, time as an extra i
 Conventions reproduced from galaxygrad: the network sees ``x' = log(S + 1) / 0.1`` of a morphology
 with peak 1, and returns the score in x' at diffusion time t of a variance-preserving SDE with
 ∫β = t (α_t = e^{-t}); the score in S follows by the chain rule, ``∂/∂S = raw / (0.1 (S + 1))``.
+As in galaxygrad (and scarlet2), the log-Jacobian term of the change of variables, −1/(1 + S), is
+not added: the prior is the density of x', pulled back without its volume factor.
 ``t`` plays the role of the noise level (galaxygrad's default 0.02; scarlet2 uses 1e-3–1e-1).
 
 Images smaller than 64×64 are zero-padded (centred) and the score cropped back; larger ones raise
@@ -29,7 +31,7 @@ import jax.numpy as jnp
 
 from ..nn import CondUNet, MixerScoreNet
 from ..weights import WeightsError, load
-from .score import vp_denoise
+from .score import ve_denoise, vp_denoise
 
 __all__ = ["HostPrior", "HostPriorFallback", "host_prior", "galaxygrad_file", "pad_to", "crop_from", "SIZE"]
 
@@ -63,10 +65,10 @@ def crop_from(x, h: int, w: int, size: int = SIZE):
 
 
 def _batched(fn, x, n_core: int):
-    """Apply ``fn`` on the last ``n_core`` axes, vmapped over any leading axes."""
+    """Apply ``fn`` to the last ``n_core`` axes of ``x``, vmapped over any leading axes."""
     lead = x.shape[: x.ndim - n_core]
-    flat = x.reshape((-1,) + x.shape[x.ndim - n_core :])
-    return jax.vmap(fn)(flat).reshape(lead + x.shape[x.ndim - n_core :])
+    out = jax.vmap(fn)(x.reshape((-1,) + x.shape[x.ndim - n_core :]))
+    return out.reshape(lead + out.shape[1:])
 
 
 class HostPrior(eqx.Module):
@@ -100,7 +102,7 @@ class HostPrior(eqx.Module):
             h, w = S.shape
             x = pad_to(jnp.maximum(S, -0.5))
             sp = sigma / LOG_SCALE
-            t0 = jnp.log1p(sp**2)
+            t0 = jnp.maximum(jnp.log1p(sp**2), 0.002)
             xt = jnp.log1p(x) / LOG_SCALE * jnp.exp(-t0 / 2)
             x0 = vp_denoise(lambda a, t: self.raw(a, t), xt, t0, 0.002, n_steps)
             return crop_from(jnp.expm1(x0 * LOG_SCALE), h, w)
@@ -126,6 +128,20 @@ class HostPriorFallback(eqx.Module):
     def __call__(self, S):
         S = jnp.asarray(S)
         return self._one(S) if S.ndim == 2 else _batched(self._one, S, 2)
+
+    def score_at(self, S, sigma):
+        h, w = S.shape
+        c = 1.0 / jnp.sqrt(self.sigma_data**2 + sigma**2)
+        return crop_from(self.net((pad_to(S) * c)[None], jnp.log(sigma))[0] / sigma, h, w)
+
+    def denoise(self, S_noisy, sigma: float, n_steps: int = 20):
+        """Prior-only annealed denoising of hosts with Gaussian pixel noise ``sigma``."""
+
+        def one(S):
+            return ve_denoise(lambda a, s: self.score_at(a, s), S, sigma, 0.005, n_steps)
+
+        S_noisy = jnp.asarray(S_noisy)
+        return one(S_noisy) if S_noisy.ndim == 2 else _batched(one, S_noisy, 2)
 
 
 def load_galaxygrad_net(path: Path | None = None) -> MixerScoreNet:

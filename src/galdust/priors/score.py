@@ -54,6 +54,7 @@ def ve_denoise(score_fn: Callable, y, sigma_start: float, sigma_end: float = 0.0
     estimate x̂0 is formed and x is moved to the next, lower level along the line to x̂0.
     Returns the final x̂0.
     """
+    sigma_start = jnp.maximum(sigma_start, sigma_end)  # never anneal upwards
     sig = jnp.exp(jnp.linspace(jnp.log(sigma_start), jnp.log(sigma_end), n_steps))
     nxt = jnp.concatenate([sig[1:], jnp.zeros(1)])
 
@@ -69,6 +70,7 @@ def ve_denoise(score_fn: Callable, y, sigma_start: float, sigma_end: float = 0.0
 def vp_denoise(score_fn: Callable, y, t_start: float, t_end: float = 0.002, n_steps: int = 20):
     """Annealed DDIM denoising for a variance-preserving score ``score_fn(x, t)`` with
     α_t = exp(−t) (galaxygrad's ∫β = t schedule). ``y`` must already be scaled as x_t at t_start."""
+    t_start = jnp.maximum(t_start, t_end)  # never anneal upwards
     ts = jnp.exp(jnp.linspace(jnp.log(t_start), jnp.log(t_end), n_steps))
     nxt = jnp.concatenate([ts[1:], jnp.zeros(1)])
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..physics.attenuation import LAMBDA_REF, LAMBDA_V, BandAttenuation, attenuation_ratio
 from ..physics.filters import get_filter
+from ..physics.psf import convolve_fft, gaussian_psf
 
 __all__ = [
     "SimConfig",
@@ -61,7 +62,7 @@ class SimConfig:
 
     bands: tuple[str, ...] = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
     size: int = 64
-    n_los: int = 32
+    n_los: int = 40
     lam_ref: float = LAMBDA_REF
     psf_fwhm: float | tuple[float, ...] | None = 2.0  # pixels; None: no PSF
     snr: float | None = 50.0  # per band, see module docstring; None: noiseless
@@ -201,7 +202,7 @@ def sample_params(key, cfg: SimConfig) -> GalaxyParams:
         beta_c=beta_c,
         tau_disk=tau_disk,
         h_rd=h_rd,
-        h_zd=jnp.maximum(h_z * u(0.3, 0.6), 0.4),
+        h_zd=jnp.maximum(h_z * u(0.3, 0.6), 0.5),
         r_trunc_d=r_trunc_d,
         dust_arm=u(0.0, 1.0),
         tau_ring=tau_ring,
@@ -220,19 +221,32 @@ def sample_params(key, cfg: SimConfig) -> GalaxyParams:
 # ----------------------------------------------------------------------------- geometry
 
 
-def _los_grid(cfg: SimConfig):
-    """Line-of-sight sample positions and lengths (sinh-stretched, denser at the centre)."""
-    a = 3.0
-    half = 0.6 * cfg.size
+def _los_grid(p: GalaxyParams, cfg: SimConfig):
+    """Line-of-sight sampling for every pixel: offsets (n_los,) from a per-pixel centre s₀ (n, n),
+    and the segment lengths (n_los,).
+
+    Samples are sinh-stretched around s₀ = v tan i, where the ray crosses the disk mid-plane (v the
+    pixel's minor-axis offset; clipped to the image), so thin dust layers are resolved wherever they
+    are crossed. The stretch eases from a = 3.5 face-on (dense near the mid-plane) to 0.5 edge-on
+    (nearly uniform, since an edge-on ray runs along the disk).
+    """
+    n = cfg.size
+    c = (n - 1) / 2.0
+    yy, xx = jnp.meshgrid(jnp.arange(n) - c - p.y0, jnp.arange(n) - c - p.x0, indexing="ij")
+    v = -xx * jnp.sin(p.pa) + yy * jnp.cos(p.pa)
+    lim = 0.45 * n
+    s0 = jnp.clip(v * jnp.tan(jnp.minimum(p.inc, 1.5607)), -lim, lim)
+    a = 0.5 + 3.0 * jnp.cos(p.inc)
+    half = 0.6 * n
     u = (jnp.arange(cfg.n_los) + 0.5) / cfg.n_los * 2.0 - 1.0
     du = 2.0 / cfg.n_los
-    s = half * jnp.sinh(a * u) / jnp.sinh(a)
     ds = half * a * jnp.cosh(a * u) / jnp.sinh(a) * du
-    return s, ds
+    return half * jnp.sinh(a * u) / jnp.sinh(a), ds, s0
 
 
 def _slice_coords(p: GalaxyParams, cfg: SimConfig, s):
-    """Galaxy-frame coordinates (x', y', z') of the pixels at line-of-sight position s (z' = normal)."""
+    """Galaxy-frame coordinates (x', y', z') of the pixels at line-of-sight positions s (scalar or
+    (n, n)); z' is the disk normal."""
     n = cfg.size
     c = (n - 1) / 2.0
     yy, xx = jnp.meshgrid(jnp.arange(n) - c - p.y0, jnp.arange(n) - c - p.x0, indexing="ij")
@@ -294,21 +308,21 @@ def _slice_fields(p: GalaxyParams, cfg: SimConfig, s):
 def _march(p: GalaxyParams, cfg: SimConfig, K):
     """Ray-march from the observer (+s) backwards; returns attenuated (3, C, n, n) and intrinsic
     (3, n, n) emission per stellar component, for channels with coefficients ``K`` (C,)."""
-    s_all, ds_all = _los_grid(cfg)
+    s_off, ds_all, s0 = _los_grid(p, cfg)
     n = cfg.size
     order = jnp.arange(cfg.n_los)[::-1]  # front (largest s) first
     C = K.shape[0]
     if cfg.screen:  # thin foreground screen: all dust in front of all stars
 
         def dust_only(tau, k):
-            _, rho = _slice_fields(p, cfg, s_all[k])
+            _, rho = _slice_fields(p, cfg, s0 + s_off[k])
             return tau + rho * ds_all[k], None
 
         tau_screen, _ = jax.lax.scan(dust_only, jnp.zeros((n, n)), order)
 
     def step(carry, k):
         tau, obs, host = carry
-        j, rho = _slice_fields(p, cfg, s_all[k])
+        j, rho = _slice_fields(p, cfg, s0 + s_off[k])
         col = rho * ds_all[k]
         t_mid = tau_screen if cfg.screen else tau + 0.5 * col
         att = jnp.exp(-K[:, None, None] * t_mid[None])  # (C, n, n)
@@ -322,30 +336,27 @@ def _march(p: GalaxyParams, cfg: SimConfig, K):
     return obs, host
 
 
+def dust_column(p: GalaxyParams, cfg: SimConfig):
+    """Total optical depth at λ_ref through the galaxy along each pixel's line of sight (n, n)."""
+    s_off, ds_all, s0 = _los_grid(p, cfg)
+
+    def body(tau, k):
+        return tau + _slice_fields(p, cfg, s0 + s_off[k])[1] * ds_all[k], None
+
+    tau, _ = jax.lax.scan(body, jnp.zeros((cfg.size, cfg.size)), jnp.arange(cfg.n_los))
+    return tau
+
+
 def _psf_kernels(cfg: SimConfig, n_ch: int, psf=None):
     """(n_ch, k, k) PSF kernels: given cube, or Gaussians with cfg.psf_fwhm (None for no PSF)."""
     if psf is not None:
         return jnp.asarray(psf)
     if cfg.psf_fwhm is None:
         return None
-    fw = cfg.psf_fwhm
-    fwhm = np.broadcast_to(np.atleast_1d(np.asarray(fw, float)), (n_ch,))
-    k = int(2 * np.ceil(2.5 * fwhm.max()) + 1)
-    r = np.arange(k) - k // 2
-    sig = fwhm / 2.3548
-    g = np.exp(-0.5 * (r[None, :, None] ** 2 + r[None, None, :] ** 2) / sig[:, None, None] ** 2)
-    return jnp.asarray(g / g.sum(axis=(1, 2), keepdims=True))
-
-
-def convolve_fft(img, kernel):
-    """Linear (zero-padded) convolution of (..., n, m) images with centred (..., k, l) kernels."""
-    n, m = img.shape[-2:]
-    k, l = kernel.shape[-2:]
-    fy, fx = n + k, m + l
-    F = jnp.fft.rfft2(img, s=(fy, fx)) * jnp.fft.rfft2(kernel, s=(fy, fx))
-    out = jnp.fft.irfft2(F, s=(fy, fx))
-    oy, ox = k // 2, l // 2
-    return out[..., oy : oy + n, ox : ox + m]
+    fw = np.atleast_1d(np.asarray(cfg.psf_fwhm, float))
+    if fw.size > 1 and fw.size == n_ch - 2:  # per band: the truth channels use band 0's
+        fw = np.concatenate([fw, fw[:1], fw[:1]])
+    return jnp.asarray(gaussian_psf(fw, n_ch))
 
 
 def render(p: GalaxyParams, cfg: SimConfig, K: jnp.ndarray, lam_b: jnp.ndarray, psf=None) -> dict:

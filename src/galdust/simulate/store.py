@@ -44,23 +44,23 @@ def _write_table(cols: dict[str, np.ndarray], out: Path, overwrite: bool) -> Non
 
 
 def write_galaxies(sim: dict, cfg: SimConfig, out: str | Path, *, overwrite: bool = False, prefix: str = "gal",
-                   start: int = 0, progress: Callable[[int], None] | None = None) -> list[Path]:
+                   psf: np.ndarray | None = None, progress: Callable[[int], None] | None = None) -> list[Path]:
     """One cube FITS per galaxy (input format (a) of :mod:`galdust.io`) with truth HDUs, and truth tables.
 
     HDUs: primary = observed cube (header BANDS, WAVEEFF, truth scalars ``T_*``), ``IVAR``, ``PSF``
-    (when the simulation had one), ``TRUE_HOST`` (intrinsic host cube), ``TRUE_S``, ``TRUE_D``,
+    (the one given to :func:`simulate`, or the config's Gaussian), ``TRUE_HOST`` (intrinsic host cube), ``TRUE_S``, ``TRUE_D``,
     ``TRUE_AV``.
     """
     out = Path(out)
     n = len(sim["cube"])
-    names = [f"{prefix}_{start + i:06d}" for i in range(n)]
+    names = [f"{prefix}_{i:06d}" for i in range(n)]
     paths = [out / f"{nm}.fits" for nm in names]
     if not overwrite:
         for p in paths + [out / "truth.parquet", out / "truth.csv"]:
             if p.exists():
                 raise OutputExistsError(f"{p}: exists (use --overwrite to replace it)")
     waves = [get_filter(b).effective for b in cfg.bands]
-    psf = _psf_cube(cfg)
+    psf = _psf_cube(cfg) if psf is None else np.asarray(psf)
     prov = provenance_cards()
     for i, (nm, path) in enumerate(zip(names, paths)):
         sig = np.asarray(sim["sigma"][i], float)
@@ -144,7 +144,7 @@ def write_bulk(sim: dict, cfg: SimConfig, path: str | Path, *, seed: int, overwr
 
 
 def read_bulk(path: str | Path) -> dict[str, np.ndarray]:
-    """Load a bulk store written by :func:`write_bulk` (memory-mapped where possible)."""
+    """Load a bulk store written by :func:`write_bulk` into memory."""
     with np.load(path, allow_pickle=False) as d:
         return {k: d[k] for k in d.files}
 
