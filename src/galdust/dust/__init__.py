@@ -1,0 +1,1 @@
+"""Joint galaxy-dust model and its MAP fit."""
