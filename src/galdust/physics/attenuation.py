@@ -41,7 +41,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .filters import get_filter
+from .filters import get_filter, is_known
 
 __all__ = [
     "R_V",
@@ -144,29 +144,25 @@ class BandAttenuation(eqx.Module):
         if mode not in ("integrated", "effective"):
             raise ValueError(f"mode must be 'integrated' or 'effective', not {mode!r}")
         waves, weights = [], []
-        n = None
         for i, b in enumerate(bands):
             given = None if wave_eff is None else wave_eff[i]
-            if given is not None and (mode == "effective" or not _known(b)):
-                waves.append(None if given is None else np.array([float(given)]))
+            if given is not None and (mode == "effective" or not is_known(b)):
+                waves.append(np.array([float(given)]))
                 weights.append(np.array([1.0]))
-                continue
-            f = get_filter(b)
-            if mode == "effective":
-                waves.append(np.array([f.effective]))
+            elif mode == "effective":
+                waves.append(np.array([get_filter(b).effective]))
                 weights.append(np.array([1.0]))
             else:
-                fl = None if f_lambda is None else f_lambda(f.wave)
+                f = get_filter(b)
                 waves.append(np.asarray(f.wave))
-                weights.append(f.weights(fl))
+                weights.append(f.weights(None if f_lambda is None else f_lambda(f.wave)))
+        # stack on a common grid length; single-point bands are padded with zero weight
         n = max(len(w) for w in waves)
-        # pad single-point bands to the common grid length with zero weight
         W = np.zeros((len(waves), n))
-        V = np.ones((len(waves), n))
+        V = np.zeros((len(waves), n))
         for i, (w, v) in enumerate(zip(waves, weights)):
             W[i, : len(w)] = w
             W[i, len(w) :] = w[-1]
-            V[i, :] = 0.0
             V[i, : len(v)] = v
         self.wave = jnp.asarray(W)
         self.weight = jnp.asarray(V)
@@ -177,12 +173,6 @@ class BandAttenuation(eqx.Module):
         """K_b(δ), shape (n_band,)."""
         r = attenuation_ratio(self.wave, delta, self.lam_ref, self.bump)
         return jnp.sum(self.weight * r, axis=-1)
-
-
-def _known(name: str) -> bool:
-    from .filters import is_known
-
-    return is_known(name)
 
 
 def band_coefficients(
