@@ -21,6 +21,7 @@ from ..nn import CondUNet
 from ..weights import load
 from .host import _batched, crop_from, pad_to
 from .score import ve_denoise
+from .train import eps_function, unet_from_config
 
 __all__ = ["DustPrior", "dust_prior", "DEFAULT_WEIGHTS"]
 
@@ -35,9 +36,9 @@ class DustPrior(eqx.Module):
     sigma_data: float = eqx.field(static=True, default=0.25)
 
     def eps(self, D, S, sigma):
-        """Predicted −ε for one padded (64, 64) pair at noise level ``sigma`` (traceable)."""
-        c = 1.0 / jnp.sqrt(self.sigma_data**2 + sigma**2)
-        return self.net(jnp.stack([(D - 1.0) * c, S]), jnp.log(sigma))[0]
+        """Predicted −ε for one padded (64, 64) pair at noise level ``sigma`` (traceable); the
+        same function the trainer optimised."""
+        return eps_function("dust", self.sigma_data)(self.net, D, S, sigma)
 
     def score_at(self, D, S, sigma):
         """Score at an explicit noise level for one (H, W) pair (padding handled)."""
@@ -68,8 +69,6 @@ class DustPrior(eqx.Module):
 
 def dust_prior(sigma: float = 0.02, weights: str | Path | None = None) -> DustPrior:
     """The shipped (or given) conditional dust prior at noise level ``sigma`` (D units)."""
-    from .train import unet_from_config
-
     net, meta = load(weights or DEFAULT_WEIGHTS, lambda m: unet_from_config(m["config"]))
     return DustPrior(net, float(sigma), float(meta["config"].get("sigma_data", 0.25)))
 

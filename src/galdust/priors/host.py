@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from ..nn import CondUNet, MixerScoreNet
 from ..weights import WeightsError, load
 from .score import ve_denoise, vp_denoise
+from .train import eps_function, unet_from_config
 
 __all__ = ["HostPrior", "HostPriorFallback", "host_prior", "galaxygrad_file", "pad_to", "crop_from", "SIZE"]
 
@@ -118,21 +119,15 @@ class HostPriorFallback(eqx.Module):
     sigma: float = eqx.field(static=True)
     sigma_data: float = eqx.field(static=True, default=0.2)
 
-    def _one(self, S):
-        h, w = S.shape
-        x = pad_to(S)
-        c = 1.0 / jnp.sqrt(self.sigma_data**2 + self.sigma**2)
-        out = self.net((x * c)[None], jnp.log(self.sigma))[0] / self.sigma
-        return crop_from(out, h, w)
-
     def __call__(self, S):
         S = jnp.asarray(S)
-        return self._one(S) if S.ndim == 2 else _batched(self._one, S, 2)
+        one = lambda s: self.score_at(s, self.sigma)  # noqa: E731
+        return one(S) if S.ndim == 2 else _batched(one, S, 2)
 
     def score_at(self, S, sigma):
+        """Score at an explicit noise level for one (H, W) host (the trainer's ε-predictor / σ)."""
         h, w = S.shape
-        c = 1.0 / jnp.sqrt(self.sigma_data**2 + sigma**2)
-        return crop_from(self.net((pad_to(S) * c)[None], jnp.log(sigma))[0] / sigma, h, w)
+        return crop_from(eps_function("host", self.sigma_data)(self.net, pad_to(S), None, sigma) / sigma, h, w)
 
     def denoise(self, S_noisy, sigma: float, n_steps: int = 20):
         """Prior-only annealed denoising of hosts with Gaussian pixel noise ``sigma``."""
@@ -160,7 +155,5 @@ def host_prior(t: float = 0.02, *, fallback_sigma: float = 0.02):
         return HostPrior(load_galaxygrad_net(path), float(t))
     warnings.warn("galaxygrad is not installed: using galdust's host prior trained on simulated hosts",
                   stacklevel=2)
-    from .train import unet_from_config
-
     net, meta = load(FALLBACK_WEIGHTS, lambda m: unet_from_config(m["config"]))
     return HostPriorFallback(net, float(fallback_sigma), float(meta["config"].get("sigma_data", 0.2)))
