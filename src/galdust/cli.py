@@ -62,7 +62,9 @@ def simulate(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of galaxies.")] = 8,
     bands: Annotated[str, typer.Option(help="Comma-separated registry bands.")] = "sdss_g,sdss_r,sdss_i,sdss_z",
     size: Annotated[int, typer.Option(min=16, help="Image size in pixels (square).")] = 64,
-    snr: Annotated[float, typer.Option(help="Per-band matched-filter S/N; 0 for noiseless.")] = 50.0,
+    snr: Annotated[float, typer.Option(help="Per-band S/N (see --snr-kind); 0 for noiseless.")] = 50.0,
+    snr_kind: Annotated[str, typer.Option(help="'matched' (whole-galaxy matched-filter S/N) or 'peak' "
+                                               "(S/N of the brightest pixel).")] = "matched",
     seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,
     psf_fwhm: Annotated[float, typer.Option(help="Gaussian PSF FWHM in pixels; 0 for none.")] = 2.0,
     isochromatic: Annotated[bool, typer.Option("--isochromatic", help="One SED for bulge, disk and clumps.")] = False,
@@ -86,7 +88,7 @@ def simulate(
     for b in band_list:
         get_filter(b)  # unknown band -> error listing close matches
     cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
-                    snr=snr or None, isochromatic=isochromatic)
+                    snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic)
     if bulk and out.suffix != ".npz":
         out = out.with_suffix(".npz")
     target = out if bulk else out / "truth.parquet"
@@ -175,6 +177,119 @@ def train_prior(
         raise UserError(f"{data}: {e}") from None
 
 
+def _input_name(path: str) -> str:
+    name = Path(path).name
+    for suf in (".fits.gz", ".fits.fz", ".fits", ".fit", ".fts", ".npz"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return Path(name).stem
+
+
+def _read_mask(path: Path):
+    import numpy as np
+    from astropy.io import fits
+
+    from .io import InputError
+
+    try:
+        with fits.open(path) as h:
+            arr = next((x.data for x in h if x.data is not None), None)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read the mask ({e})") from None
+    if arr is None or np.asarray(arr).ndim not in (2, 3):
+        raise InputError(f"{path}: the mask must be a 2-D (y, x) or 3-D (band, y, x) image")
+    return np.asarray(arr)
+
+
+@app.command()
+def fit(
+    inputs: Annotated[list[str], typer.Argument(help="Cube FITS files (one galaxy each); with --bands, each "
+                                                     "INPUT is a comma-separated list of per-band FITS.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    start: Annotated[str, typer.Option(help="auto (red if a band has λ_eff ≥ 1 µm), red or blue.")] = "auto",
+    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Iteration limit of the dust fit.")] = 300,
+    no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF.")] = False,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
+                                                               "(band, y, x); applies to every input.")] = None,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not mask neighbouring sources.")] = False,
+    no_priors: Annotated[bool, typer.Option("--no-priors", help="Likelihood only (no learned priors).")] = False,
+    bands: Annotated[Optional[str], typer.Option(help="Band names for per-band inputs.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once (vmap).")] = 8,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="Also write NAME.png.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or per-input lines.")] = False,
+):
+    """Fit the joint galaxy-dust model to each input: writes NAME.dust.fits and NAME.json (and NAME.png)."""
+    import dataclasses
+
+    from .dust.fit import FitConfig
+    from .dust.init import choose_start
+    from .dust.job import DustFitter
+    from .dust.products import check_free, output_paths, plot_fit, write_dust_fits, write_json
+    from .io import read_observation
+
+    try:
+        choose_start([1.0], start)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    band_list = [b.strip() for b in bands.split(",")] if bands else None
+    user_mask = _read_mask(mask) if mask is not None else None
+    failures: list[tuple[str, str]] = []
+    obs_list, names = [], []
+    for inp in inputs:
+        files = [f for f in inp.split(",") if f] if band_list else [inp]
+        try:
+            obs = read_observation(files, band_list)
+            name = _input_name(files[0])
+            check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
+            obs_list.append(obs)
+            names.append(name)
+        except Exception as e:  # noqa: BLE001 - reported, others go on
+            failures.append((inp, _one_line(e)))
+    if obs_list:
+        cfg = dataclasses.replace(FitConfig(), max_iter=max_iter, use_priors=not no_priors)
+        fitter = (DustFitter(cfg=cfg, start=start, use_psf=not no_psf, batch_size=min(batch_size, len(obs_list)),
+                             detect=not no_detect) if no_priors else
+                  DustFitter.with_priors(cfg=cfg, start=start, use_psf=not no_psf,
+                                         batch_size=min(batch_size, len(obs_list)), detect=not no_detect))
+        upd, close = _progress(len(obs_list), "fitting", quiet)
+        t0 = time.perf_counter()
+        try:
+            results = fitter.fit(obs_list, [user_mask] * len(obs_list), progress=upd)
+        finally:
+            close()
+        dt = time.perf_counter() - t0
+        for obs, name, res in zip(obs_list, names, results):
+            if isinstance(res, Exception):
+                failures.append((obs.source, _one_line(res)))
+                continue
+            paths = output_paths(out, name)
+            try:
+                write_dust_fits(paths["fits"], res, obs, overwrite=overwrite)
+                write_json(paths["json"], res, obs, overwrite=overwrite)
+                if plot:
+                    plot_fit(paths["png"], res, obs, overwrite=overwrite)
+            except Exception as e:  # noqa: BLE001
+                failures.append((obs.source, _one_line(e)))
+                continue
+            if not quiet:
+                s = res.scalars
+                typer.echo(f"{name}: A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}  covfrac {s['COVFRAC']:.2f}  "
+                           f"χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  {s['NITER']} it  "
+                           f"start {s['START']} -> {paths['fits']}")
+        if not quiet:
+            n_ok = len(obs_list) - sum(isinstance(r, Exception) for r in results)
+            typer.echo(f"fitted {n_ok} of {len(inputs)} inputs in {dt:.1f} s")
+    for src, msg in failures:
+        typer.echo(f"galdust: error: {msg}" if msg.startswith(src) else f"galdust: error: {src}: {msg}", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo_out"),
@@ -194,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     from .physics.filters import UnknownBandError
 
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except (UserError, InputError, OutputExistsError, UnknownBandError) as e:
         typer.echo(f"galdust: error: {e}", err=True)
         return 2
@@ -210,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return e.exit_code
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

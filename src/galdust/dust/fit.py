@@ -1,23 +1,43 @@
 """MAP fit of the joint galaxy–dust model by Adam under the host and dust score priors.
 
-Loss: ``½ Σ ivar (Y − model)²`` (Gaussian likelihood) − log p(S) − log p(D | S). The priors enter
-through their scores (their gradients), added to the likelihood gradient as in scarlet2. Adam runs
-with per-parameter step sizes; after each step S is projected to S ≥ 0 and renormalised to peak 1
-(F absorbs the scale), D to [D_MIN, 1] and δ to [−1, 0.5]. The fit stops when every band's F changes
-by less than ``tol`` (relative) for ``patience`` consecutive iterations, or after ``max_iter``.
+Loss: ``½ Σ ivar (Y − model)²`` (Gaussian likelihood) − log p(S) − log p(D | S) (δ uniform on
+[−1, 0.5]) + ``Σ A / a_scale`` over the footprint, an exponential prior on the attenuation of each
+pixel (mean ``a_scale`` mag at λ₀): it leaves well-measured dust alone (its pull, σ_A²/a_scale, is
+small where the colour noise σ_A is) but stops pure noise from being fitted as positive dust in
+faint pixels, which A ≥ 0 would otherwise turn into a positive bias. The priors enter through their scores, added to the likelihood gradient (as in scarlet2
+and the seed). Free parameters and their Adam step sizes:
 
-Sequence (seed §3): a dust-free fit (D ≡ 1) of F and S first, from the red or blue start; then the
-dust fit of all parameters, starting from near-zero dust (red start) or the colour-based A map
-(blue start). Everything is a pure function of arrays: ``jax.vmap`` fits many galaxies at once.
+* ``log_F`` (per band): step ``lr_F`` in ln-flux;
+* ``S`` > 0, peak 1 (F absorbs the scale), as ln S: step ``lr_S`` is a relative change, the same
+  for bright and faint pixels and at any S/N; the host prior's score is carried by ∂/∂ln S = S ∂/∂S;
+* the dust as ``A`` = −2.5 log10 D at λ₀ in mag (0 ≤ A ≤ 7.5, and A = 0 outside the host's
+  detection footprint grown by 2 px, where no host light can be attenuated): step ``lr_A`` mag. D is the
+  parameter of the prior; its score is carried to A by the chain rule, ∂D/∂A = −0.4 ln10 D;
+* ``δ``: step ``lr_delta``, projected to [−1, 0.5].
 
-Status: draft for the dust-fit issue. It runs (jit, vmap) but is not yet evaluated against truth nor
-wired into the CLI; without priors it falls into the known F–D (uniform screen) degeneracy.
+All step sizes follow a cosine decay to ``lr_final`` of their value at the iteration limit.
+
+The likelihood is exactly invariant under a uniform screen, ``D → c D``, ``F_b → F_b c^{−K_b}``:
+the data fix the dust map only up to one constant. The seed leaves this to the priors and to the
+dust-free start. Here the exponential prior on A does it: it pulls that flat direction toward the
+least dust the colours allow, i.e. toward a map whose least-attenuated pixels are dust-free. This
+fails, as the seed documents for its fit, when dust covers nearly all the light (covering fraction
+> 0.9, the thin-screen degeneracy). An explicit alternative (``gauge_q`` > 0, off by default): after
+each step shift A so that the least-attenuated ``gauge_q`` of the host light is dust-free, with F
+compensated; on noisy data it was worse (a dust-free test galaxy got A_V,LW 0.66 instead of 0.01).
+
+Sequence (seed §3): a dust-free fit (D ≡ 1) of F and S from the red or blue start; then the dust
+fit of all parameters, from near-zero dust on the reddest band's morphology (red start) or from the
+colour A map of the blue start. Convergence: every band's F changes by less than ``tol`` (relative) for
+``patience`` consecutive iterations, or ``max_iter``. Everything is a pure function of arrays, so
+``jax.vmap`` fits many galaxies of one shape at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,79 +46,139 @@ import optax
 from .init import blue_start, footprint, red_start
 from .model import D_MIN, DELTA_RANGE, DustModel, DustParams
 
-__all__ = ["FitConfig", "fit_galaxy", "reduced_chi2"]
+__all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX"]
+
+_LN10_04 = 0.4 * jnp.log(10.0)
+A_MAX = float(-2.5 * jnp.log10(D_MIN))
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Static settings of a fit (hashable)."""
+    """Static settings of a fit (hashable; a jit static argument)."""
 
-    max_iter: int = 400
-    nd_iter: int = 150
-    tol: float = 1e-4
-    patience: int = 10
-    lr_F: float = 0.01
-    lr_S: float = 0.01
-    lr_D: float = 0.01
-    lr_delta: float = 0.01
+    max_iter: int = 300  # dust fit
+    nd_iter: int = 100  # dust-free fit
+    tol: float = 1e-4  # convergence: max |Δ ln F_b| per iteration ...
+    patience: int = 20  # ... for this many consecutive iterations ...
+    min_iter: int = 100  # ... and not before this many
+    lr_F: float = 0.02  # ln F
+    lr_S: float = 0.05  # ln S
+    lr_A: float = 0.01  # mag at λ₀
+    lr_delta: float = 0.02
+    lr_final: float = 0.05  # cosine decay of every step size to this fraction at max_iter
     delta0: float = -0.3
     use_priors: bool = True
-    smooth: float = 0.0  # weight of a Laplacian smoothness penalty on D (the no-prior alternative)
+    host_weight: float = 1.0
+    dust_weight: float = 1.0
+    smooth: float = 0.0  # Laplacian smoothness penalty on A (mag⁻²), the no-prior alternative
+    gauge_q: float = 0.0  # host-light fraction forced dust-free after each step (0: off)
+    a_scale: float = 1.0  # mean (mag) of an exponential prior on A per pixel (0: none)
 
 
-def _labels(p: DustParams):
-    return DustParams("F", "S", "D", "delta")
+LOG_S_MIN = float(jnp.log(1e-6))
 
 
-def _optimizer(cfg: FitConfig, dust: bool):
-    tx = {"F": optax.adam(cfg.lr_F), "S": optax.adam(cfg.lr_S),
-          "D": optax.adam(cfg.lr_D) if dust else optax.set_to_zero(),
-          "delta": optax.adam(cfg.lr_delta) if dust else optax.set_to_zero()}
+class _Free(NamedTuple):
+    log_F: jnp.ndarray
+    log_S: jnp.ndarray  # ln S, max 0
+    A: jnp.ndarray  # mag at λ₀
+    delta: jnp.ndarray
+
+
+def _to_params(q: _Free) -> DustParams:
+    return DustParams(q.log_F, jnp.exp(q.log_S), jnp.exp(-_LN10_04 * q.A), q.delta)
+
+
+def _from_start(log_F, S, A, delta) -> _Free:
+    return _Free(log_F, jnp.log(jnp.clip(S, 1e-6, None)), A, delta)
+
+
+def _labels(_):
+    return _Free("F", "S", "A", "delta")
+
+
+def _adam(lr, n_iter, final):
+    return optax.adam(optax.cosine_decay_schedule(lr, max(n_iter, 1), alpha=final))
+
+
+def _optimizer(cfg: FitConfig, n_iter: int, dust: bool):
+    f = cfg.lr_final
+    tx = {"F": _adam(cfg.lr_F, n_iter, f), "S": _adam(cfg.lr_S, n_iter, f),
+          "A": _adam(cfg.lr_A, n_iter, f) if dust else optax.set_to_zero(),
+          "delta": _adam(cfg.lr_delta, n_iter, f) if dust else optax.set_to_zero()}
     return optax.multi_transform(tx, _labels)
 
 
-def _project(p: DustParams) -> DustParams:
-    S = jnp.clip(p.S, 0.0, None)
-    m = jnp.maximum(jnp.max(S), 1e-30)
-    return DustParams(p.log_F + jnp.log(m), S / m, jnp.clip(p.D, D_MIN, 1.0),
-                      jnp.clip(p.delta, *DELTA_RANGE))
+def _weighted_quantile(x, w, q):
+    """The ``q`` quantile of ``x`` under weights ``w`` ≥ 0 (flattened)."""
+    x, w = x.ravel(), w.ravel()
+    order = jnp.argsort(x)
+    cw = jnp.cumsum(w[order])
+    k = jnp.searchsorted(cw, q * cw[-1])
+    return x[order][jnp.clip(k, 0, x.size - 1)]
 
 
-def _laplacian_penalty(D):
-    d = D - 0.25 * (jnp.roll(D, 1, 0) + jnp.roll(D, -1, 0) + jnp.roll(D, 1, 1) + jnp.roll(D, -1, 1))
+def _project(q: _Free, K, fp, gauge_q: float) -> _Free:
+    m = jnp.max(q.log_S)
+    log_F = q.log_F + m
+    log_S = jnp.clip(q.log_S - m, LOG_S_MIN, 0.0)
+    A = q.A
+    if gauge_q > 0:
+        # remove a uniform screen a0: D → D 10^{0.4 a0}, F_b → F_b 10^{−0.4 K_b a0}
+        a0 = _weighted_quantile(jnp.where(fp, A, jnp.inf), jnp.where(fp, jnp.exp(log_S), 0.0), gauge_q)
+        a0 = jnp.where(jnp.isfinite(a0), a0, 0.0)
+        A = A - a0
+        log_F = log_F - _LN10_04 * K * a0
+    A = jnp.where(fp, jnp.clip(A, 0.0, A_MAX), 0.0)
+    return _Free(log_F, log_S, A, jnp.clip(q.delta, *DELTA_RANGE))
+
+
+def _laplacian_penalty(A):
+    d = A - 0.25 * (jnp.roll(A, 1, 0) + jnp.roll(A, -1, 0) + jnp.roll(A, 1, 1) + jnp.roll(A, -1, 1))
     return jnp.sum(d**2)
 
 
-def _run(model: DustModel, Y, ivar, p0: DustParams, cfg: FitConfig, dust: bool,
+def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
          host_score: Callable | None, dust_score: Callable | None, max_iter: int):
-    opt = _optimizer(cfg, dust)
+    opt = _optimizer(cfg, max_iter, dust)
+    gauge = cfg.gauge_q if dust else 0.0
 
-    def loss(p):
-        r = Y - model(p, dust=dust)
+    def loss(q):
+        r = Y - model(_to_params(q), dust=dust)
         nll = 0.5 * jnp.sum(ivar * r**2)
         if dust and cfg.smooth > 0:
-            nll = nll + cfg.smooth * _laplacian_penalty(p.D)
+            nll = nll + cfg.smooth * _laplacian_penalty(q.A)
+        if dust and cfg.a_scale > 0:  # exponential prior on A (A ≥ 0): −log p = A / a_scale
+            nll = nll + jnp.sum(jnp.where(fp, q.A, 0.0)) / cfg.a_scale
         return nll
 
     def step(state):
-        p, s, i, stable, _ = state
-        g = jax.grad(loss)(p)
+        q, s, i, stable, _ = state
+        g = jax.grad(loss)(q)
         if cfg.use_priors and host_score is not None:
-            g = g._replace(S=g.S - host_score(p.S))
+            S = jnp.exp(q.log_S)  # ∂/∂ln S = S ∂/∂S
+            g = g._replace(log_S=g.log_S - cfg.host_weight * host_score(S) * S)
         if dust and cfg.use_priors and dust_score is not None:
-            g = g._replace(D=g.D - dust_score(p.D, p.S))
-        upd, s = opt.update(g, s, p)
-        new = _project(optax.apply_updates(p, upd))
-        change = jnp.max(jnp.abs(new.log_F - p.log_F))
+            D = jnp.exp(-_LN10_04 * q.A)
+            sD = dust_score(D, jnp.exp(q.log_S))
+            g = g._replace(A=g.A - cfg.dust_weight * sD * (-_LN10_04 * D))
+        upd, s = opt.update(g, s, q)
+        new = _project(optax.apply_updates(q, upd), model.K(q.delta), fp, gauge)
+        change = jnp.max(jnp.abs(new.log_F - q.log_F))
         stable = jnp.where(change < cfg.tol, stable + 1, 0)
         return new, s, i + 1, stable, change
 
     def cond(state):
-        return (state[2] < max_iter) & (state[3] < cfg.patience)
+        return (state[2] < max_iter) & ((state[3] < cfg.patience) | (state[2] < min(cfg.min_iter, max_iter)))
 
-    init = (p0, opt.init(p0), jnp.int32(0), jnp.int32(0), jnp.float32(jnp.inf))
-    p, _, n, stable, _ = jax.lax.while_loop(cond, step, init)
-    return p, n, stable >= cfg.patience
+    init = (q0, opt.init(q0), jnp.int32(0), jnp.int32(0), jnp.float32(jnp.inf))
+    q, _, n, stable, _ = jax.lax.while_loop(cond, step, init)
+    return q, n, stable >= cfg.patience
+
+
+def _dilate(mask, r: int):
+    k = jnp.ones((2 * r + 1, 2 * r + 1))
+    return jax.scipy.signal.convolve2d(mask.astype(jnp.float32), k, mode="same") > 0.5
 
 
 def reduced_chi2(model: DustModel, p: DustParams, Y, ivar, dust: bool = True):
@@ -109,14 +189,16 @@ def reduced_chi2(model: DustModel, p: DustParams, Y, ivar, dust: bool = True):
 
 def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitConfig(),
                host_score: Callable | None = None, dust_score: Callable | None = None) -> dict:
-    """Fit one galaxy (vmap over Y, ivar for a batch); ``start`` is 'red' or 'blue' (static).
+    """Fit one galaxy (``jax.vmap`` over Y, ivar for a batch); ``start`` is 'red' or 'blue' (static).
 
-    Returns a dict: ``params`` (:class:`DustParams`), ``params_nd`` (dust-free fit), ``chi2`` and
-    ``chi2_nd`` (χ² per pixel-band with information), ``n_iter``, ``converged``, ``footprint``.
+    Pixels with ``ivar == 0`` (masked) carry no information. Returns a dict: ``params``
+    (:class:`DustParams`), ``params_nd`` (the dust-free fit), ``chi2`` and ``chi2_nd`` (χ² per
+    pixel-band with information), ``n_iter``, ``converged``, ``footprint``.
     """
     Y = jnp.asarray(Y, jnp.float32)
     ivar = jnp.asarray(ivar, jnp.float32)
-    fp = footprint(Y, ivar)
+    Y = jnp.where(ivar > 0, Y, 0.0)
+    fp = _dilate(footprint(Y, ivar), 2)  # dust lives where the host is detected (and 2 px around)
     delta0 = jnp.float32(cfg.delta0)
     K0 = model.K(delta0)
     if start == "red":
@@ -125,16 +207,20 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
         logF, S, D = blue_start(Y, ivar, K0, fp)
     else:
         raise ValueError(f"start must be 'red' or 'blue' here, not {start!r}")
-    # 1) dust-free fit of F and S from the start's morphology (unattenuated by D≡1)
-    p_nd0 = _project(DustParams(logF, S * jnp.mean(D[None] ** K0[:, None, None], axis=0) if start == "blue" else S,
-                                jnp.ones_like(D), delta0))
-    p_nd, n_nd, _ = _run(model, Y, ivar, p_nd0, cfg, False, host_score, None, cfg.nd_iter)
+    A_start = -2.5 * jnp.log10(jnp.clip(D, D_MIN, 1.0))
+    # 1) dust-free fit of F and S. Blue start: from the observed (attenuated) morphology
+    S_obs = S * jnp.mean(D[None] ** K0[:, None, None], axis=0)
+    S_nd0 = S_obs if start == "blue" else S
+    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0), K0, fp, 0.0)
+    q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter)
+    p_nd = _to_params(q_nd)
     chi2_nd = reduced_chi2(model, p_nd, Y, ivar, dust=False)
     # 2) dust fit: red start from near-zero dust on the dust-free host; blue start from its A map
-    if start == "red":
-        p0 = DustParams(p_nd.log_F, p_nd.S, D, delta0)
+    if start == "red":  # the reddest band's morphology (least attenuated), near-zero dust
+        q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0)
     else:
-        p0 = _project(DustParams(logF, S, D, delta0))
-    p, n, conv = _run(model, Y, ivar, p0, cfg, True, host_score, dust_score, cfg.max_iter)
+        q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0)
+    q, n, conv = _run(model, Y, ivar, q0, cfg, fp, True, host_score, dust_score, cfg.max_iter)
+    p = _to_params(q)
     return dict(params=p, chi2=reduced_chi2(model, p, Y, ivar), chi2_nd=chi2_nd, n_iter=n + n_nd,
-                     converged=conv, footprint=fp, params_nd=p_nd)
+                converged=conv, footprint=fp, params_nd=p_nd)

@@ -78,7 +78,8 @@ def write_galaxies(sim: dict, cfg: SimConfig, out: str | Path, *, overwrite: boo
             "T_TAUD": (float(p.tau_disk[i]), "truth: face-on central dust-disk tau_ref"),
             "LAMREF": (cfg.lam_ref, "reference wavelength of D [micron]"),
             "ISOCHROM": (bool(cfg.isochromatic), "one SED for all stellar components"),
-            "SNR": (-1.0 if cfg.snr is None else float(cfg.snr), "per-band matched-filter S/N"),
+            "SNR": (-1.0 if cfg.snr is None else float(cfg.snr), "per-band S/N (see SNRKIND)"),
+            "SNRKIND": (cfg.snr_kind, "matched-filter or brightest-pixel S/N"),
         }
         for j, b in enumerate(cfg.bands):
             hdr[f"T_F{j + 1}"] = (float(sim["F"][i, j]), f"truth: host SED F of {b}")

@@ -1,0 +1,185 @@
+"""The dust-fit job on observations: masking, batching (vmap), and the result products as arrays.
+
+``DustFitter`` holds the priors and the fit settings; ``fitter.fit([obs, ...])`` groups the
+observations by (shape, bands, PSF shape), fits each group in fixed-size vmapped batches (one
+compilation per group shape) and returns one :class:`DustResult` per observation. I/O is elsewhere
+(:mod:`galdust.dust.products`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..io import InputError, Observation
+from .fit import FitConfig, fit_galaxy
+from .init import choose_start
+from .mask import detect_neighbours
+from .model import DustModel, make_model
+
+__all__ = ["DustFitter", "DustResult", "prepare", "MAX_SIZE", "AV_COVER"]
+
+MAX_SIZE = 64  # the priors' image size
+AV_COVER = 0.02  # A_V threshold of the covering fraction (as the simulator's truth)
+
+
+@dataclass
+class DustResult:
+    """Products of one fit, as numpy arrays on the input pixel grid (pre-PSF maps)."""
+
+    AV: np.ndarray  # (ny, nx) A_V [mag at 0.551 µm]
+    D: np.ndarray  # (ny, nx) transmission at λ₀
+    HOST: np.ndarray  # (ny, nx) S, peak 1
+    HOST_CUBE: np.ndarray  # (nb, ny, nx) F_b S, input flux units
+    MODEL: np.ndarray  # (nb, ny, nx) model cube (with PSF, when used)
+    MODEL_ND: np.ndarray  # (nb, ny, nx) dust-free model
+    RESID: np.ndarray  # (nb, ny, nx) (data − model) √ivar, NaN where ivar = 0
+    RESID_ND: np.ndarray
+    MASK: np.ndarray  # (ny, nx) 1 where zero-weighted (neighbours, user mask, no data)
+    F: np.ndarray  # (nb,)
+    F_ND: np.ndarray
+    scalars: dict = field(default_factory=dict)  # DELTA, AV_LW, COVFRAC, CHI2, CHI2ND, NITER, CONVERGE, START
+
+
+def prepare(obs: Observation, *, mask: np.ndarray | None = None, detect: bool = True,
+            nsig: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Y, ivar with masked pixels zeroed, 2-D mask) for one observation.
+
+    ``mask``: user mask, (ny, nx) or (nb, ny, nx), nonzero = bad. ``detect``: also zero-weight
+    neighbouring sources (:func:`galdust.dust.mask.detect_neighbours`).
+    """
+    nb, ny, nx = obs.shape
+    if ny > MAX_SIZE or nx > MAX_SIZE:
+        raise InputError(f"{obs.source}: image of {ny}x{nx} pixels is larger than the priors' "
+                         f"{MAX_SIZE}x{MAX_SIZE}; cut a cutout around the galaxy first")
+    ivar = np.array(obs.ivar, np.float32)
+    Y = np.where(ivar > 0, obs.cube, 0.0).astype(np.float32)
+    m2 = np.zeros((ny, nx), bool)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape == (ny, nx):
+            m2 |= mask != 0
+            ivar[:, mask != 0] = 0.0
+        elif mask.shape == (nb, ny, nx):
+            ivar[mask != 0] = 0.0
+            m2 |= np.all(mask != 0, axis=0)
+        else:
+            raise InputError(f"{obs.source}: mask of shape {mask.shape} does not match the image {obs.shape}")
+    if detect:
+        nb_mask = detect_neighbours(Y, ivar, nsig=nsig)
+        ivar[:, nb_mask] = 0.0
+        m2 |= nb_mask
+    m2 |= np.all(ivar <= 0, axis=0)
+    if not np.any(ivar > 0):
+        raise InputError(f"{obs.source}: no pixel with information left after masking")
+    return Y, ivar, m2
+
+
+@eqx.filter_jit
+def _fit_batch(att, start, cfg, with_psf, Y, ivar, psf, host_score, dust_score):
+    def one(y, iv, k):
+        model = DustModel(att, k if with_psf else None)
+        out = fit_galaxy(model, y, iv, start=start, cfg=cfg, host_score=host_score, dust_score=dust_score)
+        p, pn = out["params"], out["params_nd"]
+        return dict(out, model=model(p), model_nd=model(pn, dust=False), av=model.av_map(p),
+                    K=model.K(p.delta))
+
+    return jax.vmap(one)(Y, ivar, psf)
+
+
+@dataclass
+class DustFitter:
+    """Fits observations; ``host_score``/``dust_score`` are the prior callables (None: no prior)."""
+
+    cfg: FitConfig = FitConfig()
+    start: str = "auto"
+    host_score: object | None = None
+    dust_score: object | None = None
+    use_psf: bool = True
+    batch_size: int = 8
+    detect: bool = True
+
+    @classmethod
+    def with_priors(cls, **kw) -> "DustFitter":
+        from ..priors.dust import dust_prior
+        from ..priors.host import host_prior
+
+        return cls(host_score=host_prior(), dust_score=dust_prior(), **kw)
+
+    def fit(self, observations: Sequence[Observation], masks: Sequence[np.ndarray | None] | None = None,
+            progress=None) -> list[DustResult | Exception]:
+        """One result per observation, in order; a failing observation gives its exception."""
+        masks = list(masks) if masks is not None else [None] * len(observations)
+        results: list = [None] * len(observations)
+        groups: dict = defaultdict(list)
+        prepared = {}
+        for i, obs in enumerate(observations):
+            try:
+                Y, iv, m2 = prepare(obs, mask=masks[i], detect=self.detect)
+                psf = obs.psf if (self.use_psf and obs.psf is not None) else None
+                start = choose_start(obs.wave_eff, self.start)
+                key = (Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
+                prepared[i] = (Y, iv, m2, psf, start)
+                groups[key].append(i)
+            except Exception as e:  # noqa: BLE001 - reported per input
+                results[i] = e
+        done = 0
+        for key, idx in groups.items():
+            shape, bands, waves, psf_shape, start = key
+            model = make_model(bands, wave_eff=waves)
+            for j in range(0, len(idx), self.batch_size):
+                chunk = idx[j : j + self.batch_size]
+                pad = chunk + [chunk[-1]] * (self.batch_size - len(chunk))
+                Y = np.stack([prepared[i][0] for i in pad])
+                iv = np.stack([prepared[i][1] for i in pad])
+                if psf_shape is None:
+                    psf = np.zeros((len(pad), 1, 1, 1), np.float32)
+                else:
+                    psf = np.stack([prepared[i][3] for i in pad]).astype(np.float32)
+                try:
+                    out = _fit_batch(model.att, start, self.cfg, psf_shape is not None,
+                                     jnp.asarray(Y), jnp.asarray(iv), jnp.asarray(psf),
+                                     self.host_score if self.cfg.use_priors else None,
+                                     self.dust_score if self.cfg.use_priors else None)
+                    out = jax.tree.map(np.asarray, out)
+                except Exception as e:  # noqa: BLE001
+                    for i in chunk:
+                        results[i] = e
+                    continue
+                for k, i in enumerate(chunk):
+                    results[i] = _result(jax.tree.map(lambda a, k=k: a[k], out), prepared[i], start)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done)
+        return results
+
+
+def _resid(Y, ivar, M):
+    r = (Y - M) * np.sqrt(ivar)
+    return np.where(ivar > 0, r, np.nan).astype(np.float32)
+
+
+def _result(out: dict, prep, start: str) -> DustResult:
+    Y, ivar, m2, _, _ = prep
+    p, pn = out["params"], out["params_nd"]
+    S = np.asarray(p.S, np.float32)
+    F = np.exp(np.asarray(p.log_F, np.float64))
+    av = np.asarray(out["av"], np.float32)
+    w = np.clip(S, 0, None)
+    av_lw = float(np.sum(w * av) / max(np.sum(w), 1e-30))
+    cov = float(np.sum(w * (av > AV_COVER)) / max(np.sum(w), 1e-30))
+    scalars = dict(DELTA=float(p.delta), AV_LW=av_lw, COVFRAC=cov, CHI2=float(out["chi2"]),
+                   CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), CONVERGE=bool(out["converged"]),
+                   START=start)
+    return DustResult(
+        AV=av, D=np.asarray(p.D, np.float32), HOST=S,
+        HOST_CUBE=(F[:, None, None] * S[None]).astype(np.float32),
+        MODEL=np.asarray(out["model"], np.float32), MODEL_ND=np.asarray(out["model_nd"], np.float32),
+        RESID=_resid(Y, ivar, out["model"]), RESID_ND=_resid(Y, ivar, out["model_nd"]),
+        MASK=m2.astype(np.uint8), F=F, F_ND=np.exp(np.asarray(pn.log_F, np.float64)), scalars=scalars)

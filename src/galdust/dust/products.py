@@ -1,0 +1,154 @@
+"""Output files of ``galdust fit``: ``NAME.dust.fits``, ``NAME.json`` and ``NAME.png``.
+
+``NAME.dust.fits``: primary HDU with no data and the summary keys; image HDUs on the input pixel
+grid with the input WCS: ``AV`` (mag at 0.551 µm), ``D`` (transmission at λ₀), ``HOST`` (S, peak 1),
+``HOST_CUBE`` (F_b S, input units), ``MODEL``, ``RESID`` ((data − model) √ivar, NaN where masked),
+and ``MASK`` (1 = zero-weighted pixel). Primary keys: ``BANDS``, ``DELTA``, ``AV_LW``, ``COVFRAC``,
+``CHI2``, ``CHI2ND``, ``NITER``, ``CONVERGE``, ``START``, ``HOSTF1..n``, ``LAMREF``, provenance.
+All files are written atomically and never replace an existing file without ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .. import __version__
+from ..io import Observation, OutputExistsError, atomic_path, provenance_cards
+from ..physics.attenuation import LAMBDA_REF
+from .job import AV_COVER, DustResult
+
+__all__ = ["output_paths", "write_dust_fits", "write_json", "plot_fit", "summary_dict"]
+
+_COMMENTS = {
+    "DELTA": "attenuation-curve slope delta (Noll+09)",
+    "AV_LW": "host-light-weighted mean A_V [mag]",
+    "COVFRAC": f"host-light fraction with A_V > {AV_COVER}",
+    "CHI2": "reduced chi2 of the dust fit",
+    "CHI2ND": "reduced chi2 of the dust-free fit",
+    "NITER": "iterations (dust-free + dust fit)",
+    "CONVERGE": "F converged before the iteration limit",
+    "START": "initialisation (red or blue start)",
+}
+
+
+def output_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    return {"fits": out_dir / f"{name}.dust.fits", "json": out_dir / f"{name}.json", "png": out_dir / f"{name}.png"}
+
+
+def summary_dict(res: DustResult, obs: Observation) -> dict:
+    s = dict(res.scalars)
+    d = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in s.items()}
+    d["HOSTF"] = {b: float(f) for b, f in zip(obs.bands, res.F)}
+    d["BANDS"] = list(obs.bands)
+    d["input"] = obs.source
+    d["galdust_version"] = __version__
+    return d
+
+
+def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, overwrite: bool = False,
+                    command: str | None = None) -> Path:
+    hdr = fits.Header()
+    hdr["BANDS"] = (",".join(obs.bands), "band names, as the input")
+    for k, v in res.scalars.items():
+        hdr[k] = (v, _COMMENTS.get(k, ""))
+    for j, (b, f) in enumerate(zip(obs.bands, res.F)):
+        hdr[f"HOSTF{j + 1}"] = (float(f), f"host SED F of {b} [input units]")
+    hdr["LAMREF"] = (LAMBDA_REF, "reference wavelength of D [micron]")
+    if obs.unit:
+        hdr["BUNIT"] = obs.unit
+    for k, v, c in provenance_cards(command, [obs.source]):
+        hdr[k] = (v, c) if len(str(v)) + len(c) < 60 else v
+    wcs_hdr = obs.wcs.to_header() if obs.wcs is not None else None
+    hdus = [fits.PrimaryHDU(header=hdr)]
+    for name, arr, unit in (("AV", res.AV, "mag"), ("D", res.D, ""), ("HOST", res.HOST, ""),
+                            ("HOST_CUBE", res.HOST_CUBE, obs.unit), ("MODEL", res.MODEL, obs.unit),
+                            ("RESID", res.RESID, ""), ("MASK", res.MASK, "")):
+        h = fits.ImageHDU(np.asarray(arr, np.uint8 if name == "MASK" else np.float32),
+                          header=wcs_hdr.copy() if wcs_hdr is not None else None, name=name)
+        if unit:
+            h.header["BUNIT"] = unit
+        if np.ndim(arr) == 3:
+            h.header["BANDS"] = ",".join(obs.bands)
+        hdus.append(h)
+    with atomic_path(path, overwrite) as tmp:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+    return Path(path)
+
+
+def write_json(path: str | Path, res: DustResult, obs: Observation, *, overwrite: bool = False) -> Path:
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(summary_dict(res, obs), indent=2) + "\n")
+    return Path(path)
+
+
+def check_free(paths: list[Path], overwrite: bool) -> None:
+    """Raise before fitting when an output exists and ``overwrite`` is off."""
+    if overwrite:
+        return
+    for p in paths:
+        if p.exists():
+            raise OutputExistsError(f"{p}: exists (use --overwrite to replace it)")
+
+
+def plot_fit(path: str | Path, res: DustResult, obs: Observation, *, overwrite: bool = False, title: str = "") -> Path:
+    """One figure: observed / model / unattenuated-host RGB, residuals with and without dust, A_V
+    map with host-light contours (50 and 84 %), and the host SED before and after attenuation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..report import rgb
+    from .evaluate import light_contour
+
+    data = np.where(np.isfinite(obs.cube), obs.cube, 0.0)
+    stretch = float(np.percentile(np.abs(data), 99.5)) or 1.0
+    fig, ax = plt.subplots(2, 4, figsize=(15, 7.5), layout="constrained")
+    ax = ax.ravel()
+    for a, img, t in ((ax[0], data, "observed"), (ax[1], res.MODEL, "model (host × dust)"),
+                      (ax[2], res.HOST_CUBE, "unattenuated host")):
+        a.imshow(rgb(img, stretch=stretch), origin="lower")
+        a.set_title(t)
+    def chi(r):  # rms over bands of the normalised residual; 0 where masked
+        n = np.sum(np.isfinite(r), axis=0)
+        return np.sqrt(np.nansum(r**2, axis=0) / np.maximum(n, 1))
+
+    vmax = 3.0
+    im = ax[3].imshow(np.nan_to_num(chi(res.RESID_ND)), origin="lower", cmap="magma", vmin=0, vmax=vmax)
+    ax[3].set_title(f"|resid|/σ dust-free (χ²={res.scalars['CHI2ND']:.2f})")
+    ax[4].imshow(np.nan_to_num(chi(res.RESID)), origin="lower", cmap="magma", vmin=0, vmax=vmax)
+    ax[4].set_title(f"|resid|/σ with dust (χ²={res.scalars['CHI2']:.2f})")
+    fig.colorbar(im, ax=[ax[3], ax[4]], shrink=0.6)
+    im = ax[5].imshow(res.AV, origin="lower", cmap="inferno", vmin=0, vmax=max(float(np.percentile(res.AV, 99.5)), 0.1))
+    for frac, ls in ((0.5, "-"), (0.84, "--")):
+        m = light_contour(res.HOST, frac)
+        ax[5].contour(m.astype(float), levels=[0.5], colors="c", linestyles=ls, linewidths=1)
+    ax[5].set_title(f"A_V (AV_LW={res.scalars['AV_LW']:.2f}, δ={res.scalars['DELTA']:.2f})")
+    fig.colorbar(im, ax=ax[5], shrink=0.8, label="A_V [mag]")
+    ax[6].imshow(res.MASK, origin="lower", cmap="gray_r", vmin=0, vmax=1)
+    ax[6].set_title(f"zero-weighted pixels ({int(res.MASK.sum())})")
+    w = np.asarray(obs.wave_eff)
+    obs_f = np.nansum(res.MODEL, axis=(1, 2))
+    host_f = np.nansum(res.HOST_CUBE, axis=(1, 2))
+    ax[7].plot(w, host_f, "o-", color="tab:blue", label="unattenuated host")
+    ax[7].plot(w, obs_f, "s-", color="tab:red", label="attenuated (model)")
+    ax[7].set_xlabel("λ_eff [µm]")
+    ax[7].set_ylabel(f"flux [{obs.unit or 'input units'}]")
+    ax[7].set_xticks(w)
+    ax[7].set_xticklabels([f"{b}\n{x:.2f}" for b, x in zip(obs.bands, w)], fontsize=7)
+    ax[7].legend(fontsize=8)
+    ax[7].set_title("host SED before / after attenuation")
+    for a in ax[:6]:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle(title or Path(obs.source).name)
+    with atomic_path(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return Path(path)
