@@ -1,18 +1,23 @@
-"""Neighbour masking for single-galaxy fits: a simple, documented detection step.
+"""Neighbour masking for single-galaxy fits: a simple, documented detection and deblending step.
 
-The fit models one galaxy; other sources in the cutout must not be explained by it. Detection:
+The fit models one galaxy; other sources in the cutout must not be explained by it. Steps:
 
 1. an S/N image ``Σ_b ivar_b Y_b / sqrt(Σ_b ivar_b)`` (the inverse-variance-weighted band sum),
    smoothed by a Gaussian of σ = ``smooth`` px and rescaled to unit noise;
-2. pixels above ``nsig`` form segments (8-connected); segments under ``min_area`` pixels are
-   noise peaks and dropped;
-3. the *target* is the segment holding the cutout's centre pixel (or, if the centre is not
-   detected, the segment whose brightest pixel is closest to the centre);
-4. every other segment, grown by ``grow`` pixels (but not into the target's interior), is masked
-   (weight zero).
+2. pixels above ``nsig`` are detected; detected regions under ``min_area`` pixels are noise and
+   dropped;
+3. peaks: local maxima (5×5) of the smoothed S/N above ``nsig``;
+4. each detected pixel is assigned to a peak by steepest ascent (a watershed);
+5. the *target* is the peak whose basin holds the cutout's centre (else the peak closest to it);
+   other peaks are merged into the target when they are not separated from it by a saddle: along
+   the straight line between the two peaks the S/N never drops below ``saddle`` × the lower peak
+   (clumps and arms of the target itself are kept this way);
+6. the remaining basins (other sources), grown by ``grow`` pixels but not into the target's own
+   basin, are masked (weight zero).
 
-Limitation: a neighbour blended with the target above ``nsig`` stays in the target's segment and is
-not masked; give a user mask (``--mask``) for those.
+Limitation: a neighbour without its own peak (fully blended) is not masked, and a clump of the
+target separated by a deep enough saddle is masked; give a user mask (``--mask``) or use
+``--no-detect`` for those.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["detect_neighbours", "snr_image"]
+__all__ = ["detect_neighbours", "snr_image", "segment"]
 
 
 def snr_image(cube: np.ndarray, ivar: np.ndarray, smooth: float = 1.0) -> np.ndarray:
@@ -30,35 +35,75 @@ def snr_image(cube: np.ndarray, ivar: np.ndarray, smooth: float = 1.0) -> np.nda
     den = np.sqrt(np.maximum(np.sum(ivar, axis=0), 1e-30))
     snr = np.where(np.sum(ivar, axis=0) > 0, num / den, 0.0)
     if smooth > 0:
-        # smoothing a unit-variance white-noise image by a normalised Gaussian reduces its σ by
-        # 1/(2 sqrt(π) s); rescale so that the threshold stays in units of the noise
+        # smoothing unit white noise by a normalised Gaussian of σ = s px leaves σ = 1/(2 sqrt(π) s)
         snr = ndimage.gaussian_filter(snr, smooth, mode="constant") * (2.0 * np.sqrt(np.pi) * smooth)
     return snr
 
 
-def detect_neighbours(cube: np.ndarray, ivar: np.ndarray, *, nsig: float = 4.0, smooth: float = 1.0,
-                      grow: int = 2, min_area: int = 5, centre: tuple[float, float] | None = None) -> np.ndarray:
-    """Boolean (ny, nx) mask of pixels belonging to neighbouring sources (True = masked)."""
+def _steepest_ascent(img: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Index (flat) of the local maximum each detected pixel climbs to (−1 elsewhere)."""
+    ny, nx = img.shape
+    pad = np.pad(img, 1, constant_values=-np.inf)
+    best = np.arange(ny * nx).reshape(ny, nx)
+    best_val = img.copy()
+    yy, xx = np.mgrid[:ny, :nx]
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            v = pad[1 + dy : 1 + dy + ny, 1 + dx : 1 + dx + nx]
+            better = v > best_val
+            best_val = np.where(better, v, best_val)
+            best = np.where(better, np.clip(yy + dy, 0, ny - 1) * nx + np.clip(xx + dx, 0, nx - 1), best)
+    nxt = best.ravel()
+    for _ in range(ny + nx):  # pointer jumping to the fixed point (the local maximum)
+        new = nxt[nxt]
+        if np.array_equal(new, nxt):
+            break
+        nxt = new
+    return np.where(detected.ravel(), nxt, -1).reshape(ny, nx)
+
+
+def _separated(snr, p, q, saddle: float) -> bool:
+    (y0, x0), (y1, x1) = p, q
+    n = int(max(abs(y1 - y0), abs(x1 - x0))) * 2 + 2
+    ys = np.linspace(y0, y1, n)
+    xs = np.linspace(x0, x1, n)
+    line = ndimage.map_coordinates(snr, [ys, xs], order=1)
+    return bool(line.min() < saddle * min(snr[p], snr[q]))
+
+
+def segment(cube, ivar, *, nsig: float = 4.0, smooth: float = 1.0, min_area: int = 5, saddle: float = 0.5,
+            centre: tuple[float, float] | None = None):
+    """(target mask, neighbour mask before growing, S/N image)."""
     cube, ivar = np.asarray(cube, float), np.asarray(ivar, float)
     ny, nx = cube.shape[-2:]
     snr = snr_image(cube, ivar, smooth)
-    seg, n = ndimage.label(snr > nsig, structure=np.ones((3, 3)))
-    if n > 1:  # drop segments smaller than min_area (noise peaks)
-        area = ndimage.sum(np.ones_like(snr), seg, index=np.arange(1, n + 1))
-        keep = np.concatenate([[0], np.where(area >= min_area, np.arange(1, n + 1), 0)])
-        seg, n = ndimage.label(keep[seg] > 0, structure=np.ones((3, 3)))
-    if n <= 1:
-        return np.zeros((ny, nx), bool)
+    lab, n = ndimage.label(snr > nsig, structure=np.ones((3, 3)))
+    if n == 0:
+        return np.zeros((ny, nx), bool), np.zeros((ny, nx), bool), snr
+    area = ndimage.sum(np.ones_like(snr), lab, index=np.arange(1, n + 1))
+    detected = np.isin(lab, 1 + np.flatnonzero(area >= min_area))
+    if not detected.any():
+        return np.zeros((ny, nx), bool), np.zeros((ny, nx), bool), snr
+    basin = _steepest_ascent(snr, detected)
+    peaks = np.unique(basin[detected])
     cy, cx = centre if centre is not None else ((ny - 1) / 2.0, (nx - 1) / 2.0)
-    target = seg[int(round(cy)), int(round(cx))]
-    if target == 0:
-        peaks = ndimage.maximum_position(snr, seg, index=np.arange(1, n + 1))
-        d2 = [(py - cy) ** 2 + (px - cx) ** 2 for py, px in peaks]
-        target = int(np.argmin(d2)) + 1
-    others = (seg > 0) & (seg != target)
-    if grow > 0:
-        others = ndimage.binary_dilation(others, structure=np.ones((3, 3)), iterations=grow)
-        # do not eat into the target's own detected pixels beyond one pixel of contact
-        own = ndimage.binary_erosion(seg == target, structure=np.ones((3, 3)), iterations=1)
-        others &= ~own
+    c = basin[int(round(cy)), int(round(cx))]
+    if c < 0:
+        d2 = [((p // nx) - cy) ** 2 + ((p % nx) - cx) ** 2 for p in peaks]
+        c = peaks[int(np.argmin(d2))]
+    pc = divmod(int(c), nx)
+    target_peaks = [c] + [p for p in peaks if p != c and not _separated(snr, pc, divmod(int(p), nx), saddle)]
+    target = np.isin(basin, target_peaks)
+    others = detected & ~target
+    return target, others, snr
+
+
+def detect_neighbours(cube: np.ndarray, ivar: np.ndarray, *, nsig: float = 4.0, smooth: float = 1.0,
+                      grow: int = 2, min_area: int = 5, saddle: float = 0.5,
+                      centre: tuple[float, float] | None = None) -> np.ndarray:
+    """Boolean (ny, nx) mask of pixels belonging to neighbouring sources (True = masked)."""
+    target, others, _ = segment(cube, ivar, nsig=nsig, smooth=smooth, min_area=min_area, saddle=saddle,
+                                centre=centre)
+    if grow > 0 and others.any():
+        others = ndimage.binary_dilation(others, structure=np.ones((3, 3)), iterations=grow) & ~target
     return others

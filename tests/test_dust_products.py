@@ -1,0 +1,113 @@
+"""`galdust fit` end to end: output files, header keys, JSON, masks, failures, no-clobber, demo."""
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from galdust.cli import main
+from galdust.io import read_cube, write_cube
+
+KEYS = ("BANDS", "DELTA", "AV_LW", "COVFRAC", "CHI2", "CHI2ND", "NITER", "CONVERGE", "START")
+HDUS = ("AV", "D", "HOST", "HOST_CUBE", "MODEL", "RESID")
+
+
+@pytest.fixture(scope="module")
+def sims(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sims")
+    assert main(["simulate", "--n", "2", "--size", "32", "--seed", "3", "--snr", "50", "--snr-kind", "peak",
+                 "--out", str(d), "--quiet"]) == 0
+    # one input with a WCS, to check it is carried to every output HDU
+    obs = read_cube(d / "gal_000001.fits")
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.1, 2.2]
+    w.wcs.crpix = [16.5, 16.5]
+    w.wcs.cdelt = [-4.7e-5, 4.7e-5]
+    write_cube(d / "withwcs.fits", obs.cube, obs.bands, ivar=obs.ivar, psf=obs.psf, wcs=w)
+    (d / "broken.fits").write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    return d
+
+
+def _fit(*args):
+    return main(["fit", *map(str, args), "--no-priors", "--max-iter", "60", "--quiet"])
+
+
+def test_outputs_keys_and_failure_isolation(sims, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = _fit(sims / "gal_000000.fits", sims / "broken.fits", sims / "withwcs.fits", "--out", out)
+    err = capsys.readouterr().err
+    assert rc == 1  # one input failed, the others were written
+    assert err.count("\n") == 1 and "broken.fits" in err
+    for name in ("gal_000000", "withwcs"):
+        with fits.open(out / f"{name}.dust.fits") as h:
+            hdr = h[0].header
+            for k in KEYS:
+                assert k in hdr, k
+            assert hdr["BANDS"] == "sdss_g,sdss_r,sdss_i,sdss_z"
+            hostf = list(json.loads((out / f"{name}.json").read_text())["HOSTF"].values())
+            assert [hdr[f"HOSTF{i}"] for i in range(1, 5)] == pytest.approx(hostf)
+            assert hdr["START"] == "blue" and -1.0 <= hdr["DELTA"] <= 0.5
+            names = [x.name for x in h]
+            for n in HDUS:
+                assert n in names
+            assert h["AV"].data.shape == (32, 32) and h["HOST_CUBE"].data.shape == (4, 32, 32)
+            assert h["MODEL"].data.shape == (4, 32, 32) and h["RESID"].data.shape == (4, 32, 32)
+            av, D = h["AV"].data, h["D"].data
+            assert np.all(av >= 0) and np.all((D > 0) & (D <= 1))
+            assert h["HOST"].data.max() == pytest.approx(1.0)
+            if name == "withwcs":
+                assert h["AV"].header["CTYPE1"] == "RA---TAN" and h["AV"].header["CRVAL2"] == pytest.approx(2.2)
+            # the summary scalars agree with the maps
+            S = h["HOST"].data
+            assert hdr["AV_LW"] == pytest.approx(float((S * av).sum() / S.sum()), rel=1e-4)
+            assert hdr["CHI2"] == pytest.approx(float(np.nanmean(h["RESID"].data ** 2)), rel=1e-3)
+        j = json.loads((out / f"{name}.json").read_text())
+        assert set(KEYS) - {"BANDS"} <= set(j) and list(j["HOSTF"]) == ["sdss_g", "sdss_r", "sdss_i", "sdss_z"]
+    assert not (out / "broken.dust.fits").exists()
+    assert not list(out.glob(".*.tmp"))  # nothing half-written
+
+
+def test_no_clobber_and_overwrite(sims, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert _fit(sims / "gal_000000.fits", "--out", out) == 0
+    before = (out / "gal_000000.dust.fits").stat().st_mtime_ns
+    assert _fit(sims / "gal_000000.fits", "--out", out) == 1
+    assert "exists" in capsys.readouterr().err
+    assert (out / "gal_000000.dust.fits").stat().st_mtime_ns == before
+    assert _fit(sims / "gal_000000.fits", "--out", out, "--overwrite", "--plot") == 0
+    assert (out / "gal_000000.png").stat().st_size > 20000
+
+
+def test_user_mask(sims, tmp_path):
+    m = np.zeros((32, 32), np.uint8)
+    m[:5, :5] = 1
+    fits.PrimaryHDU(m).writeto(tmp_path / "mask.fits")
+    out = tmp_path / "m"
+    assert _fit(sims / "gal_000000.fits", "--out", out, "--mask", tmp_path / "mask.fits", "--no-detect") == 0
+    with fits.open(out / "gal_000000.dust.fits") as h:
+        assert h["MASK"].data[:5, :5].all() and not h["MASK"].data[10:20, 10:20].any()
+        assert np.isnan(h["RESID"].data[:, :5, :5]).all() and np.isfinite(h["RESID"].data[:, 10:20, 10:20]).all()
+    rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(out), "--mask", str(tmp_path / "nope.fits")])
+    assert rc == 2
+
+
+def test_bad_start_is_a_one_line_error(sims, tmp_path, capsys):
+    rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--start", "green"])
+    assert rc == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    fitdir = tmp_path / "demo" / "fit"
+    with fits.open(fitdir / "sim_dusty_galaxy.dust.fits") as h, \
+            fits.open(tmp_path / "demo" / "sim_dusty_galaxy.fits") as truth:
+        assert h[0].header["CHI2"] < h[0].header["CHI2ND"]
+        # the dust is found where it is: A_V,LW within 0.25 mag of the truth, maps correlated
+        assert abs(h[0].header["AV_LW"] - truth[0].header["T_AVLW"]) < 0.25
+        av, tav = h["AV"].data, truth["TRUE_AV"].data
+        inner = truth["TRUE_S"].data > 0.1
+        assert np.corrcoef(av[inner], tav[inner])[0, 1] > 0.4
+    assert (fitdir / "sim_dusty_galaxy.png").exists() and (fitdir / "sim_dusty_galaxy.json").exists()
