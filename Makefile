@@ -22,6 +22,7 @@ test: install
 
 bench: install
 	$(PY) bench/bench_simulate.py
+	$(PY) bench/bench_fit.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
