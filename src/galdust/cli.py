@@ -369,6 +369,95 @@ def evaluate_dust(
         typer.echo(f"wrote {csv_path} and {md_path}")
 
 
+fir_app = typer.Typer(help="Far-infrared dust properties from UV-MIR photometry.", no_args_is_help=True)
+app.add_typer(fir_app, name="fir")
+
+
+@fir_app.command("predict")
+def fir_predict(
+    photometry: Annotated[Path, typer.Option("--photometry", help="DustPedia-format or galdust-format CSV (Jy).")],
+    out: Annotated[Path, typer.Option("--out", help="Output CSV.")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="Model folder (default: the shipped one).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+):
+    """Predict log sL_d, log sM_d and T_d (with calibrated σ) for every row of a photometry table."""
+    import csv
+
+    import numpy as np
+
+    from .fir.data import read_photometry
+    from .fir.model import DEFAULT_MODEL, FIRModel, build_features
+    from .io import atomic_path
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    ph = read_photometry(photometry)
+    m = FIRModel.load(model or DEFAULT_MODEL)
+    X, usable = build_features(ph)
+    pred = m.predict(X)
+    cols = ["name", "log_sLd", "log_sLd_err", "log_sMd", "log_sMd_err", "Td", "Td_err", "note"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out, overwrite) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for i, name in enumerate(ph.names):
+            if not usable[i]:
+                w.writerow([name, "", "", "", "", "", "", "no WISE 3.4 um or IRAC 3.6 um flux to normalise by"])
+                continue
+            row = [name]
+            for t in ("log_sLd", "log_sMd", "Td"):
+                mu, sg = pred[t][0][i], pred[t][1][i]
+                row += [f"{mu:.4f}", f"{sg:.4f}"]
+            n_missing = int(np.sum(~np.isfinite(ph.flux[i])))
+            row.append(f"{n_missing} of {ph.flux.shape[1]} bands missing" if n_missing else "")
+            w.writerow(row)
+    typer.echo(f"predicted {int(usable.sum())} of {len(ph.names)} rows -> {out}")
+
+
+@fir_app.command("train")
+def fir_train(
+    photometry: Annotated[Path, typer.Option("--photometry", help="Photometry CSV (DustPedia or galdust format).")],
+    properties: Annotated[Path, typer.Option("--properties", help="CIGALE results CSV (Nersesian+19 format).")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    seed: Annotated[int, typer.Option(help="Seed (folds, forests).")] = 0,
+    cv: Annotated[bool, typer.Option("--cv/--no-cv", help="Also run galaxy-level 4-fold CV (metrics in the sidecar).")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")] = False,
+):
+    """Retrain the global FIR model (random forest + calibrated Gaussian-NLL σ), with 4-fold CV."""
+    import numpy as np
+
+    from .fir.data import TARGETS, read_photometry, read_properties
+    from .fir.model import build_features, cross_validate, nan_to_none, train_model
+    from .weights import git_commit
+
+    if (out / "fir_model.json").exists() and not overwrite:
+        raise UserError(f"{out}: a model exists there (use --overwrite to replace it)")
+    ph = read_photometry(photometry)
+    pr = read_properties(properties)
+    X, usable = build_features(ph)
+    keep = [i for i, n in enumerate(ph.names) if n in pr and usable[i]]
+    if len(keep) < 20:
+        raise UserError(f"{properties}: only {len(keep)} galaxies with both photometry and properties")
+    names = [ph.names[i] for i in keep]
+    X = X[keep]
+    Y = {t: np.array([pr[n][t] for n in names]) for t in TARGETS}
+    t0 = time.perf_counter()
+    extra = dict(training_rows=len(names), photometry=str(photometry), properties=str(properties),
+                 commit=git_commit())
+    if cv:
+        res = cross_validate(X, Y, names, k=4, seed=seed)
+        extra["cv"] = nan_to_none(res["metrics"])
+        extra["cv_seconds"] = round(time.perf_counter() - t0, 1)
+        for t, mm in res["metrics"].items():
+            typer.echo(f"CV {t}: RMSE {mm['rmse']:.3f} ± {mm['rmse_err']:.3f}, R² {mm['r2']:.3f}, "
+                       f"bias {mm['bias']:+.3f} ± {mm['bias_err']:.3f}, χ² {mm['chi2']:.2f}")
+    t1 = time.perf_counter()
+    model = train_model(X, Y, seed=seed)
+    extra["train_seconds"] = round(time.perf_counter() - t1, 1)
+    model.save(out, extra=extra)
+    typer.echo(f"trained on {len(names)} galaxies in {extra['train_seconds']} s -> {out}")
+
+
 EXAMPLE = Path(__file__).resolve().parent / "data" / "examples" / "sim_dusty_galaxy.fits"
 HSC_SCENE = Path("../shared/data/hsc/hsc_cosmos_35.npz")
 

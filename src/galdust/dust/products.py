@@ -144,7 +144,7 @@ def plot_fit(path: str | Path, res: DustResult, obs: Observation, *, overwrite: 
     ax[7].set_xticklabels([f"{b}\n{x:.2f}" for b, x in zip(obs.bands, w)], fontsize=7)
     ax[7].legend(fontsize=8)
     ax[7].set_title("host SED before / after attenuation")
-    for a in ax[:6]:
+    for a in ax[:7]:
         a.set_xticks([])
         a.set_yticks([])
     fig.suptitle(title or Path(obs.source).name)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .data import TARGETS, UVMIR_BANDS, Photometry
 
-__all__ = ["feature_names", "build_features", "FIRModel", "train_model", "cross_validate", "metrics"]
+__all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "FIRModel", "train_model", "cross_validate", "metrics"]
 
 _IDX = {b: i for i, b in enumerate(UVMIR_BANDS)}
 #: extra colours (log flux ratios) added to the W1-normalised fluxes
@@ -76,7 +76,9 @@ def metrics(y, mu, sigma=None, n_boot: int = 1000, seed: int = 0) -> dict:
     return {k: float(v) if not isinstance(v, int) else v for k, v in out.items()}
 
 
-RF_PARAMS = dict(n_estimators=400, max_depth=10, subsample=0.8, colsample_bynode=0.5, min_child_weight=2,
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "fir"
+
+RF_PARAMS = dict(n_estimators=200, max_depth=8, subsample=0.8, colsample_bynode=0.5, min_child_weight=2,
                  learning_rate=1.0, reg_lambda=1e-5)
 SIGMA_PARAMS = dict(max_depth=3, eta=0.05, subsample=0.8, colsample_bynode=0.6, min_child_weight=5, reg_lambda=1.0)
 SIGMA_ROUNDS = 150
@@ -118,14 +120,27 @@ class FIRModel:
         return out
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Write the model folder atomically (a temporary folder renamed onto ``directory``)."""
+        import shutil
+        import tempfile
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        for t, m in self.models.items():
-            m.forest.save_model(directory / f"{t}.forest.json")
-            m.sigma.save_model(directory / f"{t}.sigma.json")
-        meta = dict(self.meta, features=self.features, targets=list(self.models),
-                    scales={t: m.scale for t, m in self.models.items()}, **(extra or {}))
-        (directory / "fir_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            for t, m in self.models.items():
+                m.forest.save_model(tmp / f"{t}.forest.json")
+                m.sigma.save_model(tmp / f"{t}.sigma.json")
+            meta = dict(self.meta, features=self.features, targets=list(self.models),
+                        scales={t: m.scale for t, m in self.models.items()}, **(extra or {}))
+            (tmp / "fir_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+            tmp.chmod(0o755)
+            if directory.exists():
+                shutil.rmtree(directory)
+            tmp.rename(directory)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
         return directory
 
     @classmethod

@@ -1,0 +1,60 @@
+"""`galdust fir predict` on both table formats with the shipped model: schema, bad rows, no clobber."""
+
+import csv
+
+import numpy as np
+
+from galdust.cli import main
+from galdust.fir.model import DEFAULT_MODEL, FIRModel
+
+COLS = ["name", "log_sLd", "log_sLd_err", "log_sMd", "log_sMd_err", "Td", "Td_err", "note"]
+
+
+def test_shipped_model_has_cv_metrics_in_its_sidecar():
+    m = FIRModel.load(DEFAULT_MODEL)
+    assert set(m.meta["cv"]) == {"log_sLd", "log_sMd", "Td"} and m.meta["training_rows"] > 400
+    for t, mm in m.meta["cv"].items():
+        assert 0.0 < mm["rmse"] < {"log_sLd": 0.5, "log_sMd": 0.7, "Td": 6.0}[t]
+    assert not list(DEFAULT_MODEL.glob("*.pkl"))
+
+
+def test_predict_galdust_format_with_a_bad_row(tmp_path, capsys):
+    p = tmp_path / "phot.csv"
+    # a star-forming spiral-like SED (Jy), the same galaxy without WISE/IRAC, and one with few bands
+    sed = dict(galex_fuv=0.01, galex_nuv=0.015, sdss_u=0.05, sdss_g=0.15, sdss_r=0.25, sdss_i=0.32, sdss_z=0.38,
+               **{"2mass_j": 0.5, "2mass_h": 0.55, "2mass_ks": 0.45}, wise_w1=0.25, wise_w2=0.15,
+               wise_w3=0.35, wise_w4=0.6)
+    bands = list(sed)
+    with open(p, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name"] + [x for b in bands for x in (b, b + "_err")])
+        w.writerow(["full"] + [x for b in bands for x in (sed[b], 0.02 * sed[b])])
+        w.writerow(["nonorm"] + [x for b in bands for x in (("", "") if b.startswith("wise") else
+                                                             (sed[b], 0.02 * sed[b]))])
+        w.writerow(["few"] + [x for b in bands for x in ((sed[b], 0.02 * sed[b]) if b in ("sdss_r", "wise_w1")
+                                                          else ("", ""))])
+    out = tmp_path / "pred.csv"
+    assert main(["fir", "predict", "--photometry", str(p), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == COLS and [r["name"] for r in rows] == ["full", "nonorm", "few"]
+    full = rows[0]
+    assert -4 < float(full["log_sLd"]) < 0.5 and -5 < float(full["log_sMd"]) < -1 and 10 < float(full["Td"]) < 45
+    assert all(float(full[k]) > 0 for k in ("log_sLd_err", "log_sMd_err", "Td_err"))
+    assert rows[1]["log_sLd"] == "" and "normalise" in rows[1]["note"]
+    assert np.isfinite(float(rows[2]["Td"])) and "missing" in rows[2]["note"]
+    assert main(["fir", "predict", "--photometry", str(p), "--out", str(out)]) == 2  # no clobber
+    assert "exists" in capsys.readouterr().err
+
+
+def test_predict_reads_dustpedia_format(shared_data, tmp_path):
+    src = shared_data / "dustpedia" / "DustPedia_Aperture_Photometry_2.2.csv"
+    lines = open(src).read().splitlines()[:21]
+    p = tmp_path / "dp.csv"
+    p.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pred.csv"
+    assert main(["fir", "predict", "--photometry", str(p), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 20 and rows[0]["name"] == lines[1].split(",")[0]
+    ok = [r for r in rows if r["Td"]]
+    assert len(ok) >= 12 and all(5 < float(r["Td"]) < 60 for r in ok)  # 14 of these 20 have WISE 3.4 µm
+    assert all(r["note"] for r in rows if not r["Td"])
