@@ -40,7 +40,7 @@ def test_outputs_keys_and_failure_isolation(sims, tmp_path, capsys):
     rc = _fit(sims / "gal_000000.fits", sims / "broken.fits", sims / "withwcs.fits", "--out", out)
     err = capsys.readouterr().err
     assert rc == 1  # one input failed, the others were written
-    assert err.count("\n") == 1 and "broken.fits" in err
+    assert err.count("\n") == 1 and "broken.fits" in err, err
     for name in ("gal_000000", "withwcs"):
         with fits.open(out / f"{name}.dust.fits") as h:
             hdr = h[0].header

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from . import __version__
@@ -224,6 +225,9 @@ def _open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
         raise InputError(f"{src}: no such file")
     try:
         with warnings.catch_warnings():
+            # astropy's own complaints about a damaged header would print extra lines; the one-line
+            # InputError below (or a clean read) says what matters
+            warnings.simplefilter("ignore", AstropyUserWarning)
             warnings.filterwarnings("error", message=".*truncated.*")
             hdul = fits.open(src, memmap=False, lazy_load_hdus=False)
             try:

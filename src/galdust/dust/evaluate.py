@@ -91,11 +91,6 @@ def summarise(rows: list[dict], covfrac: np.ndarray) -> list[dict]:
     return out
 
 
-def batched_effective_av(model: DustModel, params: DustParams):
-    """:func:`effective_av` over a leading batch axis."""
-    return jax.vmap(lambda p: effective_av(model, p))(params)
-
-
 # ----------------------------------------------------------------------------- the evaluation run
 
 RED_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j")  # red start: a band at λ_eff ≥ 1 µm
