@@ -26,21 +26,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from galdust.dust.evaluate import sim_observations
 from galdust.dust.job import DustFitter
-from galdust.io import Observation, write_cube
-from galdust.physics.filters import get_filter
-from galdust.physics.psf import gaussian_psf
+from galdust.io import write_cube
 from galdust.simulate import SimConfig, simulate
 
 
 def observations(n, seed=7):
     cfg = SimConfig(snr=50.0, snr_kind="peak")
-    sim = simulate(jax.random.PRNGKey(seed), n, cfg, batch=min(n, 32))
-    psf = gaussian_psf(cfg.psf_fwhm, len(cfg.bands)).astype(np.float32)
-    waves = tuple(get_filter(b).effective for b in cfg.bands)
-    return [Observation(sim["cube"][i].astype(np.float32),
-                        np.broadcast_to(1.0 / sim["sigma"][i][:, None, None] ** 2, (4, 64, 64)).astype(np.float32),
-                        cfg.bands, waves, psf, None, "", f"bench{i}") for i in range(n)]
+    return sim_observations(simulate(jax.random.PRNGKey(seed), n, cfg, batch=min(n, 32)), cfg, "bench")
 
 
 def main():

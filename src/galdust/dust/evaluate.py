@@ -97,15 +97,26 @@ RED_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j")  # red start: a 
 BLUE_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
 
+def sim_observations(sim: dict, cfg, prefix: str = "sim") -> list:
+    """:class:`~galdust.io.Observation` objects of simulated galaxies (white-noise ivar, the
+    simulator's Gaussian PSF), named ``prefix0``, ``prefix1``, ..."""
+    from ..io import Observation
+    from ..physics.filters import get_filter
+    from ..physics.psf import gaussian_psf
+
+    psf = gaussian_psf(cfg.psf_fwhm, len(cfg.bands)).astype(np.float32)
+    waves = tuple(get_filter(b).effective for b in cfg.bands)
+    cube = np.asarray(sim["cube"], np.float32)
+    ivar = np.broadcast_to(1.0 / np.asarray(sim["sigma"])[:, :, None, None] ** 2, cube.shape).astype(np.float32)
+    return [Observation(cube[i], ivar[i], cfg.bands, waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
+
+
 def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, start: str, priors: bool,
                     seed: int, batch_size: int = 16, fitter=None, progress=None) -> list[dict]:
     """Simulate ``n`` held-out galaxies and fit them through :class:`DustFitter` (the same path as
     ``galdust fit``); one dict of metrics per galaxy."""
     import dataclasses
 
-    from ..io import Observation
-    from ..physics.filters import get_filter
-    from ..physics.psf import gaussian_psf
     from ..simulate import SimConfig, simulate
     from .fit import FitConfig
     from .job import DustFitter
@@ -113,11 +124,8 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, st
     bands = RED_BANDS if start == "red" else BLUE_BANDS
     cfg = SimConfig(bands=bands, snr=snr, snr_kind=snr_kind, isochromatic=isochromatic)
     sim = simulate(jax.random.PRNGKey(seed), n, cfg, batch=min(n, 32))
-    psf = gaussian_psf(cfg.psf_fwhm, len(bands)).astype(np.float32)
-    waves = tuple(get_filter(b).effective for b in bands)
-    obs = [Observation(sim["cube"][i].astype(np.float32),
-                       np.broadcast_to(1.0 / sim["sigma"][i][:, None, None] ** 2, sim["cube"][i].shape).astype(np.float32),
-                       bands, waves, psf, None, "", f"sim{seed}_{i}") for i in range(n)]
+    obs = sim_observations(sim, cfg, f"sim{seed}_")
+    psf = obs[0].psf
     if fitter is None:
         fitter = DustFitter.with_priors() if priors else DustFitter()
     fitter = dataclasses.replace(fitter, start=start, batch_size=batch_size,

@@ -218,11 +218,9 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter)
     p_nd = _to_params(q_nd)
     chi2_nd = reduced_chi2(model, p_nd, Y, ivar, dust=False)
-    # 2) dust fit: red start from near-zero dust on the dust-free host; blue start from its A map
-    if start == "red":  # the reddest band's morphology (least attenuated), near-zero dust
-        q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0)
-    else:
-        q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0)
+    # 2) dust fit from the start's own (S, A): red = reddest band's morphology with near-zero dust,
+    #    blue = the colour-corrected morphology and its first A map
+    q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0)
     q, n, conv = _run(model, Y, ivar, q0, cfg, fp, True, host_score, dust_score, cfg.max_iter)
     p = _to_params(q)
     return dict(params=p, chi2=reduced_chi2(model, p, Y, ivar), chi2_nd=chi2_nd, n_iter=n + n_nd,
