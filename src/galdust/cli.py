@@ -177,14 +177,6 @@ def train_prior(
         raise UserError(f"{data}: {e}") from None
 
 
-def _input_name(path: str) -> str:
-    name = Path(path).name
-    for suf in (".fits.gz", ".fits.fz", ".fits", ".fit", ".fts", ".npz"):
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return Path(name).stem
-
-
 def _read_mask(path: Path):
     import numpy as np
     from astropy.io import fits
@@ -226,7 +218,7 @@ def fit(
     from .dust.init import choose_start
     from .dust.job import DustFitter
     from .dust.products import check_free, output_paths, plot_fit, write_dust_fits, write_json
-    from .io import read_observation
+    from .io import input_name, read_observation
 
     try:
         choose_start([1.0], start)
@@ -240,7 +232,7 @@ def fit(
         files = [f for f in inp.split(",") if f] if band_list else [inp]
         try:
             obs = read_observation(files, band_list)
-            name = _input_name(files[0])
+            name = input_name(files[0])
             check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
             obs_list.append(obs)
             names.append(name)
@@ -459,6 +451,89 @@ def fir_train(
 
 
 EXAMPLE = Path(__file__).resolve().parent / "data" / "examples" / "sim_dusty_galaxy.fits"
+def _run_progress(quiet: bool):
+    """A progress bar for ``galdust run`` (objects done / errors / rate / ETA); (update, close)."""
+    if quiet or not sys.stderr.isatty():
+        return None, (lambda: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    prog = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[errors]} errors"), TextColumn("{task.fields[rate]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+    task = prog.add_task("run", total=None, errors=0, rate="")
+    t0 = time.perf_counter()
+    prog.start()
+
+    def update(ok: int, err: int, todo: int):
+        n = ok + err
+        prog.update(task, completed=n, total=todo, errors=err, rate=f"{n / max(time.perf_counter() - t0, 1e-9):.2f}/s")
+
+    return update, prog.stop
+
+
+@app.command("run")
+def run_cmd(
+    task: Annotated[str, typer.Argument(help="The job per object: fit.")],
+    inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="Glob pattern of input files (quote it); "
+                                                                         "repeatable.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Table (CSV/FITS/Parquet) with a 'path' "
+                                                                      "column and optionally 'name'.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder: outputs, catalog.parquet, run state.")] = Path("."),
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local worker processes (default: "
+                                                                            "one per core, one thread each).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running Dask scheduler "
+                                                                         "(tcp://host:port) instead of a local cluster.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Objects per task (the vmapped batch).")] = 8,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Re-attempt inputs with an error row.")] = False,
+    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="fit: iteration limit of the dust fit.")] = 300,
+    start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
+    no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,
+    no_psf: Annotated[bool, typer.Option("--no-psf", help="fit: ignore input PSFs.")] = False,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="fit: do not mask neighbours.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="fit: also write NAME.png.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (batch systems); summary only.")] = False,
+):
+    """Run a job over many inputs on Dask: resumable (re-run the same command), one row per input in
+    OUT/catalog.parquet, bad inputs recorded as error rows while the run goes on."""
+    from .dust.init import choose_start
+    from .pipeline.runner import RunError, discover, local_cluster, prepare_out, run
+    from .pipeline.tasks import get_task
+
+    if not inputs and catalog is None:
+        raise UserError("give --inputs 'GLOB' or --catalog TABLE")
+    if task != "fit":
+        raise UserError(f"unknown task {task!r} (available: fit)")
+    try:
+        choose_start([1.0], start)
+        job = get_task(task, max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
+                       detect=not no_detect, plot=plot, batch_size=batch_size)
+        items = discover(inputs or [], catalog)
+        prepare_out(out, job)
+    except (RunError, ValueError) as e:
+        raise UserError(str(e)) from None
+    from distributed import Client
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = local_cluster(workers)
+        client = Client(cluster)
+    upd, close = _run_progress(quiet)
+    try:
+        s = run(job, items, out, client, retry_errors=retry_errors, progress=upd)
+    finally:
+        close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    typer.echo(f"{task}: {s.ok} ok, {s.errors} errors, {s.skipped} already done, of {s.total} inputs in "
+               f"{s.wall_s:.1f} s ({s.rate:.2f} objects/s) -> {s.catalog}"
+               + (f"; {s.earlier_errors} earlier error rows kept (--retry-errors re-attempts them)"
+                  if s.earlier_errors else ""))
+    return 1 if s.errors else 0
+
+
 HSC_SCENE = Path("../shared/data/hsc/hsc_cosmos_35.npz")
 
 

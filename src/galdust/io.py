@@ -48,6 +48,7 @@ __all__ = [
     "read_npz",
     "write_cube",
     "atomic_path",
+    "input_name",
     "provenance_cards",
 ]
 
@@ -431,6 +432,15 @@ def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[
     if p.lower().endswith(".npz"):
         return read_npz(p)
     return read_cube(p)
+
+
+def input_name(path: str | os.PathLike) -> str:
+    """The output stem of an input file: its name without the FITS/npz suffix."""
+    name = Path(path).name
+    for suf in (".fits.gz", ".fits.fz", ".fits", ".fit", ".fts", ".npz"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return Path(name).stem
 
 
 # ----------------------------------------------------------------------------- writers

@@ -1,0 +1,211 @@
+"""Run a task over many inputs on a Dask cluster: batches, resume, error isolation.
+
+``run(task, items, out, client)`` splits the inputs that have no row yet into batches of the task's
+batch size (the vmapped fit's batch), submits them with a bounded number in flight, and records one
+catalogue row per input (:mod:`galdust.pipeline.catalog`). A batch whose worker dies is retried by
+Dask (``distributed.scheduler.allowed-failures`` times); if it still fails, its inputs are resubmitted
+one by one so that a single poisonous input becomes one ``error`` row and the others are done.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from ..io import InputError, atomic_path, input_name
+from . import catalog as cat
+
+__all__ = ["discover", "prepare_out", "process_batch", "run", "RunSummary", "local_cluster", "SINGLE_THREAD_ENV"]
+
+# One thread per worker process: XLA's CPU backend and BLAS otherwise use every core in each worker.
+SINGLE_THREAD_ENV = {
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+class RunError(ValueError):
+    """A problem with the run's arguments or output folder (one line)."""
+
+
+def discover(patterns: Sequence[str] = (), catalog: str | Path | None = None) -> list[tuple[str, str]]:
+    """``(name, input path)`` per input, from glob patterns or a table with a ``path`` column.
+
+    Table: CSV, FITS or Parquet (astropy ``Table.read``) with a column ``path`` (or ``input``/``file``)
+    and optionally ``name``; relative paths are relative to the table's folder. Names default to the
+    file name without its suffix and must be unique (they name the outputs).
+    """
+    items: list[tuple[str, str]] = []
+    if catalog is not None:
+        from astropy.table import Table
+
+        catalog = Path(catalog)
+        try:
+            t = Table.read(catalog, format="ascii.csv" if catalog.suffix.lower() == ".csv" else None)
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"{catalog}: cannot read the catalogue ({' '.join(str(e).split())})") from None
+        col = next((c for c in ("path", "input", "file") if c in t.colnames), None)
+        if col is None:
+            raise InputError(f"{catalog}: no 'path' column (columns: {', '.join(t.colnames)})")
+        for r in t:
+            p = Path(str(r[col]))
+            p = p if p.is_absolute() else catalog.parent / p
+            name = str(r["name"]) if "name" in t.colnames else input_name(p)
+            items.append((name, str(p)))
+    for pat in patterns:
+        found = sorted(glob.glob(os.path.expanduser(pat), recursive=True))
+        if not found:
+            raise InputError(f"{pat}: no input matches")
+        items += [(input_name(p), p) for p in found if not os.path.isdir(p)]
+    seen: dict[str, str] = {}
+    for name, p in items:
+        if name in seen and seen[name] != p:
+            raise InputError(f"{p}: output name {name!r} is also that of {seen[name]}; give a catalogue with "
+                             f"unique 'name' values")
+        seen[name] = p
+    return list(seen.items())
+
+
+def prepare_out(out: Path, task) -> None:
+    """Make ``out`` a run folder of ``task`` or check that it is one with the same options."""
+    out = Path(out)
+    state = cat.state_dir(out) / "run.json"
+    me = dict(task=task.name, options=task.options())
+    if state.exists():
+        old = json.loads(state.read_text())
+        if (old.get("task"), old.get("options")) != (me["task"], me["options"]):
+            raise RunError(f"{out}: holds a run of {old.get('task')} with options {old.get('options')}; "
+                           f"resume with the same ones or choose another --out")
+        return
+    if out.exists() and any(p.name != cat.STATE for p in out.iterdir()):
+        raise RunError(f"{out}: exists and is not a galdust run folder; choose an empty or new --out")
+    cat.state_dir(out).mkdir(parents=True, exist_ok=True)
+    with atomic_path(state, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(dict(me, galdust_version=__version__,
+                                       created=datetime.now(timezone.utc).isoformat()), indent=1))
+
+
+def _stamp(rows: list[dict]) -> list[dict]:
+    now = datetime.now(timezone.utc)
+    who = f"{socket.gethostname()}:{os.getpid()}"
+    return [dict(r, worker=who, finished=now, galdust_version=__version__) for r in rows]
+
+
+def process_batch(task, items: list[tuple[str, str]], out: str) -> list[dict]:
+    """Worker side: run the task on one batch, then record its rows in a new catalogue part."""
+    rows = _stamp(task.run_batch(items, Path(out)))
+    cat.write_part(out, rows, cat.schema(task.fields))
+    return rows
+
+
+@dataclass
+class RunSummary:
+    total: int  # inputs given
+    skipped: int  # already done (rows from earlier runs)
+    ok: int  # done in this run
+    errors: int  # error rows written in this run
+    wall_s: float
+    catalog: Path
+    earlier_errors: int = 0  # skipped inputs whose row is an error (see --retry-errors)
+
+    @property
+    def rate(self) -> float:
+        return (self.ok + self.errors) / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def _crash_rows(items, e: BaseException) -> list[dict]:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if type(e).__name__ == "KilledWorker":
+        msg = f"the worker died while processing this input ({msg})"
+    return [dict(name=n, input=p, status="error", error=msg, runtime_s=None) for n, p in items]
+
+
+def run(task, items: Sequence[tuple[str, str]], out: str | Path, client, *, retry_errors: bool = False,
+        max_in_flight: int | None = None, consolidate_every: float = 30.0,
+        progress: Callable[[int, int, int], None] | None = None) -> RunSummary:
+    """Process every input of ``items`` that has no row in ``out`` yet; see the module docstring.
+
+    ``progress(done, errors, todo)`` is called after each batch (counts of this run).
+    """
+    from distributed import as_completed
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    prepare_out(out, task)
+    sch = cat.schema(task.fields)
+    table = cat.consolidate(out, sch)  # also folds the parts of a killed run
+    status = dict(zip(table.column("name").to_pylist(), table.column("status").to_pylist()))
+    todo = [it for it in items if not (status.get(it[0]) == "ok" or (status.get(it[0]) == "error"
+                                                                      and not retry_errors))]
+    skipped = len(items) - len(todo)
+    names = {n for n, _ in items}
+    earlier_errors = sum(st == "error" for n, st in status.items() if n in names) if not retry_errors else 0
+    bs = max(1, int(getattr(task, "batch_size", 1)))
+    pending: deque = deque(list(todo[i : i + bs]) for i in range(0, len(todo), bs))
+    max_in_flight = max_in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    inflight: dict = {}
+    ac = as_completed()
+    ok = err = 0
+    last = time.perf_counter()
+
+    def submit():
+        while pending and len(inflight) < max_in_flight:
+            batch = pending.popleft()
+            fut = client.submit(process_batch, task, batch, str(out), pure=False)
+            inflight[fut] = batch
+            ac.add(fut)
+
+    try:
+        submit()
+        for fut in ac:
+            batch = inflight.pop(fut)
+            try:
+                rows = fut.result()
+            except Exception as e:  # noqa: BLE001 - a crashed worker or a bug: isolate, then record
+                if len(batch) > 1:
+                    pending.extendleft([it] for it in reversed(batch))
+                    submit()
+                    continue
+                rows = _stamp(_crash_rows(batch, e))
+                cat.write_part(out, rows, sch)
+            finally:
+                fut.release()
+            n_err = sum(r["status"] != "ok" for r in rows)
+            ok += len(rows) - n_err
+            err += n_err
+            if progress is not None:
+                progress(ok, err, len(todo))
+            if time.perf_counter() - last > consolidate_every:
+                cat.consolidate(out, sch)
+                last = time.perf_counter()
+            submit()
+    finally:
+        for fut in inflight:
+            fut.cancel()
+        cat.consolidate(out, sch)
+    return RunSummary(total=len(items), skipped=skipped, ok=ok, errors=err, wall_s=time.perf_counter() - t0,
+                      catalog=out / cat.CATALOG, earlier_errors=earlier_errors)
+
+
+def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2):
+    """The default cluster: one single-threaded worker process per core of this machine."""
+    import logging
+
+    import dask
+    from distributed import LocalCluster
+
+    n = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=SINGLE_THREAD_ENV,
+                            dashboard_address=":0", silence_logs=logging.ERROR)

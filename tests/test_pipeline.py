@@ -1,0 +1,202 @@
+"""galdust run: catalogue bookkeeping, bad inputs as error rows, resume after a kill, worker crashes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+
+from galdust.cli import main
+from galdust.io import InputError, write_cube
+from galdust.pipeline import catalog as cat
+from galdust.pipeline.runner import discover, prepare_out, run
+from galdust.pipeline.tasks import FitTask
+
+BANDS = ["sdss_g", "sdss_r", "sdss_i", "sdss_z"]
+FAST = ["--no-priors", "--max-iter", "20", "--no-detect"]
+
+
+def _galaxy(path, seed, size=24):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    S = np.exp(-np.hypot(x / 4.0, y / 2.5))
+    F = np.array([1.0, 1.5, 1.8, 2.0])
+    cube = F[:, None, None] * S[None] + rng.normal(0, 0.02, (4, size, size))
+    write_cube(path, cube, BANDS, ivar=np.full(cube.shape, 2500.0), provenance=[])
+    return path
+
+
+@pytest.fixture
+def good_inputs(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    return [_galaxy(d / f"g{i}.fits", i) for i in range(5)]
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir(exist_ok=True)
+    (d / "corrupt.fits").write_bytes(b"SIMPLE  =   this is not FITS" * 10)
+    fits.PrimaryHDU(np.ones((24, 24), np.float32)).writeto(d / "flat2d.fits")  # wrong shape: 2-D
+    write_cube(d / "huge.fits", np.ones((4, 80, 80)), BANDS, ivar=np.ones((4, 80, 80)), provenance=[])  # > 64 px
+    nan = np.ones((4, 24, 24))
+    nan[2] = np.nan
+    write_cube(d / "nanband.fits", nan, BANDS, ivar=np.ones((4, 24, 24)), provenance=[])
+    write_cube(d / "badband.fits", np.ones((4, 24, 24)), ["sdss_g", "sdss_r", "no_such_band", "sdss_z"],
+               ivar=np.ones((4, 24, 24)), provenance=[])
+    return {"corrupt": "cannot read FITS", "flat2d": "3-D", "huge": "larger than", "nanband": "NaN",
+            "badband": "no_such_band"}
+
+
+# ----------------------------------------------------------------------------- catalogue
+
+
+def _row(name, status, minutes):
+    return dict(name=name, input=f"{name}.fits", status=status, error=None if status == "ok" else "boom",
+                finished=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=minutes))
+
+
+def test_catalog_dedup_prefers_ok_then_latest_and_survives_a_kill_during_consolidation(tmp_path):
+    sch = cat.schema(FitTask.fields)
+    cat.write_part(tmp_path, [_row("a", "error", 0), _row("b", "ok", 0)], sch)
+    cat.write_part(tmp_path, [_row("a", "ok", 1), _row("b", "error", 5), _row("c", "error", 0)], sch)
+    cat.write_part(tmp_path, [_row("c", "error", 3)], sch)
+    parts = sorted((tmp_path / ".galdust-run" / "parts").glob("*.parquet"))
+    saved = {p: p.read_bytes() for p in parts}
+    t = cat.consolidate(tmp_path, sch)
+    assert t.column("name").to_pylist() == ["a", "b", "c"]
+    assert t.column("status").to_pylist() == ["ok", "ok", "error"]
+    assert t.column("finished").to_pylist()[2].minute == 3
+    assert not list((tmp_path / ".galdust-run" / "parts").glob("*.parquet"))
+    for p, b in saved.items():  # a kill after the rename, before the parts were deleted
+        p.write_bytes(b)
+    t2 = cat.consolidate(tmp_path, sch)
+    assert t2.num_rows == 3 and t2.equals(t)
+    assert pq.read_table(tmp_path / "catalog.parquet").schema == sch
+
+
+def test_discover_globs_catalogue_and_duplicate_names(tmp_path, good_inputs):
+    items = discover([str(tmp_path / "in" / "g*.fits")])
+    assert [n for n, _ in items] == ["g0", "g1", "g2", "g3", "g4"]
+    (tmp_path / "list.csv").write_text("path,name\nin/g1.fits,first\nin/g3.fits,third\n")
+    items = discover(catalog=tmp_path / "list.csv")
+    assert items == [("first", str(tmp_path / "in" / "g1.fits")), ("third", str(tmp_path / "in" / "g3.fits"))]
+    other = tmp_path / "other"
+    other.mkdir()
+    _galaxy(other / "g1.fits", 9)
+    with pytest.raises(InputError, match="g1"):
+        discover([str(tmp_path / "in" / "g*.fits"), str(other / "*.fits")])
+    with pytest.raises(InputError, match="no input matches"):
+        discover([str(tmp_path / "nothing*.fits")])
+
+
+def test_prepare_out_refuses_foreign_folders_and_changed_options(tmp_path):
+    (tmp_path / "mine.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a galdust run folder"):
+        prepare_out(tmp_path, FitTask())
+    prepare_out(tmp_path / "run", FitTask(max_iter=10))
+    prepare_out(tmp_path / "run", FitTask(max_iter=10))  # same options: resume
+    with pytest.raises(ValueError, match="options"):
+        prepare_out(tmp_path / "run", FitTask(max_iter=20))
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as c:
+        yield c
+
+
+def test_run_against_a_scheduler_address_bad_inputs_become_error_rows(tmp_path, good_inputs, bad_inputs, cluster,
+                                                                      capsys):
+    out = tmp_path / "run"
+    args = ["run", "fit", "--inputs", str(tmp_path / "in" / "*.fits"), "--out", str(out), "--scheduler",
+            cluster.scheduler_address, "--batch-size", "4", "--quiet", *FAST]
+    assert main(args) == 1  # some inputs failed
+    assert "5 ok, 5 errors" in capsys.readouterr().out
+    t = pq.read_table(out / "catalog.parquet")
+    assert t.schema == cat.schema(FitTask.fields)
+    rows = {r["name"]: r for r in t.to_pylist()}
+    assert len(rows) == t.num_rows == 10
+    for name, text in bad_inputs.items():
+        assert rows[name]["status"] == "error" and text in rows[name]["error"], (name, rows[name]["error"])
+    for i in range(5):
+        r = rows[f"g{i}"]
+        assert r["status"] == "ok" and r["error"] is None and r["niter"] > 0 and r["runtime_s"] > 0
+        assert r["galdust_version"] and r["worker"] and r["start"] == "blue"
+        assert (out / f"g{i}.dust.fits").exists() and (out / f"g{i}.json").exists()
+    with fits.open(out / "g0.dust.fits") as h:
+        assert h[0].header["AV_LW"] == pytest.approx(rows["g0"]["av_lw"])
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    # re-running skips everything; --retry-errors re-attempts only the error rows
+    assert main(args) == 0
+    assert "0 ok, 0 errors, 10 already done" in capsys.readouterr().out
+    assert main(args + ["--retry-errors"]) == 1
+    assert "0 ok, 5 errors, 5 already done" in capsys.readouterr().out
+    assert pq.read_table(out / "catalog.parquet").num_rows == 10
+
+
+def test_resume_after_the_run_is_killed_loses_and_duplicates_nothing(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    paths = [_galaxy(d / f"k{i:02d}.fits", i) for i in range(12)]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "galdust.cli", "run", "fit", "--inputs", str(d / "*.fits"), "--out", str(out),
+           "--workers", "2", "--batch-size", "2", "--quiet", *FAST]
+    p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parts = out / ".galdust-run" / "parts"
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None and not (parts.is_dir() and any(parts.glob("*.parquet"))):
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)  # the driver and its worker processes, mid-run
+    p.wait()
+    killed_rows = cat.read_rows(out, cat.schema(FitTask.fields))[0].num_rows
+    assert 0 < killed_rows < 12, killed_rows  # really killed mid-run
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "already done" in r.stdout
+    t = pq.read_table(out / "catalog.parquet")
+    names = t.column("name").to_pylist()
+    assert sorted(names) == [f"k{i:02d}" for i in range(12)]  # none lost, none twice
+    assert set(t.column("status").to_pylist()) == {"ok"}
+    assert all((out / f"k{i:02d}.dust.fits").exists() for i in range(len(paths)))
+
+
+class CrashTask(FitTask):
+    """A fit task whose worker process dies on inputs named crash*."""
+
+    def run_batch(self, items, out):
+        if any(n.startswith("crash") for n, _ in items):
+            os._exit(3)
+        return [dict(name=n, input=p, status="ok", error=None, runtime_s=0.0) for n, p in items]
+
+
+def test_a_worker_crash_is_retried_then_becomes_one_error_row(tmp_path):
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    items = [(f"ok{i}", f"ok{i}.fits") for i in range(5)] + [("crash0", "crash0.fits")]
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+                Client(c) as client:
+            s = run(CrashTask(batch_size=3), items, tmp_path / "run", client)
+    assert (s.ok, s.errors) == (5, 1)
+    rows = {r["name"]: r for r in pq.read_table(tmp_path / "run" / "catalog.parquet").to_pylist()}
+    assert len(rows) == 6
+    assert rows["crash0"]["status"] == "error" and "worker died" in rows["crash0"]["error"]
+    assert all(rows[f"ok{i}"]["status"] == "ok" for i in range(5))
