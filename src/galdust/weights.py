@@ -87,5 +87,7 @@ def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, 
     meta = read_sidecar(path)
     if check_hash and meta.get("sha256") and sha256(path) != meta["sha256"]:
         raise WeightsError(f"{path}: SHA-256 does not match its sidecar (corrupt or replaced file)")
-    model = eqx.tree_deserialise_leaves(path, skeleton(meta))
+    # the skeleton by shape only: initialising a network op by op costs seconds (10 s for the dust
+    # U-Net on one thread), and every value is replaced by the file anyway
+    model = eqx.tree_deserialise_leaves(path, eqx.filter_eval_shape(skeleton, meta))
     return model, meta

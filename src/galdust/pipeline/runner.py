@@ -206,6 +206,12 @@ def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2):
     from distributed import LocalCluster
 
     n = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
-        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, env=SINGLE_THREAD_ENV,
-                            dashboard_address=":0", silence_logs=logging.ERROR)
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes XLA's allocate/free cycles page-fault: the fit
+    # ran 1.55x slower with it (measured, bench/bench_run.py); unset it, and set the thread caps before
+    # the worker interpreters start.
+    cfg = {"distributed.scheduler.allowed-failures": allowed_failures,
+           "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    cfg.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in SINGLE_THREAD_ENV.items()})
+    with dask.config.set(cfg):
+        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            silence_logs=logging.ERROR)

@@ -144,8 +144,8 @@ def load_galaxygrad_net(path: Path | None = None) -> MixerScoreNet:
     path = path or galaxygrad_file()
     if path is None:
         raise WeightsError("galaxygrad is not installed (pip install galaxygrad==0.2.1)")
-    skeleton = MixerScoreNet((1, 64, 64), 4, 64, 512, 512, 4, 10.0, key=jax.random.PRNGKey(0))
-    return eqx.tree_deserialise_leaves(path, skeleton)
+    skeleton = eqx.filter_eval_shape(MixerScoreNet, (1, 64, 64), 4, 64, 512, 512, 4, 10.0, key=jax.random.PRNGKey(0))
+    return eqx.tree_deserialise_leaves(path, skeleton)  # by shape: no op-by-op initialisation
 
 
 def host_prior(t: float = 0.02, *, fallback_sigma: float = 0.02):
