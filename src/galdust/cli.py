@@ -450,7 +450,114 @@ def fir_train(
     typer.echo(f"trained on {len(names)} galaxies in {extra['train_seconds']} s -> {out}")
 
 
-EXAMPLE = Path(__file__).resolve().parent / "data" / "examples" / "sim_dusty_galaxy.fits"
+def _kv_files(values: list[str] | None, what: str) -> dict[str, Path]:
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            raise UserError(f"{what} {v!r}: expected BAND=FILE")
+        k, f = v.split("=", 1)
+        out[k.strip()] = Path(f.strip())
+    return out
+
+
+@fir_app.command("map")
+def fir_map(
+    images: Annotated[list[str], typer.Option("--images", help="Per-band FITS images with WCS: FILE (header BAND) or "
+                                                               "BAND=FILE; comma-separated, globs, or repeated.")],
+    out: Annotated[Path, typer.Option("--out", help="Output NAME.fir.fits (and NAME.fir.png with --plot).")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="FIR model folder (default: the shipped one).")] = None,
+    pixel_scale: Annotated[Optional[float], typer.Option("--pixel-scale", help="Output pixels [arcsec] (default: "
+                                                                               "worst FWHM / 3).")] = None,
+    kernel: Annotated[Optional[list[str]], typer.Option("--kernel", help="BAND=FILE: a convolution kernel to the "
+                                                                         "worst PSF on that band's pixel grid.")] = None,
+    fwhm: Annotated[Optional[list[str]], typer.Option("--fwhm", help="BAND=ARCSEC: PSF FWHM when the header has no "
+                                                                     "PSF_FWHM (default: the survey's typical one).")] = None,
+    ellipse: Annotated[Optional[str], typer.Option("--ellipse", help="RA,DEC,A,Q,PA: aperture centre [deg], semi-major "
+                                                                     "axis [arcsec], axis ratio, PA [deg] (default: "
+                                                                     "automatic).")] = None,
+    stars: Annotated[Optional[Path], typer.Option("--stars", help="CSV with ra,dec [deg] of stars to mask.")] = None,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not detect and mask stars.")] = False,
+    distance: Annotated[Optional[float], typer.Option("--distance", help="Distance [Mpc] (pixel scale in pc for "
+                                                                         "models that use it).")] = None,
+    lowres: Annotated[Optional[list[str]], typer.Option("--lowres", help="MAP=FILE: rescale the prediction to match a "
+                                                                         "lower-resolution map of LOG_SLD, LOG_SMD or "
+                                                                         "TD (e.g. from Herschel).")] = None,
+    plot: Annotated[bool, typer.Option("--plot", help="Also write NAME.fir.png.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+):
+    """Per-pixel log sL_d, log sM_d and T_d (with σ) of one galaxy from its UV-MIR images."""
+    import glob as _glob
+
+    import numpy as np
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from .fir.maps import make_maps, read_band_image, rescale_to_lowres
+    from .fir.model import DEFAULT_MODEL, FIRModel
+    from .fir.products import MAP_KEYS, plot_fir_maps, write_fir_fits
+    from .io import InputError
+
+    png = out.with_suffix("").with_suffix(".fir.png") if out.name.endswith(".fir.fits") else out.with_suffix(".png")
+    for p in [out] + ([png] if plot else []):
+        if p.exists() and not overwrite:
+            raise UserError(f"{p}: exists (use --overwrite to replace it)")
+    fwhms = {k: float(v) for k, v in _kv_files(fwhm, "--fwhm").items()}
+    specs = []
+    for v in images:
+        for part in [x for x in v.split(",") if x]:
+            band, f = part.split("=", 1) if "=" in part and not Path(part).exists() else (None, part)
+            files = sorted(_glob.glob(f)) or [f]
+            specs += [(band, x) for x in files]
+    if not specs:
+        raise UserError("no --images given")
+    imgs = [read_band_image(f, band, fwhms.get(band) if band else None) for band, f in specs]
+    for im in imgs:
+        if im.band in fwhms:
+            im.fwhm = fwhms[im.band]
+    kernels = {}
+    for b, f in _kv_files(kernel, "--kernel").items():
+        try:
+            kernels[b] = np.asarray(fits.getdata(f), float)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{f}: cannot read the kernel ({e})") from None
+    ell = None
+    if ellipse:
+        try:
+            ell = tuple(float(x) for x in ellipse.split(","))
+            assert len(ell) == 5
+        except (ValueError, AssertionError):
+            raise UserError(f"--ellipse {ellipse!r}: expected RA,DEC,A,Q,PA") from None
+    star_list = None
+    if stars is not None:
+        from astropy.table import Table
+
+        try:
+            t = Table.read(stars, format="ascii.csv")
+            star_list = [(float(r["ra"]), float(r["dec"])) for r in t]
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"{stars}: cannot read ra,dec columns ({' '.join(str(e).split())})") from None
+    fm = make_maps(imgs, FIRModel.load(model or DEFAULT_MODEL), pixscale=pixel_scale, kernels=kernels,
+                   ellipse=ell, stars=star_list, detect=not no_detect, distance_mpc=distance)
+    for k, f in _kv_files(lowres, "--lowres").items():
+        if k not in MAP_KEYS:
+            raise UserError(f"--lowres {k}: one of {', '.join(MAP_KEYS)}")
+        try:
+            with fits.open(f) as h:
+                hdu = next(x for x in h if x.data is not None)
+                low, wl = np.asarray(hdu.data, float), WCS(hdu.header).celestial
+        except (OSError, ValueError, StopIteration) as e:
+            raise InputError(f"{f}: cannot read the low-resolution map ({e})") from None
+        fm.maps[k] = rescale_to_lowres(fm.maps[k], fm.wcs, low, wl, log=k != "TD")
+        fm.notes.append(f"{k} rescaled to match {Path(f).name}")
+    write_fir_fits(out, fm, overwrite=overwrite)
+    if plot:
+        plot_fir_maps(png, fm, overwrite=overwrite)
+    for n in fm.notes:
+        typer.echo(f"note: {n}")
+    typer.echo(f"{int(fm.mask.sum())} pixels predicted ({len(fm.bands)} bands at {fm.fwhm:.1f} arcsec FWHM, "
+               f"{fm.pixscale:.2f} arcsec pixels) -> {out}")
+
+
 def _run_progress(quiet: bool):
     """A progress bar for ``galdust run`` (objects done / errors / rate / ETA); (update, close)."""
     if quiet or not sys.stderr.isatty():
@@ -534,6 +641,7 @@ def run_cmd(
     return 1 if s.errors else 0
 
 
+EXAMPLE = Path(__file__).resolve().parent / "data" / "examples" / "sim_dusty_galaxy.fits"
 HSC_SCENE = Path("../shared/data/hsc/hsc_cosmos_35.npz")
 
 

@@ -1,0 +1,173 @@
+"""FIR maps: convolution/reprojection conserve flux, apertures, star masks, units, per-pixel prediction."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from galdust.cli import main
+from galdust.fir.data import UVMIR_BANDS
+from galdust.fir.maps import (BandImage, auto_ellipse, detect_stars, ellipse_mask, make_maps, pixel_photometry,
+                              read_band_image, reproject_flux, rescale_to_lowres, star_mask, to_common_psf,
+                              write_band_image)
+from galdust.fir.mock import make_mock, truth_on_grid
+from galdust.fir.model import DEFAULT_MODEL, FIRModel, build_features
+from galdust.fir.data import Photometry
+
+
+def _wcs(ps, n, rot=0.0, ra=150.0, dec=2.0):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+    c, s = np.cos(np.deg2rad(rot)), np.sin(np.deg2rad(rot))
+    w.wcs.cd = np.array([[-c, s], [s, c]]) * ps / 3600.0
+    return w
+
+
+def _blob(n, x0, y0, s):
+    y, x = np.mgrid[:n, :n]
+    return np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * s**2))
+
+
+def test_convolution_to_the_worst_psf_conserves_flux_and_gives_the_target_width():
+    img = np.zeros((101, 101))
+    img[50, 50] = 3.0
+    bi = BandImage("sdss_r", img, _wcs(1.0, 101), fwhm=1.0)
+    out = to_common_psf(bi, 6.0)
+    assert out.sum() == pytest.approx(3.0, rel=1e-6)
+    # second moment of the result: σ² = (6² − 1²)/(8 ln 2) (the point source had no width)
+    y, x = np.mgrid[:101, :101]
+    var = np.sum(out * (x - 50) ** 2) / out.sum()
+    assert var == pytest.approx((36 - 1) / (8 * np.log(2)), rel=0.02)
+    k = np.zeros((5, 5))
+    k[2, 1:4] = 1.0  # a user kernel (normalised by the function)
+    assert to_common_psf(bi, 6.0, kernel=k).sum() == pytest.approx(3.0, rel=1e-6)
+
+
+def test_reprojection_conserves_flux_across_scale_rotation_and_offset():
+    data = 5.0 * _blob(120, 57.3, 61.8, 6.0)
+    total = data.sum()
+    w_in = _wcs(1.0, 120)
+    w_out = _wcs(3.3, 40, rot=25.0, ra=150.0 + 2 / 3600, dec=2.0 - 3 / 3600)
+    out = reproject_flux(data, w_in, w_out, (40, 40))
+    assert np.nansum(out) == pytest.approx(total, rel=5e-3)
+    assert np.isnan(out).sum() > 0  # outside the input footprint: no data, not zero
+
+
+def test_units_are_converted_to_jy_per_pixel(tmp_path):
+    w = _wcs(2.0, 10)
+    hdr = w.to_header()
+    hdr["BAND"], hdr["BUNIT"] = "wise_w1", "MJy/sr"
+    fits.PrimaryHDU(np.ones((10, 10)), header=hdr).writeto(tmp_path / "sb.fits")
+    im = read_band_image(tmp_path / "sb.fits")
+    pix_sr = (2.0 / 206264.806) ** 2
+    assert im.data[0, 0] == pytest.approx(1e6 * pix_sr, rel=1e-4)
+    assert im.fwhm == 6.1 and im.pixscale == pytest.approx(2.0)
+    hdr["BUNIT"] = "mJy/pix"
+    fits.PrimaryHDU(np.ones((10, 10)), header=hdr).writeto(tmp_path / "mjy.fits")
+    assert read_band_image(tmp_path / "mjy.fits").data[0, 0] == pytest.approx(1e-3)
+    hdr["BUNIT"] = "erg"
+    fits.PrimaryHDU(np.ones((10, 10)), header=hdr).writeto(tmp_path / "bad.fits")
+    with pytest.raises(ValueError, match="bad.fits"):
+        read_band_image(tmp_path / "bad.fits")
+    hdr["BUNIT"], hdr["BAND"] = "Jy/pix", "hst_f814w"
+    fits.PrimaryHDU(np.ones((10, 10)), header=hdr).writeto(tmp_path / "band.fits")
+    with pytest.raises(ValueError, match="hst_f814w"):
+        read_band_image(tmp_path / "band.fits")
+
+
+def test_apertures_and_star_masks():
+    m = ellipse_mask((201, 201), 100, 100, 60, 0.5, 30)
+    assert m.sum() == pytest.approx(np.pi * 60 * 30, rel=0.01)
+    # an exponential disc with q = 0.5 at PA 30°: recovered by the moments
+    y, x = np.mgrid[:201, :201] - 100.0
+    t = np.deg2rad(30)
+    u, v = -x * np.sin(t) + y * np.cos(t), x * np.cos(t) + y * np.sin(t)
+    img = np.exp(-np.hypot(u, v / 0.5) / 10) + np.random.default_rng(0).normal(0, 1e-3, x.shape)
+    x0, y0, a, q, pa = auto_ellipse(img)
+    assert (x0, y0) == pytest.approx((100, 100), abs=0.5)
+    assert q == pytest.approx(0.5, abs=0.05) and pa == pytest.approx(30, abs=3)
+    # stars: two PSF-like sources on top of the disc are found, the nucleus is not
+    psf = lambda x0, y0: 0.5 * _blob(201, x0, y0, 1.5)  # noqa: E731
+    bi = BandImage("sdss_r", img + psf(40, 150) + psf(160, 60), _wcs(1.0, 201), fwhm=1.5 * 2.3548)
+    core = ellipse_mask(img.shape, 100, 100, 8, 1.0, 0)
+    found = detect_stars(bi, exclude=core)
+    assert sorted((round(a), round(b)) for a, b in found) == [(40, 150), (160, 60)]
+    sm = star_mask(img.shape, found, 5)
+    assert sm[150, 40] and sm[60, 160] and not sm[100, 100]
+
+
+def test_pixel_photometry_marks_non_detections():
+    cube = np.array([[[10.0, 0.2]], [[5.0, 5.0]]])  # 2 bands, 1x2 pixels
+    ph = pixel_photometry(cube, ["sdss_r", "wise_w1"], np.array([0.1, 0.1]), np.ones((1, 2), bool))
+    r, w1 = UVMIR_BANDS.index("sdss_r"), UVMIR_BANDS.index("wise_w1")
+    assert ph.flux[0, r] == 10.0 and np.isnan(ph.flux[1, r]) and ph.upper[1, r]
+    assert np.all(ph.flux[:, w1] == 5.0)
+
+
+def test_rescale_to_a_lower_resolution_map_matches_it_when_averaged():
+    w_hi, w_lo = _wcs(2.0, 60), _wcs(12.0, 10)
+    y, x = np.mgrid[:60, :60]
+    pred = -2.0 + 0.01 * x  # log quantity with a gradient
+    truth_offset = 0.3
+    from reproject import reproject_exact
+
+    low = np.log10(reproject_exact((10.0 ** (pred + truth_offset), w_hi), w_lo, shape_out=(10, 10))[0])
+    out = rescale_to_lowres(pred, w_hi, low, w_lo)
+    assert np.median(out - pred) == pytest.approx(truth_offset, abs=0.01)
+    assert np.std(out - pred - truth_offset) < 0.02  # the gradient is kept
+
+
+@pytest.fixture(scope="module")
+def model():
+    return FIRModel.load(DEFAULT_MODEL)
+
+
+SED = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
+                0.095, 0.062, 0.07, 0.16])  # Jy, UVMIR_BANDS order: a star-forming spiral
+TRUTH = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
+
+
+def test_a_uniform_sed_galaxy_gets_the_global_prediction_in_every_pixel(model):
+    """Pixels whose SED is the galaxy's SED (A = B) get the global model's prediction for it."""
+    m = make_mock(SED, SED, TRUTH, TRUTH, w1_total=0.1, rng=np.random.default_rng(1), peak_snr=300.0)
+    fm = make_maps(m.images, model)
+    ph = Photometry(["g"], SED[None], SED[None] * 0.05, np.zeros((1, 18), bool))
+    glob = model.predict(build_features(ph)[0])
+    g = fm.mask == 1
+    assert g.sum() > 100
+    for key, t, tol in (("LOG_SLD", "log_sLd", 0.05), ("LOG_SMD", "log_sMd", 0.05), ("TD", "Td", 0.5)):
+        assert np.median(fm.maps[key][g]) == pytest.approx(glob[t][0][0], abs=tol), key
+        assert np.all(fm.maps[key + "_ERR"][g] > 0)
+    tr = truth_on_grid(m, fm.wcs, fm.mask.shape, fm.fwhm)
+    assert np.allclose(tr["Td"][g], 22.0)
+
+
+def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
+    rng = np.random.default_rng(2)
+    sed_b = SED * np.where(np.arange(18) >= 12, 2.0, 1.0)  # dustier outskirts
+    m = make_mock(SED, sed_b, TRUTH, dict(log_sLd=-0.5, log_sMd=-2.5, Td=20.0), w1_total=0.1, rng=rng)
+    files = [str(write_band_image(tmp_path / f"{im.band}.fits", im)) for im in m.images]
+    out = tmp_path / "ngc0000.fir.fits"
+    args = ["fir", "map", "--images", ",".join(files), "--out", str(out), "--plot"]
+    assert main(args) == 0
+    assert "pixels predicted" in capsys.readouterr().out
+    with fits.open(out) as h:
+        names = {x.name for x in h}
+        assert {"LOG_SLD", "LOG_SMD", "TD", "LOG_SLD_ERR", "LOG_SMD_ERR", "TD_ERR", "MASK", "CUBE"} <= names
+        assert h[0].header["BANDS"].split(",") == m.bands and h[0].header["FWHM"] == 12.0
+        w = WCS(h["TD"].header)
+        assert w.has_celestial and h["TD"].header["BUNIT"] == "K"
+        td, mask = h["TD"].data, h["MASK"].data
+        assert np.all(np.isfinite(td[mask == 1])) and np.all(np.isnan(td[mask == 0]))
+    assert (tmp_path / "ngc0000.fir.png").stat().st_size > 20000
+    assert main(args) == 2  # no overwrite without --overwrite
+    assert "exists" in capsys.readouterr().err
+    bad = tmp_path / "nodata.fits"
+    bad.write_bytes(b"not a fits file" * 100)
+    assert main(["fir", "map", "--images", f"{files[0]},{bad}", "--out", str(tmp_path / "x.fir.fits")]) == 2
+    err = capsys.readouterr().err
+    assert "nodata.fits" in err and len(err.strip().splitlines()) == 1
