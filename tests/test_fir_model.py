@@ -41,3 +41,25 @@ def test_forest_and_calibrated_sigma(tmp_path):
         np.testing.assert_allclose(p2[t][0], p[t][0], rtol=1e-5)
         np.testing.assert_allclose(p2[t][1], p[t][1], rtol=1e-5)
     assert not list(d.glob("*.pkl")) and not list(d.glob("*.pickle"))
+
+
+def test_per_pixel_training_weights_every_galaxy_once_and_keeps_galaxies_whole():
+    """Two galaxies with the same colours: 1000 pixels at y = 0 and 10 pixels at y = 1. With 1/N_pix
+    weights each galaxy counts once (prediction 0.5); without, the big one wins."""
+    from galdust.fir.model import _folds
+
+    rng = np.random.default_rng(0)
+    n_f = len(feature_names())
+    X = np.zeros((1010, n_f), np.float32) + rng.normal(0, 1e-3, (1010, n_f)).astype(np.float32)
+    y = np.r_[np.zeros(1000), np.ones(10)]
+    groups = np.r_[np.zeros(1000, int), np.ones(10, int)]
+    w = np.r_[np.full(1000, 1 / 1000), np.full(10, 1 / 10)]
+    Y = {t: y for t in TARGETS}
+    m_w = train_model(X, Y, weights=w, groups=groups, seed=1)
+    m_u = train_model(X, Y, seed=1)
+    assert np.mean(m_w.predict(X[:5])["Td"][0]) == pytest.approx(0.5, abs=0.1)
+    assert np.mean(m_u.predict(X[:5])["Td"][0]) < 0.1
+    assert m_w.meta["per_pixel"] and not m_u.meta["per_pixel"]
+    g = np.repeat(np.arange(20), 7)
+    f = _folds(len(g), 4, 0, g)
+    assert all(len(set(f[g == k])) == 1 for k in range(20)) and set(f) == {0, 1, 2, 3}

@@ -15,7 +15,7 @@ from .data import TARGETS, UVMIR_BANDS, Photometry
 from .maps import make_maps
 from .mock import make_mock, truth_on_grid
 
-__all__ = ["template_pool", "validate_maps", "summarise_pixels"]
+__all__ = ["template_pool", "galaxy_folds", "train_pixel_models", "validate_maps", "summarise_pixels"]
 
 W1 = UVMIR_BANDS.index("wise_w1")
 
@@ -26,19 +26,70 @@ def template_pool(phot: Photometry, props: dict, min_bands: int = 12) -> np.ndar
                      and np.isfinite(phot.flux[i]).sum() >= min_bands], int)
 
 
+def galaxy_folds(phot: Photometry, props: dict, k: int = 4, seed: int = 0) -> np.ndarray:
+    """Fold of every row of ``phot`` (−1: no properties); whole galaxies, at random."""
+    names = [n for n in phot.names if n in props]
+    gal_fold = {n: f for n, f in zip(names, np.random.default_rng(seed).permutation(len(names)) % k)}
+    return np.array([gal_fold.get(n, -1) for n in phot.names])
+
+
+def _random_mock(phot, props, cand, rng):
+    a, b = rng.choice(cand, 2, replace=False)
+    m = make_mock(phot.flux[a], phot.flux[b], props[phot.names[a]], props[phot.names[b]],
+                  w1_total=float(phot.flux[a, W1]), rng=rng, h=float(rng.uniform(8, 16)),
+                  q=float(rng.uniform(0.4, 1.0)), pa=float(rng.uniform(0, 180)))
+    return m, a, b
+
+
+def train_pixel_models(phot: Photometry, props: dict, *, k: int = 4, seed: int = 0, n_mocks: int = 60,
+                       pixscale_factor: float = 1 / 3, progress=None) -> list:
+    """Per-pixel fold models (Dobbels & Baes 2021): fold f's model is trained on the pixels of
+    ``n_mocks`` mocks built from the other folds' galaxies, with weights 1/N_pix(galaxy), folds grouped
+    by mock galaxy, and the pixel scale in pc (distance drawn in 5–40 Mpc) as an extra feature."""
+    from .maps import log_pixscale_pc, pixel_features
+    from .model import feature_names, train_model
+
+    fold_of = galaxy_folds(phot, props, k, seed)
+    pool = template_pool(phot, props)
+    rng = np.random.default_rng(seed + 1000)
+    models = []
+    for f in range(k):
+        cand = pool[(fold_of[pool] >= 0) & (fold_of[pool] != f)]
+        Xs, Ys, gs, ws = [], {t: [] for t in TARGETS}, [], []
+        for j in range(n_mocks):
+            m, _, _ = _random_mock(phot, props, cand, rng)
+            worst = max(im.fwhm for im in m.images)
+            p = pixel_features(m.images, pixscale=worst * pixscale_factor)
+            tr = truth_on_grid(m, p.wcs, p.good.shape, p.fwhm)
+            n = int(p.usable.sum())
+            if n == 0:
+                continue
+            d = float(rng.uniform(5, 40))
+            Xs.append(np.concatenate([p.X[p.usable], np.full((n, 1), log_pixscale_pc(p.pixscale, d))], axis=1))
+            for t in TARGETS:
+                Ys[t].append(tr[t][p.good][p.usable])
+            gs.append(np.full(n, j))
+            ws.append(np.full(n, 1.0 / n))
+            if progress is not None:
+                progress(f, j + 1)
+        models.append(train_model(np.concatenate(Xs), {t: np.concatenate(v) for t, v in Ys.items()}, seed=seed + f,
+                                  weights=np.concatenate(ws), groups=np.concatenate(gs),
+                                  features=feature_names() + ["log_pixscale_pc"]))
+    return models
+
+
 def validate_maps(phot: Photometry, props: dict, *, n_mocks: int = 40, k: int = 4, seed: int = 0,
                   pixscale_factors=(1 / 3,), models=None, progress=None) -> list[dict]:
     """Per mock galaxy and pixel scale: arrays of per-pixel truth and prediction, and the templates'
-    truths and global predictions. ``models``: optional list of k fold models (else trained here)."""
+    truths and global predictions. ``models``: optional list of k fold models (else global models
+    trained here); models with the pixel-scale feature get a distance drawn in 5–40 Mpc per mock."""
     from .model import build_features, train_model
 
     rng = np.random.default_rng(seed)
-    names = [n for n in phot.names if n in props]
-    gal_fold = {n: f for n, f in zip(names, rng.permutation(len(names)) % k)}
+    fold_of = galaxy_folds(phot, props, k, seed)
     pool = template_pool(phot, props)
     X, _ = build_features(phot)
     Y = {t: np.array([props.get(n, {}).get(t, np.nan) for n in phot.names]) for t in TARGETS}
-    fold_of = np.array([gal_fold.get(n, -1) for n in phot.names])
     if models is None:
         models = []
         for f in range(k):
@@ -47,15 +98,13 @@ def validate_maps(phot: Photometry, props: dict, *, n_mocks: int = 40, k: int = 
     rows = []
     for j in range(n_mocks):
         f = j % k
-        cand = pool[fold_of[pool] == f]
-        a, b = rng.choice(cand, 2, replace=False)
-        m = make_mock(phot.flux[a], phot.flux[b], props[phot.names[a]], props[phot.names[b]],
-                      w1_total=float(phot.flux[a, W1]), rng=rng, h=float(rng.uniform(8, 16)),
-                      q=float(rng.uniform(0.4, 1.0)), pa=float(rng.uniform(0, 180)))
-        glob = models[f].predict(X[[a, b]])
+        m, a, b = _random_mock(phot, props, pool[fold_of[pool] == f], rng)
+        dist = float(rng.uniform(5, 40))
+        pix = "log_pixscale_pc" in models[f].features
+        glob = models[f].predict(np.concatenate([X[[a, b]], np.full((2, 1), np.nan)], axis=1) if pix else X[[a, b]])
         worst = max(im.fwhm for im in m.images)
         for fac in pixscale_factors:
-            fm = make_maps(m.images, models[f], pixscale=worst * fac)
+            fm = make_maps(m.images, models[f], pixscale=worst * fac, distance_mpc=dist)
             tr = truth_on_grid(m, fm.wcs, fm.mask.shape, fm.fwhm)
             g = fm.mask == 1
             key = {"log_sLd": "LOG_SLD", "log_sMd": "LOG_SMD", "Td": "TD"}

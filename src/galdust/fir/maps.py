@@ -29,7 +29,7 @@ from .data import UVMIR_BANDS, Photometry
 
 __all__ = ["BandImage", "TYPICAL_FWHM", "read_band_image", "write_band_image", "to_common_psf", "reproject_flux", "common_grid",
            "ellipse_mask", "auto_ellipse", "star_mask", "detect_stars", "background_sigma", "pixel_photometry",
-           "FIRMaps", "make_maps", "rescale_to_lowres"]
+           "FIRMaps", "PixelSet", "pixel_features", "log_pixscale_pc", "make_maps", "rescale_to_lowres"]
 
 #: typical PSF FWHM [arcsec] of the surveys DustPedia uses (Clark et al. 2018, Table 1)
 TYPICAL_FWHM = {"galex_fuv": 4.3, "galex_nuv": 5.3, "sdss_u": 1.3, "sdss_g": 1.3, "sdss_r": 1.3, "sdss_i": 1.3,
@@ -272,16 +272,29 @@ class FIRMaps:
     notes: list[str]
 
 
-def make_maps(images: list[BandImage], model, *, pixscale: float | None = None, kernels: dict | None = None,
-              ellipse: tuple | None = None, stars: list | None = None, detect: bool = True,
-              distance_mpc: float | None = None, snr_min: float = 3.0, min_detected: float = 0.8) -> FIRMaps:
-    """The whole map pipeline on in-memory images; ``model`` a :class:`galdust.fir.model.FIRModel`.
+@dataclass
+class PixelSet:
+    """The pixels of one galaxy on the common grid, ready for a FIR model."""
 
-    ``ellipse``: (ra_deg, dec_deg, semi-major arcsec, axis ratio, PA deg) or None (automatic, from the
-    normalising band); ``stars``: list of (ra_deg, dec_deg) to mask, and/or ``detect``. A pixel is
-    predicted when the normalising band and at least ``min_detected`` of the bands are detected at
-    ``snr_min`` σ (faint outskirts, where the colours are noise, are left out).
-    """
+    X: np.ndarray  # (n_good, n_feat) features of the aperture pixels (global-model features)
+    usable: np.ndarray  # (n_good,) bool: enough detected bands to predict
+    good: np.ndarray  # (ny, nx) bool: aperture pixels, not masked
+    cube: np.ndarray
+    wcs: WCS
+    bands: list[str]
+    fwhm: float
+    pixscale: float
+    notes: list[str]
+
+
+def log_pixscale_pc(pixscale_arcsec: float, distance_mpc: float) -> float:
+    return float(np.log10(pixscale_arcsec / 206264.806 * distance_mpc * 1e6))
+
+
+def pixel_features(images: list[BandImage], *, pixscale: float | None = None, kernels: dict | None = None,
+                   ellipse: tuple | None = None, stars: list | None = None, detect: bool = True,
+                   snr_min: float = 3.0, min_detected: float = 0.8) -> PixelSet:
+    """Convolution, reprojection, masks and per-pixel features (arguments: see :func:`make_maps`)."""
     from astropy.coordinates import SkyCoord
 
     from .model import build_features
@@ -328,10 +341,26 @@ def make_maps(images: list[BandImage], model, *, pixscale: float | None = None, 
     usable &= nb_det >= np.ceil(min_detected * len(bands))
     notes.append(f"{int(usable.sum())} of {int(good.sum())} pixels in the aperture detected in the normalising band "
                  f"and >= {min_detected:.0%} of the bands at {snr_min:g} sigma")
-    if distance_mpc is not None and "log_pixscale_pc" in model.features:
-        X = np.concatenate([X, np.full((len(X), 1), np.log10(ps / 206265.0 * distance_mpc * 1e6))], axis=1)
-    elif "log_pixscale_pc" in model.features:
-        raise InputError("this FIR model uses the pixel scale in pc: give --distance")
+    return PixelSet(X, usable, good, cube, wcs, bands, fwhm, ps, notes)
+
+
+def make_maps(images: list[BandImage], model, *, distance_mpc: float | None = None, **kw) -> FIRMaps:
+    """The whole map pipeline on in-memory images; ``model`` a :class:`galdust.fir.model.FIRModel`.
+
+    Keywords as :func:`pixel_features`: ``pixscale`` [arcsec], ``kernels`` {band: array},
+    ``ellipse`` (ra_deg, dec_deg, semi-major arcsec, axis ratio, PA deg) or None (automatic, from the
+    normalising band), ``stars`` [(ra_deg, dec_deg)] to mask and/or ``detect``; a pixel is predicted
+    when the normalising band and at least ``min_detected`` of the bands are detected at ``snr_min`` σ
+    (faint outskirts, where the colours are noise, are left out). ``distance_mpc`` adds the pixel
+    scale in pc for models trained with it (``log_pixscale_pc``).
+    """
+    p = pixel_features(images, **kw)
+    X, usable, good = p.X, p.usable, p.good
+    shape = good.shape
+    if "log_pixscale_pc" in model.features:
+        if distance_mpc is None:
+            raise InputError("this FIR model uses the pixel scale in pc: give --distance")
+        X = np.concatenate([X, np.full((len(X), 1), log_pixscale_pc(p.pixscale, distance_mpc))], axis=1)
     pred = model.predict(X[usable]) if usable.any() else {}
     maps = {}
     names = {"log_sLd": "LOG_SLD", "log_sMd": "LOG_SMD", "Td": "TD"}
@@ -345,7 +374,7 @@ def make_maps(images: list[BandImage], model, *, pixscale: float | None = None, 
             maps[key + suffix] = m
     mask = np.zeros(shape, np.uint8)
     mask[good] = usable.astype(np.uint8)
-    return FIRMaps(maps, wcs, mask, cube, bands, fwhm, ps, notes)
+    return FIRMaps(maps, p.wcs, mask, p.cube, p.bands, p.fwhm, p.pixscale, p.notes)
 
 
 def rescale_to_lowres(pred: np.ndarray, wcs: WCS, low: np.ndarray, wcs_low: WCS, *, log: bool = True) -> np.ndarray:

@@ -159,35 +159,51 @@ class FIRModel:
         return cls(models, meta["features"], meta)
 
 
-def _fit_forest(X, y, seed):
+def _fit_forest(X, y, seed, w=None):
     import xgboost as xgb
 
     m = xgb.XGBRFRegressor(**RF_PARAMS, random_state=seed, n_jobs=2, tree_method="hist")
-    m.fit(X, y)
+    m.fit(X, y, sample_weight=w)
     return m
 
 
-def _fit_sigma(X, r, seed):
+def _fit_sigma(X, r, seed, w=None):
     import xgboost as xgb
 
-    d = xgb.DMatrix(X, label=r, missing=np.nan)
+    d = xgb.DMatrix(X, label=r, weight=w, missing=np.nan)
     params = dict(SIGMA_PARAMS, seed=seed, nthread=2, base_score=float(np.log(np.std(r) + 1e-12)))
     return xgb.train(params, d, SIGMA_ROUNDS, obj=_nll_objective)
 
 
-def _oof(X, y, k, seed):
-    """Out-of-fold forest predictions (k folds) on the training set."""
+def _folds(n, k, seed, groups=None):
+    """Fold index per row: rows at random, or whole groups (galaxies) at random."""
     rng = np.random.default_rng(seed)
-    fold = rng.permutation(len(y)) % k
+    if groups is None:
+        return rng.permutation(n) % k
+    u, inv = np.unique(np.asarray(groups), return_inverse=True)
+    return (rng.permutation(len(u)) % k)[inv]
+
+
+def _oof(X, y, k, seed, w=None, groups=None):
+    """Out-of-fold forest predictions (k folds) on the training set."""
+    fold = _folds(len(y), k, seed, groups)
     pred = np.empty(len(y))
     for f in range(k):
-        m = _fit_forest(X[fold != f], y[fold != f], seed + f)
+        tr = fold != f
+        m = _fit_forest(X[tr], y[tr], seed + f, None if w is None else w[tr])
         pred[fold == f] = m.predict(X[fold == f])
     return pred
 
 
-def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib_frac: float = 0.25) -> FIRModel:
-    """Train the forests (all rows), σ models (out-of-fold residuals) and σ calibration."""
+def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib_frac: float = 0.25,
+                weights: np.ndarray | None = None, groups: np.ndarray | None = None,
+                features: list[str] | None = None) -> FIRModel:
+    """Train the forests (all rows), σ models (out-of-fold residuals) and σ calibration.
+
+    Per-pixel training (Dobbels & Baes 2021): ``groups`` = galaxy of each pixel (out-of-fold
+    predictions and the calibration split keep galaxies whole) and ``weights`` = 1/N_pix(galaxy), so
+    that every galaxy counts once.
+    """
     import xgboost as xgb
 
     X = np.asarray(X, np.float32)
@@ -197,15 +213,18 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
         y = np.asarray(Y[t], float)
         ok = np.isfinite(y)
         Xt, yt = X[ok], y[ok]
-        r = _oof(Xt, yt, 5, seed) - yt
-        cal = rng.random(len(yt)) < calib_frac
-        sig = _fit_sigma(Xt[~cal], r[~cal], seed)
+        wt = None if weights is None else np.asarray(weights, float)[ok]
+        gt = None if groups is None else np.asarray(groups)[ok]
+        r = _oof(Xt, yt, 5, seed, wt, gt) - yt
+        cal = (rng.random(len(yt)) < calib_frac) if gt is None else _folds(len(yt), 4, seed + 1, gt) == 0
+        sig = _fit_sigma(Xt[~cal], r[~cal], seed, None if wt is None else wt[~cal])
         s_cal = np.exp(sig.predict(xgb.DMatrix(Xt[cal], missing=np.nan)))
-        scale = float(np.sqrt(np.mean((r[cal] / s_cal) ** 2)))
-        sig = _fit_sigma(Xt, r, seed)  # refit on all rows; keep the held-out calibration factor
-        models[t] = _TargetModel(_fit_forest(Xt, yt, seed), sig, scale)
-    return FIRModel(models, feature_names(), dict(seed=seed, n_train=int(len(X)), rf_params=RF_PARAMS,
-                                                  sigma_params=SIGMA_PARAMS, sigma_rounds=SIGMA_ROUNDS))
+        scale = float(np.sqrt(np.average((r[cal] / s_cal) ** 2, weights=None if wt is None else wt[cal])))
+        sig = _fit_sigma(Xt, r, seed, wt)  # refit on all rows; keep the held-out calibration factor
+        models[t] = _TargetModel(_fit_forest(Xt, yt, seed, wt), sig, scale)
+    return FIRModel(models, features or feature_names(), dict(seed=seed, n_train=int(len(X)), rf_params=RF_PARAMS,
+                                                              sigma_params=SIGMA_PARAMS, sigma_rounds=SIGMA_ROUNDS,
+                                                              per_pixel=groups is not None))
 
 
 def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int = 0) -> dict:
