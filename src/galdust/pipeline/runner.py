@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from .. import __version__
 from ..io import InputError, atomic_path, input_name
 from . import catalog as cat
@@ -198,7 +200,35 @@ def run(task, items: Sequence[tuple[str, str]], out: str | Path, client, *, retr
                       catalog=out / cat.CATALOG, earlier_errors=earlier_errors)
 
 
-def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2):
+def pin_process(core: int) -> None:
+    """Pin every thread of this process (and the threads it creates later) to one CPU core (Linux)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [0]:
+        try:
+            os.sched_setaffinity(int(tid), {core})
+        except OSError:
+            pass
+
+
+class _PinToCore(WorkerPlugin):
+    """Worker plugin: worker ``name`` i is pinned to the i-th core this process may use (mod n), so
+    that one-thread workers do not contend: XLA's flags alone leave some work on a second thread."""
+
+    name = "galdust-pin-to-core"
+
+    def __init__(self, cores: list[int]):
+        self.cores = cores
+
+    def setup(self, worker):
+        try:
+            i = int(worker.name)
+        except (TypeError, ValueError):
+            i = abs(hash(worker.name))
+        pin_process(self.cores[i % len(self.cores)])
+
+
+def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2, pin: bool = True):
     """The default cluster: one single-threaded worker process per core of this machine."""
     import logging
 
@@ -213,5 +243,11 @@ def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2):
            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     cfg.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in SINGLE_THREAD_ENV.items()})
     with dask.config.set(cfg):
-        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                            silence_logs=logging.ERROR)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+    if pin and hasattr(os, "sched_getaffinity"):
+        from distributed import Client
+
+        with Client(cluster) as c:
+            c.register_plugin(_PinToCore(sorted(os.sched_getaffinity(0))))
+    return cluster
