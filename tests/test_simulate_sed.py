@@ -23,7 +23,7 @@ def test_deterministic_complete_and_finite(sims):
 def test_noise_follows_the_sdss_model(sims):
     cfg = SEDConfig()
     r = sims["flux"] - sims["flux_true"]
-    sig = np.sqrt(np.array([cfg.sky[b] for b in cfg.bands]) ** 2 + (0.01 * sims["flux_true"]) ** 2)
+    sig = np.sqrt(np.array([dict(cfg.sky)[b] for b in cfg.bands]) ** 2 + (0.01 * sims["flux_true"]) ** 2)
     assert np.allclose(sims["flux_err"], sig, rtol=1e-5)
     assert np.std(r / sig, axis=0) == pytest.approx(np.ones(5), abs=0.05)
 
@@ -54,3 +54,21 @@ def test_simulate_sed_cli_writes_a_table(tmp_path, capsys):
     assert main(["simulate-sed", "--n", "5", "--out", str(out)]) == 2  # exists
     assert main(["simulate-sed", "--n", "5", "--bands", "wise_w4", "--out", str(tmp_path / "x.parquet")]) == 2
     assert "6 µm" in capsys.readouterr().err
+
+
+def test_bulge_disk_images_carry_the_photometry_and_the_structure():
+    from galdust.simulate.sed_images import ImageConfig, simulate_images
+
+    o = simulate_images(jax.random.PRNGKey(5), 256, ImageConfig(), batch=128)
+    im = o["images"]
+    assert im.shape == (256, 3, 64, 64) and im.dtype == np.float32
+    # the photometry is the image's flux (g, r, i are bands 1-3 of ugriz) plus the photometric noise
+    noise_free = im.sum(axis=(2, 3)) - 0.0
+    assert np.allclose(np.median(noise_free / o["flux_true"][:, 1:4], axis=0), 1.0, atol=0.01)
+    # concentration grows with B/T; disk dust grows with inclination
+    c = np.array([x[1, 28:36, 28:36].sum() / max(x[1].sum(), 1e-9) for x in im])
+    bright = o["flux_true"][:, 2] > 50
+    bt = o["bt"][bright]
+    assert np.median(c[bright][bt > 0.7]) > 1.2 * np.median(c[bright][bt < 0.3])
+    assert np.corrcoef(o["incl_deg"], o["av_disk"])[0, 1] > 0.15
+    assert np.all(np.isfinite(o["log_mbh"])) and np.corrcoef(o["log_mbh"], o["bt"] + 0 * o["log_mstar"])[0, 1] > 0.2

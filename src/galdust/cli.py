@@ -173,7 +173,7 @@ def simulate_sed(
 
         filter_set(band_list)  # unknown bands, bands beyond the simulator's 6 µm
         cfg = SEDConfig(bands=band_list)
-        missing = [b for b in band_list if b not in cfg.sky]
+        missing = [b for b in band_list if b not in dict(cfg.sky)]
         if missing:
             raise ValueError(f"no noise model for band(s) {', '.join(missing)}")
         t0 = time.perf_counter()

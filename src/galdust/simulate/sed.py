@@ -15,7 +15,7 @@ SDSS main sample's (p(z) ∝ z² exp(−(z/z₀)^1.5), z₀ = 0.065, in ``z_rang
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -47,7 +47,7 @@ class SEDConfig:
     p_burst: float = 0.3  # fraction of delayed-τ SFHs with a burst
     av_mean: float = 0.4  # A_V ~ exponential (ISM), capped at 3
     calib_floor: float = 0.01  # fractional calibration noise added in quadrature
-    sky: dict = field(default_factory=lambda: dict(SDSS_SKY_NMGY))
+    sky: tuple = tuple(SDSS_SKY_NMGY.items())  # (band, σ_sky [nmgy]) pairs (hashable: a jit static)
 
 
 def _sample_z(key, n, cfg):
@@ -114,7 +114,7 @@ def sed_truths(grid: S.SPSGrid, fs: S.FilterSet, p: dict) -> dict:
 
 def add_noise(key, flux, bands, cfg: SEDConfig):
     """SDSS-like noise: σ² = sky_b² + (calib_floor · f)²; returns (noisy flux, σ)."""
-    sky = jnp.asarray([cfg.sky[b] for b in bands])
+    sky = jnp.asarray([dict(cfg.sky)[b] for b in bands])
     sig = jnp.sqrt(sky**2 + (cfg.calib_floor * jnp.abs(flux)) ** 2)
     return flux + sig * jax.random.normal(key, flux.shape), sig
 
