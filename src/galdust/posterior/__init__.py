@@ -1,0 +1,1 @@
+"""Amortized posteriors of galaxy properties (conditional flow matching)."""

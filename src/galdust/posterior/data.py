@@ -1,0 +1,85 @@
+"""Catalogue readers for the posterior models: our simulator's tables and the SDSS format as it is.
+
+* galdust simulator tables (Parquet/CSV from ``galdust simulate-sed``): ``flux_<band>`` [nmgy]
+  (and ``flux_err_<band>``), truths in the ``TRUTHS`` columns when present;
+* SDSS (``../shared/data/sdss``): ``MODELFLUX`` and ``MODELFLUX_IVAR`` (n, 5) ugriz [nmgy] and
+  ``EXTINCTION`` [mag]; fluxes are corrected for Galactic extinction (the simulator has none);
+  ``Z`` is kept as the spectroscopic redshift.
+
+Rows with a missing (NaN) or unusable flux get a ``note`` and no prediction; negative or zero fluxes
+are valid measurements (asinh magnitudes handle them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io import InputError
+
+__all__ = ["Catalog", "read_catalog", "SDSS_BANDS"]
+
+SDSS_BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
+
+
+@dataclass
+class Catalog:
+    names: list[str]
+    flux: np.ndarray  # (n, n_band) nmgy, Galactic-extinction corrected
+    flux_err: np.ndarray
+    bands: tuple[str, ...]
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # per row, "" when fine
+    source: str = ""
+
+
+def read_catalog(path: str | Path, bands=SDSS_BANDS) -> Catalog:
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        fmt = "ascii.csv" if path.suffix.lower() == ".csv" else None
+        t = Table.read(path, format=fmt) if fmt else Table.read(path)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{path}: cannot read the table ({' '.join(str(e).split())[:200]})") from None
+    n = len(t)
+    if n == 0:
+        raise InputError(f"{path}: no rows")
+    truth = {}
+    if "MODELFLUX" in t.colnames:
+        f = np.asarray(t["MODELFLUX"], float)
+        if f.ndim != 2 or f.shape[1] != 5:
+            raise InputError(f"{path}: MODELFLUX must be (n, 5) ugriz, got {f.shape}")
+        if tuple(bands) != SDSS_BANDS:
+            raise InputError(f"{path}: an SDSS table has ugriz; the model wants {', '.join(bands)}")
+        ext = np.asarray(t["EXTINCTION"], float) if "EXTINCTION" in t.colnames else np.zeros_like(f)
+        corr = 10 ** (0.4 * ext)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            err = np.where(np.asarray(t["MODELFLUX_IVAR"], float) > 0,
+                           1 / np.sqrt(np.asarray(t["MODELFLUX_IVAR"], float)), np.nan) if "MODELFLUX_IVAR" in t.colnames \
+                else np.full_like(f, np.nan)
+        flux, flux_err = f * corr, err * corr
+        names = [str(x) for x in (t["OBJID"] if "OBJID" in t.colnames else range(n))]
+        if "Z" in t.colnames:
+            truth["z"] = np.asarray(t["Z"], float)
+    else:
+        missing = [b for b in bands if f"flux_{b}" not in t.colnames]
+        if missing:
+            raise InputError(f"{path}: no columns {', '.join('flux_' + b for b in missing)} (galdust table) and "
+                             f"no MODELFLUX (SDSS table)")
+        flux = np.stack([np.asarray(t[f"flux_{b}"], float) for b in bands], axis=1)
+        flux_err = np.stack([np.asarray(t[f"flux_err_{b}"], float) if f"flux_err_{b}" in t.colnames
+                             else np.full(n, np.nan) for b in bands], axis=1)
+        names = [str(x) for x in (t["name"] if "name" in t.colnames else range(n))]
+        from ..simulate.sed import TRUTHS
+
+        truth = {k: np.asarray(t[k], float) for k in TRUTHS if k in t.colnames}
+    notes = []
+    for i in range(n):
+        bad = [b for b, v in zip(bands, flux[i]) if not np.isfinite(v)]
+        notes.append(f"missing flux in {', '.join(bad)}" if bad else "")
+    return Catalog(names, flux, flux_err, tuple(bands), truth, notes, str(path))

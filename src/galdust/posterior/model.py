@@ -1,0 +1,112 @@
+"""The photometric posterior model: features, standardisation, sampling, log density, weights I/O.
+
+Features: asinh magnitudes (luptitudes, Lupton et al. 1999) of the fluxes in nanomaggies, softened
+by each band's sky noise, so that faint, zero and negative fluxes stay finite. Truths and features
+are standardised with the training set's mean and standard deviation; ``log_prob`` returns the
+density in physical units (the standardisation's Jacobian included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .cfm import VelocityMLP, log_prob, sample
+
+__all__ = ["PROPS", "luptitudes", "PosteriorModel", "save_model", "load_model"]
+
+PROPS = ("log_mstar", "log_sfr", "logzsol", "dn4000", "av", "z")
+
+
+def luptitudes(flux, soft):
+    """asinh magnitudes of fluxes [nmgy] with softening ``soft`` [nmgy] per band."""
+    flux, soft = np.asarray(flux, np.float64), np.asarray(soft, np.float64)
+    return 22.5 - 2.5 / np.log(10) * (np.arcsinh(flux / (2 * soft)) + np.log(soft))
+
+
+class PosteriorModel(eqx.Module):
+    velocity: VelocityMLP
+    theta_mean: jnp.ndarray
+    theta_std: jnp.ndarray
+    cond_mean: jnp.ndarray
+    cond_std: jnp.ndarray
+    props: tuple = eqx.field(static=True)
+    bands: tuple = eqx.field(static=True)
+    soft: tuple = eqx.field(static=True)
+
+    def features(self, flux) -> jnp.ndarray:
+        """Standardised conditioning vectors of fluxes (n, n_band) [nmgy]."""
+        x = luptitudes(flux, self.soft)
+        return (jnp.asarray(x, jnp.float32) - self.cond_mean) / self.cond_std
+
+    def sample(self, cond, key, n_samples: int = 1000, n_steps: int = 100):
+        """Physical-unit samples (n_samples, d) for one standardised conditioning vector."""
+        s = sample(self.velocity, cond, key, n_samples, n_steps)
+        return s * self.theta_std + self.theta_mean
+
+    def log_prob(self, theta, cond, n_steps: int = 100):
+        """log p(θ | x) in physical units for one θ (d,) and one standardised conditioning vector."""
+        z = (theta - self.theta_mean) / self.theta_std
+        return log_prob(self.velocity, z, cond, n_steps) - jnp.sum(jnp.log(self.theta_std))
+
+
+def build(props, bands, soft, theta, flux, *, width=256, depth=3, key) -> PosteriorModel:
+    """An untrained model with the standardisation of the training set ``theta`` (n, d), ``flux``."""
+    x = luptitudes(flux, soft)
+    tm, ts = theta.mean(0), np.maximum(theta.std(0), 1e-6)
+    cm, cs = x.mean(0), np.maximum(x.std(0), 1e-6)
+    vel = VelocityMLP(len(props), len(bands), width, depth, key=key)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    return PosteriorModel(vel, f32(tm), f32(ts), f32(cm), f32(cs), tuple(props), tuple(bands),
+                          tuple(float(s) for s in soft))
+
+
+def _skeleton(meta):
+    c = meta["config"]
+    d, b = len(c["props"]), len(c["bands"])
+    z = lambda n: jnp.zeros(n, jnp.float32)  # noqa: E731
+    vel = VelocityMLP(d, b, c["width"], c["depth"], key=jr.PRNGKey(0))
+    return PosteriorModel(vel, z(d), z(d), z(b), z(b), tuple(c["props"]), tuple(c["bands"]), tuple(c["soft"]))
+
+
+def save_model(path: str | Path, model: PosteriorModel, sidecar: dict) -> Path:
+    from ..weights import save
+
+    cfg = dict(props=list(model.props), bands=list(model.bands), soft=list(model.soft),
+               width=model.velocity.net.width_size, depth=model.velocity.net.depth)
+    return save(path, model, dict(sidecar, config=cfg))
+
+
+def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
+    from ..weights import load
+
+    return load(path, _skeleton)  # ``load`` builds the skeleton by shape only
+
+
+def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps: int = 100,
+                batch: int = 64, keep_samples: bool = False):
+    """p16/p50/p84 per property for each row of ``flux`` (n, n_band); optionally the samples."""
+    cond = model.features(flux)
+
+    @eqx.filter_jit
+    def run(m, c, k):
+        s = jax.vmap(lambda ci, ki: m.sample(ci, ki, n_samples, n_steps))(c, k)
+        return jnp.percentile(s, jnp.array([16.0, 50.0, 84.0]), axis=1).transpose(1, 2, 0), s
+
+    out, samples = [], []
+    n = cond.shape[0]
+    for i in range(0, n, batch):
+        c = cond[i : i + batch]
+        m = c.shape[0]
+        if m < batch:
+            c = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, axis=0)])
+        p, s = run(model, c, jr.split(jr.fold_in(key, i), batch))
+        out.append(np.asarray(p[:m]))
+        if keep_samples:
+            samples.append(np.asarray(s[:m], np.float32))
+    return np.concatenate(out), (np.concatenate(samples) if keep_samples else None)

@@ -1,0 +1,86 @@
+"""Posterior model plumbing: catalogue readers (SDSS format, our tables), weights round trip, the
+density in physical units, and the output schema of galdust posterior sample."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from galdust.cli import main
+from galdust.posterior.data import read_catalog
+from galdust.posterior.model import build, load_model, luptitudes, save_model
+
+BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
+SOFT = (1.16, 0.65, 1.07, 1.63, 5.07)
+
+
+def _sdss_table(path, n=6):
+    rng = np.random.default_rng(0)
+    f = rng.uniform(10, 500, (n, 5))
+    f[2, 3] = np.nan
+    Table(dict(MODELFLUX=f, MODELFLUX_IVAR=np.full((n, 5), 4.0), EXTINCTION=np.full((n, 5), 0.1),
+               Z=np.linspace(0.02, 0.2, n))).write(path)
+    return f
+
+
+def test_sdss_reader_corrects_extinction_and_flags_missing_fluxes(tmp_path):
+    f = _sdss_table(tmp_path / "sdss.fits")
+    cat = read_catalog(tmp_path / "sdss.fits")
+    assert cat.flux[0, 0] == pytest.approx(f[0, 0] * 10 ** 0.04)
+    assert cat.flux_err[0, 0] == pytest.approx(0.5 * 10 ** 0.04)
+    assert cat.truth["z"][-1] == pytest.approx(0.2)
+    assert cat.notes[2] == "missing flux in sdss_i" and cat.notes[0] == ""
+    Table(dict(a=[1.0])).write(tmp_path / "bad.fits")
+    with pytest.raises(ValueError, match="bad.fits"):
+        read_catalog(tmp_path / "bad.fits")
+
+
+def test_luptitudes_match_magnitudes_for_bright_sources_and_stay_finite():
+    assert luptitudes([[1000.0]], [1.0])[0, 0] == pytest.approx(22.5 - 2.5 * np.log10(1000.0), abs=1e-3)
+    assert np.all(np.isfinite(luptitudes([[-3.0, 0.0]], [1.0, 1.0])))
+
+
+def _model(key=0, width=16):
+    rng = np.random.default_rng(key)
+    theta = rng.normal([10.0, 0.0, 0.1], [1.0, 0.5, 0.05], (500, 3))
+    flux = rng.uniform(5, 300, (500, 5))
+    return build(("log_mstar", "log_sfr", "z"), BANDS, SOFT, theta, flux, width=width, key=jr.PRNGKey(key))
+
+
+def test_weights_round_trip_and_the_density_in_physical_units(tmp_path):
+    m = _model()
+    save_model(tmp_path / "m.eqx", m, dict(kind="test"))
+    m2, meta = load_model(tmp_path / "m.eqx")
+    c = m.features(np.full((1, 5), 50.0))[0]
+    assert np.allclose(m2.velocity(0.3, jnp.ones(3), c), m.velocity(0.3, jnp.ones(3), c))
+    assert meta["config"]["props"] == ["log_mstar", "log_sfr", "z"]
+    # a zero velocity field leaves the base Gaussian: p(θ) = N(θ; mean, std²) in physical units
+    last = m.velocity.net.layers[-1]
+    zero = eqx.tree_at(lambda v: (v.net.layers[-1].weight, v.net.layers[-1].bias), m.velocity,
+                       (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+    mz = eqx.tree_at(lambda q: q.velocity, m, zero)
+    th = jnp.array([10.5, -0.2, 0.12])
+    zs = (th - mz.theta_mean) / mz.theta_std
+    expect = -0.5 * jnp.sum(zs**2) - 1.5 * jnp.log(2 * jnp.pi) - jnp.sum(jnp.log(mz.theta_std))
+    assert float(mz.log_prob(th, c, n_steps=10)) == pytest.approx(float(expect), abs=1e-4)
+
+
+def test_posterior_sample_cli_schema(tmp_path, capsys):
+    save_model(tmp_path / "m.eqx", _model(), dict(kind="test"))
+    _sdss_table(tmp_path / "sdss.fits")
+    out = tmp_path / "post.fits"
+    args = ["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--model", str(tmp_path / "m.eqx"),
+            "--out", str(out), "--samples", "50", "--steps", "4", "--save-samples"]
+    assert main(args) == 0
+    with fits.open(out) as h:
+        t = Table(h["POSTERIOR"].data)
+        assert h["SAMPLES"].data.shape == (6, 50, 3)
+    for p in ("log_mstar", "log_sfr", "z"):
+        assert {f"{p}_p16", f"{p}_p50", f"{p}_p84"} <= set(t.colnames)
+    ok = np.arange(6) != 2
+    assert np.all(t["z_p16"][ok] <= t["z_p50"][ok]) and np.all(t["z_p50"][ok] <= t["z_p84"][ok])
+    assert np.isnan(t["z_p50"][2]) and "sdss_i" in t["note"][2]
+    assert main(args) == 2  # exists
