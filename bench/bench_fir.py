@@ -75,9 +75,9 @@ def main():
     pool = [i for i in keep if np.isfinite(ph.flux[i]).sum() >= 16]
     i, j = pool[0], pool[1]
     m = make_mock(ph.flux[i], ph.flux[j], pr[ph.names[i]], pr[ph.names[j]], w1_total=float(ph.flux[i, 10]), rng=rng,
-                  fov=600.0, h=40.0)
+                  fov=400.0, h=30.0)
     t1 = time.perf_counter()
-    fm = make_maps(m.images, model, pixscale=1.0)
+    fm = make_maps(m.images, model, pixscale=2.0)
     dt_map = time.perf_counter() - t1
     n_in = sum(im.data.size for im in m.images)
     print("| speed | pixels | s | pixels/s |")
@@ -114,3 +114,7 @@ def main():
                           f"{v['bias']:+.3f} ± {v['bias_err']:.3f} | {v['rmse']:.3f} | {v['between']:.3f} | "
                           f"{v['within']:.3f} | {v['truth_within']:.3f} | {v['within_slope']:.2f} | {v['chi2']:.2f} | "
                           f"{v['template_rmse']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
