@@ -164,8 +164,10 @@ def test_resume_after_the_run_is_killed_loses_and_duplicates_nothing(tmp_path):
     p.wait()
     killed_rows = cat.read_rows(out, cat.schema(FitTask.fields))[0].num_rows
     assert 0 < killed_rows < 12, killed_rows  # really killed mid-run
+    (out / ".k00.dust.fits.abc123.tmp").write_bytes(b"half")  # as a write interrupted by the kill leaves
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert not list(out.glob(".*.tmp"))
     assert "already done" in r.stdout
     t = pq.read_table(out / "catalog.parquet")
     names = t.column("name").to_pylist()

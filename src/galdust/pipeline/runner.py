@@ -146,6 +146,8 @@ def run(task, items: Sequence[tuple[str, str]], out: str | Path, client, *, retr
     t0 = time.perf_counter()
     prepare_out(out, task)
     sch = cat.schema(task.fields)
+    for stale in list(out.glob(".*.tmp")) + list(cat.state_dir(out).rglob(".*.tmp")):
+        stale.unlink(missing_ok=True)  # temporary files of writes that a kill interrupted
     table = cat.consolidate(out, sch)  # also folds the parts of a killed run
     status = dict(zip(table.column("name").to_pylist(), table.column("status").to_pylist()))
     todo = [it for it in items if not (status.get(it[0]) == "ok" or (status.get(it[0]) == "error"
