@@ -202,3 +202,83 @@ def test_a_worker_crash_is_retried_then_becomes_one_error_row(tmp_path):
     assert len(rows) == 6
     assert rows["crash0"]["status"] == "error" and "worker died" in rows["crash0"]["error"]
     assert all(rows[f"ok{i}"]["status"] == "ok" for i in range(5))
+
+
+# ----------------------------------------------------------------------------- fir-map and posterior
+
+
+def test_fir_map_run_from_a_catalogue_with_a_bad_galaxy(tmp_path, cluster, capsys):
+    from astropy.table import Table
+
+    from galdust.fir.maps import write_band_image
+    from galdust.fir.mock import make_mock
+    from galdust.pipeline.tasks import FirMapTask
+
+    sed = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
+                    0.095, 0.062, 0.07, 0.16])
+    truth = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
+    rows = []
+    for i in range(2):
+        m = make_mock(sed, sed, truth, truth, w1_total=0.1, rng=np.random.default_rng(i), peak_snr=300.0)
+        d = tmp_path / "img" / f"ngc{i}"
+        d.mkdir(parents=True)
+        files = [write_band_image(d / f"{im.band}.fits", im).relative_to(tmp_path) for im in m.images]
+        rows.append((f"ngc{i}", ";".join(map(str, files)), 10.0 + i))
+    rows.append(("broken", "img/ngc0/wise_w1.fits;img/missing.fits", 5.0))
+    Table(rows=rows, names=["name", "images", "distance"]).write(tmp_path / "gals.csv")
+    out = tmp_path / "run"
+    args = ["run", "fir-map", "--catalog", str(tmp_path / "gals.csv"), "--out", str(out), "--scheduler",
+            cluster.scheduler_address, "--quiet"]
+    assert main(args) == 1
+    assert "2 ok, 1 errors" in capsys.readouterr().out
+    t = pq.read_table(out / "catalog.parquet")
+    assert t.schema == cat.schema(FirMapTask.fields)
+    r = {x["name"]: x for x in t.to_pylist()}
+    assert r["broken"]["status"] == "error" and "missing.fits" in r["broken"]["error"]
+    for i in range(2):
+        x = r[f"ngc{i}"]
+        assert x["status"] == "ok" and x["n_bands"] == 18 and x["n_pix"] > 100 and x["distance_mpc"] == 10.0 + i
+        with fits.open(out / f"ngc{i}.fir.fits") as h:
+            td, mask = h["TD"].data, h["MASK"].data
+            assert x["n_pix"] == int(mask.sum()) and x["td_median"] == pytest.approx(np.median(td[mask == 1]))
+    assert main(args) == 0
+    assert "0 ok, 0 errors, 3 already done" in capsys.readouterr().out
+
+
+def _sdss_table(path, n=7):
+    from astropy.table import Table
+
+    rng = np.random.default_rng(0)
+    flux = 10 ** rng.uniform(1.0, 2.0, (n, 1)) * np.array([0.2, 0.5, 1.0, 1.4, 1.7])
+    flux[3, 1] = np.nan  # a row that cannot be predicted
+    Table(dict(OBJID=np.arange(100, 100 + n), MODELFLUX=flux, MODELFLUX_IVAR=np.full((n, 5), 4.0),
+               EXTINCTION=np.full((n, 5), 0.05), Z=np.full(n, 0.1))).write(path)
+    return path
+
+
+def test_posterior_run_rows_are_the_same_whatever_the_batching(tmp_path, cluster, capsys):
+    from galdust.pipeline.tasks import PosteriorTask
+
+    table = _sdss_table(tmp_path / "sdss.fits")
+    common = ["--catalog", str(table), "--scheduler", cluster.scheduler_address, "--samples", "200", "--steps", "8",
+              "--quiet"]
+    res = []
+    for bs in (2, 5):
+        out = tmp_path / f"run{bs}"
+        assert main(["run", "posterior", "--out", str(out), "--batch-size", str(bs), *common]) == 1
+        assert "6 ok, 1 errors" in capsys.readouterr().out
+        t = pq.read_table(out / "catalog.parquet")
+        assert t.schema == cat.schema(PosteriorTask().fields)
+        res.append({x["name"]: x for x in t.to_pylist()})
+    a, b = res
+    assert a["103"]["status"] == "error" and "missing flux in sdss_g" in a["103"]["error"]
+    assert a["103"]["z_p50"] is None
+    for name in a:
+        if name == "103":
+            continue
+        assert a[name]["input"] == f"{table}#{int(name) - 100}"
+        for p in PosteriorTask().props:
+            lo, mid, hi = (a[name][f"{p}_{q}"] for q in ("p16", "p50", "p84"))
+            assert lo < mid < hi, (name, p)
+            assert b[name][f"{p}_p50"] == pytest.approx(mid, abs=1e-5)  # each object's key is its own
+        assert 0.0 <= a[name]["z_p50"] < 0.4

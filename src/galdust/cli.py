@@ -751,41 +751,63 @@ def _run_progress(quiet: bool):
 
 @app.command("run")
 def run_cmd(
-    task: Annotated[str, typer.Argument(help="The job per object: fit.")],
-    inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="Glob pattern of input files (quote it); "
-                                                                         "repeatable.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Table (CSV/FITS/Parquet) with a 'path' "
-                                                                      "column and optionally 'name'.")] = None,
+    task: Annotated[str, typer.Argument(help="The job per object: fit, fir-map or posterior.")],
+    inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="Glob pattern (quote it), repeatable: fit: cube "
+                                                                         "FITS files; fir-map: folders of band images, "
+                                                                         "one per galaxy; posterior: tables.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="fit: table (CSV/FITS/Parquet) with 'path' (and "
+                                                                      "'name'); fir-map: one row per galaxy with 'name', "
+                                                                      "'images' (';'-separated) or 'path' (folder), "
+                                                                      "'distance' [Mpc]; posterior: the photometry "
+                                                                      "table itself, one object per row.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Run folder: outputs, catalog.parquet, run state.")] = Path("."),
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local worker processes (default: "
                                                                             "one per core, one thread each).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running Dask scheduler "
                                                                          "(tcp://host:port) instead of a local cluster.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Objects per task (the vmapped batch).")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Objects per task (default: fit 8, "
+                                                                                  "the vmapped batch; fir-map 1; "
+                                                                                  "posterior 256).")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Re-attempt inputs with an error row.")] = False,
     max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="fit: iteration limit of the dust fit.")] = 300,
     start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
     no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,
     no_psf: Annotated[bool, typer.Option("--no-psf", help="fit: ignore input PSFs.")] = False,
-    no_detect: Annotated[bool, typer.Option("--no-detect", help="fit: do not mask neighbours.")] = False,
-    plot: Annotated[bool, typer.Option("--plot", help="fit: also write NAME.png.")] = False,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="fit: do not mask neighbours; fir-map: do not "
+                                                                "detect stars.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="fit, fir-map: also write the figure per object.")] = False,
+    model: Annotated[Optional[Path], typer.Option("--model", help="fir-map: FIR model folder; posterior: weights "
+                                                                  "(default: the shipped ones).")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=10, help="posterior: samples per object.")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="posterior: RK4 steps.")] = 100,
+    save_samples: Annotated[bool, typer.Option("--save-samples", help="posterior: also write NAME.samples.fits.")] = False,
+    seed: Annotated[int, typer.Option(help="posterior: seed (each object's key derives from it and its name).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (batch systems); summary only.")] = False,
 ):
     """Run a job over many inputs on Dask: resumable (re-run the same command), one row per input in
     OUT/catalog.parquet, bad inputs recorded as error rows while the run goes on."""
     from .dust.init import choose_start
-    from .pipeline.runner import RunError, discover, local_cluster, prepare_out, run
-    from .pipeline.tasks import get_task
+    from .pipeline.runner import RunError, local_cluster, prepare_out, run
+    from .pipeline.tasks import TASKS, get_task
 
     if not inputs and catalog is None:
         raise UserError("give --inputs 'GLOB' or --catalog TABLE")
-    if task != "fit":
-        raise UserError(f"unknown task {task!r} (available: fit)")
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
+    opts = {"fit": dict(max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
+                        detect=not no_detect, plot=plot),
+            "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot),
+            "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
+                              seed=seed, save_samples=save_samples)}[task]
+    if batch_size:
+        opts["batch_size"] = batch_size
     try:
-        choose_start([1.0], start)
-        job = get_task(task, max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
-                       detect=not no_detect, plot=plot, batch_size=batch_size)
-        items = discover(inputs or [], catalog)
+        if task == "fit":
+            choose_start([1.0], start)
+        if model is not None and not model.exists():
+            raise ValueError(f"{model}: no such model")
+        job = get_task(task, **opts)
+        items = job.discover(inputs or [], catalog)
         prepare_out(out, job)
     except (RunError, ValueError) as e:
         raise UserError(str(e)) from None

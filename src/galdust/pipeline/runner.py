@@ -104,7 +104,7 @@ def _stamp(rows: list[dict]) -> list[dict]:
     return [dict(r, worker=who, finished=now, galdust_version=__version__) for r in rows]
 
 
-def process_batch(task, items: list[tuple[str, str]], out: str) -> list[dict]:
+def process_batch(task, items: list[tuple], out: str) -> list[dict]:
     """Worker side: run the task on one batch, then record its rows in a new catalogue part."""
     rows = _stamp(task.run_batch(items, Path(out)))
     cat.write_part(out, rows, cat.schema(task.fields))
@@ -130,10 +130,10 @@ def _crash_rows(items, e: BaseException) -> list[dict]:
     msg = " ".join(str(e).split()) or type(e).__name__
     if type(e).__name__ == "KilledWorker":
         msg = f"the worker died while processing this input ({msg})"
-    return [dict(name=n, input=p, status="error", error=msg, runtime_s=None) for n, p in items]
+    return [dict(name=it[0], input=it[1], status="error", error=msg, runtime_s=None) for it in items]
 
 
-def run(task, items: Sequence[tuple[str, str]], out: str | Path, client, *, retry_errors: bool = False,
+def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: bool = False,
         max_in_flight: int | None = None, consolidate_every: float = 30.0,
         progress: Callable[[int, int, int], None] | None = None) -> RunSummary:
     """Process every input of ``items`` that has no row in ``out`` yet; see the module docstring.
@@ -153,7 +153,7 @@ def run(task, items: Sequence[tuple[str, str]], out: str | Path, client, *, retr
     todo = [it for it in items if not (status.get(it[0]) == "ok" or (status.get(it[0]) == "error"
                                                                       and not retry_errors))]
     skipped = len(items) - len(todo)
-    names = {n for n, _ in items}
+    names = {it[0] for it in items}
     earlier_errors = sum(st == "error" for n, st in status.items() if n in names) if not retry_errors else 0
     bs = max(1, int(getattr(task, "batch_size", 1)))
     pending: deque = deque(list(todo[i : i + bs]) for i in range(0, len(todo), bs))

@@ -5,8 +5,11 @@ models) with
 
 * ``fields``: the summary columns it adds to the catalogue (name, arrow type);
 * ``outputs(out, name)``: the files one object produces (the ones a single-object command writes);
-* ``run_batch(items, out)``: process a list of ``(name, input)`` on a worker and return one row dict
-  per item (``status`` ``ok`` or ``error``), after writing each object's outputs atomically.
+* ``discover(patterns, catalog)``: the work items ``(name, input)`` or ``(name, input, params)`` from
+  ``--inputs`` globs and/or a ``--catalog`` table (``input`` is what the catalogue's ``input`` column
+  records; ``params`` a small dict of per-object options such as a distance or the fluxes of a row);
+* ``run_batch(items, out)``: process a list of items on a worker and return one row dict per item
+  (``status`` ``ok`` or ``error``), after writing each object's outputs atomically.
 
 Heavy state (priors, compiled functions) is built once per worker process by a cached constructor.
 """
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-__all__ = ["FitTask", "TASKS", "get_task"]
+__all__ = ["FitTask", "FirMapTask", "PosteriorTask", "TASKS", "get_task"]
 
 
 def _one_line(e: BaseException) -> str:
@@ -61,6 +64,11 @@ class FitTask:
         return dict(max_iter=self.max_iter, priors=self.priors, start=self.start, use_psf=self.use_psf,
                     detect=self.detect, plot=self.plot)
 
+    def discover(self, patterns=(), catalog=None) -> list[tuple]:
+        from .runner import discover
+
+        return discover(patterns, catalog)
+
     def outputs(self, out: Path, name: str) -> list[Path]:
         from ..dust.products import output_paths
 
@@ -74,7 +82,7 @@ class FitTask:
         t0 = time.perf_counter()
         rows: dict[int, dict] = {}
         obs, where = [], []
-        for k, (name, inp) in enumerate(items):
+        for k, (name, inp, *_) in enumerate(items):
             try:
                 obs.append(read_observation([inp]))
                 where.append(k)
@@ -102,10 +110,7 @@ class FitTask:
                                chi2=s["CHI2"], chi2nd=s["CHI2ND"], niter=s["NITER"], converged=s["CONVERGE"],
                                start=s["START"])
         dt = (time.perf_counter() - t0) / len(items)
-        return [dict(rows[k], name=name, input=inp, runtime_s=dt) for k, (name, inp) in enumerate(items)]
-
-
-TASKS = {"fit": FitTask}
+        return [dict(rows[k], name=it[0], input=it[1], runtime_s=dt) for k, it in enumerate(items)]
 
 
 def get_task(name: str, **options):
@@ -114,3 +119,283 @@ def get_task(name: str, **options):
     except KeyError:
         raise ValueError(f"unknown task {name!r} (one of: {', '.join(TASKS)})") from None
     return cls(**options)
+
+
+# ----------------------------------------------------------------------------- fir-map
+
+IMAGE_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts")
+
+
+def _split_list(text: str) -> list[str]:
+    return [x.strip() for x in str(text).replace(";", ",").split(",") if x.strip()]
+
+
+@functools.lru_cache(maxsize=2)
+def _fir_model(path: str | None):
+    from ..fir.model import DEFAULT_MODEL, FIRModel
+
+    return FIRModel.load(path or DEFAULT_MODEL)
+
+
+def _band_files(inp: str) -> list[Path]:
+    """The band images of one galaxy: a folder (its FITS files) or a ';'-separated list of files."""
+    from ..io import InputError
+
+    p = Path(inp)
+    if ";" not in inp and p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.name.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise InputError(f"{p}: no FITS images in the folder")
+        return files
+    files = [Path(x) for x in inp.split(";") if x]
+    if len(files) == 1 and not files[0].is_dir() and ";" not in inp:
+        raise InputError(f"{p}: a fir-map input is a folder of band images (or a catalogue row listing them)")
+    return files
+
+
+@dataclass(frozen=True)
+class FirMapTask:
+    """``galdust fir map`` per galaxy: NAME.fir.fits (+ NAME.fir.png with ``plot``).
+
+    Inputs: ``--inputs 'GLOB'`` of folders, one per galaxy, holding its band images (FITS with WCS and
+    header ``BAND``); or ``--catalog TABLE`` with one row per galaxy: ``name``, ``images`` (paths separated
+    by ``;`` or ``,``, relative to the table's folder) or ``path`` (a folder), and optionally ``distance``
+    [Mpc] (needed by models that use the pixel scale in pc).
+    """
+
+    model: str | None = None
+    detect: bool = True
+    plot: bool = False
+    batch_size: int = 1
+
+    name = "fir-map"
+    fields = [("n_bands", pa.int64()), ("bands", pa.string()), ("n_pix", pa.int64()), ("fwhm_arcsec", pa.float64()),
+              ("pixscale_arcsec", pa.float64()), ("distance_mpc", pa.float64()), ("log_sld_median", pa.float64()),
+              ("log_smd_median", pa.float64()), ("td_median", pa.float64())]
+
+    def options(self) -> dict:
+        return dict(model=self.model, detect=self.detect, plot=self.plot)
+
+    def outputs(self, out: Path, name: str) -> list[Path]:
+        return [out / f"{name}.fir.fits"] + ([out / f"{name}.fir.png"] if self.plot else [])
+
+    def discover(self, patterns=(), catalog=None) -> list[tuple]:
+        import glob
+        import math
+        import os
+
+        from ..io import InputError
+
+        items: list[tuple] = []
+        if catalog is not None:
+            from astropy.table import Table
+
+            catalog = Path(catalog)
+            try:
+                t = Table.read(catalog, format="ascii.csv" if catalog.suffix.lower() == ".csv" else None)
+            except Exception as e:  # noqa: BLE001
+                raise InputError(f"{catalog}: cannot read the catalogue ({' '.join(str(e).split())})") from None
+            col = next((c for c in ("images", "path", "input") if c in t.colnames), None)
+            if col is None:
+                raise InputError(f"{catalog}: no 'images' (band files) or 'path' (folder) column "
+                                 f"(columns: {', '.join(t.colnames)})")
+            for i, r in enumerate(t):
+                files = [Path(x) if Path(x).is_absolute() else catalog.parent / x for x in _split_list(r[col])]
+                inp = ";".join(str(f) for f in files) if col == "images" else str(files[0]) if files else ""
+                if col == "images" and len(files) == 1:
+                    inp += ";"  # a one-file list, not a folder
+                name = str(r["name"]) if "name" in t.colnames else (files[0].name if files else f"row{i}")
+                params = {}
+                if "distance" in t.colnames:
+                    try:
+                        d = float(r["distance"])
+                        if math.isfinite(d) and d > 0:
+                            params["distance"] = d
+                    except (TypeError, ValueError):
+                        pass
+                items.append((name, inp, params))
+        for pat in patterns:
+            found = sorted(glob.glob(os.path.expanduser(pat), recursive=True))
+            if not found:
+                raise InputError(f"{pat}: no input matches")
+            items += [(Path(p.rstrip("/")).name, p.rstrip("/"), {}) for p in found]
+        return _unique(items)
+
+    def run_batch(self, items: list[tuple], out: Path) -> list[dict]:
+        import numpy as np
+
+        from ..fir.maps import make_maps, read_band_image
+        from ..fir.products import plot_fir_maps, write_fir_fits
+
+        rows = []
+        for name, inp, *rest in items:
+            t0 = time.perf_counter()
+            params = rest[0] if rest else {}
+            try:
+                imgs = [read_band_image(f) for f in _band_files(inp)]
+                dist = params.get("distance")
+                fm = make_maps(imgs, _fir_model(self.model), detect=self.detect, distance_mpc=dist)
+                write_fir_fits(out / f"{name}.fir.fits", fm, overwrite=True)
+                if self.plot:
+                    plot_fir_maps(out / f"{name}.fir.png", fm, overwrite=True)
+                g = fm.mask == 1
+                med = {k: float(np.median(fm.maps[k][g])) if g.any() else None for k in ("LOG_SLD", "LOG_SMD", "TD")}
+                row = dict(status="ok", error=None, n_bands=len(fm.bands), bands=",".join(fm.bands),
+                           n_pix=int(g.sum()), fwhm_arcsec=float(fm.fwhm), pixscale_arcsec=float(fm.pixscale),
+                           distance_mpc=dist, log_sld_median=med["LOG_SLD"], log_smd_median=med["LOG_SMD"],
+                           td_median=med["TD"])
+            except Exception as e:  # noqa: BLE001 - an error row, the batch goes on
+                row = dict(status="error", error=_one_line(e))
+            rows.append(dict(row, name=name, input=inp, runtime_s=time.perf_counter() - t0))
+        return rows
+
+
+# ----------------------------------------------------------------------------- posterior
+
+
+@functools.lru_cache(maxsize=2)
+def _posterior_model(path: str):
+    from ..posterior.model import load_model
+
+    return load_model(path)[0]
+
+
+def _default_posterior() -> str:
+    return str(Path(__file__).resolve().parent.parent / "data" / "posterior" / "cfm_phot_sdss.eqx")
+
+
+@dataclass(frozen=True)
+class PosteriorTask:
+    """``galdust posterior sample`` per object: p16/p50/p84 of each property as catalogue columns
+    (+ NAME.samples.fits with ``save_samples``).
+
+    Inputs: ``--catalog TABLE`` (or ``--inputs 'GLOB'`` of tables) in the formats ``galdust posterior
+    sample`` reads (SDSS ``MODELFLUX``/``MODELFLUX_IVAR``/``EXTINCTION``, or galdust simulator tables); one
+    object per row, named by ``OBJID``/``name`` (else the row number). The driver reads the tables and
+    ships each row's fluxes with its batch, so workers need not see the table. A row without usable
+    fluxes becomes an ``error`` row.
+    """
+
+    model: str | None = None
+    samples: int = 1000
+    steps: int = 100
+    seed: int = 0
+    save_samples: bool = False
+    batch_size: int = 256
+
+    name = "posterior"
+
+    @property
+    def model_path(self) -> str:
+        return str(self.model or _default_posterior())
+
+    @property
+    def props(self) -> list[str]:
+        import json
+
+        side = Path(self.model_path).with_suffix(".json")
+        return list(json.loads(side.read_text())["config"]["props"])
+
+    @property
+    def fields(self):
+        return [(f"{p}_{q}", pa.float64()) for p in self.props for q in ("p16", "p50", "p84")]
+
+    def options(self) -> dict:
+        return dict(model=self.model_path, samples=self.samples, steps=self.steps, seed=self.seed,
+                    save_samples=self.save_samples)
+
+    def outputs(self, out: Path, name: str) -> list[Path]:
+        return [out / f"{name}.samples.fits"] if self.save_samples else []
+
+    def discover(self, patterns=(), catalog=None) -> list[tuple]:
+        import glob
+        import json
+        import os
+
+        from ..io import InputError
+        from ..posterior.data import read_catalog
+
+        tables = [Path(catalog)] if catalog is not None else []
+        for pat in patterns:
+            found = sorted(glob.glob(os.path.expanduser(pat), recursive=True))
+            if not found:
+                raise InputError(f"{pat}: no input matches")
+            tables += [Path(p) for p in found]
+        side = Path(self.model_path).with_suffix(".json")
+        bands = tuple(json.loads(side.read_text())["config"]["bands"])
+        items: list[tuple] = []
+        for t in tables:
+            c = read_catalog(t, bands)
+            prefix = f"{t.stem}:" if len(tables) > 1 and c.names == [str(i) for i in range(len(c.names))] else ""
+            for i, (n, f, note) in enumerate(zip(c.names, c.flux, c.notes)):
+                items.append((prefix + n, f"{t}#{i}", dict(flux=[float(x) for x in f], note=note)))
+        return _unique(items)
+
+    def run_batch(self, items: list[tuple], out: Path) -> list[dict]:
+        import jax.random as jr
+        import numpy as np
+
+        from ..posterior.model import percentiles
+
+        t0 = time.perf_counter()
+        m = _posterior_model(self.model_path)
+        rows: dict[int, dict] = {}
+        good = []
+        for k, (name, inp, params) in enumerate(items):
+            if params.get("note"):
+                rows[k] = dict(status="error", error=params["note"])
+            else:
+                good.append(k)
+        if good:
+            flux = np.array([items[k][2]["flux"] for k in good], float)
+            # one key per object, from its name: a resumed or re-batched run draws the same samples
+            keys = [jr.fold_in(jr.PRNGKey(self.seed), _name_seed(items[k][0])) for k in good]
+            pct, smp = percentiles(m, flux, keys, self.samples, self.steps, keep_samples=self.save_samples,
+                                   batch=64)
+            for j, k in enumerate(good):
+                row = dict(status="ok", error=None)
+                for a, p in enumerate(m.props):
+                    for b, q in enumerate(("p16", "p50", "p84")):
+                        row[f"{p}_{q}"] = float(pct[j, a, b])
+                if self.save_samples:
+                    try:
+                        _write_samples(out / f"{items[k][0]}.samples.fits", smp[j], m.props, self)
+                    except Exception as e:  # noqa: BLE001
+                        row = dict(status="error", error=_one_line(e))
+                rows[k] = row
+        dt = (time.perf_counter() - t0) / len(items)
+        return [dict(rows[k], name=it[0], input=it[1], runtime_s=dt) for k, it in enumerate(items)]
+
+
+def _name_seed(name: str) -> int:
+    import zlib
+
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def _write_samples(path: Path, samples, props, task: PosteriorTask) -> None:
+    from astropy.io import fits
+
+    from ..io import atomic_path
+
+    h = fits.PrimaryHDU(samples.astype("float32"))
+    h.header["PROPS"] = ",".join(props)
+    h.header["MODEL"] = Path(task.model_path).name
+    h.header["RK4STEP"] = task.steps
+    with atomic_path(path, overwrite=True) as tmp:
+        h.writeto(tmp)
+
+
+def _unique(items: list[tuple]) -> list[tuple]:
+    from ..io import InputError
+
+    seen: dict[str, tuple] = {}
+    for it in items:
+        if it[0] in seen and seen[it[0]][1] != it[1]:
+            raise InputError(f"{it[1]}: output name {it[0]!r} is also that of {seen[it[0]][1]}; give a catalogue "
+                             f"with unique names")
+        seen[it[0]] = it
+    return list(seen.values())
+
+
+TASKS = {"fit": FitTask, "fir-map": FirMapTask, "posterior": PosteriorTask}

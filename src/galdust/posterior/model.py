@@ -90,8 +90,19 @@ def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
 
 def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps: int = 100,
                 batch: int = 64, keep_samples: bool = False):
-    """p16/p50/p84 per property for each row of ``flux`` (n, n_band); optionally the samples."""
+    """p16/p50/p84 per property for each row of ``flux`` (n, n_band); optionally the samples.
+
+    ``key``: one PRNG key (row i samples with ``fold_in(key, i)``, whatever the batching) or a
+    sequence of n keys, one per row.
+    """
     cond = model.features(flux)
+    n = cond.shape[0]
+    if isinstance(key, (list, tuple)):
+        keys = jnp.stack([jnp.asarray(k) for k in key])
+    else:
+        keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n))
+    if keys.shape[0] != n:
+        raise ValueError(f"{keys.shape[0]} keys for {n} rows")
 
     @eqx.filter_jit
     def run(m, c, k):
@@ -99,13 +110,13 @@ def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps
         return jnp.percentile(s, jnp.array([16.0, 50.0, 84.0]), axis=1).transpose(1, 2, 0), s
 
     out, samples = [], []
-    n = cond.shape[0]
     for i in range(0, n, batch):
-        c = cond[i : i + batch]
+        c, k = cond[i : i + batch], keys[i : i + batch]
         m = c.shape[0]
         if m < batch:
             c = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, axis=0)])
-        p, s = run(model, c, jr.split(jr.fold_in(key, i), batch))
+            k = jnp.concatenate([k, jnp.repeat(k[-1:], batch - m, axis=0)])
+        p, s = run(model, c, k)
         out.append(np.asarray(p[:m]))
         if keep_samples:
             samples.append(np.asarray(s[:m], np.float32))
