@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from galdust.fir.data import TARGETS, read_photometry, read_properties
-from galdust.fir.evaluate import summarise_pixels, train_pixel_models, validate_maps
+from galdust.fir.evaluate import global_fold_models, summarise_pixels, train_pixel_models, validate_maps
 from galdust.fir.maps import make_maps
 from galdust.fir.mock import make_mock
 from galdust.fir.model import DEFAULT_MODEL, FIRModel, build_features, cross_validate, train_model
@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--mocks", type=int, default=40)
     ap.add_argument("--pixels", type=int, default=1_000_000)
     ap.add_argument("--skip-cv", action="store_true")
+    ap.add_argument("--distill-steps", type=int, default=20000, help="MLP steps per fold model")
     ap.add_argument("--train-mocks", type=int, default=60, help="mocks per fold for the per-pixel models (0: skip)")
     a = ap.parse_args()
     ph, pr = load()
@@ -72,24 +73,43 @@ def main():
     t0 = time.perf_counter()
     model.predict(rows)
     dt = time.perf_counter() - t0
+    model.predict_pixels(rows[:1000])
+    model.predict_pixels(rows)
+    t0 = time.perf_counter()
+    model.predict_pixels(rows)
+    dt_fast = time.perf_counter() - t0
     pool = [i for i in keep if np.isfinite(ph.flux[i]).sum() >= 16]
     i, j = pool[0], pool[1]
     m = make_mock(ph.flux[i], ph.flux[j], pr[ph.names[i]], pr[ph.names[j]], w1_total=float(ph.flux[i, 10]), rng=rng,
                   fov=400.0, h=30.0)
     t1 = time.perf_counter()
-    fm = make_maps(m.images, model, pixscale=2.0)
+    fm = make_maps(m.images, model, pixscale=2.0, exact=True)
     dt_map = time.perf_counter() - t1
+    make_maps(m.images, model, pixscale=2.0)
+    t1 = time.perf_counter()
+    make_maps(m.images, model, pixscale=2.0)
+    dt_map_fast = time.perf_counter() - t1
     n_in = sum(im.data.size for im in m.images)
     print("| speed | pixels | s | pixels/s |")
     print("|---|---|---|---|")
-    print(f"| FIRModel.predict (3 properties, μ and σ) | {a.pixels:,} | {dt:.2f} | {a.pixels / dt:,.0f} |")
-    print(f"| whole map pipeline, {len(m.bands)} bands ({n_in:,} input pixels) -> {fm.mask.size:,} output "
-          f"pixels, {int(fm.mask.sum()):,} predicted | {fm.mask.size:,} | {dt_map:.2f} | {fm.mask.size / dt_map:,.0f} |")
+    print(f"| trees: FIRModel.predict (3 properties, μ and σ) | {a.pixels:,} | {dt:.2f} | {a.pixels / dt:,.0f} |")
+    print(f"| distilled MLP: FIRModel.predict_pixels (the maps' default) | {a.pixels:,} | {dt_fast:.2f} | "
+          f"{a.pixels / dt_fast:,.0f} |")
+    for lab, t in (("trees", dt_map), ("MLP", dt_map_fast)):
+        print(f"| whole map pipeline ({lab}), {len(m.bands)} bands ({n_in:,} input pixels) -> {fm.mask.size:,} output "
+              f"pixels, {int(fm.mask.sum()):,} predicted | {fm.mask.size:,} | {t:.2f} | {fm.mask.size / t:,.0f} |")
     print()
     if a.mocks:
         t0 = time.perf_counter()
-        runs = {"global model per pixel": validate_maps(ph, pr, n_mocks=a.mocks, k=4, seed=0,
-                                                        pixscale_factors=(1 / 3, 1.0))}
+        fold_models = global_fold_models(ph, pr, k=4, seed=0, distill_steps=a.distill_steps)
+        t_fold = time.perf_counter() - t0
+        print(f"Global fold models (4 galaxy folds), each distilled ({a.distill_steps} steps): {t_fold:.0f} s\n")
+        t0 = time.perf_counter()
+        runs = {"global model per pixel (trees)": validate_maps(ph, pr, n_mocks=a.mocks, k=4, seed=0, exact=True,
+                                                                pixscale_factors=(1 / 3, 1.0), models=fold_models),
+                "global model per pixel (distilled MLP)": validate_maps(ph, pr, n_mocks=a.mocks, k=4, seed=0,
+                                                                        pixscale_factors=(1 / 3, 1.0),
+                                                                        models=fold_models)}
         t_val = time.perf_counter() - t0
         if a.train_mocks:
             t1 = time.perf_counter()

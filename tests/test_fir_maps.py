@@ -134,7 +134,7 @@ TRUTH = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
 def test_a_uniform_sed_galaxy_gets_the_global_prediction_in_every_pixel(model):
     """Pixels whose SED is the galaxy's SED (A = B) get the global model's prediction for it."""
     m = make_mock(SED, SED, TRUTH, TRUTH, w1_total=0.1, rng=np.random.default_rng(1), peak_snr=300.0)
-    fm = make_maps(m.images, model)
+    fm = make_maps(m.images, model, exact=True)  # the trees, as the global prediction
     ph = Photometry(["g"], SED[None], SED[None] * 0.05, np.zeros((1, 18), bool))
     glob = model.predict(build_features(ph)[0])
     g = fm.mask == 1
@@ -142,6 +142,13 @@ def test_a_uniform_sed_galaxy_gets_the_global_prediction_in_every_pixel(model):
     for key, t, tol in (("LOG_SLD", "log_sLd", 0.05), ("LOG_SMD", "log_sMd", 0.05), ("TD", "Td", 0.5)):
         assert np.median(fm.maps[key][g]) == pytest.approx(glob[t][0][0], abs=tol), key
         assert np.all(fm.maps[key + "_ERR"][g] > 0)
+    # the distilled MLP (the default for maps) agrees within ~2.5x its measured rms fidelity
+    assert model.fast is not None
+    ff = make_maps(m.images, model)
+    assert np.array_equal(ff.mask, fm.mask)
+    for key, tol in (("LOG_SLD", 0.12), ("LOG_SMD", 0.18), ("TD", 1.0)):
+        assert np.median(ff.maps[key][g]) == pytest.approx(np.median(fm.maps[key][g]), abs=tol), key
+        assert np.median(ff.maps[key + "_ERR"][g]) == pytest.approx(np.median(fm.maps[key + "_ERR"][g]), rel=0.3)
     tr = truth_on_grid(m, fm.wcs, fm.mask.shape, fm.fwhm)
     assert np.allclose(tr["Td"][g], 22.0)
 

@@ -467,9 +467,13 @@ def fir_train(
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
     seed: Annotated[int, typer.Option(help="Seed (folds, forests).")] = 0,
     cv: Annotated[bool, typer.Option("--cv/--no-cv", help="Also run galaxy-level 4-fold CV (metrics in the sidecar).")] = True,
+    distill_: Annotated[bool, typer.Option("--distill/--no-distill", help="Also distil the fast per-pixel MLP "
+                                                                         "(fast.eqx) that maps use.")] = True,
+    distill_steps: Annotated[int, typer.Option("--distill-steps", min=100, help="Training steps of the MLP.")] = 20000,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")] = False,
 ):
-    """Retrain the global FIR model (random forest + calibrated Gaussian-NLL σ), with 4-fold CV."""
+    """Retrain the global FIR model (random forest + calibrated Gaussian-NLL σ), with 4-fold CV, and
+    distil it into the fast per-pixel MLP."""
     import numpy as np
 
     from .fir.data import TARGETS, read_photometry, read_properties
@@ -500,8 +504,42 @@ def fir_train(
     t1 = time.perf_counter()
     model = train_model(X, Y, seed=seed)
     extra["train_seconds"] = round(time.perf_counter() - t1, 1)
+    if distill_:
+        _distill_into(model, ph, distill_steps, seed)
     model.save(out, extra=extra)
     typer.echo(f"trained on {len(names)} galaxies in {extra['train_seconds']} s -> {out}")
+
+
+def _distill_into(model, ph, steps: int, seed: int) -> None:
+    from .fir.fast import distill
+
+    student, meta = distill(model, ph, steps=steps, seed=seed)
+    model.fast, model.meta["fast"] = student, meta
+    for t, v in meta["fidelity"].items():
+        if isinstance(v, dict):
+            typer.echo(f"fast MLP {t}: rms (MLP - trees) = {v['rms_dmu']:.3f} ({v['rms_dmu_over_sigma']:.2f} σ), "
+                       f"rms Δln σ = {v['rms_dlnsigma']:.3f}")
+    typer.echo(f"distilled in {meta['fidelity']['train_seconds']} s")
+
+
+@fir_app.command("distill")
+def fir_distill(
+    model: Annotated[Path, typer.Option("--model", help="FIR model folder (gets fast.eqx + fast.json).")],
+    photometry: Annotated[Path, typer.Option("--photometry", help="Photometry CSV whose galaxies' SEDs seed the "
+                                                                  "distillation inputs (e.g. the training one).")],
+    steps: Annotated[int, typer.Option("--steps", min=100, help="Training steps of the MLP.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+):
+    """Distil a FIR model's trees into the fast per-pixel MLP that `galdust fir map` uses."""
+    from .fir.data import read_photometry
+    from .fir.model import FIRModel
+
+    if not (model / "fir_model.json").exists():
+        raise UserError(f"{model}: not a FIR model folder (no fir_model.json)")
+    m = FIRModel.load(model)
+    _distill_into(m, read_photometry(photometry), steps, seed)
+    m.save(model)
+    typer.echo(f"-> {model / 'fast.eqx'}")
 
 
 def _kv_files(values: list[str] | None, what: str) -> dict[str, Path]:
@@ -537,6 +575,7 @@ def fir_map(
                                                                          "lower-resolution map of LOG_SLD, LOG_SMD or "
                                                                          "TD (e.g. from Herschel).")] = None,
     plot: Annotated[bool, typer.Option("--plot", help="Also write NAME.fir.png.")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="Predict with the trees, not the distilled MLP.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
 ):
     """Per-pixel log sL_d, log sM_d and T_d (with σ) of one galaxy from its UV-MIR images."""
@@ -591,7 +630,7 @@ def fir_map(
         except Exception as e:  # noqa: BLE001
             raise InputError(f"{stars}: cannot read ra,dec columns ({' '.join(str(e).split())})") from None
     fm = make_maps(imgs, FIRModel.load(model or DEFAULT_MODEL), pixscale=pixel_scale, kernels=kernels,
-                   ellipse=ell, stars=star_list, detect=not no_detect, distance_mpc=distance)
+                   ellipse=ell, stars=star_list, detect=not no_detect, distance_mpc=distance, exact=exact)
     for k, f in _kv_files(lowres, "--lowres").items():
         if k not in MAP_KEYS:
             raise UserError(f"--lowres {k}: one of {', '.join(MAP_KEYS)}")
@@ -778,6 +817,7 @@ def run_cmd(
     plot: Annotated[bool, typer.Option("--plot", help="fit, fir-map: also write the figure per object.")] = False,
     model: Annotated[Optional[Path], typer.Option("--model", help="fir-map: FIR model folder; posterior: weights "
                                                                   "(default: the shipped ones).")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="fir-map: predict with the trees, not the distilled MLP.")] = False,
     samples: Annotated[int, typer.Option("--samples", min=10, help="posterior: samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="posterior: RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="posterior: also write NAME.samples.fits.")] = False,
@@ -796,7 +836,8 @@ def run_cmd(
         raise UserError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
     opts = {"fit": dict(max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
                         detect=not no_detect, plot=plot),
-            "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot),
+            "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot,
+                            exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
                               seed=seed, save_samples=save_samples)}[task]
     if batch_size:

@@ -15,7 +15,8 @@ from .data import TARGETS, UVMIR_BANDS, Photometry
 from .maps import make_maps
 from .mock import make_mock, truth_on_grid
 
-__all__ = ["template_pool", "galaxy_folds", "train_pixel_models", "validate_maps", "summarise_pixels"]
+__all__ = ["template_pool", "galaxy_folds", "global_fold_models", "train_pixel_models", "validate_maps",
+           "summarise_pixels"]
 
 W1 = UVMIR_BANDS.index("wise_w1")
 
@@ -39,6 +40,29 @@ def _random_mock(phot, props, cand, rng):
                   w1_total=float(phot.flux[a, W1]), rng=rng, h=float(rng.uniform(8, 16)),
                   q=float(rng.uniform(0.4, 1.0)), pa=float(rng.uniform(0, 180)))
     return m, a, b
+
+
+def global_fold_models(phot: Photometry, props: dict, *, k: int = 4, seed: int = 0, distill_steps: int = 0,
+                       progress=None) -> list:
+    """Global models per galaxy fold (fold f trained on the other folds), optionally each with its
+    distilled MLP (distillation inputs from the other folds' galaxies only)."""
+    from .fast import distill
+    from .model import build_features, train_model
+
+    fold_of = galaxy_folds(phot, props, k, seed)
+    X, _ = build_features(phot)
+    Y = {t: np.array([props.get(n, {}).get(t, np.nan) for n in phot.names]) for t in TARGETS}
+    models = []
+    for f in range(k):
+        tr = (fold_of >= 0) & (fold_of != f)
+        m = train_model(X[tr], {t: Y[t][tr] for t in TARGETS}, seed=seed + f)
+        if distill_steps:
+            sub = Photometry([n for n, o in zip(phot.names, tr) if o], phot.flux[tr], phot.err[tr], phot.upper[tr])
+            m.fast, m.meta["fast"] = distill(m, sub, steps=distill_steps, seed=seed + f)
+        models.append(m)
+        if progress is not None:
+            progress(f + 1)
+    return models
 
 
 def train_pixel_models(phot: Photometry, props: dict, *, k: int = 4, seed: int = 0, n_mocks: int = 60,
@@ -79,22 +103,18 @@ def train_pixel_models(phot: Photometry, props: dict, *, k: int = 4, seed: int =
 
 
 def validate_maps(phot: Photometry, props: dict, *, n_mocks: int = 40, k: int = 4, seed: int = 0,
-                  pixscale_factors=(1 / 3,), models=None, progress=None) -> list[dict]:
+                  pixscale_factors=(1 / 3,), models=None, exact: bool = False, progress=None) -> list[dict]:
     """Per mock galaxy and pixel scale: arrays of per-pixel truth and prediction, and the templates'
     truths and global predictions. ``models``: optional list of k fold models (else global models
     trained here); models with the pixel-scale feature get a distance drawn in 5–40 Mpc per mock."""
-    from .model import build_features, train_model
+    from .model import build_features
 
     rng = np.random.default_rng(seed)
     fold_of = galaxy_folds(phot, props, k, seed)
     pool = template_pool(phot, props)
     X, _ = build_features(phot)
-    Y = {t: np.array([props.get(n, {}).get(t, np.nan) for n in phot.names]) for t in TARGETS}
     if models is None:
-        models = []
-        for f in range(k):
-            tr = (fold_of >= 0) & (fold_of != f)
-            models.append(train_model(X[tr], {t: Y[t][tr] for t in TARGETS}, seed=seed + f))
+        models = global_fold_models(phot, props, k=k, seed=seed)
     rows = []
     for j in range(n_mocks):
         f = j % k
@@ -104,7 +124,7 @@ def validate_maps(phot: Photometry, props: dict, *, n_mocks: int = 40, k: int = 
         glob = models[f].predict(np.concatenate([X[[a, b]], np.full((2, 1), np.nan)], axis=1) if pix else X[[a, b]])
         worst = max(im.fwhm for im in m.images)
         for fac in pixscale_factors:
-            fm = make_maps(m.images, models[f], pixscale=worst * fac, distance_mpc=dist)
+            fm = make_maps(m.images, models[f], pixscale=worst * fac, distance_mpc=dist, exact=exact)
             tr = truth_on_grid(m, fm.wcs, fm.mask.shape, fm.fwhm)
             g = fm.mask == 1
             key = {"log_sLd": "LOG_SLD", "log_sMd": "LOG_SMD", "Td": "TD"}

@@ -344,7 +344,8 @@ def pixel_features(images: list[BandImage], *, pixscale: float | None = None, ke
     return PixelSet(X, usable, good, cube, wcs, bands, fwhm, ps, notes)
 
 
-def make_maps(images: list[BandImage], model, *, distance_mpc: float | None = None, **kw) -> FIRMaps:
+def make_maps(images: list[BandImage], model, *, distance_mpc: float | None = None, exact: bool = False,
+              **kw) -> FIRMaps:
     """The whole map pipeline on in-memory images; ``model`` a :class:`galdust.fir.model.FIRModel`.
 
     Keywords as :func:`pixel_features`: ``pixscale`` [arcsec], ``kernels`` {band: array},
@@ -352,7 +353,8 @@ def make_maps(images: list[BandImage], model, *, distance_mpc: float | None = No
     normalising band), ``stars`` [(ra_deg, dec_deg)] to mask and/or ``detect``; a pixel is predicted
     when the normalising band and at least ``min_detected`` of the bands are detected at ``snr_min`` σ
     (faint outskirts, where the colours are noise, are left out). ``distance_mpc`` adds the pixel
-    scale in pc for models trained with it (``log_pixscale_pc``).
+    scale in pc for models trained with it (``log_pixscale_pc``). The pixels are predicted by the
+    model's distilled MLP when it has one (:mod:`galdust.fir.fast`), by its trees with ``exact``.
     """
     p = pixel_features(images, **kw)
     X, usable, good = p.X, p.usable, p.good
@@ -361,7 +363,7 @@ def make_maps(images: list[BandImage], model, *, distance_mpc: float | None = No
         if distance_mpc is None:
             raise InputError("this FIR model uses the pixel scale in pc: give --distance")
         X = np.concatenate([X, np.full((len(X), 1), log_pixscale_pc(p.pixscale, distance_mpc))], axis=1)
-    pred = model.predict(X[usable]) if usable.any() else {}
+    pred = model.predict_pixels(X[usable], exact=exact) if usable.any() else {}
     maps = {}
     names = {"log_sLd": "LOG_SLD", "log_sMd": "LOG_SMD", "Td": "TD"}
     for t, key in names.items():

@@ -166,6 +166,7 @@ class FirMapTask:
     model: str | None = None
     detect: bool = True
     plot: bool = False
+    exact: bool = False
     batch_size: int = 1
 
     name = "fir-map"
@@ -174,7 +175,7 @@ class FirMapTask:
               ("log_smd_median", pa.float64()), ("td_median", pa.float64())]
 
     def options(self) -> dict:
-        return dict(model=self.model, detect=self.detect, plot=self.plot)
+        return dict(model=self.model, detect=self.detect, plot=self.plot, exact=self.exact)
 
     def outputs(self, out: Path, name: str) -> list[Path]:
         return [out / f"{name}.fir.fits"] + ([out / f"{name}.fir.png"] if self.plot else [])
@@ -234,7 +235,7 @@ class FirMapTask:
             try:
                 imgs = [read_band_image(f) for f in _band_files(inp)]
                 dist = params.get("distance")
-                fm = make_maps(imgs, _fir_model(self.model), detect=self.detect, distance_mpc=dist)
+                fm = make_maps(imgs, _fir_model(self.model), detect=self.detect, distance_mpc=dist, exact=self.exact)
                 write_fir_fits(out / f"{name}.fir.fits", fm, overwrite=True)
                 if self.plot:
                     plot_fir_maps(out / f"{name}.fir.png", fm, overwrite=True)
