@@ -714,6 +714,48 @@ def eqx_replace_velocity(model, vel):
     return eqx.tree_at(lambda m: m.velocity, model, vel)
 
 
+@posterior_app.command("distill")
+def posterior_distill(
+    model: Annotated[Path, typer.Option("--model", help="CFM weights (the teacher).")],
+    sims: Annotated[Path, typer.Option("--sims", help="Simulated table whose fluxes condition the training pairs.")],
+    out: Annotated[Path, typer.Option("--out", help="One-step sampler weights to write (.eqx + .json).")],
+    r_limit: Annotated[Optional[float], typer.Option("--r-limit", help="Keep sims brighter than this r (asinh mag).")] = None,
+    pairs: Annotated[int, typer.Option("--pairs", min=100, help="(noise, teacher sample) training pairs.")] = 200_000,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps.")] = 15000,
+    teacher_steps: Annotated[int, typer.Option("--teacher-steps", min=1, help="RK4 steps of the teacher.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+):
+    """Distil a CFM posterior into a one-step sampler (one network evaluation per sample)."""
+    import jax.random as jr
+    import numpy as np
+
+    from .posterior.data import read_catalog
+    from .posterior.model import load_model, luptitudes
+    from .posterior.onestep import distill_sampler, save_onestep
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    teacher, tmeta = load_model(model)
+    if tmeta.get("kind") == "cfm-onestep":
+        raise UserError(f"{model}: already a one-step sampler; give the CFM it came from")
+    cat = read_catalog(sims, teacher.bands)
+    keep = np.all(np.isfinite(cat.flux), axis=1)
+    if r_limit is not None:
+        keep &= luptitudes(cat.flux, teacher.soft)[:, teacher.bands.index("sdss_r")] < r_limit
+    t0 = time.perf_counter()
+    prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
+    m, hist = distill_sampler(teacher, cat.flux[keep], key=jr.PRNGKey(seed), n_pairs=pairs, steps=steps,
+                              teacher_steps=teacher_steps, progress=prog)
+    dt = time.perf_counter() - t0
+    save_onestep(out, m, dict(teacher=model.name, teacher_sha256=tmeta.get("sha256"), sims=str(sims),
+                              n_conditions=int(keep.sum()), r_limit=r_limit, pairs=pairs, steps=steps,
+                              teacher_steps=teacher_steps, seed=seed, train_seconds=round(dt, 1),
+                              best_val_loss=min(h[2] for h in hist), history=hist))
+    typer.echo(f"distilled in {dt:.0f} s -> {out}")
+
+
 @posterior_app.command("sample")
 def posterior_sample(
     catalog: Annotated[Path, typer.Option("--catalog", help="galdust simulator table or SDSS FITS table.")],

@@ -83,8 +83,13 @@ def save_model(path: str | Path, model: PosteriorModel, sidecar: dict) -> Path:
 
 
 def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
-    from ..weights import load
+    """A CFM posterior, or its distilled one-step sampler (sidecar ``kind`` ``cfm-onestep``)."""
+    from ..weights import load, read_sidecar
 
+    if read_sidecar(path).get("kind") == "cfm-onestep":
+        from .onestep import load_onestep
+
+        return load_onestep(path)
     return load(path, _skeleton)  # ``load`` builds the skeleton by shape only
 
 
