@@ -155,11 +155,18 @@ def simulate_sed(
         "sdss_u,sdss_g,sdss_r,sdss_i,sdss_z",
     seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,
     batch: Annotated[int, typer.Option(min=1, help="Galaxies computed at once.")] = 4096,
+    images: Annotated[bool, typer.Option("--images", help="Bulge + disk galaxies with SDSS gri 64x64 images, "
+                                                          "written to OUT.images.npy (n, 3, 64, 64) float16 "
+                                                          "[nmgy/pixel], row i = table row i.")] = False,
+    r_limit: Annotated[Optional[float], typer.Option("--r-limit", help="Keep galaxies brighter than this r "
+                                                                       "(asinh mag of the noisy flux).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
     """Simulate galaxy photometry (nanomaggies, SDSS-like noise) with truths from the stellar-population
-    simulator: one row per galaxy, columns flux_<band>, flux_err_<band>, flux_true_<band> and the truths."""
+    simulator: one row per galaxy, columns flux_<band>, flux_err_<band>, flux_true_<band> and the truths
+    (with --images also bt, incl_deg, av_disk and the images)."""
     import jax
+    import numpy as np
     import pyarrow as pa
 
     from .io import atomic_path
@@ -177,18 +184,37 @@ def simulate_sed(
         if missing:
             raise ValueError(f"no noise model for band(s) {', '.join(missing)}")
         t0 = time.perf_counter()
-        sim = simulate_photometry(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n))
+        if images:
+            from .simulate.sed_images import ImageConfig, simulate_images
+
+            sim = simulate_images(jax.random.PRNGKey(seed), n, ImageConfig(sed=cfg), batch=min(batch, 256))
+        else:
+            sim = simulate_photometry(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n))
     except (ValueError, KeyError) as e:
         raise UserError(" ".join(str(e).split())) from None
     dt = time.perf_counter() - t0
-    cols = {"name": [f"sed{seed}_{i:07d}" for i in range(n)]}
+    keep = np.arange(n)
+    if r_limit is not None:
+        from .posterior.model import luptitudes
+        from .simulate.sed import SDSS_SKY_NMGY
+
+        if "sdss_r" not in band_list:
+            raise UserError("--r-limit needs sdss_r in --bands")
+        j = band_list.index("sdss_r")
+        keep = np.nonzero(luptitudes(sim["flux"][:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
+    cols = {"name": [f"sed{seed}_{i:07d}" for i in keep]}
     for j, b in enumerate(band_list):
         for k in ("flux", "flux_err", "flux_true"):
-            cols[f"{k}_{b}"] = sim[k][:, j]
-    for t in TRUTHS:
-        cols[t] = sim[t]
+            cols[f"{k}_{b}"] = np.asarray(sim[k])[keep, j]
+    for t in TRUTHS + (("bt", "incl_deg", "av_disk") if images else ()):
+        cols[t] = np.asarray(sim[t])[keep]
     table = pa.table(cols)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if images:
+        img_path = out.with_suffix(".images.npy")
+        with atomic_path(img_path, overwrite) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, sim["images"][keep].astype(np.float16))
     with atomic_path(out, overwrite) as tmp:
         if out.suffix.lower() == ".csv":
             import pyarrow.csv as pcsv
@@ -198,7 +224,8 @@ def simulate_sed(
             import pyarrow.parquet as pq
 
             pq.write_table(table, tmp)
-    typer.echo(f"simulated {n} galaxies in {dt:.1f} s ({n / dt:.0f}/s) -> {out}")
+    typer.echo(f"simulated {n} galaxies in {dt:.1f} s ({n / dt:.0f}/s), kept {len(keep)} -> {out}"
+               + (f" + {out.with_suffix('.images.npy')}" if images else ""))
 
 
 @app.command("train-prior")
@@ -668,10 +695,15 @@ def posterior_train(
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Training steps (early stopping).")] = 20000,
     width: Annotated[int, typer.Option(min=8, help="Velocity MLP width (3 hidden layers).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed (split, initialisation, batches).")] = 0,
+    images: Annotated[bool, typer.Option("--images", help="Image + photometry model: the sims' cutouts "
+                                                          "(SIMS.images.npy from simulate-sed --images) "
+                                                          "through a jointly trained CNN.")] = False,
+    batch: Annotated[int, typer.Option("--batch", min=8, help="Batch size.")] = 1024,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ):
-    """Train a photometry -> properties conditional flow-matching posterior on simulated galaxies."""
+    """Train a photometry (or image + photometry) -> properties conditional flow-matching posterior on
+    simulated galaxies."""
     import jax.random as jr
     import numpy as np
 
@@ -694,12 +726,43 @@ def posterior_train(
         keep &= luptitudes(cat.flux, soft)[:, cat.bands.index("sdss_r")] < r_limit
     theta, flux = theta[keep], cat.flux[keep]
     key = jr.PRNGKey(seed)
+    if images:
+        from .posterior.image import build_image_model, save_image_model, train_image_cfm
+        from .simulate.sed_images import SKY_PIX, ImageConfig
+
+        img_path = sims.with_suffix(".images.npy")
+        if not img_path.exists():
+            raise UserError(f"{img_path}: no images next to {sims} (simulate-sed --images writes them)")
+        imgs = np.load(img_path, mmap_mode="r")
+        if len(imgs) != len(cat.flux):
+            raise UserError(f"{img_path}: {len(imgs)} images for {len(cat.flux)} table rows")
+        rows = np.nonzero(keep)[0]
+        ib = ImageConfig().image_bands
+        model = build_image_model(plist, cat.bands, soft, ib, [SKY_PIX[b] for b in ib], theta, flux, width=width,
+                                  key=jr.fold_in(key, 1))
+        t0 = time.perf_counter()
+        prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
+
+        class _Rows:  # the kept rows of the memory-mapped images, read batch by batch
+            def __getitem__(self, i):
+                return imgs[rows[i]]
+
+        model, hist = train_image_cfm(model, theta, flux, _Rows(), key=jr.fold_in(key, 2), max_steps=max_steps,
+                                      batch=batch, progress=prog)
+        dt = time.perf_counter() - t0
+        save_image_model(out, model, dict(sims=str(sims), n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
+                                          steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1),
+                                          best_val_loss=min(h[2] for h in hist), history=hist))
+        typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s ({hist[-1][0]} steps) "
+                   f"-> {out}")
+        return
     model = build(plist, cat.bands, soft, theta, flux, width=width, key=jr.fold_in(key, 1))
     cond = np.asarray(model.features(flux))
     z = (theta - np.asarray(model.theta_mean)) / np.asarray(model.theta_std)
     t0 = time.perf_counter()
     prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
-    vel, hist = train_cfm(model.velocity, z, cond, key=jr.fold_in(key, 2), max_steps=max_steps, progress=prog)
+    vel, hist = train_cfm(model.velocity, z, cond, key=jr.fold_in(key, 2), max_steps=max_steps, batch=batch,
+                          progress=prog)
     model = eqx_replace_velocity(model, vel)
     dt = time.perf_counter() - t0
     save_model(out, model, dict(kind="cfm-photometry", sims=str(sims), n_train=int(keep.sum()), r_limit=r_limit,
@@ -765,6 +828,9 @@ def posterior_sample(
     samples: Annotated[int, typer.Option("--samples", min=10, help="Posterior samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples (HDU SAMPLES).")] = False,
+    images: Annotated[Optional[Path], typer.Option("--images", help="Image cutouts for image models: .npy (n, 3, H, W) "
+                                                                    "or FITS cube, nmgy/pixel, row i = table row "
+                                                                    "i.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
@@ -784,7 +850,21 @@ def posterior_sample(
     cat = read_catalog(catalog, m.bands)
     ok = np.array([not n for n in cat.notes])
     t0 = time.perf_counter()
-    pct, smp = percentiles(m, cat.flux[ok], jr.PRNGKey(seed), samples, steps, keep_samples=save_samples)
+    imgs = None
+    if hasattr(m, "encoder"):
+        if images is None:
+            raise UserError(f"{model}: an image model; give the cutouts with --images")
+        try:
+            imgs = np.load(images, mmap_mode="r") if images.suffix == ".npy" else fits.getdata(images)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{images}: cannot read the cutouts ({' '.join(str(e).split())})") from None
+        if imgs.ndim != 4 or len(imgs) != len(cat.names):
+            raise UserError(f"{images}: expected ({len(cat.names)}, bands, H, W) cutouts, got {imgs.shape}")
+        imgs = np.asarray(imgs[ok], np.float32)
+        bad = ~np.all(np.isfinite(imgs), axis=(1, 2, 3))
+        if bad.any():
+            raise UserError(f"{images}: {int(bad.sum())} cutouts contain NaN")
+    pct, smp = percentiles(m, cat.flux[ok], jr.PRNGKey(seed), samples, steps, keep_samples=save_samples, images=imgs)
     dt = time.perf_counter() - t0
     cols = {"name": cat.names}
     for j, p in enumerate(m.props):

@@ -322,8 +322,11 @@ class PosteriorTask:
             if not found:
                 raise InputError(f"{pat}: no input matches")
             tables += [Path(p) for p in found]
-        side = Path(self.model_path).with_suffix(".json")
-        bands = tuple(json.loads(side.read_text())["config"]["bands"])
+        side = json.loads(Path(self.model_path).with_suffix(".json").read_text())
+        if side.get("kind") == "cfm-image":
+            raise InputError(f"{self.model_path}: an image model; galdust run posterior takes photometric models "
+                             f"(use galdust posterior sample --images)")
+        bands = tuple(side["config"]["bands"])
         items: list[tuple] = []
         for t in tables:
             c = read_catalog(t, bands)

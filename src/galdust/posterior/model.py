@@ -86,21 +86,32 @@ def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
     """A CFM posterior, or its distilled one-step sampler (sidecar ``kind`` ``cfm-onestep``)."""
     from ..weights import load, read_sidecar
 
-    if read_sidecar(path).get("kind") == "cfm-onestep":
+    kind = read_sidecar(path).get("kind")
+    if kind == "cfm-onestep":
         from .onestep import load_onestep
 
         return load_onestep(path)
+    if kind == "cfm-image":
+        from .image import load_image_model
+
+        return load_image_model(path)
     return load(path, _skeleton)  # ``load`` builds the skeleton by shape only
 
 
 def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps: int = 100,
-                batch: int = 64, keep_samples: bool = False):
+                batch: int = 64, keep_samples: bool = False, images=None):
     """p16/p50/p84 per property for each row of ``flux`` (n, n_band); optionally the samples.
+    Image models take the cutouts ``images`` (n, C, H, W) [nmgy/pixel] as well.
 
     ``key``: one PRNG key (row i samples with ``fold_in(key, i)``, whatever the batching) or a
     sequence of n keys, one per row.
     """
-    cond = model.features(flux)
+    if hasattr(model, "encoder"):
+        if images is None:
+            raise ValueError("this posterior model needs image cutouts")
+        cond = model.conditions(flux, images)
+    else:
+        cond = model.features(flux)
     n = cond.shape[0]
     if isinstance(key, (list, tuple)):
         keys = jnp.stack([jnp.asarray(k) for k in key])

@@ -1,0 +1,62 @@
+"""Image + photometry CFM: encoder shapes, flux-conserving binning, weights round trip, and an image
+feature that the photometry does not carry is learned."""
+
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from galdust.posterior.image import ImageEncoder, build_image_model, train_image_cfm
+from galdust.posterior.model import load_model, percentiles
+
+
+def _blobs(n, size=32, seed=0):
+    """Round Gaussian galaxies of the same total flux and random width w [px]: the photometry is the
+    same for all, the width is only in the image."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(1.0, 4.0, n)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    prof = np.exp(-0.5 * (x**2 + y**2)[None] / w[:, None, None] ** 2)
+    prof /= prof.sum(axis=(1, 2), keepdims=True)
+    img = 200.0 * prof[:, None] * np.array([0.8, 1.0, 1.2])[None, :, None, None]
+    img = img + rng.normal(0, 0.05, img.shape)
+    flux = np.tile([160.0, 200.0, 240.0], (n, 1)) * rng.normal(1, 0.01, (n, 3))
+    return img.astype(np.float32), flux, w[:, None]
+
+
+def test_encoder_shapes_and_binning_conserve_flux():
+    enc = ImageEncoder(3, (4, 8, 8, 16), key=jr.PRNGKey(0))
+    assert enc(jnp.ones((3, 32, 32))).shape == (16,)
+    img, flux, w = _blobs(4)
+    m = build_image_model(("w",), ("sdss_g", "sdss_r", "sdss_i"), (1.0, 1.0, 1.0), ("sdss_g", "sdss_r", "sdss_i"),
+                          (0.05, 0.05, 0.05), w, flux, channels=(4, 8, 8, 16), width=16, key=jr.PRNGKey(1))
+    s = np.asarray(m.stretch(img))
+    assert s.shape == (4, 3, 16, 16)
+    binned = np.sinh(s) * 3 * 0.05 * 2  # undo the stretch: the 2x2 sums
+    assert binned.sum(axis=(2, 3)) == pytest.approx(img.sum(axis=(2, 3)), rel=1e-4)
+    assert m.conditions(flux, img).shape == (4, 16 + 3)
+
+
+def test_image_model_learns_what_only_the_image_shows(tmp_path):
+    from galdust.posterior.image import save_image_model
+
+    img, flux, w = _blobs(3000)
+    bands = ("sdss_g", "sdss_r", "sdss_i")
+    m = build_image_model(("w",), bands, (1.0, 1.0, 1.0), bands, (0.05, 0.05, 0.05), w, flux,
+                          channels=(8, 16, 16, 32), width=64, depth=2, key=jr.PRNGKey(2))
+    m, hist = train_image_cfm(m, w, flux, img, key=jr.PRNGKey(3), max_steps=600, batch=128, eval_every=100, lr=2e-3)
+    ti, tf, tw = _blobs(200, seed=9)
+    pct, _ = percentiles(m, tf, jr.PRNGKey(4), 200, 10, images=ti)
+    p50 = pct[:, 0, 1]
+    assert np.corrcoef(p50, tw[:, 0])[0, 1] > 0.9  # the width is read from the image
+    assert np.sqrt(np.mean((p50 - tw[:, 0]) ** 2)) < 0.35  # prior std of w: 0.87
+    half = np.median(pct[:, 0, 2] - pct[:, 0, 0]) / 2  # the image narrows the posterior well below the prior
+    assert half < 0.4 * np.std(w)
+    assert np.mean((tw[:, 0] >= pct[:, 0, 0]) & (tw[:, 0] <= pct[:, 0, 2])) > 0.6  # and it holds the truth
+    path = save_image_model(tmp_path / "img.eqx", m, dict(steps=hist[-1][0]))
+    back, meta = load_model(path)
+    assert meta["kind"] == "cfm-image"
+    again, _ = percentiles(back, tf[:8], jr.PRNGKey(4), 200, 10, images=ti[:8])
+    assert np.allclose(again, pct[:8], atol=1e-5)
+    with pytest.raises(ValueError, match="image cutouts"):
+        percentiles(back, tf[:8], jr.PRNGKey(4), 200, 10)
