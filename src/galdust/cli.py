@@ -682,6 +682,10 @@ posterior_app = typer.Typer(help="Amortized posteriors of galaxy properties (con
                             no_args_is_help=True)
 app.add_typer(posterior_app, name="posterior")
 DEFAULT_POSTERIOR = Path(__file__).resolve().parent / "data" / "posterior" / "cfm_phot_sdss.eqx"
+NAMED_POSTERIORS = {"cfm-phot": DEFAULT_POSTERIOR,
+                    "cfm-onestep": DEFAULT_POSTERIOR.with_name("cfm_phot_sdss_onestep.eqx"),
+                    "cfm-image": DEFAULT_POSTERIOR.with_name("cfm_image.eqx"),
+                    "vae-nf": DEFAULT_POSTERIOR.with_name("vaenf.eqx")}
 
 
 @posterior_app.command("train")
@@ -777,6 +781,81 @@ def eqx_replace_velocity(model, vel):
     return eqx.tree_at(lambda m: m.velocity, model, vel)
 
 
+@posterior_app.command("train-vaenf")
+def posterior_train_vaenf(
+    sims: Annotated[Path, typer.Option("--sims", help="Simulated table with images (simulate-sed --images).")],
+    out: Annotated[Path, typer.Option("--out", help="Weights file to write (.eqx + .json).")],
+    latent: Annotated[int, typer.Option(min=2, help="VAE latent dimensions.")] = 16,
+    beta: Annotated[float, typer.Option(help="Weight of the VAE's KL term.")] = 1.0,
+    vae_steps: Annotated[int, typer.Option("--vae-steps", min=1, help="VAE training steps (batch 256).")] = 3000,
+    flow_epochs: Annotated[int, typer.Option("--flow-epochs", min=1, help="Maximum flow epochs (early stopping).")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
+):
+    """Train the VAE + conditional normalizing flows model (properties, black-hole mass, emission lines)."""
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+
+    from .posterior.data import read_catalog
+    from .posterior.model import luptitudes
+    from .posterior.vaenf import (LINES, PROPS_NF, VAE, VAENFModel, censor_lines, encode_means, make_flow,
+                                  save_vaenf, train_flow, train_vae)
+    from .simulate.sed import SDSS_SKY_NMGY
+    from .simulate.sed_images import SKY_PIX, ImageConfig
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    cat = read_catalog(sims)
+    img_path = sims.with_suffix(".images.npy")
+    if not img_path.exists():
+        raise UserError(f"{img_path}: no images next to {sims} (simulate-sed --images writes them)")
+    imgs = np.load(img_path, mmap_mode="r")
+    missing = [p for p in PROPS_NF + LINES if p not in cat.truth]
+    if missing:
+        raise UserError(f"{sims}: no truth column(s) {', '.join(missing)}")
+    if len(imgs) != len(cat.flux):
+        raise UserError(f"{img_path}: {len(imgs)} images for {len(cat.flux)} table rows")
+    key = jr.PRNGKey(seed)
+    rng = np.random.default_rng(seed)
+    sig = tuple(SKY_PIX[b] for b in ImageConfig().image_bands)
+    soft = tuple(SDSS_SKY_NMGY[b] for b in cat.bands)
+    t0 = time.perf_counter()
+    prog = None if quiet else (lambda s, tl, vl, vm: typer.echo(f"VAE step {s}: train {tl:.1f} validation {vl:.1f} "
+                                                                 f"(MSE {vm:.4f})"))
+    ch = (16, 32, 64)
+    vae, vh = train_vae(VAE(3, latent, ch, key=jr.fold_in(key, 1)), imgs, sig, key=jr.fold_in(key, 2), beta=beta,
+                        steps=vae_steps, progress=prog)
+    t_vae = time.perf_counter() - t0
+    lat = encode_means(vae, imgs, sig)
+    cond = np.concatenate([lat, luptitudes(cat.flux, soft)], axis=1)
+    theta = np.stack([cat.truth[p] for p in PROPS_NF], 1)
+    lines = np.stack([censor_lines(cat.truth[ln], rng) for ln in LINES], 1)
+    st = lambda a: (a.mean(0), np.maximum(a.std(0), 1e-6))  # noqa: E731
+    (cm, cs), (pm, ps), (lm, ls) = st(cond), st(theta), st(lines)
+    flow_cfg = dict(layers=6, width=64, depth=2, knots=8)
+    c = (cond - cm) / cs
+    t1 = time.perf_counter()
+    fp, hp = train_flow(make_flow(len(PROPS_NF), c.shape[1], key=jr.fold_in(key, 3), **flow_cfg), (theta - pm) / ps, c,
+                        key=jr.fold_in(key, 4), max_epochs=flow_epochs)
+    fl, hl = train_flow(make_flow(len(LINES), c.shape[1], key=jr.fold_in(key, 5), **flow_cfg), (lines - lm) / ls, c,
+                        key=jr.fold_in(key, 6), max_epochs=flow_epochs)
+    t_flow = time.perf_counter() - t1
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    stats = dict(cond_mean=f32(cm), cond_std=f32(cs), props_mean=f32(pm), props_std=f32(ps), lines_mean=f32(lm),
+                 lines_std=f32(ls))
+    model = VAENFModel(vae, fp, fl, stats, PROPS_NF, tuple(cat.bands), soft, sig)
+    cfg = dict(props=list(PROPS_NF), bands=list(cat.bands), soft=list(soft), image_sigma=list(sig), latent=latent,
+               vae_channels=list(ch), flow=flow_cfg, beta=beta)
+    save_vaenf(out, model, dict(config=cfg, sims=str(sims), n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
+                                vae_history=vh, vae_val_mse=vh[-1][3], vae_seconds=round(t_vae, 1),
+                                flow_props=hp, flow_lines=hl, flow_seconds=round(t_flow, 1),
+                                train_seconds=round(time.perf_counter() - t0, 1)))
+    typer.echo(f"trained on {len(cat.flux)} galaxies in {time.perf_counter() - t0:.0f} s (VAE {t_vae:.0f} s, "
+               f"reconstruction MSE {vh[-1][3]:.4f}; flows {t_flow:.0f} s) -> {out}")
+
+
 @posterior_app.command("distill")
 def posterior_distill(
     model: Annotated[Path, typer.Option("--model", help="CFM weights (the teacher).")],
@@ -823,8 +902,9 @@ def posterior_distill(
 def posterior_sample(
     catalog: Annotated[Path, typer.Option("--catalog", help="galdust simulator table or SDSS FITS table.")],
     out: Annotated[Path, typer.Option("--out", help="Output FITS table POST.fits.")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="Weights (default: the shipped photometric "
-                                                                  "model).")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Weights file, or a shipped model: cfm-phot "
+                                                                  "(default), cfm-onestep, cfm-image, vae-nf "
+                                                                  "(the last two need --images).")] = None,
     samples: Annotated[int, typer.Option("--samples", min=10, help="Posterior samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples (HDU SAMPLES).")] = False,
@@ -846,12 +926,16 @@ def posterior_sample(
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    if model is not None and str(model) in NAMED_POSTERIORS:
+        model = NAMED_POSTERIORS[str(model)]
+    if model is not None and not model.exists():
+        raise UserError(f"{model}: no such model (or one of: {', '.join(NAMED_POSTERIORS)})")
     m, meta = load_model(model or DEFAULT_POSTERIOR)
     cat = read_catalog(catalog, m.bands)
     ok = np.array([not n for n in cat.notes])
     t0 = time.perf_counter()
     imgs = None
-    if hasattr(m, "encoder"):
+    if hasattr(m, "encoder") or hasattr(m, "vae"):
         if images is None:
             raise UserError(f"{model}: an image model; give the cutouts with --images")
         try:
@@ -864,7 +948,24 @@ def posterior_sample(
         bad = ~np.all(np.isfinite(imgs), axis=(1, 2, 3))
         if bad.any():
             raise UserError(f"{images}: {int(bad.sum())} cutouts contain NaN")
-    pct, smp = percentiles(m, cat.flux[ok], jr.PRNGKey(seed), samples, steps, keep_samples=save_samples, images=imgs)
+    extra = {}
+    if hasattr(m, "vae"):
+        from .posterior.vaenf import LINES, summarise
+
+        res = summarise(m, cat.flux[ok], imgs, jr.PRNGKey(seed), samples)
+        pct, smp = res["props"], (res["samples"] if save_samples else None)
+        for j, ln in enumerate(LINES):
+            for k, q in enumerate(("p16", "p50", "p84")):
+                extra[f"{ln}_{q}"] = res["lines"][:, j, k]  # log10 flux [1e-17 erg/s/cm2]
+            extra[f"{ln}_pdet"] = res["p_det"][:, j]
+        for k, c in enumerate(("sf", "composite", "agn")):
+            extra[f"p_bpt_{c}"] = res["bpt"][:, k]
+        extra["f_lines_detected"] = res["f_lines"]
+        for k, q in enumerate(("p16", "p50", "p84")):
+            extra[f"av_balmer_{q}"] = res["av_balmer"][:, k]
+    else:
+        pct, smp = percentiles(m, cat.flux[ok], jr.PRNGKey(seed), samples, steps, keep_samples=save_samples,
+                               images=imgs)
     dt = time.perf_counter() - t0
     cols = {"name": cat.names}
     for j, p in enumerate(m.props):
@@ -872,6 +973,10 @@ def posterior_sample(
             v = np.full(len(cat.names), np.nan)
             v[ok] = pct[:, j, k]
             cols[f"{p}_{q}"] = v
+    for c, vals in extra.items():
+        v = np.full(len(cat.names), np.nan)
+        v[ok] = vals
+        cols[c] = v
     cols["note"] = cat.notes
     hdus = [fits.PrimaryHDU(), fits.table_to_hdu(Table(cols))]
     hdus[1].name = "POSTERIOR"

@@ -76,8 +76,11 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(side.read_text())
 
 
-def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, check_hash: bool = True):
+def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, check_hash: bool = True,
+         by_shape: bool = True):
     """Load weights: ``skeleton(sidecar)`` builds a model of the right shape, filled from ``path``.
+    ``by_shape=False`` builds the skeleton concretely (models that keep closures over their arrays,
+    such as flowjax's couplings, cannot be built under ``eval_shape``).
 
     Returns ``(model, sidecar)``.
     """
@@ -89,5 +92,6 @@ def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, 
         raise WeightsError(f"{path}: SHA-256 does not match its sidecar (corrupt or replaced file)")
     # the skeleton by shape only: initialising a network op by op costs seconds (10 s for the dust
     # U-Net on one thread), and every value is replaced by the file anyway
-    model = eqx.tree_deserialise_leaves(path, eqx.filter_eval_shape(skeleton, meta))
+    like = eqx.filter_eval_shape(skeleton, meta) if by_shape else skeleton(meta)
+    model = eqx.tree_deserialise_leaves(path, like)
     return model, meta

@@ -95,6 +95,10 @@ def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
         from .image import load_image_model
 
         return load_image_model(path)
+    if kind == "vae-nf":
+        from .vaenf import load_vaenf
+
+        return load_vaenf(path)
     return load(path, _skeleton)  # ``load`` builds the skeleton by shape only
 
 
@@ -106,7 +110,7 @@ def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps
     ``key``: one PRNG key (row i samples with ``fold_in(key, i)``, whatever the batching) or a
     sequence of n keys, one per row.
     """
-    if hasattr(model, "encoder"):
+    if hasattr(model, "encoder") or hasattr(model, "vae"):
         if images is None:
             raise ValueError("this posterior model needs image cutouts")
         cond = model.conditions(flux, images)

@@ -1,0 +1,111 @@
+"""VAE + conditional flows: a flow recovers a known conditional Gaussian, the VAE reconstructs
+simulated images within a stated bound, BPT classes of hand-made ratios, Balmer A_V, censoring,
+and the output schema of galdust posterior sample --model vae-nf."""
+
+import math
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galdust.posterior.vaenf import (AGN, COMPOSITE, F_LIM, LINES, NOISE, SF, VAE, balmer_av, bpt_class,
+                                     censor_lines, make_flow, train_flow, train_vae)
+
+
+def test_conditional_flow_recovers_a_known_conditional_gaussian():
+    rng = np.random.default_rng(0)
+    c = rng.uniform(-1, 1, (20000, 1))
+    x = np.c_[2.0 * c[:, 0] + 0.3 * rng.normal(size=20000), -c[:, 0] + 0.5 * rng.normal(size=20000)]
+    flow = make_flow(2, 1, key=jr.PRNGKey(0), layers=4, width=32)
+    flow, hist = train_flow(flow, x, c, key=jr.PRNGKey(1), max_epochs=30, lr=3e-3)
+    for cv in (-0.5, 0.0, 0.5):
+        s = np.asarray(flow.sample(jr.key(2), (20000,), condition=jnp.array([cv])))
+        assert s.mean(0) == pytest.approx([2 * cv, -cv], abs=0.05)
+        assert s.std(0) == pytest.approx([0.3, 0.5], rel=0.08)
+        lp = float(flow.log_prob(jnp.array([2 * cv, -cv]), condition=jnp.array([cv])))
+        want = -math.log(2 * math.pi * 0.3 * 0.5)  # density at the mean
+        assert lp == pytest.approx(want, abs=0.15)
+
+
+def _galaxies(n, seed=0, size=64):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    w = rng.uniform(1.5, 6.0, n)
+    q = rng.uniform(0.4, 1.0, n)
+    r2 = (x**2)[None] / w[:, None, None] ** 2 + (y**2)[None] / (q * w)[:, None, None] ** 2
+    prof = np.exp(-0.5 * r2)
+    amp = 10 ** rng.uniform(0.0, 1.0, n)
+    col = np.stack([np.full(n, 0.7), np.ones(n), rng.uniform(1.1, 1.5, n)], 1)
+    img = amp[:, None, None, None] * col[:, :, None, None] * prof[:, None] + rng.normal(0, 0.05, (n, 3, size, size))
+    return img.astype(np.float32)
+
+
+def test_vae_reconstructs_simulated_images_within_the_noise_bound():
+    imgs = _galaxies(3000)
+    vae = VAE(3, 8, (16, 32, 32), key=jr.PRNGKey(0))
+    vae, hist = train_vae(vae, imgs, (0.05, 0.05, 0.05), key=jr.PRNGKey(1), steps=500, batch=64, lr=3e-3)
+    mse = hist[-1][3]
+    # stated bound: mean squared error per stretched pixel below 1.5 x the noise variance (1/3)^2
+    print("VAE reconstruction MSE", mse, "bound", 1.5 * NOISE**2)
+    assert mse < 1.5 * NOISE**2, mse
+    assert hist[-1][2] < hist[0][2]
+
+
+def test_bpt_classes_balmer_av_and_censoring():
+    x = np.array([-0.5, -0.2, 0.0, 0.2, 0.6])
+    y = np.array([-0.5, 0.1, 1.0, -0.5, -1.0])
+    assert list(bpt_class(x, y)) == [SF, COMPOSITE, AGN, AGN, AGN]
+    assert balmer_av(math.log10(2.86), 0.0) == pytest.approx(0.0, abs=1e-9)
+    from galdust.physics import k_calzetti
+
+    dk = float(k_calzetti(0.48613) - k_calzetti(0.65628))
+    ratio = 2.86 * 10 ** (0.4 * 0.1 * dk)  # E(B-V) = 0.1
+    assert balmer_av(math.log10(ratio), 0.0) == pytest.approx(0.405, abs=1e-6)
+    lf = censor_lines(np.array([0.0, 5.0, F_LIM * 3, 1e4]), np.random.default_rng(0))
+    lim = math.log10(F_LIM)
+    assert lim - 1 <= lf[0] < lim and lim - 1 <= lf[1] < lim
+    assert lf[2] == pytest.approx(lim + math.log10(3)) and lf[3] == pytest.approx(4.0)
+
+
+def test_sample_cli_writes_the_vaenf_columns(tmp_path, capsys):
+    from astropy.table import Table
+
+    from galdust.cli import main
+    from galdust.posterior.vaenf import PROPS_NF, VAENFModel, save_vaenf
+
+    lat, nb = 4, 5
+    vae = VAE(3, lat, (8, 8, 8), key=jr.PRNGKey(0))
+    flow_cfg = dict(layers=2, width=8, depth=1, knots=4)
+    fp = make_flow(len(PROPS_NF), lat + nb, key=jr.PRNGKey(1), **flow_cfg)
+    fl = make_flow(4, lat + nb, key=jr.PRNGKey(2), **flow_cfg)
+    one = lambda n: jnp.ones(n, jnp.float32)  # noqa: E731
+    stats = dict(cond_mean=jnp.zeros(lat + nb), cond_std=one(lat + nb), props_mean=jnp.array([10.5, 0.0, 0.1, 8.0, 0.0]),
+                 props_std=one(5), lines_mean=jnp.full(4, 2.0), lines_std=one(4))
+    soft = (1.16, 0.65, 1.07, 1.63, 5.07)
+    m = VAENFModel(vae, fp, fl, stats, PROPS_NF, ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"), soft,
+                   (0.045, 0.06, 0.09))
+    cfg = dict(props=list(PROPS_NF), bands=list(m.bands), soft=list(soft), image_sigma=[0.045, 0.06, 0.09], latent=lat,
+               vae_channels=[8, 8, 8], flow=flow_cfg)
+    path = save_vaenf(tmp_path / "vaenf.eqx", m, dict(config=cfg))
+    n = 3
+    flux = np.abs(np.random.default_rng(0).normal(50, 10, (n, 5)))
+    t = Table({f"flux_{b}": flux[:, j] for j, b in enumerate(m.bands)})
+    t["name"] = ["a", "b", "c"]
+    t.write(tmp_path / "cat.parquet")
+    np.save(tmp_path / "cut.npy", _galaxies(n))
+    out = tmp_path / "post.fits"
+    args = ["posterior", "sample", "--catalog", str(tmp_path / "cat.parquet"), "--model", str(path), "--images",
+            str(tmp_path / "cut.npy"), "--samples", "100", "--out", str(out)]
+    assert main(args) == 0
+    with fits.open(out) as h:
+        cols = h["POSTERIOR"].columns.names
+        for p in PROPS_NF + LINES:
+            assert {f"{p}_p16", f"{p}_p50", f"{p}_p84"} <= set(cols), p
+        for extra in ("halpha_pdet", "p_bpt_sf", "p_bpt_composite", "p_bpt_agn", "f_lines_detected", "av_balmer_p50"):
+            assert extra in cols, extra
+        d = h["POSTERIOR"].data
+        assert np.all(d["log_mstar_p16"] <= d["log_mstar_p84"]) and len(d) == n
+    assert main(args[:-2] + ["--out", str(tmp_path / "x.fits"), "--images", str(tmp_path / "nothing.npy")]) == 2
