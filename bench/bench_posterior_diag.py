@@ -19,16 +19,13 @@ import argparse
 import time
 from pathlib import Path
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
 from galdust.posterior.data import read_catalog
 from galdust.posterior.diagnostics import (empirical_log_prior, rank_uniformity, sbc_ranks, tarp,
                                            wasserstein_per_property)
-from galdust.posterior.model import load_model, luptitudes
+from galdust.posterior.model import load_model, log_prob_batched, luptitudes, sample_batched
 
 
 def select(path, model, n):
@@ -41,33 +38,16 @@ def select(path, model, n):
 
 
 def draw(model, flux, n_samp, steps, key, batch=64):
+    """Samples (n, n_samp, d) and the rate in objects/s (after a compiling call)."""
     cond = model.features(flux)
-
-    @eqx.filter_jit
-    def run(m, c, k):
-        return jax.vmap(lambda ci, ki: m.sample(ci, ki, n_samp, steps))(c, k)
-
-    out = []
-    n = cond.shape[0]
-    keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n))
-    run(model, cond[:batch], keys[:batch]).block_until_ready()
+    sample_batched(model, cond[:batch], key, n_samp, steps, batch)
     t0 = time.perf_counter()
-    for i in range(0, n, batch):
-        c, k = cond[i : i + batch], keys[i : i + batch]
-        m = c.shape[0]
-        if m < batch:
-            c, k = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, 0)]), jnp.concatenate([k, jnp.repeat(k[-1:], batch - m, 0)])
-        out.append(np.asarray(run(model, c, k))[:m])
-    return np.concatenate(out), n / (time.perf_counter() - t0)
+    s = sample_batched(model, cond, key, n_samp, steps, batch)
+    return s, len(flux) / (time.perf_counter() - t0)
 
 
-def log_post(model, theta, flux, steps, batch=256):
-    cond = model.features(flux)
-    f = eqx.filter_jit(jax.vmap(lambda t, c: model.log_prob(t, c, steps)))
-    out = []
-    for i in range(0, len(theta), batch):
-        out.append(np.asarray(f(jnp.asarray(theta[i : i + batch], jnp.float32), cond[i : i + batch])))
-    return np.concatenate(out)
+def log_post(model, theta, flux, steps):
+    return log_prob_batched(model, theta, model.features(flux), steps)
 
 
 def table(label, model, smp, truth, rate):

@@ -41,6 +41,16 @@ class RunError(ValueError):
     """A problem with the run's arguments or output folder (one line)."""
 
 
+def read_table(path: Path):
+    """An astropy Table from CSV, FITS or Parquet, or a one-line InputError."""
+    from astropy.table import Table
+
+    try:
+        return Table.read(path, format="ascii.csv" if path.suffix.lower() == ".csv" else None)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{path}: cannot read the catalogue ({' '.join(str(e).split())})") from None
+
+
 def discover(patterns: Sequence[str] = (), catalog: str | Path | None = None) -> list[tuple[str, str]]:
     """``(name, input path)`` per input, from glob patterns or a table with a ``path`` column.
 
@@ -50,13 +60,8 @@ def discover(patterns: Sequence[str] = (), catalog: str | Path | None = None) ->
     """
     items: list[tuple[str, str]] = []
     if catalog is not None:
-        from astropy.table import Table
-
         catalog = Path(catalog)
-        try:
-            t = Table.read(catalog, format="ascii.csv" if catalog.suffix.lower() == ".csv" else None)
-        except Exception as e:  # noqa: BLE001
-            raise InputError(f"{catalog}: cannot read the catalogue ({' '.join(str(e).split())})") from None
+        t = read_table(catalog)
         col = next((c for c in ("path", "input", "file") if c in t.colnames), None)
         if col is None:
             raise InputError(f"{catalog}: no 'path' column (columns: {', '.join(t.colnames)})")

@@ -189,13 +189,10 @@ class FirMapTask:
 
         items: list[tuple] = []
         if catalog is not None:
-            from astropy.table import Table
+            from .runner import read_table
 
             catalog = Path(catalog)
-            try:
-                t = Table.read(catalog, format="ascii.csv" if catalog.suffix.lower() == ".csv" else None)
-            except Exception as e:  # noqa: BLE001
-                raise InputError(f"{catalog}: cannot read the catalogue ({' '.join(str(e).split())})") from None
+            t = read_table(catalog)
             col = next((c for c in ("images", "path", "input") if c in t.colnames), None)
             if col is None:
                 raise InputError(f"{catalog}: no 'images' (band files) or 'path' (folder) column "

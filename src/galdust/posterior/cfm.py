@@ -84,15 +84,30 @@ def train_cfm(model, theta, cond, *, key, val_frac: float = 0.1, batch: int = 10
         ks = jr.split(k, 4)  # average over path noise: a steadier early-stopping signal
         return jnp.mean(jnp.stack([cfm_loss(m, theta[vi], cond[vi], kk) for kk in ks]))
 
-    best, best_loss, bad, hist, run = params, math.inf, 0, [], []
     kv = jr.PRNGKey(12345)  # the same validation noise at every evaluation
-    for s in range(1, max_steps + 1):
-        key, kb, kl = jr.split(key, 3)
+    keys = [key]
+
+    def do_step(params, state):
+        keys[0], kb, kl = jr.split(keys[0], 3)
         idx = ti[jr.randint(kb, (min(batch, len(ti)),), 0, len(ti))]
-        params, state, loss = step(params, state, idx, kl)
+        return step(params, state, idx, kl)
+
+    params, hist = early_stopping(do_step, lambda p: float(val_loss(p, kv)), params, state, max_steps=max_steps,
+                                  eval_every=eval_every, patience=patience, progress=progress)
+    return eqx.combine(params, static), hist
+
+
+def early_stopping(do_step, val_loss, params, state, *, max_steps: int, eval_every: int, patience: int,
+                   progress=None):
+    """The training loop: ``do_step(params, state) -> (params, state, loss)``; every ``eval_every``
+    steps ``val_loss(params)``; stop after ``patience`` evaluations without improvement (1e-4).
+    Returns (best params, history of (step, mean train loss, validation loss))."""
+    best, best_loss, bad, hist, run = params, math.inf, 0, [], []
+    for s in range(1, max_steps + 1):
+        params, state, loss = do_step(params, state)
         run.append(loss)
         if s % eval_every == 0 or s == max_steps:
-            vl = float(val_loss(params, kv))
+            vl = val_loss(params)
             tl = float(jnp.mean(jnp.stack(run)))
             run = []
             hist.append((s, tl, vl))
@@ -104,7 +119,7 @@ def train_cfm(model, theta, cond, *, key, val_frac: float = 0.1, batch: int = 10
                 bad += 1
                 if bad >= patience:
                     break
-    return eqx.combine(best, static), hist
+    return best, hist
 
 
 def _rk4(f, y, t0, t1, n_steps):

@@ -10,7 +10,6 @@ cuts the CNN's cost 4× so that the model trains on 2 CPU cores in tens of minut
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .cfm import VelocityMLP, cfm_loss, log_prob, sample
+from .cfm import VelocityMLP, cfm_loss, early_stopping, log_prob, sample
 from .model import luptitudes
 
 __all__ = ["ImageEncoder", "ImagePosteriorModel", "build_image_model", "train_image_cfm", "save_image_model",
@@ -145,28 +144,18 @@ def train_image_cfm(model: ImagePosteriorModel, theta, flux, images, *, key, val
 
     v_img = jnp.asarray(np.asarray(images[vi], np.float32))
     v_th, v_ph = jnp.asarray(z[vi]), jnp.asarray(phot[vi])
-    best, best_loss, bad, hist, run = params, math.inf, 0, [], []
     kv = jr.PRNGKey(12345)
-    for s in range(1, max_steps + 1):
+    keys = [key]
+
+    def do_step(params, state):
         idx = np.sort(ti[rng.integers(0, len(ti), batch)])
-        key, kl = jr.split(key)
-        params, state, lval = step(params, state, jnp.asarray(np.asarray(images[idx], np.float32)), jnp.asarray(z[idx]),
-                                   jnp.asarray(phot[idx]), kl)
-        run.append(lval)
-        if s % eval_every == 0 or s == max_steps:
-            vl = float(val_loss(params, v_img, v_th, v_ph, kv))
-            tl = float(jnp.mean(jnp.stack(run)))
-            run = []
-            hist.append((s, tl, vl))
-            if progress is not None:
-                progress(s, tl, vl)
-            if vl < best_loss - 1e-4:
-                best, best_loss, bad = params, vl, 0
-            else:
-                bad += 1
-                if bad >= patience:
-                    break
-    return eqx.combine(best, static), hist
+        keys[0], kl = jr.split(keys[0])
+        return step(params, state, jnp.asarray(np.asarray(images[idx], np.float32)), jnp.asarray(z[idx]),
+                    jnp.asarray(phot[idx]), kl)
+
+    params, hist = early_stopping(do_step, lambda p: float(val_loss(p, v_img, v_th, v_ph, kv)), params, state,
+                                  max_steps=max_steps, eval_every=eval_every, patience=patience, progress=progress)
+    return eqx.combine(params, static), hist
 
 
 def save_image_model(path: str | Path, model: ImagePosteriorModel, sidecar: dict) -> Path:

@@ -102,6 +102,45 @@ def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
     return load(path, _skeleton)  # ``load`` builds the skeleton by shape only
 
 
+def _row_keys(key, n: int):
+    if isinstance(key, (list, tuple)):
+        keys = jnp.stack([jnp.asarray(k) for k in key])
+    else:
+        keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n))
+    if keys.shape[0] != n:
+        raise ValueError(f"{keys.shape[0]} keys for {n} rows")
+    return keys
+
+
+@eqx.filter_jit
+def _sample_rows(m, c, k, n_samples, n_steps):
+    return jax.vmap(lambda ci, ki: m.sample(ci, ki, n_samples, n_steps))(c, k)
+
+
+def sample_batched(model, cond, key, n_samples: int = 1000, n_steps: int = 100, batch: int = 64) -> np.ndarray:
+    """Physical-unit samples (n, n_samples, d) for standardised conditions ``cond`` (n, c), ``batch``
+    rows per compiled call (the last one padded: one compilation). ``key``: one key (row i samples with
+    ``fold_in(key, i)``, whatever the batching) or a sequence of n keys."""
+    n = cond.shape[0]
+    keys = _row_keys(key, n)
+    out = []
+    for i in range(0, n, batch):
+        c, k = cond[i : i + batch], keys[i : i + batch]
+        m = c.shape[0]
+        if m < batch:
+            c = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, axis=0)])
+            k = jnp.concatenate([k, jnp.repeat(k[-1:], batch - m, axis=0)])
+        out.append(np.asarray(_sample_rows(model, c, k, n_samples, n_steps)[:m], np.float32))
+    return np.concatenate(out) if out else np.zeros((0, n_samples, len(model.props)), np.float32)
+
+
+def log_prob_batched(model, theta, cond, n_steps: int = 100, batch: int = 256) -> np.ndarray:
+    """Exact log p(θ_i | x_i) (physical units) for rows of ``theta`` (n, d) and conditions (n, c)."""
+    f = eqx.filter_jit(jax.vmap(lambda t, c: model.log_prob(t, c, n_steps)))
+    return np.concatenate([np.asarray(f(jnp.asarray(theta[i : i + batch], jnp.float32), cond[i : i + batch]))
+                           for i in range(0, len(theta), batch)])
+
+
 def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps: int = 100,
                 batch: int = 64, keep_samples: bool = False, images=None):
     """p16/p50/p84 per property for each row of ``flux`` (n, n_band); optionally the samples.
@@ -116,28 +155,6 @@ def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps
         cond = model.conditions(flux, images)
     else:
         cond = model.features(flux)
-    n = cond.shape[0]
-    if isinstance(key, (list, tuple)):
-        keys = jnp.stack([jnp.asarray(k) for k in key])
-    else:
-        keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n))
-    if keys.shape[0] != n:
-        raise ValueError(f"{keys.shape[0]} keys for {n} rows")
-
-    @eqx.filter_jit
-    def run(m, c, k):
-        s = jax.vmap(lambda ci, ki: m.sample(ci, ki, n_samples, n_steps))(c, k)
-        return jnp.percentile(s, jnp.array([16.0, 50.0, 84.0]), axis=1).transpose(1, 2, 0), s
-
-    out, samples = [], []
-    for i in range(0, n, batch):
-        c, k = cond[i : i + batch], keys[i : i + batch]
-        m = c.shape[0]
-        if m < batch:
-            c = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, axis=0)])
-            k = jnp.concatenate([k, jnp.repeat(k[-1:], batch - m, axis=0)])
-        p, s = run(model, c, k)
-        out.append(np.asarray(p[:m]))
-        if keep_samples:
-            samples.append(np.asarray(s[:m], np.float32))
-    return np.concatenate(out), (np.concatenate(samples) if keep_samples else None)
+    s = sample_batched(model, cond, key, n_samples, n_steps, batch)
+    pct = np.percentile(s, [16.0, 50.0, 84.0], axis=1).transpose(1, 2, 0)
+    return pct, (s if keep_samples else None)
