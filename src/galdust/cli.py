@@ -1067,6 +1067,9 @@ def run_cmd(
                             exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
                               seed=seed, save_samples=save_samples)}[task]
+    if task == "posterior" and model is not None and str(model) in NAMED_POSTERIORS:
+        opts["model"] = str(NAMED_POSTERIORS[str(model)])
+        model = NAMED_POSTERIORS[str(model)]
     if batch_size:
         opts["batch_size"] = batch_size
     try:
