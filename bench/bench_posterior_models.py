@@ -65,6 +65,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--phot", required=True)
     ap.add_argument("--image", required=True)
+    ap.add_argument("--phot-budget", default=None, help="photometry CFM trained with the image model's budget")
     ap.add_argument("--vaenf", default=None)
     ap.add_argument("--train", required=True)
     ap.add_argument("--test", required=True)
@@ -72,6 +73,7 @@ def main():
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--n-speed", type=int, default=64)
+    ap.add_argument("--lp-steps", type=int, default=50, help="RK4 steps of the exact log density")
     a = ap.parse_args()
     test = read_catalog(a.test)
     imgs = np.load(a.test.replace(".parquet", ".images.npy"), mmap_mode="r")
@@ -86,17 +88,28 @@ def main():
     res = {}
     conds = {"photometry CFM": phot.features(flux), "image + photometry CFM": image.conditions(flux, img)}
     models = {"photometry CFM": phot, "image + photometry CFM": image}
+    if a.phot_budget:
+        pb, _ = load_model(a.phot_budget)
+        conds["photometry CFM, image model's budget"] = pb.features(flux)
+        models["photometry CFM, image model's budget"] = pb
     dlogp = {}
     for lab, m in models.items():
         smp, rate = cfm_samples(m, conds[lab], a.samples, a.steps)
         res[lab] = stats_table(f"{lab} ({a.steps} RK4 steps)", props, smp, truth, rate)
-        dlogp[lab] = log_post(m, truth, conds[lab]) - log_prior(truth)
-    better = np.mean(dlogp["image + photometry CFM"] > dlogp["photometry CFM"])
-    print(f"\nΔlog p (50 RK4 steps, exact divergence; prior: Gaussian KDE of the training θ): photometry median "
-          f"{np.median(dlogp['photometry CFM']):.2f}, image + photometry median {np.median(dlogp['image + photometry CFM']):.2f}; "
-          f"the image model is higher for {100 * better:.1f} % of the {n} galaxies (goal ≥ 85 %).")
-    wd_better = [p for p in props if res["image + photometry CFM"][0][p]["wd"] < res["photometry CFM"][0][p]["wd"]]
-    print(f"Lower WD with the image model for {len(wd_better)} of {len(props)} properties ({', '.join(wd_better)}).")
+        dlogp[lab] = log_post(m, truth, conds[lab], a.lp_steps) - log_prior(truth)
+    print(f"\nΔlog p = log p(θ*|x) − log p(θ*) ({a.lp_steps} RK4 steps, exact divergence; prior: Gaussian KDE of the "
+          f"training θ)\n")
+    print("| photometry model | its median Δlog p | image model's median Δlog p | image model higher for | "
+          "properties with lower WD for the image model |")
+    print("|---|---|---|---|---|")
+    im = "image + photometry CFM"
+    for lab in models:
+        if lab == im:
+            continue
+        better = np.mean(dlogp[im] > dlogp[lab])
+        wd_better = [p for p in props if res[im][0][p]["wd"] < res[lab][0][p]["wd"]]
+        print(f"| {lab} | {np.median(dlogp[lab]):.2f} | {np.median(dlogp[im]):.2f} | {100 * better:.1f} % (goal ≥ 85 %) | "
+              f"{len(wd_better)} of {len(props)} ({', '.join(wd_better)}) |")
     # speed: 1,000 samples, 100 and 20 RK4 steps
     print("\n| model | sampler | objects/s (1,000 samples) |\n|---|---|---|")
     for lab, m in models.items():

@@ -703,6 +703,9 @@ def posterior_train(
                                                           "(SIMS.images.npy from simulate-sed --images) "
                                                           "through a jointly trained CNN.")] = False,
     batch: Annotated[int, typer.Option("--batch", min=8, help="Batch size.")] = 1024,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Image model: continue training these weights (same "
+                                                               "configuration; a new learning-rate schedule).")] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ):
@@ -742,8 +745,15 @@ def posterior_train(
             raise UserError(f"{img_path}: {len(imgs)} images for {len(cat.flux)} table rows")
         rows = np.nonzero(keep)[0]
         ib = ImageConfig().image_bands
-        model = build_image_model(plist, cat.bands, soft, ib, [SKY_PIX[b] for b in ib], theta, flux, width=width,
-                                  key=jr.fold_in(key, 1))
+        if init is not None:
+            from .posterior.model import load_model
+
+            model, init_meta = load_model(init)
+            if init_meta.get("kind") != "cfm-image" or list(model.props) != plist:
+                raise UserError(f"{init}: not an image model of the properties {', '.join(plist)}")
+        else:
+            model = build_image_model(plist, cat.bands, soft, ib, [SKY_PIX[b] for b in ib], theta, flux, width=width,
+                                      key=jr.fold_in(key, 1))
         t0 = time.perf_counter()
         prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
 
@@ -751,11 +761,15 @@ def posterior_train(
             def __getitem__(self, i):
                 return imgs[rows[i]]
 
-        model, hist = train_image_cfm(model, theta, flux, _Rows(), key=jr.fold_in(key, 2), max_steps=max_steps,
-                                      batch=batch, progress=prog)
+        model, hist = train_image_cfm(model, theta, flux, _Rows(), key=jr.fold_in(key, 2 if init is None else 3),
+                                      max_steps=max_steps, batch=batch, lr=lr, progress=prog)
+        if init is not None:
+            hist = [tuple(h) for h in init_meta.get("history", [])] + [(h[0] + init_meta.get("steps", 0), h[1], h[2])
+                                                                      for h in hist]
         dt = time.perf_counter() - t0
+        dt += init_meta.get("train_seconds", 0.0) if init is not None else 0.0
         save_image_model(out, model, dict(sims=str(sims), n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
-                                          steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1),
+                                          steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1), init=str(init),
                                           best_val_loss=min(h[2] for h in hist), history=hist))
         typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s ({hist[-1][0]} steps) "
                    f"-> {out}")
@@ -765,7 +779,7 @@ def posterior_train(
     z = (theta - np.asarray(model.theta_mean)) / np.asarray(model.theta_std)
     t0 = time.perf_counter()
     prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
-    vel, hist = train_cfm(model.velocity, z, cond, key=jr.fold_in(key, 2), max_steps=max_steps, batch=batch,
+    vel, hist = train_cfm(model.velocity, z, cond, key=jr.fold_in(key, 2), max_steps=max_steps, batch=batch, lr=lr,
                           progress=prog)
     model = eqx_replace_velocity(model, vel)
     dt = time.perf_counter() - t0
