@@ -110,6 +110,7 @@ def main():
             from galdust.posterior.vaenf import summarise
 
             vm, _ = load_model(a.vaenf)
+            rows.append(("VAE + flows, properties only (as the CFMs)", rate(vm, t.flux, 1, imgs, n=512)))
             summarise(vm, t.flux[:64], imgs[:64], jr.PRNGKey(0), 1000)
             t0 = time.perf_counter()
             summarise(vm, t.flux[:512], imgs[:512], jr.PRNGKey(1), 1000)
