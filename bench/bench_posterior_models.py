@@ -16,7 +16,6 @@ BPT classes, Balmer A_V against the truth's). Not a test.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import jax.random as jr
@@ -172,7 +171,6 @@ def vaenf_block(a, test, n, flux, img, cfm_props):
     print(f"\nVAE: validation reconstruction MSE {meta.get('vae_val_mse', float('nan')):.4f} (stretched units; noise "
           f"variance {(1 / 3) ** 2:.4f}); training {meta.get('train_seconds')} s (VAE {meta.get('vae_seconds')} s, flows "
           f"{meta.get('flow_seconds')} s).")
-    _ = math
 
 
 if __name__ == "__main__":

@@ -75,13 +75,19 @@ def discover(patterns: Sequence[str] = (), catalog: str | Path | None = None) ->
         if not found:
             raise InputError(f"{pat}: no input matches")
         items += [(input_name(p), p) for p in found if not os.path.isdir(p)]
-    seen: dict[str, str] = {}
-    for name, p in items:
-        if name in seen and seen[name] != p:
-            raise InputError(f"{p}: output name {name!r} is also that of {seen[name]}; give a catalogue with "
-                             f"unique 'name' values")
-        seen[name] = p
-    return list(seen.items())
+    return unique_items(items)
+
+
+def unique_items(items: list[tuple]) -> list[tuple]:
+    """Items with duplicates of the same (name, input) dropped; one name for two inputs is an error
+    (names name the outputs)."""
+    seen: dict[str, tuple] = {}
+    for it in items:
+        if it[0] in seen and seen[it[0]][1] != it[1]:
+            raise InputError(f"{it[1]}: output name {it[0]!r} is also that of {seen[it[0]][1]}; give a catalogue "
+                             f"with unique 'name' values")
+        seen[it[0]] = it
+    return list(seen.values())
 
 
 def prepare_out(out: Path, task) -> None:

@@ -217,7 +217,9 @@ class FirMapTask:
             if not found:
                 raise InputError(f"{pat}: no input matches")
             items += [(Path(p.rstrip("/")).name, p.rstrip("/"), {}) for p in found]
-        return _unique(items)
+        from .runner import unique_items
+
+        return unique_items(items)
 
     def run_batch(self, items: list[tuple], out: Path) -> list[dict]:
         import numpy as np
@@ -330,7 +332,9 @@ class PosteriorTask:
             prefix = f"{t.stem}:" if len(tables) > 1 and c.names == [str(i) for i in range(len(c.names))] else ""
             for i, (n, f, note) in enumerate(zip(c.names, c.flux, c.notes)):
                 items.append((prefix + n, f"{t}#{i}", dict(flux=[float(x) for x in f], note=note)))
-        return _unique(items)
+        from .runner import unique_items
+
+        return unique_items(items)
 
     def run_batch(self, items: list[tuple], out: Path) -> list[dict]:
         import jax.random as jr
@@ -385,18 +389,6 @@ def _write_samples(path: Path, samples, props, task: PosteriorTask) -> None:
     h.header["RK4STEP"] = task.steps
     with atomic_path(path, overwrite=True) as tmp:
         h.writeto(tmp)
-
-
-def _unique(items: list[tuple]) -> list[tuple]:
-    from ..io import InputError
-
-    seen: dict[str, tuple] = {}
-    for it in items:
-        if it[0] in seen and seen[it[0]][1] != it[1]:
-            raise InputError(f"{it[1]}: output name {it[0]!r} is also that of {seen[it[0]][1]}; give a catalogue "
-                             f"with unique names")
-        seen[it[0]] = it
-    return list(seen.values())
 
 
 TASKS = {"fit": FitTask, "fir-map": FirMapTask, "posterior": PosteriorTask}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -277,8 +278,8 @@ def summarise(model: VAENFModel, flux, images, key, n_samples: int = 1000, batch
     bpt[alldet.sum(1) == 0] = np.nan
     av = balmer_av(L[..., ix["halpha"]], L[..., ix["hbeta"]])
     av = np.where(det[..., ix["halpha"]] & det[..., ix["hbeta"]], av, np.nan)
-    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # objects without a detected Hα and Hβ sample: NaN
         av_q = np.nanpercentile(av, [16, 50, 84], axis=1).T
     return dict(props=q(P), lines=q(L), p_det=det.mean(1), bpt=bpt, f_lines=alldet.mean(1), av_balmer=av_q,
                 samples=P, line_samples=L)
