@@ -20,13 +20,23 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .cfm import VelocityMLP, cfm_loss, early_stopping, log_prob, sample
-from .model import luptitudes
+from .cfm import VelocityMLP, cfm_loss, early_stopping
+from .model import PosteriorModel, luptitudes
 
 __all__ = ["ImageEncoder", "ImagePosteriorModel", "build_image_model", "train_image_cfm", "save_image_model",
            "load_image_model", "CHANNELS"]
 
 CHANNELS = (16, 32, 64, 256)
+
+
+def stretch(images, sigma, b: int = 2) -> jnp.ndarray:
+    """(n, C, H, W) nmgy/pixel -> binned b×b and asinh(x / 3σ_b)-stretched (n, C, H/b, W/b), σ_b = b σ
+    the noise of a b×b sum of pixels with sky noise σ."""
+    x = jnp.asarray(images, jnp.float32)
+    n, c, h, w = x.shape
+    x = x.reshape(n, c, h // b, b, w // b, b).sum(axis=(3, 5))
+    s = jnp.asarray(sigma, jnp.float32)[None, :, None, None] * b
+    return jnp.arcsinh(x / (3 * s))
 
 
 class ImageEncoder(eqx.Module):
@@ -63,18 +73,13 @@ class ImagePosteriorModel(eqx.Module):
     image_sigma: tuple = eqx.field(static=True)  # sky σ per native pixel [nmgy]
     bin: int = eqx.field(static=True, default=2)
 
-    def features(self, flux) -> jnp.ndarray:
-        x = luptitudes(flux, self.soft)
-        return (jnp.asarray(x, jnp.float32) - self.cond_mean) / self.cond_std
+    # the photometric features, sampling and log density are the photometric model's
+    features = PosteriorModel.features
+    sample = PosteriorModel.sample
+    log_prob = PosteriorModel.log_prob
 
     def stretch(self, images) -> jnp.ndarray:
-        """(n, C, H, W) nmgy/pixel -> binned, asinh-stretched (n, C, H/b, W/b)."""
-        x = jnp.asarray(images, jnp.float32)
-        n, c, h, w = x.shape
-        b = self.bin
-        x = x.reshape(n, c, h // b, b, w // b, b).sum(axis=(3, 5))
-        s = jnp.asarray(self.image_sigma, jnp.float32)[None, :, None, None] * b  # σ of a b×b sum
-        return jnp.arcsinh(x / (3 * s))
+        return stretch(images, self.image_sigma, self.bin)
 
     def embed(self, images) -> jnp.ndarray:
         return jax.vmap(self.encoder)(self.stretch(images))
@@ -85,13 +90,6 @@ class ImagePosteriorModel(eqx.Module):
         emb = jnp.concatenate([f(self, images[i : i + batch]) for i in range(0, len(images), batch)])
         return jnp.concatenate([emb, self.features(flux)], axis=1)
 
-    def sample(self, cond, key, n_samples: int = 1000, n_steps: int = 100):
-        s = sample(self.velocity, cond, key, n_samples, n_steps)
-        return s * self.theta_std + self.theta_mean
-
-    def log_prob(self, theta, cond, n_steps: int = 100):
-        z = (theta - self.theta_mean) / self.theta_std
-        return log_prob(self.velocity, z, cond, n_steps) - jnp.sum(jnp.log(self.theta_std))
 
 
 def build_image_model(props, bands, soft, image_bands, image_sigma, theta, flux, *, width=256, depth=3,

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from .cfm import _rk4
-from .model import PosteriorModel, luptitudes
+from .model import PosteriorModel
 
 __all__ = ["OneStepPosterior", "distill_sampler", "save_onestep", "load_onestep"]
 
@@ -39,9 +39,7 @@ class OneStepPosterior(eqx.Module):
     bands: tuple = eqx.field(static=True)
     soft: tuple = eqx.field(static=True)
 
-    def features(self, flux) -> jnp.ndarray:
-        x = luptitudes(flux, self.soft)
-        return (jnp.asarray(x, jnp.float32) - self.cond_mean) / self.cond_std
+    features = PosteriorModel.features  # the same standardised luptitudes
 
     def map(self, theta0, cond):
         """Standardised sample from standardised noise ``theta0`` (d,) and condition (c,)."""

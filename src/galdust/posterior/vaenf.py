@@ -34,6 +34,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from .image import stretch
 from .model import luptitudes
 
 __all__ = ["VAE", "train_vae", "make_flow", "train_flow", "VAENFModel", "LINES", "PROPS_NF", "F_LIM", "bpt_class",
@@ -102,15 +103,6 @@ class VAE(eqx.Module):
         rec = 0.5 * jnp.sum((xr - x) ** 2) / NOISE**2
         kl = 0.5 * jnp.sum(jnp.exp(lv) + mu**2 - 1.0 - lv)
         return rec + beta * kl, mse
-
-
-def stretch(images, sigma, b: int = 2):
-    """(n, C, H, W) nmgy/pixel -> binned b×b, asinh(x / 3σ) stretched (as the image CFM)."""
-    x = jnp.asarray(images, jnp.float32)
-    n, c, h, w = x.shape
-    x = x.reshape(n, c, h // b, b, w // b, b).sum(axis=(3, 5))
-    s = jnp.asarray(sigma, jnp.float32)[None, :, None, None] * b
-    return jnp.arcsinh(x / (3 * s))
 
 
 def train_vae(vae: VAE, images, sigma, *, key, beta: float = 1.0, steps: int = 4000, batch: int = 256,
