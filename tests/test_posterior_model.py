@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from galdust.cli import main
-from galdust.posterior.data import read_catalog
+from galdust.posterior.data import StackedImages, read_catalog, read_simulations
 from galdust.posterior.model import build, load_model, luptitudes, save_model
 
 BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
@@ -36,6 +36,35 @@ def test_sdss_reader_corrects_extinction_and_flags_missing_fluxes(tmp_path):
     Table(dict(a=[1.0])).write(tmp_path / "bad.fits")
     with pytest.raises(ValueError, match="bad.fits"):
         read_catalog(tmp_path / "bad.fits")
+
+
+def _sim_table(path, n, offset, with_images=True):
+    t = {f"flux_{b}": np.arange(n, dtype=float) + offset + 10 * j for j, b in enumerate(BANDS)}
+    t["log_mstar"] = np.arange(n, dtype=float) + offset
+    Table(t).write(path)
+    if with_images:
+        np.save(path.with_suffix(".images.npy"), (np.arange(n)[:, None, None, None] + offset
+                                                    + np.zeros((n, 3, 4, 4))).astype(np.float16))
+
+
+def test_several_simulated_tables_read_as_one_with_their_images(tmp_path):
+    _sim_table(tmp_path / "a.parquet", 5, 0)
+    _sim_table(tmp_path / "b.parquet", 3, 100)
+    cat, imgs = read_simulations([tmp_path / "a.parquet", tmp_path / "b.parquet"], images=True)
+    assert isinstance(imgs, StackedImages) and len(imgs) == 8 and imgs.shape == (8, 3, 4, 4)
+    assert np.array_equal(cat.truth["log_mstar"], [0, 1, 2, 3, 4, 100, 101, 102])
+    assert cat.flux[6, 1] == 111.0
+    # rows follow the table rows, by index array (unsorted, negative), slice and int
+    assert np.array_equal(imgs[np.array([6, 0, -1, 4])][:, 0, 0, 0], [101, 0, 102, 4])
+    assert np.array_equal(imgs[3:7][:, 2, 1, 1], [3, 4, 100, 101])
+    assert imgs[5].shape == (3, 4, 4) and imgs[5][0, 0, 0] == 100
+    with pytest.raises(IndexError):
+        imgs[np.array([8])]
+    one, single = read_simulations([tmp_path / "a.parquet"], images=True)
+    assert isinstance(single, np.memmap) and len(one.names) == 5
+    _sim_table(tmp_path / "c.parquet", 2, 0, with_images=False)
+    with pytest.raises(ValueError, match="c.images.npy: no images"):
+        read_simulations([tmp_path / "a.parquet", tmp_path / "c.parquet"], images=True)
 
 
 def test_luptitudes_match_magnitudes_for_bright_sources_and_stay_finite():

@@ -690,7 +690,8 @@ NAMED_POSTERIORS = {"cfm-phot": DEFAULT_POSTERIOR,
 
 @posterior_app.command("train")
 def posterior_train(
-    sims: Annotated[Path, typer.Option("--sims", help="Simulated table from galdust simulate-sed.")],
+    sims: Annotated[list[Path], typer.Option("--sims", help="Simulated table from galdust simulate-sed (repeat the "
+                                                           "option to train on several).")],
     out: Annotated[Path, typer.Option("--out", help="Weights file to write (.eqx, with a .json sidecar).")],
     props: Annotated[str, typer.Option(help="Comma-separated properties to infer.")] =
         "log_mstar,log_sfr,logzsol,dn4000,av,z",
@@ -715,17 +716,17 @@ def posterior_train(
     import numpy as np
 
     from .posterior.cfm import train_cfm
-    from .posterior.data import read_catalog
+    from .posterior.data import read_simulations
     from .posterior.model import build, luptitudes, save_model
     from .simulate.sed import SDSS_SKY_NMGY
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
-    cat = read_catalog(sims)
+    cat, imgs = read_simulations(sims, images)
     plist = _csv_list(props)
     missing = [p for p in plist if p not in cat.truth]
     if missing:
-        raise UserError(f"{sims}: no truth column(s) {', '.join(missing)}")
+        raise UserError(f"{cat.source}: no truth column(s) {', '.join(missing)}")
     theta = np.stack([cat.truth[p] for p in plist], axis=1)
     soft = [SDSS_SKY_NMGY[b] for b in cat.bands]
     keep = np.all(np.isfinite(theta), axis=1) & np.all(np.isfinite(cat.flux), axis=1)
@@ -737,12 +738,6 @@ def posterior_train(
         from .posterior.image import build_image_model, save_image_model, train_image_cfm
         from .simulate.sed_images import SKY_PIX, ImageConfig
 
-        img_path = sims.with_suffix(".images.npy")
-        if not img_path.exists():
-            raise UserError(f"{img_path}: no images next to {sims} (simulate-sed --images writes them)")
-        imgs = np.load(img_path, mmap_mode="r")
-        if len(imgs) != len(cat.flux):
-            raise UserError(f"{img_path}: {len(imgs)} images for {len(cat.flux)} table rows")
         rows = np.nonzero(keep)[0]
         ib = ImageConfig().image_bands
         if init is not None:
@@ -768,7 +763,7 @@ def posterior_train(
                                                                       for h in hist]
         dt = time.perf_counter() - t0
         dt += init_meta.get("train_seconds", 0.0) if init is not None else 0.0
-        save_image_model(out, model, dict(sims=str(sims), n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
+        save_image_model(out, model, dict(sims=[str(p) for p in sims], n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
                                           steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1), init=str(init),
                                           best_val_loss=min(h[2] for h in hist), history=hist))
         typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s ({hist[-1][0]} steps) "
@@ -783,7 +778,7 @@ def posterior_train(
                           progress=prog)
     model = eqx_replace_velocity(model, vel)
     dt = time.perf_counter() - t0
-    save_model(out, model, dict(kind="cfm-photometry", sims=str(sims), n_train=int(keep.sum()), r_limit=r_limit,
+    save_model(out, model, dict(kind="cfm-photometry", sims=[str(p) for p in sims], n_train=int(keep.sum()), r_limit=r_limit,
                                 seed=seed, steps=hist[-1][0], train_seconds=round(dt, 1),
                                 best_val_loss=min(h[2] for h in hist), history=hist))
     typer.echo(f"trained on {int(keep.sum())} simulated galaxies in {dt:.0f} s ({hist[-1][0]} steps) -> {out}")
@@ -797,12 +792,15 @@ def eqx_replace_velocity(model, vel):
 
 @posterior_app.command("train-vaenf")
 def posterior_train_vaenf(
-    sims: Annotated[Path, typer.Option("--sims", help="Simulated table with images (simulate-sed --images).")],
+    sims: Annotated[list[Path], typer.Option("--sims", help="Simulated table with images (simulate-sed --images); "
+                                                           "repeat the option to train on several.")],
     out: Annotated[Path, typer.Option("--out", help="Weights file to write (.eqx + .json).")],
     latent: Annotated[int, typer.Option(min=2, help="VAE latent dimensions.")] = 16,
     beta: Annotated[float, typer.Option(help="Weight of the VAE's KL term.")] = 1.0,
     vae_steps: Annotated[int, typer.Option("--vae-steps", min=1, help="VAE training steps (batch 256).")] = 3000,
     flow_epochs: Annotated[int, typer.Option("--flow-epochs", min=1, help="Maximum flow epochs (early stopping).")] = 60,
+    flow_width: Annotated[int, typer.Option("--flow-width", min=4, help="Width of the flows' conditioner MLPs.")] = 128,
+    flow_layers: Annotated[int, typer.Option("--flow-layers", min=1, help="Coupling layers per flow.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
@@ -812,7 +810,7 @@ def posterior_train_vaenf(
     import jax.random as jr
     import numpy as np
 
-    from .posterior.data import read_catalog
+    from .posterior.data import read_simulations
     from .posterior.model import luptitudes
     from .posterior.vaenf import (LINES, PROPS_NF, VAE, VAENFModel, censor_lines, encode_means, make_flow,
                                   save_vaenf, train_flow, train_vae)
@@ -821,16 +819,10 @@ def posterior_train_vaenf(
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
-    cat = read_catalog(sims)
-    img_path = sims.with_suffix(".images.npy")
-    if not img_path.exists():
-        raise UserError(f"{img_path}: no images next to {sims} (simulate-sed --images writes them)")
-    imgs = np.load(img_path, mmap_mode="r")
+    cat, imgs = read_simulations(sims, images=True)
     missing = [p for p in PROPS_NF + LINES if p not in cat.truth]
     if missing:
-        raise UserError(f"{sims}: no truth column(s) {', '.join(missing)}")
-    if len(imgs) != len(cat.flux):
-        raise UserError(f"{img_path}: {len(imgs)} images for {len(cat.flux)} table rows")
+        raise UserError(f"{cat.source}: no truth column(s) {', '.join(missing)}")
     key = jr.PRNGKey(seed)
     rng = np.random.default_rng(seed)
     sig = tuple(SKY_PIX[b] for b in ImageConfig().image_bands)
@@ -848,7 +840,7 @@ def posterior_train_vaenf(
     lines = np.stack([censor_lines(cat.truth[ln], rng) for ln in LINES], 1)
     st = lambda a: (a.mean(0), np.maximum(a.std(0), 1e-6))  # noqa: E731
     (cm, cs), (pm, ps), (lm, ls) = st(cond), st(theta), st(lines)
-    flow_cfg = dict(layers=6, width=64, depth=2, knots=8)
+    flow_cfg = dict(layers=flow_layers, width=flow_width, depth=2, knots=8)
     c = (cond - cm) / cs
     t1 = time.perf_counter()
     fp, hp = train_flow(make_flow(len(PROPS_NF), c.shape[1], key=jr.fold_in(key, 3), **flow_cfg), (theta - pm) / ps, c,
@@ -862,7 +854,7 @@ def posterior_train_vaenf(
     model = VAENFModel(vae, fp, fl, stats, PROPS_NF, tuple(cat.bands), soft, sig)
     cfg = dict(props=list(PROPS_NF), bands=list(cat.bands), soft=list(soft), image_sigma=list(sig), latent=latent,
                vae_channels=list(ch), flow=flow_cfg, beta=beta)
-    save_vaenf(out, model, dict(config=cfg, sims=str(sims), n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
+    save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
                                 vae_history=vh, vae_val_mse=vh[-1][3], vae_seconds=round(t_vae, 1),
                                 flow_props=hp, flow_lines=hl, flow_seconds=round(t_flow, 1),
                                 train_seconds=round(time.perf_counter() - t0, 1)))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..io import InputError
 
-__all__ = ["Catalog", "read_catalog", "SDSS_BANDS"]
+__all__ = ["Catalog", "read_catalog", "read_simulations", "StackedImages", "SDSS_BANDS"]
 
 SDSS_BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
@@ -83,3 +83,62 @@ def read_catalog(path: str | Path, bands=SDSS_BANDS) -> Catalog:
         bad = [b for b, v in zip(bands, flux[i]) if not np.isfinite(v)]
         notes.append(f"missing flux in {', '.join(bad)}" if bad else "")
     return Catalog(names, flux, flux_err, tuple(bands), truth, notes, str(path))
+
+
+class StackedImages:
+    """Several (n_k, C, H, W) image stacks (memory maps are fine) read as one: ``len``, ``shape`` and
+    row indexing by an int, a slice or an index array, reading only the rows asked for."""
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        self.offsets = np.cumsum([0] + [len(a) for a in self.arrays])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self),) + tuple(self.arrays[0].shape[1:])
+
+    def __getitem__(self, i):
+        idx = np.arange(len(self))[i] if isinstance(i, slice) else np.asarray(i)
+        scalar = idx.ndim == 0
+        idx = np.atleast_1d(idx)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} images")
+        idx = np.where(idx < 0, idx + len(self), idx)
+        which = np.searchsorted(self.offsets, idx, side="right") - 1
+        out = np.empty((len(idx),) + tuple(self.arrays[0].shape[1:]), self.arrays[0].dtype)
+        for k in np.unique(which):
+            sel = which == k
+            out[sel] = self.arrays[k][idx[sel] - self.offsets[k]]
+        return out[0] if scalar else out
+
+
+def read_simulations(paths, images: bool = False, bands=SDSS_BANDS):
+    """One or more simulator tables (``galdust simulate-sed``) as one :class:`Catalog`, plus their
+    cutouts (``TABLE.images.npy``, memory-mapped; a :class:`StackedImages` for several tables) when
+    ``images``; else ``None``. Truth columns present in every table are kept."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("no simulated table given")
+    cats = [read_catalog(p, bands) for p in paths]
+    keys = set.intersection(*(set(c.truth) for c in cats))
+    cat = Catalog(sum((c.names for c in cats), []), np.concatenate([c.flux for c in cats]),
+                  np.concatenate([c.flux_err for c in cats]), cats[0].bands,
+                  {k: np.concatenate([c.truth[k] for c in cats]) for k in sorted(keys)},
+                  sum((c.notes for c in cats), []), ";".join(str(p) for p in paths))
+    if not images:
+        return cat, None
+    stacks = []
+    for p, c in zip(paths, cats):
+        ip = p.with_suffix(".images.npy")
+        if not ip.exists():
+            raise InputError(f"{ip}: no images next to {p} (simulate-sed --images writes them)")
+        a = np.load(ip, mmap_mode="r")
+        if len(a) != len(c.flux):
+            raise InputError(f"{ip}: {len(a)} images for {len(c.flux)} table rows")
+        if stacks and a.shape[1:] != stacks[0].shape[1:]:
+            raise InputError(f"{ip}: images of shape {a.shape[1:]}, the first table's are {stacks[0].shape[1:]}")
+        stacks.append(a)
+    return cat, (stacks[0] if len(stacks) == 1 else StackedImages(stacks))
