@@ -23,7 +23,7 @@ import numpy as np
 
 from galdust.posterior.data import read_catalog
 from galdust.posterior.diagnostics import empirical_log_prior, tarp, wasserstein_per_property
-from galdust.posterior.model import load_model, log_prob_batched, sample_batched
+from galdust.posterior.model import load_model, log_prob_batched, percentiles, sample_batched
 
 OUTLIER = {"log_mstar": 0.5, "log_sfr": 1.0, "logzsol": 0.5, "dn4000": 0.2, "av": 0.5, "z": 0.05, "log_mbh": 1.0}
 
@@ -111,12 +111,32 @@ def main():
               f"{len(wd_better)} of {len(props)} ({', '.join(wd_better)}) |")
     # speed: 1,000 samples, 100 and 20 RK4 steps
     print("\n| model | sampler | objects/s (1,000 samples) |\n|---|---|---|")
+    rk100 = {}
     for lab, m in models.items():
         for st in (100, 20):
             _, r = cfm_samples(m, conds[lab][: a.n_speed], 1000, st)
             print(f"| {lab} | RK4, {st} steps | {r:.2f} |")
+            if st == 100:
+                rk100[lab] = r
     if a.vaenf:
-        vaenf_block(a, test, n, flux, img, props)
+        vres, vtdev, vrate = vaenf_block(a, test, n, flux, img, props)
+        side_by_side(res, rk100, vres, vtdev, vrate)
+
+
+def side_by_side(res, rk100, vres, vtdev, vrate):
+    """NMAD per property in common, TARP and speed: the CFMs against the VAE + flows."""
+    common = [p for p in vres if all(p in r[0] for r in res.values())]
+    labs = list(res)
+    print("\nSide by side on the same galaxies (NMAD of the posterior median; lower is better)\n")
+    print("| property | " + " | ".join(labs) + " | VAE + flows | VAE + flows ≤ every CFM? |")
+    print("|---|" + "---|" * (len(labs) + 2))
+    for p in common:
+        cf = [res[lab][0][p]["nmad"] for lab in labs]
+        print(f"| {p} | " + " | ".join(f"{v:.4f}" for v in cf) + f" | {vres[p]['nmad']:.4f} | "
+              f"{'yes' if vres[p]['nmad'] <= min(cf) else 'no'} |")
+    print("| TARP max deviation | " + " | ".join(f"{res[lab][1]:.3f}" for lab in labs) + f" | {vtdev:.3f} | |")
+    print("| objects/s, 1,000 samples (CFM: RK4 100 steps) | " + " | ".join(f"{rk100[lab]:.2f}" for lab in labs)
+          + f" | {vrate:.1f} | {vrate / max(rk100.values()):.0f}× the fastest CFM |")
 
 
 def vaenf_block(a, test, n, flux, img, cfm_props):
@@ -127,13 +147,15 @@ def vaenf_block(a, test, n, flux, img, cfm_props):
     res = summarise(m, flux, img, jr.PRNGKey(0), 1000)
     dt = time.perf_counter() - t0
     truth = np.stack([test.truth[p][:n] for p in m.props], 1)
-    stats_table(f"VAE + flows (1,000 samples; wall time {dt:.0f} s incl. encoding)", list(m.props), res["samples"], truth,
-                n / dt)
+    vres, vtdev = stats_table(f"VAE + flows (1,000 samples; wall time {dt:.0f} s incl. encoding)", list(m.props),
+                              res["samples"], truth, n / dt)
     t0 = time.perf_counter()
     summarise(m, flux[: a.n_speed * 4], img[: a.n_speed * 4], jr.PRNGKey(1), 1000)
     r = a.n_speed * 4 / (time.perf_counter() - t0)
     print(f"\nVAE + flows speed: {r:.1f} objects/s for 1,000 samples of the properties and 1,000 of the lines "
           f"(encoding included)")
+    vrate = props_rate(m, flux[: a.n_speed * 4], img[: a.n_speed * 4])
+    print(f"VAE + flows speed, properties only (as the CFMs; encoding included): {vrate:.1f} objects/s")
     lt = np.stack([test.truth[ln][:n] for ln in LINES], 1)
     det = lt >= F_LIM
     print(f"\nEmission lines (log10 flux [1e-17 erg/s/cm²]; non-detection: F < {F_LIM:g})\n")
@@ -171,6 +193,15 @@ def vaenf_block(a, test, n, flux, img, cfm_props):
     print(f"\nVAE: validation reconstruction MSE {meta.get('vae_val_mse', float('nan')):.4f} (stretched units; noise "
           f"variance {(1 / 3) ** 2:.4f}); training {meta.get('train_seconds')} s (VAE {meta.get('vae_seconds')} s, flows "
           f"{meta.get('flow_seconds')} s).")
+    return vres, vtdev, vrate
+
+
+def props_rate(m, flux, img):
+    """objects/s for 1,000 property samples per object, encoding included (as ``bench_posterior_speed``)."""
+    percentiles(m, flux[:64], jr.PRNGKey(0), 1000, 1, images=img[:64])
+    t0 = time.perf_counter()
+    percentiles(m, flux, jr.PRNGKey(1), 1000, 1, images=img)
+    return len(flux) / (time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

@@ -70,10 +70,7 @@ def test_bpt_classes_balmer_av_and_censoring():
     assert lf[2] == pytest.approx(lim + math.log10(3)) and lf[3] == pytest.approx(4.0)
 
 
-def test_sample_cli_writes_the_vaenf_columns(tmp_path, capsys):
-    from astropy.table import Table
-
-    from galdust.cli import main
+def _tiny_model(path):
     from galdust.posterior.vaenf import PROPS_NF, VAENFModel, save_vaenf
 
     lat, nb = 4, 5
@@ -88,8 +85,51 @@ def test_sample_cli_writes_the_vaenf_columns(tmp_path, capsys):
     m = VAENFModel(vae, fp, fl, stats, PROPS_NF, ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"), soft,
                    (0.045, 0.06, 0.09))
     cfg = dict(props=list(PROPS_NF), bands=list(m.bands), soft=list(soft), image_sigma=[0.045, 0.06, 0.09], latent=lat,
-               vae_channels=[8, 8, 8], flow=flow_cfg)
-    path = save_vaenf(tmp_path / "vaenf.eqx", m, dict(config=cfg))
+               vae_channels=[8, 8, 8], flow=flow_cfg, beta=1.0)
+    return m, save_vaenf(path, m, dict(config=cfg, vae_history=[[1, 2.0, 2.0, 0.5]], vae_seconds=3.0, vae_steps=1))
+
+
+def test_train_vaenf_on_two_tables_keeps_a_given_vae(tmp_path, capsys):
+    from astropy.table import Table
+
+    from galdust.cli import main
+    from galdust.posterior.vaenf import PROPS_NF, load_vaenf
+
+    m, init = _tiny_model(tmp_path / "init.eqx")
+    rng = np.random.default_rng(1)
+    for k, n in (("a", 30), ("b", 20)):
+        t = Table({f"flux_{b}": rng.uniform(20, 200, n) for b in m.bands})
+        for p, lo, hi in zip(PROPS_NF, (9, -2, 0.02, 6, -1), (11.5, 1, 0.3, 9, 0.3)):
+            t[p] = rng.uniform(lo, hi, n)
+        for ln in LINES:
+            t[ln] = 10 ** rng.uniform(0, 2.5, n)
+        t.write(tmp_path / f"{k}.parquet")
+        np.save(tmp_path / f"{k}.images.npy", _galaxies(n, seed=len(k) + n).astype(np.float16))
+    out = tmp_path / "nf.eqx"
+    args = ["posterior", "train-vaenf", "--sims", str(tmp_path / "a.parquet"), "--sims", str(tmp_path / "b.parquet"),
+            "--out", str(out), "--flow-epochs", "1", "--flow-width", "8", "--flow-layers", "1", "--quiet"]
+    assert main(args + ["--init-vae", str(init)]) == 0
+    got, meta = load_vaenf(out)
+    assert meta["n_train"] == 50 and meta["vae_from"] == str(init) and len(meta["sims"]) == 2
+    assert meta["config"]["latent"] == 4 and meta["config"]["flow"]["width"] == 8
+    for a, b in zip(jax_leaves(got.vae), jax_leaves(m.vae)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert main(args + ["--init-vae", str(init)]) == 2  # no clobber
+    assert main(args + ["--init-vae", str(tmp_path / "a.parquet"), "--overwrite"]) == 2  # not a model: one line
+    assert "cannot read a vae-nf model" in capsys.readouterr().err
+
+
+def jax_leaves(tree):
+    return [x for x in __import__("jax").tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))]
+
+
+def test_sample_cli_writes_the_vaenf_columns(tmp_path, capsys):
+    from astropy.table import Table
+
+    from galdust.cli import main
+    from galdust.posterior.vaenf import PROPS_NF
+
+    m, path = _tiny_model(tmp_path / "vaenf.eqx")
     n = 3
     flux = np.abs(np.random.default_rng(0).normal(50, 10, (n, 5)))
     t = Table({f"flux_{b}": flux[:, j] for j, b in enumerate(m.bands)})

@@ -802,6 +802,9 @@ def posterior_train_vaenf(
     flow_width: Annotated[int, typer.Option("--flow-width", min=4, help="Width of the flows' conditioner MLPs.")] = 128,
     flow_layers: Annotated[int, typer.Option("--flow-layers", min=1, help="Coupling layers per flow.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    init_vae: Annotated[Optional[Path], typer.Option("--init-vae", help="Keep the VAE of this trained vae-nf model "
+                                                                     "(its latent size and image scaling) and train "
+                                                                     "the flows only.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ):
@@ -831,9 +834,22 @@ def posterior_train_vaenf(
     prog = None if quiet else (lambda s, tl, vl, vm: typer.echo(f"VAE step {s}: train {tl:.1f} validation {vl:.1f} "
                                                                  f"(MSE {vm:.4f})"))
     ch = (16, 32, 64)
-    vae, vh = train_vae(VAE(3, latent, ch, key=jr.fold_in(key, 1)), imgs, sig, key=jr.fold_in(key, 2), beta=beta,
-                        steps=vae_steps, progress=prog)
-    t_vae = time.perf_counter() - t0
+    if init_vae is not None:
+        from .posterior.vaenf import load_vaenf
+
+        try:
+            prev, pmeta = load_vaenf(init_vae)
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"{init_vae}: cannot read a vae-nf model ({' '.join(str(e).split())[:200]})") from None
+        if tuple(prev.image_sigma) != sig or tuple(prev.bands) != tuple(cat.bands):
+            raise UserError(f"{init_vae}: its VAE was trained for other bands or image noise")
+        vae, vh, t_vae = prev.vae, pmeta["vae_history"], pmeta["vae_seconds"]
+        latent, ch, beta, vae_steps = pmeta["config"]["latent"], tuple(pmeta["config"]["vae_channels"]), \
+            pmeta["config"]["beta"], pmeta["vae_steps"]
+    else:
+        vae, vh = train_vae(VAE(3, latent, ch, key=jr.fold_in(key, 1)), imgs, sig, key=jr.fold_in(key, 2), beta=beta,
+                            steps=vae_steps, progress=prog)
+        t_vae = time.perf_counter() - t0
     lat = encode_means(vae, imgs, sig)
     cond = np.concatenate([lat, luptitudes(cat.flux, soft)], axis=1)
     theta = np.stack([cat.truth[p] for p in PROPS_NF], 1)
@@ -848,6 +864,7 @@ def posterior_train_vaenf(
     fl, hl = train_flow(make_flow(len(LINES), c.shape[1], key=jr.fold_in(key, 5), **flow_cfg), (lines - lm) / ls, c,
                         key=jr.fold_in(key, 6), max_epochs=flow_epochs)
     t_flow = time.perf_counter() - t1
+    total = time.perf_counter() - t0 + (t_vae if init_vae is not None else 0.0)  # VAE + flows, however trained
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     stats = dict(cond_mean=f32(cm), cond_std=f32(cs), props_mean=f32(pm), props_std=f32(ps), lines_mean=f32(lm),
                  lines_std=f32(ls))
@@ -856,9 +873,11 @@ def posterior_train_vaenf(
                vae_channels=list(ch), flow=flow_cfg, beta=beta)
     save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
                                 vae_history=vh, vae_val_mse=vh[-1][3], vae_seconds=round(t_vae, 1),
+                                vae_from=str(init_vae) if init_vae is not None else None,
                                 flow_props=hp, flow_lines=hl, flow_seconds=round(t_flow, 1),
-                                train_seconds=round(time.perf_counter() - t0, 1)))
-    typer.echo(f"trained on {len(cat.flux)} galaxies in {time.perf_counter() - t0:.0f} s (VAE {t_vae:.0f} s, "
+                                train_seconds=round(total, 1)))
+    typer.echo(f"trained on {len(cat.flux)} galaxies in {total:.0f} s "
+               f"(VAE {t_vae:.0f} s{' in ' + str(init_vae) if init_vae else ''}, "
                f"reconstruction MSE {vh[-1][3]:.4f}; flows {t_flow:.0f} s) -> {out}")
 
 
