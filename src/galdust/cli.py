@@ -814,9 +814,8 @@ def posterior_train_vaenf(
     import numpy as np
 
     from .posterior.data import read_simulations
-    from .posterior.model import luptitudes
     from .posterior.vaenf import (LINES, PROPS_NF, VAE, VAENFModel, censor_lines, encode_means, make_flow,
-                                  save_vaenf, train_flow, train_vae)
+                                  photometric_features, save_vaenf, train_flow, train_vae)
     from .simulate.sed import SDSS_SKY_NMGY
     from .simulate.sed_images import SKY_PIX, ImageConfig
 
@@ -851,7 +850,7 @@ def posterior_train_vaenf(
                             steps=vae_steps, progress=prog)
         t_vae = time.perf_counter() - t0
     lat = encode_means(vae, imgs, sig)
-    cond = np.concatenate([lat, luptitudes(cat.flux, soft)], axis=1)
+    cond = np.concatenate([lat, photometric_features(cat.flux, soft, colours=True)], axis=1)
     theta = np.stack([cat.truth[p] for p in PROPS_NF], 1)
     lines = np.stack([censor_lines(cat.truth[ln], rng) for ln in LINES], 1)
     st = lambda a: (a.mean(0), np.maximum(a.std(0), 1e-6))  # noqa: E731
@@ -868,9 +867,9 @@ def posterior_train_vaenf(
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     stats = dict(cond_mean=f32(cm), cond_std=f32(cs), props_mean=f32(pm), props_std=f32(ps), lines_mean=f32(lm),
                  lines_std=f32(ls))
-    model = VAENFModel(vae, fp, fl, stats, PROPS_NF, tuple(cat.bands), soft, sig)
+    model = VAENFModel(vae, fp, fl, stats, PROPS_NF, tuple(cat.bands), soft, sig, colours=True)
     cfg = dict(props=list(PROPS_NF), bands=list(cat.bands), soft=list(soft), image_sigma=list(sig), latent=latent,
-               vae_channels=list(ch), flow=flow_cfg, beta=beta)
+               vae_channels=list(ch), flow=flow_cfg, beta=beta, colours=True)
     save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
                                 vae_history=vh, vae_val_mse=vh[-1][3], vae_seconds=round(t_vae, 1),
                                 vae_from=str(init_vae) if init_vae is not None else None,

@@ -28,6 +28,8 @@ from .data import TARGETS, UVMIR_BANDS, Photometry
 __all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "FIRModel", "train_model", "cross_validate", "metrics"]
 
 _IDX = {b: i for i, b in enumerate(UVMIR_BANDS)}
+#: folds of the out-of-fold forest residuals that the σ model learns from
+OOF_FOLDS = 5
 #: extra colours (log flux ratios) added to the W1-normalised fluxes
 COLOURS = (("galex_fuv", "galex_nuv"), ("galex_nuv", "sdss_r"), ("sdss_u", "sdss_r"), ("sdss_g", "sdss_i"),
            ("sdss_r", "2mass_ks"), ("wise_w3", "wise_w2"), ("wise_w4", "wise_w3"), ("wise_w3", "2mass_ks"),
@@ -208,7 +210,7 @@ def _oof(X, y, k, seed, w=None, groups=None):
 
 def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib_frac: float = 0.25,
                 weights: np.ndarray | None = None, groups: np.ndarray | None = None,
-                features: list[str] | None = None) -> FIRModel:
+                features: list[str] | None = None, oof_folds: int = OOF_FOLDS) -> FIRModel:
     """Train the forests (all rows), σ models (out-of-fold residuals) and σ calibration.
 
     Per-pixel training (Dobbels & Baes 2021): ``groups`` = galaxy of each pixel (out-of-fold
@@ -226,7 +228,7 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
         Xt, yt = X[ok], y[ok]
         wt = None if weights is None else np.asarray(weights, float)[ok]
         gt = None if groups is None else np.asarray(groups)[ok]
-        r = _oof(Xt, yt, 5, seed, wt, gt) - yt
+        r = _oof(Xt, yt, oof_folds, seed, wt, gt) - yt
         cal = (rng.random(len(yt)) < calib_frac) if gt is None else _folds(len(yt), 4, seed + 1, gt) == 0
         sig = _fit_sigma(Xt[~cal], r[~cal], seed, None if wt is None else wt[~cal])
         s_cal = np.exp(sig.predict(xgb.DMatrix(Xt[cal], missing=np.nan)))
@@ -238,7 +240,7 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
                                                               per_pixel=groups is not None))
 
 
-def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int = 0) -> dict:
+def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int = 0, oof_folds: int = OOF_FOLDS) -> dict:
     """Galaxy-level k-fold CV: {target: metrics}, plus the out-of-fold predictions."""
     X = np.asarray(X, np.float32)
     fold = np.random.default_rng(seed).permutation(len(X)) % k
@@ -246,7 +248,7 @@ def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int 
     sg = {t: np.full(len(X), np.nan) for t in TARGETS}
     for f in range(k):
         tr, te = fold != f, fold == f
-        m = train_model(X[tr], {t: np.asarray(Y[t])[tr] for t in TARGETS}, seed=seed + 17 * f)
+        m = train_model(X[tr], {t: np.asarray(Y[t])[tr] for t in TARGETS}, seed=seed + 17 * f, oof_folds=oof_folds)
         p = m.predict(X[te])
         for t in TARGETS:
             mu[t][te], sg[t][te] = p[t]
