@@ -149,3 +149,19 @@ def test_sample_cli_writes_the_vaenf_columns(tmp_path, capsys):
         d = h["POSTERIOR"].data
         assert np.all(d["log_mstar_p16"] <= d["log_mstar_p84"]) and len(d) == n
     assert main(args[:-2] + ["--out", str(tmp_path / "x.fits"), "--images", str(tmp_path / "nothing.npy")]) == 2
+
+
+def test_shipped_model_loads_and_samples_ordered_percentiles():
+    from galdust.cli import NAMED_POSTERIORS
+    from galdust.posterior.model import load_model
+    from galdust.posterior.vaenf import summarise
+
+    m, meta = load_model(NAMED_POSTERIORS["vae-nf"])
+    assert meta["kind"] == "vae-nf" and m.colours and meta["config"]["colours"]
+    imgs = _galaxies(4, seed=3)
+    flux = np.stack([imgs[:, 0].sum((1, 2)) * 0.7, *(imgs[:, j].sum((1, 2)) for j in range(3)),
+                     imgs[:, 2].sum((1, 2)) * 1.1], axis=1)  # ugriz from the gri cutouts
+    r = summarise(m, flux, imgs, jr.PRNGKey(0), n_samples=200)
+    assert r["props"].shape == (4, 5, 3) and np.all(np.isfinite(r["props"]))
+    assert np.all(np.diff(r["props"], axis=2) >= 0) and np.all(np.diff(r["lines"], axis=2) >= 0)
+    assert np.all((r["p_det"] >= 0) & (r["p_det"] <= 1))
