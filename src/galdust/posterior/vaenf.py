@@ -5,9 +5,9 @@
   Gaussian likelihood with the stretched images' noise σ = 1/3 (asinh(x / 3σ_sky) has that noise at
   low surface brightness), weighted against β × KL. The latent means are the flows' image features.
 * Two conditional rational-quadratic-spline coupling flows (flowjax), each conditioned on
-  [latent means, photometric features (luptitudes and adjacent-band colours)]: (i) log M*, log SFR, z, log M_BH, log Z/Z⊙ and
-  (ii) the log10 fluxes of Hα, Hβ, [NII] 6584 and [OIII] 5007 jointly (their correlations kept).
-  Maximum likelihood, early stopping on a validation split.
+  [latent means, photometric features (luptitudes and adjacent-band colours)]: (i) log M*, log SFR,
+  z, log M_BH, log Z/Z⊙ and (ii) the log10 fluxes of Hα, Hβ, [NII] 6584 and [OIII] 5007 jointly
+  (their correlations kept). Maximum likelihood, early stopping on a validation split.
 * Non-detected lines: a line fainter than ``F_LIM`` = 10⁻¹⁶ erg s⁻¹ cm⁻² (ten times the units of the
   simulator's tables, about a 3σ total-flux limit of an SDSS spectrum) is censored: for training its
   log flux is drawn uniformly in the decade below the limit (the data say "below the limit", not
