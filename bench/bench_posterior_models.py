@@ -23,7 +23,9 @@ import numpy as np
 
 from galdust.posterior.data import read_catalog
 from galdust.posterior.diagnostics import empirical_log_prior, tarp, wasserstein_per_property
-from galdust.posterior.model import load_model, log_prob_batched, percentiles, sample_batched
+from galdust.posterior.model import load_model, log_prob_batched, sample_batched
+
+from bench_posterior_speed import rate  # bench/ is on sys.path when run as a script
 
 OUTLIER = {"log_mstar": 0.5, "log_sfr": 1.0, "logzsol": 0.5, "dn4000": 0.2, "av": 0.5, "z": 0.05, "log_mbh": 1.0}
 
@@ -154,7 +156,7 @@ def vaenf_block(a, test, n, flux, img, cfm_props):
     r = a.n_speed * 4 / (time.perf_counter() - t0)
     print(f"\nVAE + flows speed: {r:.1f} objects/s for 1,000 samples of the properties and 1,000 of the lines "
           f"(encoding included)")
-    vrate = props_rate(m, flux[: a.n_speed * 4], img[: a.n_speed * 4])
+    vrate = rate(m, flux, 1, img, n=a.n_speed * 4)  # properties only, as bench_posterior_speed measures it
     print(f"VAE + flows speed, properties only (as the CFMs; encoding included): {vrate:.1f} objects/s")
     lt = np.stack([test.truth[ln][:n] for ln in LINES], 1)
     det = lt >= F_LIM
@@ -195,13 +197,6 @@ def vaenf_block(a, test, n, flux, img, cfm_props):
           f"{meta.get('flow_seconds')} s).")
     return vres, vtdev, vrate
 
-
-def props_rate(m, flux, img):
-    """objects/s for 1,000 property samples per object, encoding included (as ``bench_posterior_speed``)."""
-    percentiles(m, flux[:64], jr.PRNGKey(0), 1000, 1, images=img[:64])
-    t0 = time.perf_counter()
-    percentiles(m, flux, jr.PRNGKey(1), 1000, 1, images=img)
-    return len(flux) / (time.perf_counter() - t0)
 
 
 if __name__ == "__main__":
