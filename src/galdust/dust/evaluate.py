@@ -118,7 +118,6 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, st
     import dataclasses
 
     from ..simulate import SimConfig, simulate
-    from .fit import FitConfig
     from .job import DustFitter
 
     bands = RED_BANDS if start == "red" else BLUE_BANDS
@@ -128,8 +127,9 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, st
     psf = obs[0].psf
     if fitter is None:
         fitter = DustFitter.with_priors() if priors else DustFitter()
+    # the given fitter's settings, with the learned priors on or off as asked
     fitter = dataclasses.replace(fitter, start=start, batch_size=batch_size,
-                                 cfg=dataclasses.replace(fitter.cfg if priors else FitConfig(), use_priors=priors))
+                                 cfg=dataclasses.replace(fitter.cfg, use_priors=priors))
     results = fitter.fit(obs, progress=progress)
     rows = []
     for i, res in enumerate(results):

@@ -76,6 +76,7 @@ class FitConfig:
     smooth: float = 0.0  # Laplacian smoothness penalty on A (mag⁻²), the no-prior alternative
     gauge_q: float = 0.0  # host-light fraction forced dust-free after each step (0: off)
     a_scale: float = 1.0  # mean (mag) of an exponential prior on A per pixel (0: none)
+    prior_every: int = 1  # evaluate the learned priors' scores once per this many Adam steps
 
 
 LOG_S_MIN = float(jnp.log(1e-6))
@@ -155,27 +156,39 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
             nll = nll + jnp.sum(jnp.where(fp, q.A, 0.0)) / cfg.a_scale
         return nll
 
-    def step(state):
-        q, s, i, stable, _ = state
-        g = jax.grad(loss)(q)
+    def prior_grads(q):
+        """The learned priors' −score in the optimiser's coordinates (zeros where off)."""
+        z = jax.tree.map(jnp.zeros_like, q)
         if cfg.use_priors and host_score is not None:
             S = jnp.exp(q.log_S)  # ∂/∂ln S = S ∂/∂S
-            g = g._replace(log_S=g.log_S - cfg.host_weight * host_score(S) * S)
+            z = z._replace(log_S=-cfg.host_weight * host_score(S) * S)
         if dust and cfg.use_priors and dust_score is not None:
             D = jnp.exp(-_LN10_04 * q.A)
             sD = dust_score(D, jnp.exp(q.log_S))
-            g = g._replace(A=g.A - cfg.dust_weight * sD * (-_LN10_04 * D))
+            z = z._replace(A=-cfg.dust_weight * sD * (-_LN10_04 * D))
+        return z
+
+    def step(state, pg):
+        q, s, i, stable, _ = state
+        g = jax.tree.map(jnp.add, jax.grad(loss)(q), pg)
         upd, s = opt.update(g, s, q)
         new = _project(optax.apply_updates(q, upd), model.K(q.delta), fp, gauge)
         change = jnp.max(jnp.abs(new.log_F - q.log_F))
         stable = jnp.where(change < cfg.tol, stable + 1, 0)
         return new, s, i + 1, stable, change
 
+    def block(state):
+        # the score networks dominate the cost of an iteration: evaluate them once per block of
+        # ``prior_every`` Adam steps (a block, not a cond on the counter: under vmap a cond would
+        # run both branches)
+        pg = prior_grads(state[0])
+        return jax.lax.fori_loop(0, cfg.prior_every, lambda _, st: step(st, pg), state)
+
     def cond(state):
         return (state[2] < max_iter) & ((state[3] < cfg.patience) | (state[2] < min(cfg.min_iter, max_iter)))
 
     init = (q0, opt.init(q0), jnp.int32(0), jnp.int32(0), jnp.float32(jnp.inf))
-    q, _, n, stable, _ = jax.lax.while_loop(cond, step, init)
+    q, _, n, stable, _ = jax.lax.while_loop(cond, block, init)
     return q, n, stable >= cfg.patience
 
 
