@@ -7,10 +7,11 @@ small where the colour noise σ_A is) but stops pure noise from being fitted as 
 faint pixels, which A ≥ 0 would otherwise turn into a positive bias. The default mean, 0.12 mag,
 is the maximum-likelihood exponential fit to the training simulations: the mean truth A_λ₀ of the
 pixels in the detection footprint of 256 galaxies of the dust prior's training seed (peak S/N 50).
-Measured on held-out development galaxies (seed 2001, not the evaluation seed) it lowered the
-median |ΔA_V| at f < 0.9 from 0.08 to 0.04 mag (red start, fiducial hosts) and from 0.25 / 0.14 to
-0.16 / 0.04 mag (blue start, fiducial / isochromatic), and raised it from 0.046 to 0.070 (red start,
-isochromatic), against a mean of 1 mag. The price: a stronger pull toward the least dust, which
+Measured on 150 development galaxies (seed 2001, not the evaluation seed; peak S/N 50, f < 0.9;
+``bench/bench_fit_settings.py``) against a mean of 1 mag, it lowers the median |ΔA_V| from
+0.099 / 0.221 / 0.118 to 0.085 / 0.135 / 0.063 mag (red start fiducial, blue start fiducial /
+isochromatic hosts) and raises it from 0.086 to 0.094 (red start, isochromatic). The price: the map
+correlations fall by 0.04–0.07, and a stronger pull toward the least dust, which
 underestimates real dust more. The learned priors enter through their scores, added to the
 likelihood gradient (as in scarlet2 and the seed). Free parameters and their Adam step sizes:
 
