@@ -10,9 +10,9 @@ pixels in the detection footprint of 256 galaxies of the dust prior's training s
 Measured on 150 development galaxies (seed 2001, not the evaluation seed; peak S/N 50, f < 0.9;
 ``bench/bench_fit_settings.py``) against a mean of 1 mag, it lowers the median |ΔA_V| from
 0.099 / 0.221 / 0.118 to 0.085 / 0.135 / 0.063 mag (red start fiducial, blue start fiducial /
-isochromatic hosts) and raises it from 0.086 to 0.094 (red start, isochromatic). The price: the map
-correlations fall by 0.04–0.07, and a stronger pull toward the least dust, which
-underestimates real dust more. The learned priors enter through their scores, added to the
+isochromatic hosts) and raises it from 0.086 to 0.094 (red start, isochromatic). The price: map
+correlations 0.04–0.07 lower, and real dust underestimated more (a stronger pull toward the least
+dust). The learned priors enter through their scores, added to the
 likelihood gradient (as in scarlet2 and the seed). Free parameters and their Adam step sizes:
 
 * ``log_F`` (per band): step ``lr_F`` in ln-flux;
@@ -25,7 +25,7 @@ likelihood gradient (as in scarlet2 and the seed). Free parameters and their Ada
 
 All step sizes follow a cosine decay to ``lr_final`` of their value at the iteration limit.
 
-The two score networks cost about 90 % of an iteration on a CPU. ``prior_every`` = k evaluates them
+The two score networks cost about 85 % of an iteration on a CPU (5.4 ms per iteration with both). ``prior_every`` = k evaluates them
 once per block of k Adam steps and reuses the scores within the block (the likelihood gradient is
 recomputed every step). A block, not a ``cond`` on the step counter, because under ``vmap`` a
 ``cond`` runs both branches. The fit then stops on a block boundary: at most k − 1 steps past
