@@ -198,6 +198,5 @@ def vaenf_block(a, test, n, flux, img, cfm_props):
     return vres, vtdev, vrate
 
 
-
 if __name__ == "__main__":
     main()
