@@ -45,6 +45,13 @@ def test_dustpedia_flags_nan_and_negative(tmp_path):
     assert X[1, names.index("log_irac_1_w1")] == pytest.approx(0.0) and np.isnan(X[1, j])
     k = names.index("log_galex_fuv_wise_w4")
     assert np.isnan(X[0, k])
+    # the linear ratios keep what was measured, non-detections included; unusable ('C') stays missing
+    lin = names.index("lin_galex_fuv_w1")
+    assert X[0, lin] == pytest.approx(0.01)
+    assert X[1, lin] == pytest.approx(-0.001 / 0.9)  # negative flux, normalised by IRAC 3.6
+    assert X[2, lin] == pytest.approx(0.002 / 2.0)  # a 2σ measurement
+    assert np.isnan(X[0, names.index("lin_wise_w4_w1")])  # 'C'
+    assert np.isnan(X[1, names.index("lin_sdss_r_w1")])  # NaN in the table
 
 
 def test_our_format_and_errors(tmp_path):

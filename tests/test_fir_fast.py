@@ -40,6 +40,10 @@ def test_distillation_inputs_cover_mixtures_noise_and_missing_bands():
     assert X.shape == (5000, len(feature_names()))
     miss = np.isnan(X)
     assert 0.05 < miss[:, :17].mean() < 0.4  # real patterns + drop-outs
+    names = feature_names()
+    lg, ln = names.index("log_wise_w4_w1"), names.index("lin_wise_w4_w1")
+    dropped = miss[:, lg]  # a band missing from the log features is still measured for the linear ones
+    assert dropped.any() and np.isfinite(X[dropped, ln]).mean() > 0.3 and (X[dropped, ln] < 0).any()
     Xg = build_features(_phot())[0]  # the inputs span the galaxies' own feature ranges (and beyond)
     assert np.all(np.nanmin(X, 0) <= np.nanmin(Xg, 0) + 0.05) and np.all(np.nanmax(X, 0) >= np.nanmax(Xg, 0) - 0.05)
 

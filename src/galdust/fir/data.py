@@ -8,9 +8,11 @@ Photometry comes in two formats, detected from the columns:
   ``<band>_err``.
 
 DustPedia flags (per band, any combination): ``C``/``A`` (contaminated / artefact in the aperture)
-make the value unusable (set missing); ``N`` (non-detection) keeps the value as an upper limit:
-the feature builder treats it as missing and counts it; lowercase (``c``, ``a``, ``n``: possible
-contamination / artefact / marginal) are kept. NaN, non-finite and non-positive fluxes are missing.
+make the value unusable (set missing); ``N`` (non-detection), non-positive fluxes and fluxes
+below 3σ are non-detections: missing from ``flux`` (the log features) but kept in ``measured``,
+because a low or negative measurement still says the band is faint (the linear features use it);
+lowercase (``c``, ``a``, ``n``: possible contamination / artefact / marginal) are kept. NaN and
+non-finite fluxes are missing everywhere.
 A galaxy is never dropped for a missing band; only the normalising band (WISE 3.4 µm, or IRAC
 3.6 µm in its place) is required for a prediction.
 """
@@ -48,6 +50,12 @@ class Photometry:
     upper: np.ndarray  # (N, n_band) bool: non-detection (flux is an upper limit / unusable)
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    #: (N, n_band) the measured flux of every usable band, non-detections (low, zero or negative)
+    #: included; NaN where nothing usable was measured. None: the same as ``flux``.
+    measured: np.ndarray | None = None
+
+    def measured_flux(self) -> np.ndarray:
+        return np.asarray(self.flux if self.measured is None else self.measured, float)
 
 
 def _float(v) -> float:
@@ -82,6 +90,7 @@ def read_photometry(path: str | Path) -> Photometry:
     flux = np.full((n, nb), np.nan)
     err = np.full((n, nb), np.nan)
     upper = np.zeros((n, nb), bool)
+    measured = np.full((n, nb), np.nan)
     for i, r in enumerate(rows):
         for j, b in enumerate(UVMIR_BANDS):
             c = colmap[b]
@@ -91,6 +100,7 @@ def read_photometry(path: str | Path) -> Photometry:
             flag = (r.get(f"{c}_flag") or "") if dustpedia else ""
             if "C" in flag or "A" in flag:
                 continue
+            measured[i, j] = f
             if "N" in flag or not (f > 0):
                 upper[i, j] = True
                 continue
@@ -98,7 +108,7 @@ def read_photometry(path: str | Path) -> Photometry:
                 upper[i, j] = True
                 continue
             flux[i, j], err[i, j] = f, e
-    return Photometry([r["name"] for r in rows], flux, err, upper, str(path))
+    return Photometry([r["name"] for r in rows], flux, err, upper, str(path), measured=measured)
 
 
 def read_properties(path: str | Path) -> dict[str, dict[str, float]]:

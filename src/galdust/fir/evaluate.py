@@ -57,7 +57,8 @@ def global_fold_models(phot: Photometry, props: dict, *, k: int = 4, seed: int =
         tr = (fold_of >= 0) & (fold_of != f)
         m = train_model(X[tr], {t: Y[t][tr] for t in TARGETS}, seed=seed + f)
         if distill_steps:
-            sub = Photometry([n for n, o in zip(phot.names, tr) if o], phot.flux[tr], phot.err[tr], phot.upper[tr])
+            sub = Photometry([n for n, o in zip(phot.names, tr) if o], phot.flux[tr], phot.err[tr], phot.upper[tr],
+                             measured=phot.measured_flux()[tr])
             m.fast, m.meta["fast"] = distill(m, sub, steps=distill_steps, seed=seed + f)
         models.append(m)
         if progress is not None:

@@ -9,7 +9,8 @@ How (knowledge distillation): the student is trained to reproduce the teacher's 
 of every target), not the truths, on inputs that cover what maps show: the training galaxies' own
 SEDs, log-linear mixtures of two galaxies' W1-normalised SEDs (what a pixel between a bulge-like and a
 disc-like region looks like), per-band log-normal scatter, and the missing-band patterns of real
-galaxies plus random drop-outs (non-detections in faint pixels). Missing features enter as a filled
+galaxies (with what those galaxies measured there, for the linear features) plus random drop-outs
+(non-detections in faint pixels, measured at −1 to +1 times their level). Missing features enter as a filled
 value plus a missing indicator. The fidelity (student − teacher, in units of the teacher's σ) is
 measured on held-out inputs and stored in the sidecar; ``FIRModel.predict`` uses the trees, and maps
 use the student when the model folder has one (``fast.eqx``) unless asked for the exact trees.
@@ -89,12 +90,20 @@ def distill_inputs(phot: Photometry, n: int, seed: int = 0, n_extra: int = 0) ->
     scat = rng.choice([0.0, 0.05, 0.15, 0.3], size=(n, 1), p=[0.25, 0.35, 0.25, 0.15])
     mix = mix + scat * rng.normal(size=mix.shape)
     mix[:, W1] = 0.0
-    miss = ~np.isfinite(lf[rng.integers(0, g, n)])  # a real galaxy's missing bands
+    c = rng.integers(0, g, n)
+    miss = ~np.isfinite(lf[c])  # a real galaxy's missing bands ...
+    with np.errstate(invalid="ignore"):  # ... and what it measured there (its non-detections)
+        lin = phot.measured_flux()[ok] / phot.flux[ok][:, [W1]]
+    meas_ratio = lin[c]
     drop = rng.random(mix.shape) < rng.choice([0.0, 0.1, 0.3], size=(n, 1))  # faint-pixel drop-outs
+    drop &= ~miss
     miss |= drop
     miss[:, W1] = False
     flux = np.where(miss, np.nan, 10.0**mix)
-    X, _ = build_features(Photometry([""] * n, flux, flux * 0.1, miss))
+    # a drop-out was measured below its detection threshold: anything from -1 to +1 times its true level
+    measured = np.where(drop, 10.0**mix * rng.uniform(-1.0, 1.0, mix.shape), np.where(miss, meas_ratio, flux))
+    measured[:, W1] = 1.0
+    X, _ = build_features(Photometry([""] * n, flux, flux * 0.1, miss, measured=measured))
     if n_extra:  # e.g. log pixel scale in pc, drawn over the range maps see
         X = np.concatenate([X, rng.uniform(0.5, 4.0, (n, n_extra))], axis=1)
     return X.astype(np.float32)

@@ -251,13 +251,15 @@ def pixel_photometry(cube: np.ndarray, bands: list[str], sigma: np.ndarray, good
     flux = np.full((n, len(UVMIR_BANDS)), np.nan)
     err = np.full_like(flux, np.nan)
     upper = np.zeros(flux.shape, bool)
+    measured = np.full_like(flux, np.nan)
     for j, b in enumerate(bands):
         f = cube[j][good]
         det = np.isfinite(f) & (f > snr_min * sigma[j])
         flux[det, idx[j]] = f[det]
+        measured[:, idx[j]] = f  # non-detections too: the linear features use them
         err[:, idx[j]] = sigma[j]
         upper[~det & np.isfinite(f), idx[j]] = True
-    return Photometry([str(i) for i in range(n)], flux, err, upper)
+    return Photometry([str(i) for i in range(n)], flux, err, upper, measured=measured)
 
 
 @dataclass

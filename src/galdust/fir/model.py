@@ -2,14 +2,20 @@
 
 Method (Dobbels et al. 2020, "D20"): features are logs of UV–MIR fluxes normalised by WISE 3.4 µm
 (intensive, distance-free), plus colours of neighbouring and diagnostic band pairs (trees do not
-form differences of features themselves). Per target (log sL_d, log sM_d, T_d):
+form differences of features themselves), plus the *linear* flux ratios f_b / f_W1 of every band's
+measured flux, non-detections included. The last are ours: a log feature must drop a band measured
+below 3σ or at a negative value, yet such a measurement still says "faint". WISE 22 µm is below 3σ
+for 44 % of the development galaxies (dust-poor early types); with the linear ratios the 4-fold CV
+RMSE fell from 0.280 / 0.442 / 3.65 K to about 0.25 / 0.42 / 3.55 K (log sL_d / log sM_d / T_d).
+Per target (log sL_d, log sM_d, T_d):
 
 * the prediction μ is a random forest (xgboost's random-forest mode: bagged, column-subsampled
   trees; missing bands are handled natively by the trees' default directions);
 * the aleatoric σ is a gradient-boosted model of s = ln σ with the Gaussian negative log-likelihood
   objective ``s + r²/(2 e^{2s})`` on out-of-fold residuals r of the forest;
-* σ is recalibrated by one factor on a held-out part of the training set so that the mean of
-  (r/σ)² is 1 there.
+* σ is recalibrated by one factor so that the mean of (r/σ)² is 1 on held-out rows: the σ model is
+  cross-fitted (trained on 3/4 of the rows, predicted on the other 1/4, four times), so the factor
+  rests on every training row rather than on one small split.
 
 Everything is saved as xgboost JSON plus a JSON sidecar (never pickle).
 """
@@ -38,12 +44,16 @@ COLOURS = (("galex_fuv", "galex_nuv"), ("galex_nuv", "sdss_r"), ("sdss_u", "sdss
 
 
 def feature_names() -> list[str]:
-    base = [f"log_{b}_w1" for b in UVMIR_BANDS if b != "wise_w1"]
-    return base + [f"log_{a}_{b}" for a, b in COLOURS]
+    others = [b for b in UVMIR_BANDS if b != "wise_w1"]
+    return ([f"log_{b}_w1" for b in others] + [f"log_{a}_{b}" for a, b in COLOURS]
+            + [f"lin_{b}_w1" for b in others])
 
 
 def build_features(phot: Photometry) -> tuple[np.ndarray, np.ndarray]:
-    """(X (N, n_feat) with NaN for missing, usable (N,) bool: has a normalising band)."""
+    """(X (N, n_feat) with NaN for missing, usable (N,) bool: has a normalising band).
+
+    Columns as :func:`feature_names`: log flux ratios to the normalising band and log colours of
+    detected bands, then linear ratios of the measured fluxes (non-detections included)."""
     f = np.asarray(phot.flux, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         lf = np.where(f > 0, np.log10(f), np.nan)
@@ -53,6 +63,9 @@ def build_features(phot: Photometry) -> tuple[np.ndarray, np.ndarray]:
     usable = np.isfinite(norm)
     cols = [lf[:, _IDX[b]] - norm for b in UVMIR_BANDS if b != "wise_w1"]
     cols += [lf[:, _IDX[a]] - lf[:, _IDX[b]] for a, b in COLOURS]
+    meas = phot.measured_flux()
+    lin_norm = 10.0**norm
+    cols += [meas[:, _IDX[b]] / lin_norm for b in UVMIR_BANDS if b != "wise_w1"]
     return np.stack(cols, axis=1), usable
 
 
@@ -80,7 +93,7 @@ def metrics(y, mu, sigma=None, n_boot: int = 1000, seed: int = 0) -> dict:
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "fir"
 
-RF_PARAMS = dict(n_estimators=200, max_depth=8, subsample=0.8, colsample_bynode=0.5, min_child_weight=2,
+RF_PARAMS = dict(n_estimators=200, max_depth=8, subsample=0.8, colsample_bynode=0.3, min_child_weight=2,
                  learning_rate=1.0, reg_lambda=1e-5)
 SIGMA_PARAMS = dict(max_depth=3, eta=0.05, subsample=0.8, colsample_bynode=0.6, min_child_weight=5, reg_lambda=1.0)
 SIGMA_ROUNDS = 150
@@ -118,6 +131,9 @@ class FIRModel:
         import xgboost as xgb
 
         X = np.asarray(X, np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.features):
+            raise ValueError(f"the model takes {len(self.features)} features, got {X.shape[-1]}: it was trained with "
+                             "another galdust version (retrain it with `galdust fir train`)")
         out = {}
         dm = xgb.DMatrix(X, missing=np.nan)
         for t, m in self.models.items():
@@ -214,13 +230,12 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
     """Train the forests (all rows), σ models (out-of-fold residuals) and σ calibration.
 
     Per-pixel training (Dobbels & Baes 2021): ``groups`` = galaxy of each pixel (out-of-fold
-    predictions and the calibration split keep galaxies whole) and ``weights`` = 1/N_pix(galaxy), so
+    predictions and the calibration folds keep galaxies whole) and ``weights`` = 1/N_pix(galaxy), so
     that every galaxy counts once.
     """
     import xgboost as xgb
 
     X = np.asarray(X, np.float32)
-    rng = np.random.default_rng(seed)
     models = {}
     for t in TARGETS:
         y = np.asarray(Y[t], float)
@@ -229,10 +244,19 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
         wt = None if weights is None else np.asarray(weights, float)[ok]
         gt = None if groups is None else np.asarray(groups)[ok]
         r = _oof(Xt, yt, oof_folds, seed, wt, gt) - yt
-        cal = (rng.random(len(yt)) < calib_frac) if gt is None else _folds(len(yt), 4, seed + 1, gt) == 0
-        sig = _fit_sigma(Xt[~cal], r[~cal], seed, None if wt is None else wt[~cal])
-        s_cal = np.exp(sig.predict(xgb.DMatrix(Xt[cal], missing=np.nan)))
-        scale = float(np.sqrt(np.average((r[cal] / s_cal) ** 2, weights=None if wt is None else wt[cal])))
+        # calibration factor from σ predicted on held-out rows: cross-fitted over 1/calib_frac folds
+        # (every row is held out once, so the factor rests on all rows, not on one small split)
+        n_cal = max(2, int(round(1.0 / calib_frac)))
+        cfold = _folds(len(yt), n_cal, seed + 1, gt)
+        s_cal = np.full(len(yt), np.nan)
+        for c in range(n_cal):
+            held = cfold == c
+            if not held.any() or held.all():  # fewer groups than folds
+                continue
+            sig = _fit_sigma(Xt[~held], r[~held], seed + c, None if wt is None else wt[~held])
+            s_cal[held] = np.exp(sig.predict(xgb.DMatrix(Xt[held], missing=np.nan)))
+        cal = np.isfinite(s_cal)
+        scale = float(np.sqrt(np.average((r[cal] / s_cal[cal]) ** 2, weights=None if wt is None else wt[cal])))
         sig = _fit_sigma(Xt, r, seed, wt)  # refit on all rows; keep the held-out calibration factor
         models[t] = _TargetModel(_fit_forest(Xt, yt, seed, wt), sig, scale)
     return FIRModel(models, features or feature_names(), dict(seed=seed, n_train=int(len(X)), rf_params=RF_PARAMS,
