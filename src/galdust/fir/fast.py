@@ -10,8 +10,11 @@ of every target), not the truths, on inputs that cover what maps show: the train
 SEDs, log-linear mixtures of two galaxies' W1-normalised SEDs (what a pixel between a bulge-like and a
 disc-like region looks like), per-band log-normal scatter, and the missing-band patterns of real
 galaxies (with what those galaxies measured there, for the linear features) plus random drop-outs
-(non-detections in faint pixels, measured at −1 to +1 times their level). Missing features enter as a filled
-value plus a missing indicator. The fidelity (student − teacher, in units of the teacher's σ) is
+(non-detections in faint pixels, measured at −1 to +1 times their level). A missing log feature
+enters as a filled value plus a missing indicator per band (a colour is missing exactly when one of
+its bands is, so colours need no indicator of their own); a missing linear ratio (band not observed
+or unusable) is filled with −10, far outside the measured ratios, so it needs none either. Fewer
+inputs keep the student above 10⁶ pixels/s. The fidelity (student − teacher, in units of the teacher's σ) is
 measured on held-out inputs and stored in the sidecar; ``FIRModel.predict`` uses the trees, and maps
 use the student when the model folder has one (``fast.eqx``) unless asked for the exact trees.
 """
@@ -47,11 +50,14 @@ class FastFIR(eqx.Module):
     y_mean: jnp.ndarray  # (2 n_target,) [μ..., ln σ...]
     y_std: jnp.ndarray
     targets: tuple = eqx.field(static=True)
+    #: columns that get a missing indicator (None: every column)
+    indicators: tuple | None = eqx.field(static=True, default=None)
 
     def raw(self, X: jnp.ndarray) -> jnp.ndarray:
         miss = jnp.isnan(X)
         x = (jnp.where(miss, self.fill, X) - self.x_mean) / self.x_std
-        z = jax.vmap(self.mlp)(jnp.concatenate([x, miss.astype(x.dtype)], axis=1))
+        ind = miss if self.indicators is None else miss[:, jnp.asarray(self.indicators)]
+        z = jax.vmap(self.mlp)(jnp.concatenate([x, ind.astype(x.dtype)], axis=1))
         return z * self.y_std + self.y_mean
 
     def predict(self, X, chunk: int = 262144) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -126,16 +132,25 @@ def distill(model, phot: Photometry, *, n: int = 400_000, n_val: int = 40_000, w
     Y = _teacher(model, X)
     t_teacher = time.perf_counter() - t0
     Xt, Yt, Xv, Yv = X[:n], Y[:n], X[n:], Y[n:]
+    names = list(getattr(model, "features", []))
+    if len(names) != X.shape[1]:
+        names = names + [""] * (X.shape[1] - len(names))
+    lin = np.array([nm.startswith("lin_") for nm in names])
+    indicators = tuple(j for j, nm in enumerate(names) if nm.startswith("log_") and nm.endswith("_w1"))
+    if not indicators:  # a teacher without feature names: an indicator for every column
+        indicators = None
     fill = np.nanmedian(Xt, axis=0)
     fill = np.where(np.isfinite(fill), fill, 0.0)
+    fill = np.where(lin, -10.0, fill)
     Xf = np.where(np.isnan(Xt), fill, Xt)
     xm, xs = Xf.mean(0), np.maximum(Xf.std(0), 1e-3)
     ym, ys = Yt.mean(0), np.maximum(Yt.std(0), 1e-3)
     nf, k = X.shape[1], len(TARGETS)
     key = jr.PRNGKey(seed)
-    mlp = eqx.nn.MLP(2 * nf, 2 * k, width, depth, activation=jax.nn.gelu, key=key)
+    n_ind = nf if indicators is None else len(indicators)
+    mlp = eqx.nn.MLP(nf + n_ind, 2 * k, width, depth, activation=jax.nn.gelu, key=key)
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    student = FastFIR(mlp, f32(fill), f32(xm), f32(xs), f32(ym), f32(ys), tuple(TARGETS))
+    student = FastFIR(mlp, f32(fill), f32(xm), f32(xs), f32(ym), f32(ys), tuple(TARGETS), indicators)
     opt = optax.adamw(optax.cosine_decay_schedule(lr, steps, 0.02), weight_decay=1e-5)
     state = opt.init(eqx.filter(student, eqx.is_array))
 
@@ -165,7 +180,7 @@ def distill(model, phot: Photometry, *, n: int = 400_000, n_val: int = 40_000, w
     met["train_seconds"] = round(time.perf_counter() - t0, 1)
     met["teacher_seconds"] = round(t_teacher, 1)
     return student, dict(n_train=n, n_val=n_val, width=width, depth=depth, steps=steps, seed=seed,
-                         n_features=nf, fidelity=met)
+                         n_features=nf, indicators=None if indicators is None else list(indicators), fidelity=met)
 
 
 def save_fast(directory: str | Path, student: FastFIR, meta: dict) -> Path:
@@ -184,8 +199,11 @@ def load_fast(directory: str | Path) -> FastFIR | None:
 
     def skeleton(meta):
         nf, k = meta["n_features"], len(meta["targets"])
-        mlp = eqx.nn.MLP(2 * nf, 2 * k, meta["width"], meta["depth"], activation=jax.nn.gelu, key=jr.PRNGKey(0))
+        ind = meta.get("indicators")
+        ind = None if ind is None else tuple(int(j) for j in ind)
+        n_in = nf + (nf if ind is None else len(ind))
+        mlp = eqx.nn.MLP(n_in, 2 * k, meta["width"], meta["depth"], activation=jax.nn.gelu, key=jr.PRNGKey(0))
         z = lambda m: jnp.zeros(m, jnp.float32)  # noqa: E731
-        return FastFIR(mlp, z(nf), z(nf), z(nf), z(2 * k), z(2 * k), tuple(meta["targets"]))
+        return FastFIR(mlp, z(nf), z(nf), z(nf), z(2 * k), z(2 * k), tuple(meta["targets"]), ind)
 
     return load(path, skeleton)[0]
