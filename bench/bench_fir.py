@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--mocks", type=int, default=40)
     ap.add_argument("--pixels", type=int, default=1_000_000)
     ap.add_argument("--skip-cv", action="store_true")
-    ap.add_argument("--distill-steps", type=int, default=20000, help="MLP steps per fold model")
+    ap.add_argument("--distill-steps", type=int, default=40000, help="MLP steps per fold model")
     ap.add_argument("--train-mocks", type=int, default=60, help="mocks per fold for the per-pixel models (0: skip)")
     a = ap.parse_args()
     ph, pr = load()

@@ -496,7 +496,7 @@ def fir_train(
     cv: Annotated[bool, typer.Option("--cv/--no-cv", help="Also run galaxy-level 4-fold CV (metrics in the sidecar).")] = True,
     distill_: Annotated[bool, typer.Option("--distill/--no-distill", help="Also distil the fast per-pixel MLP "
                                                                          "(fast.eqx) that maps use.")] = True,
-    distill_steps: Annotated[int, typer.Option("--distill-steps", min=100, help="Training steps of the MLP.")] = 20000,
+    distill_steps: Annotated[int, typer.Option("--distill-steps", min=100, help="Training steps of the MLP.")] = 40000,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")] = False,
 ):
     """Retrain the global FIR model (random forest + calibrated Gaussian-NLL σ), with 4-fold CV, and
@@ -554,7 +554,7 @@ def fir_distill(
     model: Annotated[Path, typer.Option("--model", help="FIR model folder (gets fast.eqx + fast.json).")],
     photometry: Annotated[Path, typer.Option("--photometry", help="Photometry CSV whose galaxies' SEDs seed the "
                                                                   "distillation inputs (e.g. the training one).")],
-    steps: Annotated[int, typer.Option("--steps", min=100, help="Training steps of the MLP.")] = 20000,
+    steps: Annotated[int, typer.Option("--steps", min=100, help="Training steps of the MLP.")] = 40000,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ):
     """Distil a FIR model's trees into the fast per-pixel MLP that `galdust fir map` uses."""
