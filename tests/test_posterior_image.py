@@ -6,8 +6,8 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from galdust.posterior.image import ImageEncoder, build_image_model, train_image_cfm
-from galdust.posterior.model import load_model, percentiles
+from galdust.posterior.image import ImageEncoder, build_image_model, image_model_from_photometric, train_image_cfm
+from galdust.posterior.model import build, load_model, percentiles
 
 
 def _blobs(n, size=32, seed=0):
@@ -60,3 +60,23 @@ def test_image_model_learns_what_only_the_image_shows(tmp_path):
     assert np.allclose(again, pct[:8], atol=1e-5)
     with pytest.raises(ValueError, match="image cutouts"):
         percentiles(back, tf[:8], jr.PRNGKey(4), 200, 10)
+
+
+def test_warm_start_is_the_photometry_model_before_training():
+    """An image model warm-started from a photometry model gives the same posterior until it learns
+    from the images: the embedding enters with zero weights."""
+    img, flux, w = _blobs(64)
+    bands = ("sdss_g", "sdss_r", "sdss_i")
+    theta = np.c_[w, np.log(w)]
+    phot = build(("w", "lnw"), bands, (1.0, 1.0, 1.0), theta, flux, width=32, depth=2, key=jr.PRNGKey(5))
+    m = image_model_from_photometric(phot, bands, (0.05, 0.05, 0.05), channels=(4, 8, 8, 16), key=jr.PRNGKey(6))
+    c_img, c_ph = m.conditions(flux[:4], img[:4]), phot.features(flux[:4])
+    assert c_img.shape == (4, 16 + 3)
+    assert not np.allclose(c_img[:, :16], 0.0)  # the CNN is live ...
+    for i in range(4):  # ... yet the velocity ignores it: same density and same samples
+        assert float(m.log_prob(jnp.asarray(theta[i]), c_img[i], 10)) == pytest.approx(
+            float(phot.log_prob(jnp.asarray(theta[i]), c_ph[i], 10)), abs=1e-4)
+    a = m.sample(c_img[0], jr.PRNGKey(7), 50, 10)
+    b = phot.sample(c_ph[0], jr.PRNGKey(7), 50, 10)
+    assert np.allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    assert m.props == phot.props and np.allclose(m.theta_std, phot.theta_std)

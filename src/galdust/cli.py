@@ -706,6 +706,11 @@ def posterior_train(
     batch: Annotated[int, typer.Option("--batch", min=8, help="Batch size.")] = 1024,
     init: Annotated[Optional[Path], typer.Option("--init", help="Image model: continue training these weights (same "
                                                                "configuration; a new learning-rate schedule).")] = None,
+    warm_start: Annotated[Optional[Path], typer.Option("--warm-start", help="Image model: start from this trained "
+                                                                           "photometry model (same properties and "
+                                                                           "bands): its velocity network and "
+                                                                           "standardisation, with zero weights on "
+                                                                           "the image embedding.")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
@@ -740,12 +745,27 @@ def posterior_train(
 
         rows = np.nonzero(keep)[0]
         ib = ImageConfig().image_bands
+        if init is not None and warm_start is not None:
+            raise UserError("--init and --warm-start exclude each other")
         if init is not None:
             from .posterior.model import load_model
 
             model, init_meta = load_model(init)
             if init_meta.get("kind") != "cfm-image" or list(model.props) != plist:
                 raise UserError(f"{init}: not an image model of the properties {', '.join(plist)}")
+        elif warm_start is not None:
+            from .posterior.image import image_model_from_photometric
+            from .posterior.model import load_model
+
+            try:
+                phot, phot_meta = load_model(warm_start)
+            except (OSError, ValueError, KeyError, RuntimeError) as e:
+                raise UserError(f"{warm_start}: cannot read a model ({e})") from None
+            if (phot_meta.get("kind") != "cfm-photometry" or list(phot.props) != plist
+                    or list(phot.bands) != list(cat.bands)):
+                raise UserError(f"{warm_start}: not a photometry model of the properties {', '.join(plist)} "
+                                f"and bands {', '.join(cat.bands)}")
+            model = image_model_from_photometric(phot, ib, [SKY_PIX[b] for b in ib], key=jr.fold_in(key, 1))
         else:
             model = build_image_model(plist, cat.bands, soft, ib, [SKY_PIX[b] for b in ib], theta, flux, width=width,
                                       key=jr.fold_in(key, 1))
@@ -765,6 +785,7 @@ def posterior_train(
         dt += init_meta.get("train_seconds", 0.0) if init is not None else 0.0
         save_image_model(out, model, dict(sims=[str(p) for p in sims], n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
                                           steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1), init=str(init),
+                                          warm_start=None if warm_start is None else str(warm_start),
                                           best_val_loss=min(h[2] for h in hist), history=hist))
         typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s ({hist[-1][0]} steps) "
                    f"-> {out}")

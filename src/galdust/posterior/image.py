@@ -23,8 +23,8 @@ import optax
 from .cfm import VelocityMLP, cfm_loss, early_stopping
 from .model import PosteriorModel, luptitudes
 
-__all__ = ["ImageEncoder", "ImagePosteriorModel", "build_image_model", "train_image_cfm", "save_image_model",
-           "load_image_model", "CHANNELS"]
+__all__ = ["ImageEncoder", "ImagePosteriorModel", "build_image_model", "image_model_from_photometric",
+           "train_image_cfm", "save_image_model", "load_image_model", "CHANNELS"]
 
 CHANNELS = (16, 32, 64, 256)
 
@@ -102,6 +102,25 @@ def build_image_model(props, bands, soft, image_bands, image_sigma, theta, flux,
     return ImagePosteriorModel(enc, vel, f32(theta.mean(0)), f32(np.maximum(theta.std(0), 1e-6)), f32(x.mean(0)),
                                f32(np.maximum(x.std(0), 1e-6)), tuple(props), tuple(bands),
                                tuple(float(s) for s in soft), tuple(image_bands), tuple(float(s) for s in image_sigma))
+
+
+def image_model_from_photometric(phot, image_bands, image_sigma, *, channels=CHANNELS, key) -> ImagePosteriorModel:
+    """An image + photometry model that starts as a trained photometry model ``phot``
+    (:class:`~galdust.posterior.model.PosteriorModel`): its velocity network and standardisation are
+    copied, and the first layer gets zero weights for the new image-embedding inputs, so before
+    training the image model *is* the photometry model and training only has to add what the images
+    tell (a warm start; the CNN is new)."""
+    enc = ImageEncoder(len(image_bands), channels, key=key)
+    net = phot.velocity.net
+    d = phot.velocity.dim
+    first = net.layers[0]
+    w = first.weight  # (width, 1 + d + n_band): inputs [t, θ, photometry]
+    w_new = jnp.concatenate([w[:, : 1 + d], jnp.zeros((w.shape[0], channels[-1]), w.dtype), w[:, 1 + d :]], axis=1)
+    vel = VelocityMLP(d, channels[-1] + len(phot.bands), net.width_size, net.depth, key=key)
+    vel = eqx.tree_at(lambda v: (v.net.layers[0].weight, v.net.layers[0].bias), vel, (w_new, first.bias))
+    vel = eqx.tree_at(lambda v: v.net.layers[1:], vel, tuple(net.layers[1:]))
+    return ImagePosteriorModel(enc, vel, phot.theta_mean, phot.theta_std, phot.cond_mean, phot.cond_std, phot.props,
+                               phot.bands, phot.soft, tuple(image_bands), tuple(float(s) for s in image_sigma))
 
 
 def train_image_cfm(model: ImagePosteriorModel, theta, flux, images, *, key, val_frac: float = 0.05,
