@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from galdust.dust.fit import FitConfig, _weighted_quantile, fit_galaxy
+from galdust.dust.fit import LEVEL_GAUGE, FitConfig, _weighted_quantile, fit_galaxy
 from galdust.dust.init import blue_start, choose_start, footprint, red_start
 from galdust.dust.model import DustParams, make_model
 from galdust.physics.attenuation import LAMBDA_V, attenuation_ratio
@@ -114,6 +114,35 @@ def test_dust_free_galaxy_gives_zero_av():
         av = _av(m, out["params"])
         assert float(np.sum(S * av) / np.sum(S)) < bound
     assert float(out["chi2"]) == pytest.approx(float(out["chi2_nd"]), abs=0.05)
+
+
+def test_gauge_level_recovers_a_lane_that_the_default_shrinks():
+    # a thin-screen lane (light-weighted A_V 0.265 mag) at peak S/N 50, red start, no learned
+    # priors: the default exponential prior on A shrinks it (and pins δ at −1); the gauge way of
+    # fixing the level recovers it and its shape
+    A = _screen(a_max=1.0)
+    m, p, Y, ivar = _galaxy(A, delta=-0.2, snr_peak=50.0, bands=BANDS + ("2mass_j",))
+    S = np.asarray(p.S)
+    lw = lambda a: float(np.sum(S * a) / np.sum(S))  # noqa: E731
+    inside = S > 0.05
+    truth = _av(m, p)
+    gauge = fit_galaxy(m, Y, ivar, start="red", cfg=FitConfig(**LEVEL_GAUGE))
+    shrink = fit_galaxy(m, Y, ivar, start="red", cfg=FitConfig(use_priors=False, max_iter=1000, min_iter=1000, lr_A=0.1))
+    a_g, a_s = _av(m, gauge["params"]), _av(m, shrink["params"])
+    assert lw(truth) == pytest.approx(0.265, abs=0.01)
+    assert abs(lw(a_g) - lw(truth)) < 0.06 and lw(a_s) < 0.5 * lw(truth)
+    assert np.corrcoef(a_g[inside], truth[inside])[0, 1] > 0.9
+    assert float(gauge["chi2"]) < float(gauge["chi2_nd"])
+    assert float(np.max(np.asarray(gauge["params"].D))) <= 1.0  # A < 0 only inside the fit
+
+
+def test_gauge_level_on_a_dust_free_galaxy():
+    # the quantile gauge leaves a small positive bias from the noise of the smoothed map
+    for snr, bound in ((500.0, 0.02), (100.0, 0.05)):
+        m, p, Y, ivar = _galaxy(np.zeros((N, N), np.float32), snr_peak=snr, bands=BANDS + ("2mass_j",))
+        out = fit_galaxy(m, Y, ivar, start="red", cfg=FitConfig(**LEVEL_GAUGE))
+        S = np.asarray(p.S)
+        assert float(np.sum(S * _av(m, out["params"])) / np.sum(S)) < bound
 
 
 def test_fit_vmaps_and_gradients_finite():

@@ -99,6 +99,17 @@ def test_bad_start_is_a_one_line_error(sims, tmp_path, capsys):
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+def test_dust_level_option(sims, tmp_path, capsys):
+    rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--dust-level", "flat"])
+    assert rc == 2 and capsys.readouterr().err.count("\n") == 1
+    rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--dust-level", "gauge",
+               "--max-iter", "120", "--quiet"])
+    assert rc == 0
+    with fits.open(tmp_path / "gal_000000.dust.fits") as h:
+        assert h[0].header["NITER"] > 100 and float(np.max(h["D"].data)) <= 1.0
+        assert np.all(np.isfinite(h["AV"].data)) and float(np.min(h["AV"].data)) >= 0.0
+
+
 def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     fitdir = tmp_path / "demo" / "fit"

@@ -280,7 +280,12 @@ def fit(
                                                      "INPUT is a comma-separated list of per-band FITS.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     start: Annotated[str, typer.Option(help="auto (red if a band has λ_eff ≥ 1 µm), red or blue.")] = "auto",
-    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Iteration limit of the dust fit.")] = 300,
+    max_iter: Annotated[Optional[int], typer.Option("--max-iter", min=1, help="Iteration limit of the dust fit "
+                                                    "(default 300; 1000 with --dust-level gauge).")] = None,
+    dust_level: Annotated[str, typer.Option("--dust-level", help="How the dust level (a uniform screen, which the "
+                                            "data cannot see) is fixed: 'shrink' (exponential prior on A, learned "
+                                            "priors) or 'gauge' (least-attenuated 10 % of the light dust-free, "
+                                            "smoothness penalty, no learned priors): see docs/eval_dust.md.")] = "shrink",
     no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF.")] = False,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
                                                                "(band, y, x); applies to every input.")] = None,
@@ -295,7 +300,7 @@ def fit(
     """Fit the joint galaxy-dust model to each input: writes NAME.dust.fits and NAME.json (and NAME.png)."""
     import dataclasses
 
-    from .dust.fit import FitConfig
+    from .dust.fit import LEVEL_GAUGE, FitConfig
     from .dust.init import choose_start
     from .dust.job import DustFitter
     from .dust.products import check_free, output_paths, plot_fit, write_dust_fits, write_json
@@ -305,6 +310,9 @@ def fit(
         choose_start([1.0], start)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if dust_level not in ("shrink", "gauge"):
+        raise UserError(f"unknown --dust-level {dust_level!r} (shrink, gauge)")
+    no_priors = no_priors or dust_level == "gauge"
     band_list = [b.strip() for b in bands.split(",")] if bands else None
     user_mask = _read_mask(mask) if mask is not None else None
     failures: list[tuple[str, str]] = []
@@ -320,7 +328,8 @@ def fit(
         except Exception as e:  # noqa: BLE001 - reported, others go on
             failures.append((inp, _one_line(e)))
     if obs_list:
-        cfg = dataclasses.replace(FitConfig(), max_iter=max_iter, use_priors=not no_priors)
+        cfg = FitConfig(**LEVEL_GAUGE) if dust_level == "gauge" else FitConfig()
+        cfg = dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter, use_priors=not no_priors)
         fitter = (DustFitter(cfg=cfg, start=start, use_psf=not no_psf, batch_size=min(batch_size, len(obs_list)),
                              detect=not no_detect) if no_priors else
                   DustFitter.with_priors(cfg=cfg, start=start, use_psf=not no_psf,
@@ -380,7 +389,8 @@ def evaluate_dust(
     snr_kind: Annotated[str, typer.Option(help="'peak' (brightest pixel) or 'matched' (whole galaxy).")] = "peak",
     hosts: Annotated[str, typer.Option(help="fiducial and/or isochromatic.")] = "fiducial,isochromatic",
     starts: Annotated[str, typer.Option(help="red (griz + 2MASS J) and/or blue (griz).")] = "red,blue",
-    priors: Annotated[str, typer.Option(help="on and/or off (likelihood + exponential A prior only).")] = "on,off",
+    priors: Annotated[str, typer.Option(help="on, off (likelihood + exponential A prior only) and/or gauge "
+                                             "(galdust fit --dust-level gauge).")] = "on,off",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once.")] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
@@ -392,6 +402,7 @@ def evaluate_dust(
     import numpy as np
 
     from .dust.evaluate import evaluate_config, format_table, summarise
+    from .dust.fit import LEVEL_GAUGE, FitConfig
     from .dust.job import DustFitter
     from .io import atomic_path
 
@@ -405,7 +416,11 @@ def evaluate_dust(
     for st in _csv_list(starts):
         if st not in ("red", "blue"):
             raise UserError(f"unknown start {st!r} (red, blue)")
-    with_priors = DustFitter.with_priors() if "on" in _csv_list(priors) else None
+    for pr in _csv_list(priors):
+        if pr not in ("on", "off", "gauge"):
+            raise UserError(f"unknown priors setting {pr!r} (on, off, gauge)")
+    fitters = {"on": DustFitter.with_priors() if "on" in _csv_list(priors) else None, "off": None,
+               "gauge": DustFitter(cfg=FitConfig(**LEVEL_GAUGE))}
     rows, blocks = [], []
     for pr in _csv_list(priors):
         for st in _csv_list(starts):
@@ -414,7 +429,7 @@ def evaluate_dust(
                     t0 = time.perf_counter()
                     r = evaluate_config(n=n, snr=sn, snr_kind=snr_kind, isochromatic=h == "isochromatic", start=st,
                                         priors=pr == "on", seed=seed, batch_size=batch_size,
-                                        fitter=with_priors if pr == "on" else None)
+                                        fitter=fitters[pr])
                     dt = time.perf_counter() - t0
                     rows += r
                     ok = [x for x in r if not x["error"]]
@@ -423,10 +438,17 @@ def evaluate_dust(
                              f"{dt:.0f} s")
                     dusty = [x for x in ok if x["av_lw_true"] > 0.1]
                     better = sum(x["chi2"] < x["chi2_nd"] for x in dusty)
+                    lw = [(lo, [x for x in ok if x["covfrac"] < 0.9 and x["av_lw_true"] > lo]) for lo in (0.1, 0.3)]
                     table = format_table(summarise(ok, cov), title)
                     table += (f"\n\nχ²(dust) < χ²(dust-free) on {better} of {len(dusty)} galaxies with A_V,LW > 0.1; "
                               f"converged {sum(x['converged'] for x in ok)} of {len(ok)}; "
                               f"median |Δδ| {np.median([abs(x['delta'] - x['delta_true']) for x in ok]):.2f}")
+                    for lo, sel in lw:  # dusty galaxies (f < 0.9): does the fit shrink real dust?
+                        if sel:
+                            table += (f"; f < 0.9 and A_V,LW > {lo:g}: {len(sel)} galaxies, median ΔA_V "
+                                      f"{np.median([x['dAV'] for x in sel]):+.3f}, fit/truth "
+                                      f"{np.median([x['av_lw_fit'] / x['av_lw_true'] for x in sel]):.2f}, corr "
+                                      f"{np.nanmedian([x['corr'] for x in sel]):.2f}")
                     blocks.append(table)
                     if not quiet:
                         typer.echo(table + "\n")
