@@ -45,6 +45,25 @@ def test_clump_of_the_target_is_not_masked():
     assert not detect_neighbours(cube, ivar)[23, 29]
 
 
+def test_dust_lane_across_the_target_is_not_a_gap():
+    # an inclined disk cut by a dust lane: 3 mag at λ₀ in the blue bands, a fifth of it in the red
+    n = 48
+    yy, xx = np.mgrid[:n, :n] - 23.5
+    disk = 60.0 * np.exp(-np.hypot(xx / 10.0, yy / 2.5))
+    lane = np.exp(-0.5 * (xx / 1.5) ** 2)
+    rng = np.random.default_rng(1)
+    blue = disk * 10 ** (-0.4 * 3.0 * lane)
+    red = disk * 10 ** (-0.4 * 0.6 * lane)
+    cube = np.stack([blue, blue, red]) + rng.normal(size=(3, n, n))
+    ivar = np.ones_like(cube)
+    assert detect_neighbours(cube, ivar).sum() > 100  # without the red check half the galaxy goes
+    assert not detect_neighbours(cube, ivar, red=2).any()
+    # a real neighbour, with sky between in every band, is still masked with the red check
+    nb = _blob(n, 8.0, 36.0, 1.5, 80.0)
+    m = detect_neighbours(cube + nb[None], ivar, red=2)
+    assert m[8, 36] and not m[23, 30] and not m[23, 17]
+
+
 def test_isolated_neighbour_is_masked_with_growth():
     cube, ivar = _scene([(23.5, 23.5, 3.0, 30.0), (8.0, 8.0, 1.5, 30.0)])
     m = detect_neighbours(cube, ivar, grow=2)

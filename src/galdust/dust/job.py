@@ -72,7 +72,7 @@ def prepare(obs: Observation, *, mask: np.ndarray | None = None, detect: bool = 
         else:
             raise InputError(f"{obs.source}: mask of shape {mask.shape} does not match the image {obs.shape}")
     if detect:
-        nb_mask = detect_neighbours(Y, ivar, nsig=nsig)
+        nb_mask = detect_neighbours(Y, ivar, nsig=nsig, red=int(np.argmax(obs.wave_eff)) if nb > 1 else None)
         ivar[:, nb_mask] = 0.0
         m2 |= nb_mask
     m2 |= np.all(ivar <= 0, axis=0)

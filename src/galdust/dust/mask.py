@@ -11,7 +11,13 @@ The fit models one galaxy; other sources in the cutout must not be explained by 
 5. the *target* is the peak whose basin holds the cutout's centre (else the peak closest to it);
    other peaks are merged into the target when they are not separated from it by a saddle: along
    the straight line between the two peaks the S/N never drops below ``saddle`` × the lower peak
-   (clumps and arms of the target itself are kept this way);
+   (clumps and arms of the target itself are kept this way). With ``red`` (the index of the
+   reddest band) a peak must also be separated in that band's own S/N image, by a saddle below
+   ``saddle_red`` (0.15) × the lower peak: dust lanes and the gaps between spiral arms and clumps
+   are shallow in the red (at 1 µm the attenuation is a fifth of that at λ₀), while the sky
+   between two sources is dark in every band. Without it, 17 of 48 simulated single galaxies
+   (development seed 2001, peak S/N 50, griz + J) had more than 1 % of their own light masked;
+   with it, 4;
 6. the remaining basins (other sources), grown by ``grow`` pixels but not into the target's own
    basin, are masked (weight zero).
 
@@ -72,7 +78,7 @@ def _separated(snr, p, q, saddle: float) -> bool:
 
 
 def segment(cube, ivar, *, nsig: float = 4.0, smooth: float = 1.0, min_area: int = 5, saddle: float = 0.5,
-            centre: tuple[float, float] | None = None):
+            centre: tuple[float, float] | None = None, red: int | None = None, saddle_red: float = 0.15):
     """(target mask, neighbour mask before growing, S/N image)."""
     cube, ivar = np.asarray(cube, float), np.asarray(ivar, float)
     ny, nx = cube.shape[-2:]
@@ -92,7 +98,13 @@ def segment(cube, ivar, *, nsig: float = 4.0, smooth: float = 1.0, min_area: int
         d2 = [((p // nx) - cy) ** 2 + ((p % nx) - cx) ** 2 for p in peaks]
         c = peaks[int(np.argmin(d2))]
     pc = divmod(int(c), nx)
-    target_peaks = [c] + [p for p in peaks if p != c and not _separated(snr, pc, divmod(int(p), nx), saddle)]
+    snr_red = None if red is None else snr_image(cube[red : red + 1], ivar[red : red + 1], smooth)
+
+    def apart(p):
+        q = divmod(int(p), nx)
+        return _separated(snr, pc, q, saddle) and (snr_red is None or _separated(snr_red, pc, q, saddle_red))
+
+    target_peaks = [c] + [p for p in peaks if p != c and not apart(p)]
     target = np.isin(basin, target_peaks)
     others = detected & ~target
     return target, others, snr
@@ -100,10 +112,12 @@ def segment(cube, ivar, *, nsig: float = 4.0, smooth: float = 1.0, min_area: int
 
 def detect_neighbours(cube: np.ndarray, ivar: np.ndarray, *, nsig: float = 4.0, smooth: float = 1.0,
                       grow: int = 2, min_area: int = 5, saddle: float = 0.5,
-                      centre: tuple[float, float] | None = None) -> np.ndarray:
-    """Boolean (ny, nx) mask of pixels belonging to neighbouring sources (True = masked)."""
+                      centre: tuple[float, float] | None = None, red: int | None = None,
+                      saddle_red: float = 0.15) -> np.ndarray:
+    """Boolean (ny, nx) mask of pixels belonging to neighbouring sources (True = masked); ``red``:
+    index of the reddest band (see the module docstring)."""
     target, others, _ = segment(cube, ivar, nsig=nsig, smooth=smooth, min_area=min_area, saddle=saddle,
-                                centre=centre)
+                                centre=centre, red=red, saddle_red=saddle_red)
     if grow > 0 and others.any():
         others = ndimage.binary_dilation(others, structure=np.ones((3, 3)), iterations=grow) & ~target
     return others
