@@ -42,7 +42,7 @@ compensated. Alone, on noisy data, it was worse: with ``a_scale = 0.1`` a dust-f
 (peak S/N 100) got a light-weighted A_λ₀ of 0.71 mag with it and 0.01 without, because noise
 clipped at A = 0 turns into positive dust. The price of the exponential prior is measured: on
 galaxies with real dust it shrinks A strongly (on the evaluation at peak S/N 50, red start, the fit
-recovers a median 14–36 % of the light-weighted A_V of galaxies with A_V > 0.1 and f < 0.9), and it
+recovers a median 13–38 % of the light-weighted A_V of galaxies with A_V > 0.1 and f < 0.9), and it
 pins δ at the steep end (−1), where a colour costs the least A.
 
 :data:`LEVEL_GAUGE` (``galdust fit --dust-level gauge``) is the alternative that works on
