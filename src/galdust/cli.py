@@ -431,6 +431,7 @@ def evaluate_dust(
                                         priors=pr == "on", seed=seed, batch_size=batch_size,
                                         fitter=fitters[pr])
                     dt = time.perf_counter() - t0
+                    r = [dict(x, setting=pr) for x in r]  # on, off or gauge (``priors`` is a bool)
                     rows += r
                     ok = [x for x in r if not x["error"]]
                     cov = np.array([x["covfrac"] for x in ok])
