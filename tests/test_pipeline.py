@@ -282,3 +282,20 @@ def test_posterior_run_rows_are_the_same_whatever_the_batching(tmp_path, cluster
             assert lo < mid < hi, (name, p)
             assert b[name][f"{p}_p50"] == pytest.approx(mid, abs=1e-5)  # each object's key is its own
         assert 0.0 <= a[name]["z_p50"] < 0.4
+
+
+def test_run_fit_dust_level_gauge_matches_galdust_fit(tmp_path, good_inputs, cluster, capsys):
+    """``galdust run fit --dust-level gauge`` fits as ``galdust fit --dust-level gauge`` does."""
+    out = tmp_path / "run"
+    common = ["--max-iter", "30", "--no-detect", "--dust-level", "gauge"]
+    assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(out), "--scheduler",
+                 cluster.scheduler_address, "--quiet", *common]) == 0
+    assert main(["fit", str(good_inputs[0]), "--out", str(tmp_path / "single"), "--quiet", *common]) == 0
+    with fits.open(out / "g0.dust.fits") as a, fits.open(tmp_path / "single" / "g0.dust.fits") as b:
+        assert a[0].header["NITER"] == b[0].header["NITER"]  # dust-free + dust iterations
+        assert a[0].header["AV_LW"] == pytest.approx(b[0].header["AV_LW"], abs=1e-6)
+        np.testing.assert_allclose(a["AV"].data, b["AV"].data, atol=1e-4)  # float32, batched differently
+    capsys.readouterr()
+    assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(tmp_path / "r2"), "--dust-level",
+                 "deep"]) == 2
+    assert "unknown --dust-level 'deep'" in capsys.readouterr().err

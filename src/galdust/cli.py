@@ -1103,7 +1103,9 @@ def run_cmd(
                                                                                   "the vmapped batch; fir-map 1; "
                                                                                   "posterior 256).")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Re-attempt inputs with an error row.")] = False,
-    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="fit: iteration limit of the dust fit.")] = 300,
+    max_iter: Annotated[Optional[int], typer.Option("--max-iter", min=1, help="fit: iteration limit of the dust fit "
+                                                    "(default 300; 1000 with --dust-level gauge).")] = None,
+    dust_level: Annotated[str, typer.Option("--dust-level", help="fit: 'shrink' or 'gauge', as in galdust fit.")] = "shrink",
     start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
     no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,
     no_psf: Annotated[bool, typer.Option("--no-psf", help="fit: ignore input PSFs.")] = False,
@@ -1130,7 +1132,7 @@ def run_cmd(
     if task not in TASKS:
         raise UserError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
     opts = {"fit": dict(max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
-                        detect=not no_detect, plot=plot),
+                        detect=not no_detect, plot=plot, dust_level=dust_level),
             "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot,
                             exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
@@ -1143,6 +1145,8 @@ def run_cmd(
     try:
         if task == "fit":
             choose_start([1.0], start)
+            if dust_level not in ("shrink", "gauge"):
+                raise ValueError(f"unknown --dust-level {dust_level!r} (shrink, gauge)")
         if model is not None and not model.exists():
             raise ValueError(f"{model}: no such model")
         job = get_task(task, **opts)

@@ -31,14 +31,20 @@ def _one_line(e: BaseException) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _dust_fitter(max_iter: int, priors: bool, start: str, use_psf: bool, detect: bool, batch_size: int):
-    """One fitter per worker process and option set (loads the priors once)."""
+def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, detect: bool, batch_size: int,
+                 dust_level: str = "shrink"):
+    """One fitter per worker process and option set (loads the priors once). ``dust_level`` 'gauge' is
+    ``galdust fit --dust-level gauge`` (no learned priors); ``max_iter`` None is the level's default."""
     import dataclasses
 
-    from ..dust.fit import FitConfig
+    from ..dust.fit import LEVEL_GAUGE, FitConfig
     from ..dust.job import DustFitter
 
-    cfg = dataclasses.replace(FitConfig(), max_iter=max_iter, use_priors=priors)
+    if dust_level not in ("shrink", "gauge"):
+        raise ValueError(f"unknown dust level {dust_level!r} (shrink, gauge)")
+    cfg = FitConfig(**LEVEL_GAUGE) if dust_level == "gauge" else FitConfig()
+    priors = priors and dust_level == "shrink"
+    cfg = dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter, use_priors=priors)
     kw = dict(cfg=cfg, start=start, use_psf=use_psf, batch_size=batch_size, detect=detect)
     return DustFitter.with_priors(**kw) if priors else DustFitter(**kw)
 
@@ -47,9 +53,10 @@ def _dust_fitter(max_iter: int, priors: bool, start: str, use_psf: bool, detect:
 class FitTask:
     """``galdust fit`` per object: NAME.dust.fits + NAME.json (+ NAME.png with ``plot``)."""
 
-    max_iter: int = 300
+    max_iter: int | None = None  # None: the dust level's default (300 shrink, 1000 gauge)
     priors: bool = True
     start: str = "auto"
+    dust_level: str = "shrink"
     use_psf: bool = True
     detect: bool = True
     plot: bool = False
@@ -62,7 +69,7 @@ class FitTask:
 
     def options(self) -> dict:
         return dict(max_iter=self.max_iter, priors=self.priors, start=self.start, use_psf=self.use_psf,
-                    detect=self.detect, plot=self.plot)
+                    detect=self.detect, plot=self.plot, dust_level=self.dust_level)
 
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
         from .runner import discover
@@ -90,7 +97,7 @@ class FitTask:
                 rows[k] = dict(status="error", error=_one_line(e))
         if obs:
             fitter = _dust_fitter(self.max_iter, self.priors, self.start, self.use_psf, self.detect,
-                                  self.batch_size)
+                                  self.batch_size, self.dust_level)
             results = fitter.fit(obs)
             for k, o, res in zip(where, obs, results):
                 if isinstance(res, Exception):
