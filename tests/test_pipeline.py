@@ -299,3 +299,10 @@ def test_run_fit_dust_level_gauge_matches_galdust_fit(tmp_path, good_inputs, clu
     assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(tmp_path / "r2"), "--dust-level",
                  "deep"]) == 2
     assert "unknown --dust-level 'deep'" in capsys.readouterr().err
+
+
+def test_fit_task_options_resolve_the_level_defaults():
+    assert FitTask().options()["max_iter"] == 300 and "dust_level" not in FitTask().options()
+    o = FitTask(dust_level="gauge").options()
+    assert o["max_iter"] == 1000 and o["dust_level"] == "gauge"
+    assert FitTask(max_iter=50, dust_level="gauge").options()["max_iter"] == 50

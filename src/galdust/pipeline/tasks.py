@@ -68,8 +68,12 @@ class FitTask:
               ("converged", pa.bool_()), ("start", pa.string())]
 
     def options(self) -> dict:
-        return dict(max_iter=self.max_iter, priors=self.priors, start=self.start, use_psf=self.use_psf,
-                    detect=self.detect, plot=self.plot, dust_level=self.dust_level)
+        from ..dust.fit import LEVEL_GAUGE, FitConfig
+
+        gauge = self.dust_level == "gauge"
+        o = dict(max_iter=self.max_iter or (LEVEL_GAUGE["max_iter"] if gauge else FitConfig().max_iter),
+                 priors=self.priors, start=self.start, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
+        return dict(o, dust_level=self.dust_level) if gauge else o  # as before the option: old runs resume
 
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
         from .runner import discover
