@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..physics.psf import convolve_fft
+from ..physics.psf import convolve_fft, gaussian_psf
 from .init import blue_start, footprint, red_start
 from .model import D_MIN, DELTA_RANGE, DustModel, DustParams
 
@@ -162,13 +162,10 @@ def _weighted_quantile(x, w, q):
 
 
 def _smooth(A, sigma: float):
+    """A map convolved with a unit-sum Gaussian of ``sigma`` pixels (zero outside the map)."""
     if sigma <= 0:
         return A
-    r = int(np.ceil(3 * sigma))
-    x = np.arange(-r, r + 1)
-    g = np.exp(-0.5 * (x / sigma) ** 2)
-    k = jnp.asarray(np.outer(g, g) / np.sum(g) ** 2, A.dtype)
-    return jax.scipy.signal.convolve2d(A, k, mode="same")
+    return convolve_fft(A, jnp.asarray(gaussian_psf(2.0 * np.sqrt(2.0 * np.log(2.0)) * sigma)[0], A.dtype))
 
 
 def _project(q: _Free, K, fp, gauge_q: float, a_min: float = 0.0, gauge_smooth: float = 0.0, seen=None) -> _Free:
@@ -191,12 +188,10 @@ def _project(q: _Free, K, fp, gauge_q: float, a_min: float = 0.0, gauge_smooth: 
 
 
 def _predict(model: DustModel, q: _Free, dust: bool):
-    """The model cube from the fit's coordinates. Unlike :class:`DustModel` (whose D ≤ 1), a
-    negative A (D > 1) is honoured here, so that ``a_min`` < 0 lets noise average out."""
+    """The model cube from the fit's coordinates; a negative A (D > 1) is honoured here, so that
+    ``a_min`` < 0 lets noise average out (:meth:`DustModel.transmission_from_A`)."""
     y = model.host(_to_params(q))
-    if dust:
-        y = y * jnp.exp(-_LN10_04 * model.K(q.delta)[:, None, None] * q.A[None])
-    return y if model.psf is None else convolve_fft(y, model.psf)
+    return model.observe(y * model.transmission_from_A(q.A, q.delta) if dust else y)
 
 
 def _laplacian_penalty(A):

@@ -46,15 +46,22 @@ class DustModel(eqx.Module):
         D = jnp.clip(p.D, D_MIN, 1.0)
         return jnp.exp(self.K(p.delta)[:, None, None] * jnp.log(D)[None])
 
+    def transmission_from_A(self, A, delta):
+        """10^(−0.4 K_b(δ) A) for an A map [mag at λ₀], (n_band, H, W). Unlike :meth:`transmission`
+        (D ≤ 1), A < 0 is honoured: the fit lets A dip below 0 so that noise averages out."""
+        return jnp.exp(-0.4 * jnp.log(10.0) * self.K(delta)[:, None, None] * A[None])
+
     def host(self, p: DustParams):
         """Unattenuated host cube F_b S (before the PSF)."""
         return jnp.exp(p.log_F)[:, None, None] * p.S[None]
 
+    def observe(self, y):
+        """The PSF applied to a model cube (the identity without a PSF)."""
+        return y if self.psf is None else convolve_fft(y, self.psf)
+
     def __call__(self, p: DustParams, *, dust: bool = True):
         y = self.host(p)
-        if dust:
-            y = y * self.transmission(p)
-        return y if self.psf is None else convolve_fft(y, self.psf)
+        return self.observe(y * self.transmission(p) if dust else y)
 
     def av_map(self, p: DustParams):
         """A_V (mag at 0.551 µm) per pixel from D and δ."""
