@@ -111,6 +111,7 @@ def test_train_vaenf_on_two_tables_keeps_a_given_vae(tmp_path, capsys):
     assert main(args + ["--init-vae", str(init)]) == 0
     got, meta = load_vaenf(out)
     assert meta["n_train"] == 50 and meta["vae_from"] == str(init) and len(meta["sims"]) == 2
+    assert meta["sims_provenance"] == [None, None]  # tables not written by galdust simulate-sed
     assert meta["config"]["latent"] == 4 and meta["config"]["flow"]["width"] == 8
     for a, b in zip(jax_leaves(got.vae), jax_leaves(m.vae)):
         assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -51,6 +51,11 @@ def test_simulate_sed_cli_writes_a_table(tmp_path, capsys):
     t = pq.read_table(out)
     assert t.num_rows == 50 and {"name", "flux_sdss_r", "flux_err_sdss_r", "log_mstar", "dn4000", "halpha"} <= set(
         t.column_names)
+    from galdust.posterior.data import sims_provenance
+
+    prov = sims_provenance([out])[0]  # how the table was made travels with it (model sidecars copy it)
+    assert prov["n"] == 50 and prov["seed"] == 4 and prov["kept"] == 50 and prov["images"] is False
+    assert prov["bands"] == ["sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"] and prov["r_limit"] is None
     assert main(["simulate-sed", "--n", "5", "--out", str(out)]) == 2  # exists
     assert main(["simulate-sed", "--n", "5", "--bands", "wise_w4", "--out", str(tmp_path / "x.parquet")]) == 2
     assert "6 µm" in capsys.readouterr().err

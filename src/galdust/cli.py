@@ -221,9 +221,17 @@ def simulate_sed(
 
             pcsv.write_csv(table, tmp)
         else:
+            import json
+
             import pyarrow.parquet as pq
 
-            pq.write_table(table, tmp)
+            from . import __version__
+            from .weights import git_commit
+
+            # how the table was made, so that the sidecars of models trained on it can say so
+            prov = dict(command="galdust simulate-sed", n=n, seed=seed, bands=list(band_list), images=images,
+                        r_limit=r_limit, kept=int(len(keep)), galdust_version=__version__, commit=git_commit())
+            pq.write_table(table.replace_schema_metadata({"galdust": json.dumps(prov)}), tmp)
     typer.echo(f"simulated {n} galaxies in {dt:.1f} s ({n / dt:.0f}/s), kept {len(keep)} -> {out}"
                + (f" + {out.with_suffix('.images.npy')}" if images else ""))
 
@@ -744,7 +752,7 @@ def posterior_train(
     import numpy as np
 
     from .posterior.cfm import train_cfm
-    from .posterior.data import read_simulations
+    from .posterior.data import read_simulations, sims_provenance
     from .posterior.model import build, luptitudes, save_model
     from .simulate.sed import SDSS_SKY_NMGY
 
@@ -806,7 +814,8 @@ def posterior_train(
                                                                       for h in hist]
         dt = time.perf_counter() - t0
         dt += init_meta.get("train_seconds", 0.0) if init is not None else 0.0
-        save_image_model(out, model, dict(sims=[str(p) for p in sims], n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
+        save_image_model(out, model, dict(sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
+                                          n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
                                           steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1), init=str(init),
                                           warm_start=None if warm_start is None else str(warm_start),
                                           best_val_loss=min(h[2] for h in hist), history=hist))
@@ -822,7 +831,8 @@ def posterior_train(
                           progress=prog)
     model = eqx_replace_velocity(model, vel)
     dt = time.perf_counter() - t0
-    save_model(out, model, dict(kind="cfm-photometry", sims=[str(p) for p in sims], n_train=int(keep.sum()), r_limit=r_limit,
+    save_model(out, model, dict(kind="cfm-photometry", sims=[str(p) for p in sims],
+                                sims_provenance=sims_provenance(sims), n_train=int(keep.sum()), r_limit=r_limit,
                                 seed=seed, steps=hist[-1][0], train_seconds=round(dt, 1),
                                 best_val_loss=min(h[2] for h in hist), history=hist))
     typer.echo(f"trained on {int(keep.sum())} simulated galaxies in {dt:.0f} s ({hist[-1][0]} steps) -> {out}")
@@ -857,7 +867,7 @@ def posterior_train_vaenf(
     import jax.random as jr
     import numpy as np
 
-    from .posterior.data import read_simulations
+    from .posterior.data import read_simulations, sims_provenance
     from .posterior.vaenf import (LINES, PROPS_NF, VAE, VAENFModel, censor_lines, encode_means, make_flow,
                                   photometric_features, save_vaenf, train_flow, train_vae)
     from .simulate.sed import SDSS_SKY_NMGY
@@ -914,7 +924,8 @@ def posterior_train_vaenf(
     model = VAENFModel(vae, fp, fl, stats, PROPS_NF, tuple(cat.bands), soft, sig, colours=True)
     cfg = dict(props=list(PROPS_NF), bands=list(cat.bands), soft=list(soft), image_sigma=list(sig), latent=latent,
                vae_channels=list(ch), flow=flow_cfg, beta=beta, colours=True)
-    save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
+    save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
+                                n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
                                 vae_history=vh, vae_val_mse=vh[-1][3], vae_seconds=round(t_vae, 1),
                                 vae_from=str(init_vae) if init_vae is not None else None,
                                 flow_props=hp, flow_lines=hl, flow_seconds=round(t_flow, 1),
@@ -941,7 +952,7 @@ def posterior_distill(
     import jax.random as jr
     import numpy as np
 
-    from .posterior.data import read_catalog
+    from .posterior.data import read_catalog, sims_provenance
     from .posterior.model import load_model, luptitudes
     from .posterior.onestep import distill_sampler, save_onestep
 
@@ -960,6 +971,7 @@ def posterior_distill(
                               teacher_steps=teacher_steps, progress=prog)
     dt = time.perf_counter() - t0
     save_onestep(out, m, dict(teacher=model.name, teacher_sha256=tmeta.get("sha256"), sims=str(sims),
+                                 sims_provenance=sims_provenance([sims])[0],
                               n_conditions=int(keep.sum()), r_limit=r_limit, pairs=pairs, steps=steps,
                               teacher_steps=teacher_steps, seed=seed, train_seconds=round(dt, 1),
                               best_val_loss=min(h[2] for h in hist), history=hist))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..io import InputError
 
-__all__ = ["Catalog", "read_catalog", "read_simulations", "StackedImages", "SDSS_BANDS"]
+__all__ = ["Catalog", "read_catalog", "read_simulations", "sims_provenance", "StackedImages", "SDSS_BANDS"]
 
 SDSS_BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
@@ -113,6 +113,23 @@ class StackedImages:
             sel = which == k
             out[sel] = self.arrays[k][idx[sel] - self.offsets[k]]
         return out[0] if scalar else out
+
+
+def sims_provenance(paths) -> list[dict | None]:
+    """Per simulated table, how ``galdust simulate-sed`` made it (n, seed, bands, images, r_limit,
+    rows kept, version, commit: the Parquet metadata it writes), or None (a CSV, an older table)."""
+    import json
+
+    out = []
+    for p in paths:
+        meta = None
+        if Path(p).suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(p).metadata or {}).get(b"galdust")
+            meta = json.loads(raw) if raw else None
+        out.append(meta)
+    return out
 
 
 def read_simulations(paths, images: bool = False, bands=SDSS_BANDS):
