@@ -106,7 +106,7 @@ class FitConfig:
     prior_every: int = 3  # evaluate the learned priors' scores once per this many Adam steps
     a_min: float = 0.0  # lower bound of A during the fit (< 0: noise is not clipped into positive dust)
     gauge_smooth: float = 0.0  # Gaussian σ (px) of the A map whose light quantile sets the gauge
-    polish_iter: int = 0  # after the final clip to A ≥ 0: F and S refitted with the dust map fixed
+    polish_iter: int = 0  # after the final clip to A ≥ 0: F and S refitted with the dust map fixed (kept if χ² falls)
 
 
 #: the "gauge" way to fix the dust level (opt-in, ``galdust fit --dust-level gauge``): A may dip
@@ -114,8 +114,9 @@ class FitConfig:
 #: dust; a Laplacian penalty smooths the map; after every step a uniform screen is removed so that
 #: the least-attenuated 10 % of the host light (A smoothed by a 2-px Gaussian) is dust-free; no
 #: exponential prior on A, no learned dust prior; after the final clip to A ≥ 0 (the product has
-#: D ≤ 1), F and S are refitted for 200 small steps under the clipped map (``polish_iter``), so
-#: that the clip does not leave the dust fit worse than the dust-free one. Measured in
+#: D ≤ 1), F and S are refitted for 200 small steps under the clipped map (``polish_iter``; kept
+#: where it lowers χ²), so that the clip does not leave the dust fit worse than the dust-free one.
+#: Measured in
 #: docs/eval_dust.md: it removes the
 #: default's shrinkage of real dust (isochromatic hosts) but reads the colour gradients of fiducial
 #: hosts (red bulge, blue disk) as dust.
@@ -305,8 +306,11 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     q = q._replace(A=jnp.clip(q.A, 0.0, A_MAX))  # the product: D ≤ 1
     if cfg.polish_iter > 0:  # 3) F and S refitted under the clipped dust map, with small steps (a fresh
         # Adam's first steps move every parameter by its full step size, noise-dominated pixels included)
-        q, n_p, _ = _run(model, Y, ivar, q, cfg, fp, True, host_score, None, cfg.polish_iter, fit_dust=False,
-                         lr_scale=0.1)
+        qp, n_p, _ = _run(model, Y, ivar, q, cfg, fp, True, host_score, None, cfg.polish_iter, fit_dust=False,
+                          lr_scale=0.1)
+        # kept only where it lowers χ² (a fit that went wrong, e.g. δ at its bound, can get worse)
+        better = reduced_chi2(model, _to_params(qp), Y, ivar) < reduced_chi2(model, _to_params(q), Y, ivar)
+        q = jax.tree.map(lambda a, b: jnp.where(better, a, b), qp, q)
         n = n + n_p
     p = _to_params(q)
     return dict(params=p, chi2=reduced_chi2(model, p, Y, ivar), chi2_nd=chi2_nd, n_iter=n + n_nd,
