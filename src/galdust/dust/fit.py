@@ -106,7 +106,7 @@ class FitConfig:
     prior_every: int = 3  # evaluate the learned priors' scores once per this many Adam steps
     a_min: float = 0.0  # lower bound of A during the fit (< 0: noise is not clipped into positive dust)
     gauge_smooth: float = 0.0  # Gaussian σ (px) of the A map whose light quantile sets the gauge
-    polish_iter: int = 0  # after the final clip to A ≥ 0: F and S refitted with the dust map fixed (kept if χ² falls)
+    polish_iter: int = 0  # after the final clip to A ≥ 0: F, S refitted under the fixed dust map (kept if χ² falls)
 
 
 #: the "gauge" way to fix the dust level (opt-in, ``galdust fit --dust-level gauge``): A may dip
@@ -205,7 +205,8 @@ def _laplacian_penalty(A):
 
 
 def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
-         host_score: Callable | None, dust_score: Callable | None, max_iter: int, fit_dust: bool | None = None, lr_scale: float = 1.0):
+         host_score: Callable | None, dust_score: Callable | None, max_iter: int, fit_dust: bool | None = None,
+         lr_scale: float = 1.0):
     """Adam on the free parameters. ``dust``: the model attenuates; ``fit_dust`` (default: ``dust``):
     A and δ are fitted (False with ``dust``: F and S under a fixed dust map); ``lr_scale`` scales the
     step sizes of F and S."""
