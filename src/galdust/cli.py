@@ -308,7 +308,7 @@ def fit(
     """Fit the joint galaxy-dust model to each input: writes NAME.dust.fits and NAME.json (and NAME.png)."""
     import dataclasses
 
-    from .dust.fit import LEVEL_GAUGE, FitConfig
+    from .dust.fit import level_config
     from .dust.init import choose_start
     from .dust.job import DustFitter
     from .dust.products import check_free, output_paths, plot_fit, write_dust_fits, write_json
@@ -318,8 +318,10 @@ def fit(
         choose_start([1.0], start)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if dust_level not in ("shrink", "gauge"):
-        raise UserError(f"unknown --dust-level {dust_level!r} (shrink, gauge)")
+    try:
+        level_cfg = level_config(dust_level)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     no_priors = no_priors or dust_level == "gauge"
     band_list = [b.strip() for b in bands.split(",")] if bands else None
     user_mask = _read_mask(mask) if mask is not None else None
@@ -336,8 +338,7 @@ def fit(
         except Exception as e:  # noqa: BLE001 - reported, others go on
             failures.append((inp, _one_line(e)))
     if obs_list:
-        cfg = FitConfig(**LEVEL_GAUGE) if dust_level == "gauge" else FitConfig()
-        cfg = dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter, use_priors=not no_priors)
+        cfg = dataclasses.replace(level_cfg, max_iter=max_iter or cfg.max_iter, use_priors=not no_priors)
         fitter = (DustFitter(cfg=cfg, start=start, use_psf=not no_psf, batch_size=min(batch_size, len(obs_list)),
                              detect=not no_detect) if no_priors else
                   DustFitter.with_priors(cfg=cfg, start=start, use_psf=not no_psf,
@@ -410,7 +411,7 @@ def evaluate_dust(
     import numpy as np
 
     from .dust.evaluate import evaluate_config, format_table, summarise
-    from .dust.fit import LEVEL_GAUGE, FitConfig
+    from .dust.fit import level_config
     from .dust.job import DustFitter
     from .io import atomic_path
 
@@ -428,7 +429,7 @@ def evaluate_dust(
         if pr not in ("on", "off", "gauge"):
             raise UserError(f"unknown priors setting {pr!r} (on, off, gauge)")
     fitters = {"on": DustFitter.with_priors() if "on" in _csv_list(priors) else None, "off": None,
-               "gauge": DustFitter(cfg=FitConfig(**LEVEL_GAUGE))}
+               "gauge": DustFitter(cfg=level_config("gauge"))}
     rows, blocks = [], []
     for pr in _csv_list(priors):
         for st in _csv_list(starts):
@@ -971,7 +972,7 @@ def posterior_distill(
                               teacher_steps=teacher_steps, progress=prog)
     dt = time.perf_counter() - t0
     save_onestep(out, m, dict(teacher=model.name, teacher_sha256=tmeta.get("sha256"), sims=str(sims),
-                                 sims_provenance=sims_provenance([sims])[0],
+                              sims_provenance=sims_provenance([sims])[0],
                               n_conditions=int(keep.sum()), r_limit=r_limit, pairs=pairs, steps=steps,
                               teacher_steps=teacher_steps, seed=seed, train_seconds=round(dt, 1),
                               best_val_loss=min(h[2] for h in hist), history=hist))
@@ -1135,6 +1136,7 @@ def run_cmd(
 ):
     """Run a job over many inputs on Dask: resumable (re-run the same command), one row per input in
     OUT/catalog.parquet, bad inputs recorded as error rows while the run goes on."""
+    from .dust.fit import level_config
     from .dust.init import choose_start
     from .pipeline.runner import RunError, local_cluster, prepare_out, run
     from .pipeline.tasks import TASKS, get_task
@@ -1157,8 +1159,7 @@ def run_cmd(
     try:
         if task == "fit":
             choose_start([1.0], start)
-            if dust_level not in ("shrink", "gauge"):
-                raise ValueError(f"unknown --dust-level {dust_level!r} (shrink, gauge)")
+            level_config(dust_level)  # a one-line error before the cluster starts
         if model is not None and not model.exists():
             raise ValueError(f"{model}: no such model")
         job = get_task(task, **opts)

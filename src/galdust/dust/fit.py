@@ -76,7 +76,7 @@ from ..physics.psf import convolve_fft, gaussian_psf
 from .init import blue_start, footprint, red_start
 from .model import D_MIN, DELTA_RANGE, DustModel, DustParams
 
-__all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX", "LEVEL_GAUGE"]
+__all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX", "LEVEL_GAUGE", "DUST_LEVELS", "level_config"]
 
 _LN10_04 = 0.4 * jnp.log(10.0)
 A_MAX = float(-2.5 * jnp.log10(D_MIN))
@@ -116,12 +116,19 @@ class FitConfig:
 #: exponential prior on A, no learned dust prior; after the final clip to A ≥ 0 (the product has
 #: D ≤ 1), F and S are refitted for 200 small steps under the clipped map (``polish_iter``; kept
 #: where it lowers χ²), so that the clip does not leave the dust fit worse than the dust-free one.
-#: Measured in
-#: docs/eval_dust.md: it removes the
-#: default's shrinkage of real dust (isochromatic hosts) but reads the colour gradients of fiducial
-#: hosts (red bulge, blue disk) as dust.
+#: Measured in docs/eval_dust.md: it removes the default's shrinkage of real dust (isochromatic
+#: hosts) but reads the colour gradients of fiducial hosts (red bulge, blue disk) as dust.
 LEVEL_GAUGE = dict(a_scale=0.0, a_min=-3.0, gauge_q=0.1, gauge_smooth=2.0, smooth=30.0, lr_A=0.1,
                    max_iter=1000, min_iter=1000, use_priors=False, polish_iter=200)
+#: ``--dust-level`` names: 'shrink' is the default :class:`FitConfig`, 'gauge' is :data:`LEVEL_GAUGE`
+DUST_LEVELS = ("shrink", "gauge")
+
+
+def level_config(level: str) -> "FitConfig":
+    """The :class:`FitConfig` of a ``--dust-level`` name (ValueError for an unknown one)."""
+    if level not in DUST_LEVELS:
+        raise ValueError(f"unknown --dust-level {level!r} ({', '.join(DUST_LEVELS)})")
+    return FitConfig(**LEVEL_GAUGE) if level == "gauge" else FitConfig()
 
 LOG_S_MIN = float(jnp.log(1e-6))
 

@@ -37,12 +37,10 @@ def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, 
     ``galdust fit --dust-level gauge`` (no learned priors); ``max_iter`` None is the level's default."""
     import dataclasses
 
-    from ..dust.fit import LEVEL_GAUGE, FitConfig
+    from ..dust.fit import level_config
     from ..dust.job import DustFitter
 
-    if dust_level not in ("shrink", "gauge"):
-        raise ValueError(f"unknown dust level {dust_level!r} (shrink, gauge)")
-    cfg = FitConfig(**LEVEL_GAUGE) if dust_level == "gauge" else FitConfig()
+    cfg = level_config(dust_level)
     priors = priors and dust_level == "shrink"
     cfg = dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter, use_priors=priors)
     kw = dict(cfg=cfg, start=start, use_psf=use_psf, batch_size=batch_size, detect=detect)
@@ -68,10 +66,10 @@ class FitTask:
               ("converged", pa.bool_()), ("start", pa.string())]
 
     def options(self) -> dict:
-        from ..dust.fit import LEVEL_GAUGE, FitConfig
+        from ..dust.fit import level_config
 
         gauge = self.dust_level == "gauge"
-        o = dict(max_iter=self.max_iter or (LEVEL_GAUGE["max_iter"] if gauge else FitConfig().max_iter),
+        o = dict(max_iter=self.max_iter or level_config(self.dust_level).max_iter,
                  priors=self.priors, start=self.start, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
         return dict(o, dust_level=self.dust_level) if gauge else o  # as before the option: old runs resume
 
