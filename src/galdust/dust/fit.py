@@ -181,7 +181,13 @@ def _smooth(A, sigma: float):
 
 
 def _project(q: _Free, K, fp, gauge_q: float, a_min: float = 0.0, gauge_smooth: float = 0.0, seen=None) -> _Free:
-    m = jnp.max(q.log_S)
+    # S peaks at 1 among the pixels with data (``seen``; all pixels where none has), and is capped
+    # there elsewhere: the peak of S sets the scale of F, so it must not sit where nothing is measured
+    if seen is None:
+        m = jnp.max(q.log_S)
+    else:
+        m = jnp.max(jnp.where(seen, q.log_S, -jnp.inf))
+        m = jnp.where(jnp.isfinite(m), m, jnp.max(q.log_S))
     log_F = q.log_F + m
     log_S = jnp.clip(q.log_S - m, LOG_S_MIN, 0.0)
     A = q.A
@@ -244,11 +250,20 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
             z = z._replace(A=-cfg.dust_weight * sD * (-_LN10_04 * D))
         return z
 
+    # S where no band has data: only the host prior (when on) says anything about it. Without it the
+    # likelihood reaches such pixels only through the PSF's faint wings, and Adam (steps normalised
+    # by the gradient's size) turns those tiny, steady gradients into full-size steps: S under a
+    # masked neighbour grew by e^7 over a dust fit, the peak normalisation then pushed the galaxy's
+    # own S to the floor and the fit diverged. So without the prior, S stays at its start there.
+    free_S = seen | (cfg.use_priors and host_score is not None)
+
     def step(state, pg):
         q, s, i, stable, _ = state
         g = jax.tree.map(jnp.add, jax.grad(loss)(q), pg)
         upd, s = opt.update(g, s, q)
-        new = _project(optax.apply_updates(q, upd), model.K(q.delta), fp, gauge, a_min, cfg.gauge_smooth, seen)
+        moved = optax.apply_updates(q, upd)
+        moved = moved._replace(log_S=jnp.where(free_S, moved.log_S, q.log_S))
+        new = _project(moved, model.K(q.delta), fp, gauge, a_min, cfg.gauge_smooth, seen)
         change = jnp.max(jnp.abs(new.log_F - q.log_F))
         stable = jnp.where(change < cfg.tol, stable + 1, 0)
         return new, s, i + 1, stable, change
@@ -303,13 +318,14 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     # 1) dust-free fit of F and S. Blue start: from the observed (attenuated) morphology
     S_obs = S * jnp.mean(D[None] ** K0[:, None, None], axis=0)
     S_nd0 = S_obs if start == "blue" else S
-    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0), K0, fp, 0.0)
+    seen = jnp.any(ivar > 0, axis=0)
+    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0), K0, fp, 0.0, seen=seen)
     q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter)
     p_nd = _to_params(q_nd)
     chi2_nd = reduced_chi2(model, p_nd, Y, ivar, dust=False)
     # 2) dust fit from the start's own (S, A): red = reddest band's morphology with near-zero dust,
     #    blue = the colour-corrected morphology and its first A map
-    q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0)
+    q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0, seen=seen)
     q, n, conv = _run(model, Y, ivar, q0, cfg, fp, True, host_score, dust_score, cfg.max_iter)
     q = q._replace(A=jnp.clip(q.A, 0.0, A_MAX))  # the product: D ≤ 1
     if cfg.polish_iter > 0:  # 3) F and S refitted under the clipped dust map, with small steps (a fresh
