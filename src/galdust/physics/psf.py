@@ -22,12 +22,29 @@ def gaussian_psf(fwhm, n_band: int | None = None) -> np.ndarray:
     return g / g.sum(axis=(1, 2), keepdims=True)
 
 
+def fft_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c ≥ ``n``: FFT lengths with large prime factors are slow (a 64×64
+    image with a 25-px kernel padded to n + k = 89, a prime, costs several times a length of 90)."""
+    best = 1 << max(int(n) - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def convolve_fft(img, kernel):
     """Linear (zero-padded, not circular) convolution of (..., n, m) images with centred (..., k, l)
     kernels; the output has the image's shape."""
     n, m = img.shape[-2:]
     k, l = kernel.shape[-2:]
-    fy, fx = n + k, m + l
+    fy, fx = fft_size(n + k - 1), fft_size(m + l - 1)
     F = jnp.fft.rfft2(img, s=(fy, fx)) * jnp.fft.rfft2(kernel, s=(fy, fx))
     out = jnp.fft.irfft2(F, s=(fy, fx))
     oy, ox = k // 2, l // 2
