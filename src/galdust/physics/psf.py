@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from scipy.fft import next_fast_len
 
-__all__ = ["gaussian_psf", "convolve_fft"]
+__all__ = ["gaussian_psf", "convolve_fft", "fft_size"]
 
 
 def gaussian_psf(fwhm, n_band: int | None = None) -> np.ndarray:
@@ -23,20 +24,10 @@ def gaussian_psf(fwhm, n_band: int | None = None) -> np.ndarray:
 
 
 def fft_size(n: int) -> int:
-    """The smallest 2^a 3^b 5^c ≥ ``n``: FFT lengths with large prime factors are slow (a 64×64
-    image with a 25-px kernel padded to n + k = 89, a prime, costs several times a length of 90)."""
-    best = 1 << max(int(n) - 1, 0).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best
+    """The smallest 2^a 3^b 5^c ≥ ``n`` (``scipy.fft.next_fast_len`` for real transforms): FFT
+    lengths with large prime factors are slow (a 64×64 map with the gauge smoothing's 25-px kernel
+    was padded to 89, a prime)."""
+    return next_fast_len(int(n), real=True)
 
 
 def convolve_fft(img, kernel):
