@@ -180,14 +180,12 @@ def _smooth(A, sigma: float):
     return convolve_fft(A, jnp.asarray(gaussian_psf(2.0 * np.sqrt(2.0 * np.log(2.0)) * sigma)[0], A.dtype))
 
 
-def _project(q: _Free, K, fp, gauge_q: float, a_min: float = 0.0, gauge_smooth: float = 0.0, seen=None) -> _Free:
-    # S peaks at 1 among the pixels with data (``seen``; all pixels where none has), and is capped
-    # there elsewhere: the peak of S sets the scale of F, so it must not sit where nothing is measured
-    if seen is None:
-        m = jnp.max(q.log_S)
-    else:
-        m = jnp.max(jnp.where(seen, q.log_S, -jnp.inf))
-        m = jnp.where(jnp.isfinite(m), m, jnp.max(q.log_S))
+def _project(q: _Free, K, fp, seen, gauge_q: float = 0.0, a_min: float = 0.0, gauge_smooth: float = 0.0) -> _Free:
+    """Constraints after a step; ``seen``: pixels where some band has data (ivar > 0)."""
+    # S peaks at 1 among the pixels with data (all pixels where none has), and is capped there
+    # elsewhere: the peak of S sets the scale of F, so it must not sit where nothing is measured
+    m = jnp.max(jnp.where(seen, q.log_S, -jnp.inf))
+    m = jnp.where(jnp.isfinite(m), m, jnp.max(q.log_S))
     log_F = q.log_F + m
     log_S = jnp.clip(q.log_S - m, LOG_S_MIN, 0.0)
     A = q.A
@@ -195,12 +193,12 @@ def _project(q: _Free, K, fp, gauge_q: float, a_min: float = 0.0, gauge_smooth: 
         # remove a uniform screen a0: D → D 10^{0.4 a0}, F_b → F_b 10^{−0.4 K_b a0}
         As = _smooth(jnp.where(fp, A, 0.0), gauge_smooth) / jnp.maximum(_smooth(fp.astype(A.dtype), gauge_smooth), 1e-6)
         # light of pixels with data only: S is free where every band is masked
-        w = jnp.where(fp if seen is None else fp & seen, jnp.exp(log_S), 0.0)
+        w = jnp.where(fp & seen, jnp.exp(log_S), 0.0)
         a0 = _weighted_quantile(jnp.where(fp, As, jnp.inf), w, gauge_q)
         a0 = jnp.where(jnp.isfinite(a0), a0, 0.0)
         A = A - a0
         log_F = log_F - _LN10_04 * K * a0
-    lo = a_min if seen is None else jnp.where(seen, a_min, 0.0)  # no D > 1 where there are no data
+    lo = jnp.where(seen, a_min, 0.0)  # no D > 1 where there are no data
     A = jnp.where(fp, jnp.clip(A, lo, A_MAX), 0.0)
     return _Free(log_F, log_S, A, jnp.clip(q.delta, *DELTA_RANGE))
 
@@ -263,7 +261,7 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
         upd, s = opt.update(g, s, q)
         moved = optax.apply_updates(q, upd)
         moved = moved._replace(log_S=jnp.where(free_S, moved.log_S, q.log_S))
-        new = _project(moved, model.K(q.delta), fp, gauge, a_min, cfg.gauge_smooth, seen)
+        new = _project(moved, model.K(q.delta), fp, seen, gauge, a_min, cfg.gauge_smooth)
         change = jnp.max(jnp.abs(new.log_F - q.log_F))
         stable = jnp.where(change < cfg.tol, stable + 1, 0)
         return new, s, i + 1, stable, change
@@ -319,13 +317,13 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     S_obs = S * jnp.mean(D[None] ** K0[:, None, None], axis=0)
     S_nd0 = S_obs if start == "blue" else S
     seen = jnp.any(ivar > 0, axis=0)
-    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0), K0, fp, 0.0, seen=seen)
+    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0), K0, fp, seen)
     q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter)
     p_nd = _to_params(q_nd)
     chi2_nd = reduced_chi2(model, p_nd, Y, ivar, dust=False)
     # 2) dust fit from the start's own (S, A): red = reddest band's morphology with near-zero dust,
     #    blue = the colour-corrected morphology and its first A map
-    q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, 0.0, seen=seen)
+    q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, seen)
     q, n, conv = _run(model, Y, ivar, q0, cfg, fp, True, host_score, dust_score, cfg.max_iter)
     q = q._replace(A=jnp.clip(q.A, 0.0, A_MAX))  # the product: D ≤ 1
     if cfg.polish_iter > 0:  # 3) F and S refitted under the clipped dust map, with small steps (a fresh
