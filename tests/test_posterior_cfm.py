@@ -35,7 +35,7 @@ def test_cfm_recovers_a_linear_gaussian_posterior():
     for i in range(40):
         xi = x[i]
         mu = cov @ A.T @ xi / s**2
-        smp = sample(model, xi, jr.fold_in(key, 100 + i), 2000, 50)
+        smp = sample(model, xi, jr.fold_in(key, 100 + i), 1000, 20)
         errs_mu.append(np.abs(np.array(smp.mean(0) - mu)) / np.sqrt(np.diag(cov)))
         errs_sd.append(np.array(smp.std(0)) / np.sqrt(np.diag(cov)))
         inside.append(np.abs(np.array(th[i] - smp.mean(0))) < np.array(smp.std(0)))
