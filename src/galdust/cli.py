@@ -717,7 +717,8 @@ DEFAULT_POSTERIOR = Path(__file__).resolve().parent / "data" / "posterior" / "cf
 NAMED_POSTERIORS = {"cfm-phot": DEFAULT_POSTERIOR,
                     "cfm-onestep": DEFAULT_POSTERIOR.with_name("cfm_phot_sdss_onestep.eqx"),
                     "cfm-image": DEFAULT_POSTERIOR.with_name("cfm_image.eqx"),
-                    "vae-nf": DEFAULT_POSTERIOR.with_name("vaenf.eqx")}
+                    "vae-nf": DEFAULT_POSTERIOR.with_name("vaenf.eqx"),
+                    "z-sdss": DEFAULT_POSTERIOR.with_name("z_sdss")}
 
 
 @posterior_app.command("train")
@@ -979,13 +980,58 @@ def posterior_distill(
     typer.echo(f"distilled in {dt:.0f} s -> {out}")
 
 
+@posterior_app.command("train-z")
+def posterior_train_z(
+    catalog: Annotated[Path, typer.Option("--catalog", help="SDSS table with spectroscopic Z (MODELFLUX, EXTINCTION; "
+                                                            "PETROFLUX and 2MASS J/H/K_M_EXT used when present).")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    cfm: Annotated[Optional[Path], typer.Option("--cfm", help="Photometric CFM whose posterior summary is a feature "
+                                                              "(default: the shipped cfm-phot).")] = None,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds (metrics and calibration).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")] = False,
+):
+    """Train the SDSS redshift model (xgboost quantiles on photometry + the CFM's posterior summary)."""
+    import numpy as np
+
+    from .posterior.data import read_catalog
+    from .posterior.model import load_model
+    from .posterior.redshift import cfm_features, sdss_table_features, train_redshift
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    cfm_path = cfm or DEFAULT_POSTERIOR
+    c, cmeta = load_model(cfm_path)
+    from .posterior.redshift import CFM_PROPS
+
+    if cmeta.get("kind") not in (None, "cfm-photometry") or tuple(c.props) != CFM_PROPS:
+        raise UserError(f"{cfm_path}: not a photometric CFM of {', '.join(CFM_PROPS)}")
+    X, z = sdss_table_features(catalog)
+    if z is None:
+        raise UserError(f"{catalog}: no Z column (spectroscopic redshifts) to train on")
+    cat = read_catalog(catalog, c.bands)
+    ok = np.array([not n for n in cat.notes]) & np.isfinite(z)
+    t0 = time.perf_counter()
+    Xf = np.c_[X[ok], cfm_features(c, cat.flux[ok])]
+    m = train_redshift(Xf, z[ok], seed=seed, k=folds, source=str(catalog))
+    m.meta.update(cfm=cfm_path.name, cfm_sha256=cmeta.get("sha256"), rows_skipped=int((~ok).sum()),
+                  train_seconds=round(time.perf_counter() - t0, 1))
+    m.save(out, overwrite)
+    cv = m.meta["cv"]
+    typer.echo(f"trained on {m.meta['n_train']} galaxies in {m.meta['train_seconds']:.0f} s; {folds}-fold CV: "
+               f"sigma_NMAD {cv['nmad']:.4f}, outliers {100 * cv['outliers']:.2f} %, 16-84 % coverage "
+               f"{100 * cv['coverage']:.1f} % -> {out}")
+
+
 @posterior_app.command("sample")
 def posterior_sample(
     catalog: Annotated[Path, typer.Option("--catalog", help="galdust simulator table or SDSS FITS table.")],
     out: Annotated[Path, typer.Option("--out", help="Output FITS table POST.fits.")],
     model: Annotated[Optional[Path], typer.Option("--model", help="Weights file, or a shipped model: cfm-phot "
                                                                   "(default), cfm-onestep, cfm-image, vae-nf "
-                                                                  "(the last two need --images).")] = None,
+                                                                  "(these two need --images), z-sdss (SDSS "
+                                                                  "tables: redshift from the SDSS-trained model, the "
+                                                                  "other properties from cfm-phot).")] = None,
     samples: Annotated[int, typer.Option("--samples", min=10, help="Posterior samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples (HDU SAMPLES).")] = False,
@@ -1004,6 +1050,7 @@ def posterior_sample(
     from .io import atomic_path
     from .posterior.data import read_catalog
     from .posterior.model import load_model, percentiles
+    from .posterior.redshift import RedshiftModel, cfm_features, is_redshift_model, sdss_table_features
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
@@ -1011,10 +1058,20 @@ def posterior_sample(
         model = NAMED_POSTERIORS[str(model)]
     if model is not None and not model.exists():
         raise UserError(f"{model}: no such model (or one of: {', '.join(NAMED_POSTERIORS)})")
-    m, meta = load_model(model or DEFAULT_POSTERIOR)
+    zmodel = None
+    if model is not None and is_redshift_model(model):
+        # the SDSS redshift model: z from it, the other properties from the CFM whose posterior it reads
+        zmodel = RedshiftModel.load(model)
+        m, meta = load_model(DEFAULT_POSTERIOR.with_name(zmodel.meta["cfm"]))
+    else:
+        m, meta = load_model(model or DEFAULT_POSTERIOR)
     cat = read_catalog(catalog, m.bands)
     ok = np.array([not n for n in cat.notes])
     t0 = time.perf_counter()
+    zq = None
+    if zmodel is not None:
+        X, _ = sdss_table_features(catalog)  # an InputError unless an SDSS table
+        zq = zmodel.predict(np.c_[X[ok], cfm_features(m, cat.flux[ok])])
     imgs = None
     if hasattr(m, "encoder") or hasattr(m, "vae"):
         if images is None:
@@ -1047,6 +1104,8 @@ def posterior_sample(
     else:
         pct, smp = percentiles(m, cat.flux[ok], jr.PRNGKey(seed), samples, steps, keep_samples=save_samples,
                                images=imgs)
+    if zq is not None:
+        pct[:, list(m.props).index("z"), :] = zq
     dt = time.perf_counter() - t0
     cols = {"name": cat.names}
     for j, p in enumerate(m.props):
@@ -1068,6 +1127,9 @@ def posterior_sample(
         h.header["PROPS"] = ",".join(m.props)
         hdus.append(h)
     hdus[0].header["MODEL"] = str(model or DEFAULT_POSTERIOR.name)
+    if zmodel is not None:
+        hdus[0].header["ZMODEL"] = (Path(model).name, "z from the SDSS redshift model")
+        hdus[0].header["CFMMODEL"] = (zmodel.meta["cfm"], "the other properties")
     hdus[0].header["NSAMPLE"] = samples
     hdus[0].header["RK4STEP"] = steps
     with atomic_path(out, overwrite) as tmp:
