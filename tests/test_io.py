@@ -211,3 +211,23 @@ def test_npz_without_variance_warns(shared_data):
     with pytest.warns(UserWarning, match="noise estimated"):
         obs = read_npz(shared_data / "hsc" / "hsc_cosmos.npz")
     assert (obs.ivar > 0).all()
+
+
+def test_atomic_dir_renames_only_a_finished_folder(tmp_path):
+    from galdust.io import atomic_dir
+
+    d = tmp_path / "model"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(d) as tmp:
+            (tmp / "a.json").write_text("{}")
+            raise RuntimeError("interrupted")
+    assert not d.exists() and list(tmp_path.iterdir()) == []  # nothing half-written is left
+    with atomic_dir(d) as tmp:
+        (tmp / "a.json").write_text("1")
+    assert (d / "a.json").read_text() == "1"
+    with pytest.raises(OutputExistsError):
+        with atomic_dir(d) as tmp:
+            pass
+    with atomic_dir(d, overwrite=True) as tmp:
+        (tmp / "b.json").write_text("2")
+    assert sorted(p.name for p in d.iterdir()) == ["b.json"] and len(list(tmp_path.iterdir())) == 1

@@ -144,13 +144,10 @@ class FIRModel:
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
         """Write the model folder atomically (a temporary folder renamed onto ``directory``)."""
-        import shutil
-        import tempfile
+        from ..io import atomic_dir
 
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_dir(directory, overwrite=True) as tmp:
             for t, m in self.models.items():
                 m.forest.save_model(tmp / f"{t}.forest.json")
                 m.sigma.save_model(tmp / f"{t}.sigma.json")
@@ -161,13 +158,6 @@ class FIRModel:
                 from .fast import save_fast
 
                 save_fast(tmp, self.fast, self.meta.get("fast", {}))
-            tmp.chmod(0o755)
-            if directory.exists():
-                shutil.rmtree(directory)
-            tmp.rename(directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
         return directory
 
     @classmethod

@@ -177,32 +177,17 @@ class RedshiftModel:
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         """Write the model folder (``booster.json``, xgboost JSON, and the sidecar ``z_model.json``)
         atomically: a temporary folder renamed onto ``directory``."""
-        import shutil
-        import tempfile
-
         from .. import __version__
-        from ..io import OutputExistsError
+        from ..io import atomic_dir
         from ..weights import git_commit
 
-        directory = Path(directory)
-        if directory.exists() and not overwrite:
-            raise OutputExistsError(f"{directory}: exists (use --overwrite to replace it)")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_dir(directory, overwrite) as tmp:
             self.booster.save_model(str(tmp / "booster.json"))
             meta = dict(self.meta, kind="z-sdss", features=self.features, scale=self.scale, quantiles=list(QUANTILES))
             meta.setdefault("galdust_version", __version__)
             meta.setdefault("commit", git_commit())
             (tmp / "z_model.json").write_text(json.dumps(meta, indent=1) + "\n")
-            tmp.chmod(0o755)
-            if directory.exists():
-                shutil.rmtree(directory)
-            tmp.rename(directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return directory
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> "RedshiftModel":
