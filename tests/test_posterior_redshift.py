@@ -94,9 +94,10 @@ def test_train_z_and_sample_cli(tmp_path, capsys):
     assert meta["n_train"] == 80 and meta["cfm"] == "cfm_phot_sdss.eqx" and meta["features"] == FEATURES
     out = tmp_path / "post.fits"
     assert main(["posterior", "sample", "--catalog", str(tmp_path / "test.fits"), "--out", str(out),
-                 "--model", str(tmp_path / "zm"), "--samples", "50", "--steps", "5"]) == 0
+                 "--model", str(tmp_path / "zm"), "--samples", "50", "--steps", "5", "--save-samples"]) == 0
     with fits.open(out) as h:
-        assert h[0].header["ZMODEL"] == "zm"
+        assert h[0].header["ZMODEL"] == "zm" and h[0].header["CFMMODEL"] == "cfm_phot_sdss.eqx"
+        assert h["SAMPLES"].header["ZSAMPLES"] == "cfm"  # the samples are the CFM's, the z percentiles z-sdss's
         t = Table(h["POSTERIOR"].data)
     # z columns are the redshift model's prediction on the table's features and the CFM's summary
     from galdust.cli import DEFAULT_POSTERIOR

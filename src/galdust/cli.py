@@ -996,14 +996,12 @@ def posterior_train_z(
 
     from .posterior.data import read_catalog
     from .posterior.model import load_model
-    from .posterior.redshift import cfm_features, sdss_table_features, train_redshift
+    from .posterior.redshift import CFM_PROPS, cfm_features, sdss_table_features, train_redshift
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     cfm_path = cfm or DEFAULT_POSTERIOR
     c, cmeta = load_model(cfm_path)
-    from .posterior.redshift import CFM_PROPS
-
     if cmeta.get("kind") not in (None, "cfm-photometry") or tuple(c.props) != CFM_PROPS:
         raise UserError(f"{cfm_path}: not a photometric CFM of {', '.join(CFM_PROPS)}")
     X, z = sdss_table_features(catalog)
@@ -1014,8 +1012,8 @@ def posterior_train_z(
     t0 = time.perf_counter()
     Xf = np.c_[X[ok], cfm_features(c, cat.flux[ok])]
     m = train_redshift(Xf, z[ok], seed=seed, k=folds, source=str(catalog))
-    m.meta.update(cfm=cfm_path.name, cfm_sha256=cmeta.get("sha256"), rows_skipped=int((~ok).sum()),
-                  train_seconds=round(time.perf_counter() - t0, 1))
+    m.meta.update(cfm=cfm_path.name, cfm_path=str(cfm_path.resolve()), cfm_sha256=cmeta.get("sha256"),
+                  rows_skipped=int((~ok).sum()), train_seconds=round(time.perf_counter() - t0, 1))
     m.save(out, overwrite)
     cv = m.meta["cv"]
     typer.echo(f"trained on {m.meta['n_train']} galaxies in {m.meta['train_seconds']:.0f} s; {folds}-fold CV: "
@@ -1062,7 +1060,7 @@ def posterior_sample(
     if model is not None and is_redshift_model(model):
         # the SDSS redshift model: z from it, the other properties from the CFM whose posterior it reads
         zmodel = RedshiftModel.load(model)
-        m, meta = load_model(DEFAULT_POSTERIOR.with_name(zmodel.meta["cfm"]))
+        m, meta = load_model(zmodel.cfm_path(DEFAULT_POSTERIOR.parent))
     else:
         m, meta = load_model(model or DEFAULT_POSTERIOR)
     cat = read_catalog(catalog, m.bands)
@@ -1125,6 +1123,8 @@ def posterior_sample(
         full[ok] = smp
         h = fits.ImageHDU(full, name="SAMPLES")
         h.header["PROPS"] = ",".join(m.props)
+        if zmodel is not None:
+            h.header["ZSAMPLES"] = ("cfm", "z samples: the CFM's; z_p16/50/84: z-sdss's")
         hdus.append(h)
     hdus[0].header["MODEL"] = str(model or DEFAULT_POSTERIOR.name)
     if zmodel is not None:

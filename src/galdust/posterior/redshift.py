@@ -189,6 +189,19 @@ class RedshiftModel:
             (tmp / "z_model.json").write_text(json.dumps(meta, indent=1) + "\n")
         return Path(directory)
 
+    def cfm_path(self, shipped_dir: str | Path) -> Path:
+        """The CFM whose posterior this model reads: the shipped file of that name when its digest
+        matches, else the path it was trained with."""
+        from ..weights import read_sidecar
+
+        shipped = Path(shipped_dir) / self.meta["cfm"]
+        if shipped.exists() and read_sidecar(shipped).get("sha256") == self.meta.get("cfm_sha256"):
+            return shipped
+        other = Path(self.meta.get("cfm_path", shipped))
+        if not other.exists():
+            raise InputError(f"{other}: the CFM this redshift model was trained with is missing")
+        return other
+
     @classmethod
     def load(cls, directory: str | Path) -> "RedshiftModel":
         import xgboost as xgb
