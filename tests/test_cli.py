@@ -13,12 +13,13 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "galdust.cli", *args], capture_output=True, text=True)
 
 
-def test_version_and_help():
-    r = run("--version")
+def test_version_and_help(capsys):
+    r = run("--version")  # the module entry point, in a fresh process
     assert r.returncode == 0 and r.stdout.startswith("galdust ")
-    for cmd in ([], ["simulate"], ["demo"]):
-        r = run(*cmd, "--help")
-        assert r.returncode == 0 and "Usage" in r.stdout
+    for cmd in ([], ["simulate"], ["demo"], ["posterior", "train-z"]):  # in this process: no interpreter start-up
+        capsys.readouterr()
+        assert main([*cmd, "--help"]) == 0
+        assert "Usage" in capsys.readouterr().out
 
 
 def test_simulate_writes_readable_cubes_and_truth(tmp_path, capsys):
