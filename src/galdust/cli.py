@@ -1216,7 +1216,9 @@ def run_cmd(
     if task == "posterior" and model is not None and str(model) in NAMED_POSTERIORS:
         opts["model"] = str(NAMED_POSTERIORS[str(model)])
         model = NAMED_POSTERIORS[str(model)]
-    if task == "posterior" and model is not None and (Path(model) / "z_model.json").is_file():
+    from .posterior.redshift import is_redshift_model
+
+    if task == "posterior" and model is not None and is_redshift_model(model):
         raise UserError(f"{model}: the SDSS redshift model runs with `galdust posterior sample --model z-sdss`, "
                         "not yet with galdust run")
     if batch_size:
