@@ -284,6 +284,41 @@ def test_posterior_run_rows_are_the_same_whatever_the_batching(tmp_path, cluster
         assert 0.0 <= a[name]["z_p50"] < 0.4
 
 
+def test_posterior_run_with_the_sdss_redshift_model(tmp_path, cluster, capsys):
+    """``--model z-sdss``: z from the redshift model on the row's features and CFM summary, the other
+    properties the CFM's, as ``galdust posterior sample --model z-sdss`` does."""
+    from galdust.cli import DEFAULT_POSTERIOR, NAMED_POSTERIORS
+    from galdust.pipeline.tasks import PosteriorTask
+    from galdust.posterior.data import read_catalog
+    from galdust.posterior.model import load_model
+    from galdust.posterior.redshift import RedshiftModel, cfm_features, sdss_table_features
+
+    table = _sdss_table(tmp_path / "sdss.fits")
+    out = tmp_path / "run"
+    # the batching and sample counts of the test above: its compiled samplers are reused
+    assert main(["run", "posterior", "--out", str(out), "--model", "z-sdss", "--save-samples", "--catalog", str(table),
+                 "--scheduler", cluster.scheduler_address, "--samples", "200", "--steps", "8", "--batch-size", "5",
+                 "--quiet"]) == 1
+    assert "6 ok, 1 errors" in capsys.readouterr().out
+    t = pq.read_table(out / "catalog.parquet")
+    assert t.schema == cat.schema(PosteriorTask(model=str(NAMED_POSTERIORS["z-sdss"])).fields)
+    z = {x["name"]: x for x in t.to_pylist()}
+    assert z["103"]["status"] == "error" and z["103"]["z_p50"] is None
+    with fits.open(out / "100.samples.fits") as h:
+        assert h[0].header["MODEL"] == "z_sdss" and h[0].header["ZSAMPLES"] == "cfm"
+        assert h[0].data.shape == (200, 6)
+    cfm, _ = load_model(DEFAULT_POSTERIOR)
+    flux, X = read_catalog(table).flux, sdss_table_features(table)[0]
+    zm = RedshiftModel.load(NAMED_POSTERIORS["z-sdss"])
+    for rows in ([0, 1, 2, 4], [5, 6]):  # the rows of each batch
+        want = zm.predict(np.c_[X[rows], cfm_features(cfm, flux[rows])])
+        for j, i in enumerate(rows):
+            r = z[str(100 + i)]
+            assert [r[f"z_{q}"] for q in ("p16", "p50", "p84")] == pytest.approx(want[j], abs=1e-5)
+            for p in ("log_mstar", "log_sfr", "logzsol", "dn4000", "av"):
+                assert r[f"{p}_p16"] < r[f"{p}_p50"] < r[f"{p}_p84"], (i, p)
+
+
 def test_run_fit_dust_level_gauge_matches_galdust_fit(tmp_path, good_inputs, cluster, capsys):
     """``galdust run fit --dust-level gauge`` fits as ``galdust fit --dust-level gauge`` does."""
     out = tmp_path / "run"

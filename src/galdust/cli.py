@@ -988,6 +988,8 @@ def posterior_train_z(
     cfm: Annotated[Optional[Path], typer.Option("--cfm", help="Photometric CFM whose posterior summary is a feature "
                                                               "(default: the shipped cfm-phot).")] = None,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds (metrics and calibration).")] = 5,
+    trees: Annotated[int, typer.Option("--trees", min=1, help="Boosting rounds (fewer: a quicker, coarser model; "
+                                                              "the shipped one has 1500).")] = 1500,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")] = False,
 ):
@@ -996,7 +998,7 @@ def posterior_train_z(
 
     from .posterior.data import read_catalog
     from .posterior.model import load_model
-    from .posterior.redshift import CFM_PROPS, cfm_features, sdss_table_features, train_redshift
+    from .posterior.redshift import CFM_PROPS, PARAMS, cfm_features, sdss_table_features, train_redshift
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
@@ -1011,7 +1013,8 @@ def posterior_train_z(
     ok = np.array([not n for n in cat.notes]) & np.isfinite(z)
     t0 = time.perf_counter()
     Xf = np.c_[X[ok], cfm_features(c, cat.flux[ok])]
-    m = train_redshift(Xf, z[ok], seed=seed, k=folds, source=str(catalog))
+    params = None if trees == PARAMS["n_estimators"] else dict(PARAMS, n_estimators=trees)
+    m = train_redshift(Xf, z[ok], seed=seed, k=folds, source=str(catalog), params=params)
     m.meta.update(cfm=cfm_path.name, cfm_path=str(cfm_path.resolve()), cfm_sha256=cmeta.get("sha256"),
                   rows_skipped=int((~ok).sum()), train_seconds=round(time.perf_counter() - t0, 1))
     m.save(out, overwrite)
@@ -1188,7 +1191,8 @@ def run_cmd(
                                                                 "detect stars.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="fit, fir-map: also write the figure per object.")] = False,
     model: Annotated[Optional[Path], typer.Option("--model", help="fir-map: FIR model folder; posterior: weights "
-                                                                  "(default: the shipped ones).")] = None,
+                                                                  "or a shipped name: cfm-phot (default), "
+                                                                  "cfm-onestep, z-sdss.")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="fir-map: predict with the trees, not the distilled MLP.")] = False,
     samples: Annotated[int, typer.Option("--samples", min=10, help="posterior: samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="posterior: RK4 steps.")] = 100,
@@ -1216,11 +1220,6 @@ def run_cmd(
     if task == "posterior" and model is not None and str(model) in NAMED_POSTERIORS:
         opts["model"] = str(NAMED_POSTERIORS[str(model)])
         model = NAMED_POSTERIORS[str(model)]
-    from .posterior.redshift import is_redshift_model
-
-    if task == "posterior" and model is not None and is_redshift_model(model):
-        raise UserError(f"{model}: the SDSS redshift model runs with `galdust posterior sample --model z-sdss`, "
-                        "not yet with galdust run")
     if batch_size:
         opts["batch_size"] = batch_size
     try:

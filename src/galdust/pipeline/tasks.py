@@ -269,6 +269,13 @@ def _posterior_model(path: str):
     return load_model(path)[0]
 
 
+@functools.lru_cache(maxsize=2)
+def _redshift_model(path: str):
+    from ..posterior.redshift import RedshiftModel
+
+    return RedshiftModel.load(path)
+
+
 def _default_posterior() -> str:
     return str(Path(__file__).resolve().parent.parent / "data" / "posterior" / "cfm_phot_sdss.eqx")
 
@@ -283,6 +290,10 @@ class PosteriorTask:
     object per row, named by ``OBJID``/``name`` (else the row number). The driver reads the tables and
     ships each row's fluxes with its batch, so workers need not see the table. A row without usable
     fluxes becomes an ``error`` row.
+
+    With the SDSS redshift model (a ``z_model.json`` folder such as ``z-sdss``) the z percentiles are
+    that model's and the other properties those of the CFM it reads, as in ``galdust posterior sample
+    --model z-sdss``; the driver also ships each row's redshift features (SDSS tables only).
     """
 
     model: str | None = None
@@ -299,10 +310,26 @@ class PosteriorTask:
         return str(self.model or _default_posterior())
 
     @property
+    def zmodel(self) -> str | None:
+        """The redshift model folder, when the model is one."""
+        from ..posterior.redshift import is_redshift_model
+
+        return self.model_path if is_redshift_model(self.model_path) else None
+
+    @property
+    def cfm_path(self) -> str:
+        """The CFM that samples the properties: the model itself, or the one the redshift model reads."""
+        if self.zmodel is None:
+            return self.model_path
+        from ..posterior.redshift import redshift_cfm_path
+
+        return str(redshift_cfm_path(self.zmodel, Path(_default_posterior()).parent))
+
+    @property
     def props(self) -> list[str]:
         import json
 
-        side = Path(self.model_path).with_suffix(".json")
+        side = Path(self.cfm_path).with_suffix(".json")
         return list(json.loads(side.read_text())["config"]["props"])
 
     @property
@@ -330,7 +357,7 @@ class PosteriorTask:
             if not found:
                 raise InputError(f"{pat}: no input matches")
             tables += [Path(p) for p in found]
-        side = json.loads(Path(self.model_path).with_suffix(".json").read_text())
+        side = json.loads(Path(self.cfm_path).with_suffix(".json").read_text())
         if side.get("kind") == "cfm-image":
             raise InputError(f"{self.model_path}: an image model; galdust run posterior takes photometric models "
                              f"(use galdust posterior sample --images)")
@@ -338,9 +365,17 @@ class PosteriorTask:
         items: list[tuple] = []
         for t in tables:
             c = read_catalog(t, bands)
+            zfeat = None
+            if self.zmodel is not None:
+                from ..posterior.redshift import sdss_table_features
+
+                zfeat = sdss_table_features(t)[0]  # an InputError unless an SDSS table
             prefix = f"{t.stem}:" if len(tables) > 1 and c.names == [str(i) for i in range(len(c.names))] else ""
             for i, (n, f, note) in enumerate(zip(c.names, c.flux, c.notes)):
-                items.append((prefix + n, f"{t}#{i}", dict(flux=[float(x) for x in f], note=note)))
+                params = dict(flux=[float(x) for x in f], note=note)
+                if zfeat is not None:
+                    params["zfeat"] = [float(x) for x in zfeat[i]]
+                items.append((prefix + n, f"{t}#{i}", params))
         from .runner import unique_items
 
         return unique_items(items)
@@ -352,7 +387,7 @@ class PosteriorTask:
         from ..posterior.model import percentiles
 
         t0 = time.perf_counter()
-        m = _posterior_model(self.model_path)
+        m = _posterior_model(self.cfm_path)
         rows: dict[int, dict] = {}
         good = []
         for k, (name, inp, params) in enumerate(items):
@@ -366,6 +401,12 @@ class PosteriorTask:
             keys = [jr.fold_in(jr.PRNGKey(self.seed), _name_seed(items[k][0])) for k in good]
             pct, smp = percentiles(m, flux, keys, self.samples, self.steps, keep_samples=self.save_samples,
                                    batch=64)
+            if self.zmodel is not None:
+                from ..posterior.redshift import cfm_features
+
+                X = np.array([items[k][2]["zfeat"] for k in good], float)
+                pct[:, list(m.props).index("z"), :] = _redshift_model(self.zmodel).predict(
+                    np.c_[X, cfm_features(m, flux)])
             for j, k in enumerate(good):
                 row = dict(status="ok", error=None)
                 for a, p in enumerate(m.props):
@@ -396,6 +437,9 @@ def _write_samples(path: Path, samples, props, task: PosteriorTask) -> None:
     h.header["PROPS"] = ",".join(props)
     h.header["MODEL"] = Path(task.model_path).name
     h.header["RK4STEP"] = task.steps
+    if task.zmodel is not None:
+        h.header["CFMMODEL"] = (Path(task.cfm_path).name, "the samples")
+        h.header["ZSAMPLES"] = ("cfm", "z samples are the CFM's, z_pNN the z model's")
     with atomic_path(path, overwrite=True) as tmp:
         h.writeto(tmp)
 

@@ -34,7 +34,7 @@ import numpy as np
 from ..io import InputError
 
 __all__ = ["FEATURES", "QUANTILES", "RedshiftModel", "sdss_table_features", "cfm_features", "train_redshift",
-           "cross_validate_redshift", "zstats", "is_redshift_model"]
+           "cross_validate_redshift", "zstats", "is_redshift_model", "redshift_cfm_path"]
 
 QUANTILES = (0.16, 0.5, 0.84)
 BANDS = "ugriz"
@@ -192,15 +192,7 @@ class RedshiftModel:
     def cfm_path(self, shipped_dir: str | Path) -> Path:
         """The CFM whose posterior this model reads: the shipped file of that name when its digest
         matches, else the path it was trained with."""
-        from ..weights import read_sidecar
-
-        shipped = Path(shipped_dir) / self.meta["cfm"]
-        if shipped.exists() and read_sidecar(shipped).get("sha256") == self.meta.get("cfm_sha256"):
-            return shipped
-        other = Path(self.meta.get("cfm_path", shipped))
-        if not other.exists():
-            raise InputError(f"{other}: the CFM this redshift model was trained with is missing")
-        return other
+        return _cfm_path(self.meta, shipped_dir)
 
     @classmethod
     def load(cls, directory: str | Path) -> "RedshiftModel":
@@ -218,6 +210,28 @@ class RedshiftModel:
 
 def is_redshift_model(path: str | Path) -> bool:
     return (Path(path) / "z_model.json").is_file()
+
+
+def redshift_cfm_path(directory: str | Path, shipped_dir: str | Path) -> Path:
+    """``RedshiftModel.cfm_path`` from the model folder's sidecar alone (without reading the booster)."""
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "z_model.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{directory}: cannot read a redshift model ({' '.join(str(e).split())[:200]})") from None
+    return _cfm_path(meta, shipped_dir)
+
+
+def _cfm_path(meta: dict, shipped_dir: str | Path) -> Path:
+    from ..weights import read_sidecar
+
+    shipped = Path(shipped_dir) / meta["cfm"]
+    if shipped.exists() and read_sidecar(shipped).get("sha256") == meta.get("cfm_sha256"):
+        return shipped
+    other = Path(meta.get("cfm_path", shipped))
+    if not other.exists():
+        raise InputError(f"{other}: the CFM this redshift model was trained with is missing")
+    return other
 
 
 def train_redshift(X, y, *, seed: int = 0, k: int = 5, source: str = "", params=None) -> RedshiftModel:
