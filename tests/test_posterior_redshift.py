@@ -89,9 +89,10 @@ def test_train_z_and_sample_cli(tmp_path, capsys):
     _sdss_table(tmp_path / "train.fits", n=80, seed=0)
     _sdss_table(tmp_path / "test.fits", n=12, seed=1)
     assert main(["posterior", "train-z", "--catalog", str(tmp_path / "train.fits"), "--out", str(tmp_path / "zm"),
-                 "--folds", "2"]) == 0
+                 "--folds", "2", "--trees", "100"]) == 0
     meta = json.loads((tmp_path / "zm" / "z_model.json").read_text())
     assert meta["n_train"] == 80 and meta["cfm"] == "cfm_phot_sdss.eqx" and meta["features"] == FEATURES
+    assert meta["params"]["n_estimators"] == 100 and meta["params"]["max_depth"] == 6
     out = tmp_path / "post.fits"
     assert main(["posterior", "sample", "--catalog", str(tmp_path / "test.fits"), "--out", str(out),
                  "--model", str(tmp_path / "zm"), "--samples", "50", "--steps", "5", "--save-samples"]) == 0

@@ -119,9 +119,11 @@ def _sample_rows(m, c, k, n_samples, n_steps):
 
 def sample_batched(model, cond, key, n_samples: int = 1000, n_steps: int = 100, batch: int = 64) -> np.ndarray:
     """Physical-unit samples (n, n_samples, d) for standardised conditions ``cond`` (n, c), ``batch``
-    rows per compiled call (the last one padded: one compilation). ``key``: one key (row i samples with
-    ``fold_in(key, i)``, whatever the batching) or a sequence of n keys."""
+    rows per compiled call (the last one padded: one compilation; fewer than ``batch`` rows are padded
+    to the next power of two only, so that one object does not cost ``batch``). ``key``: one key (row i
+    samples with ``fold_in(key, i)``, whatever the batching) or a sequence of n keys."""
     n = cond.shape[0]
+    batch = min(batch, 1 << max(n - 1, 0).bit_length())
     keys = _row_keys(key, n)
     out = []
     for i in range(0, n, batch):
