@@ -1,3 +1,5 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,9 +11,15 @@ from galdust.simulate import SimConfig, sample_params, simulate
 BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
 
+@functools.partial(jax.jit, static_argnums=(1,))
+def _draw(keys, cfg):
+    return jax.vmap(lambda k: sample_params(k, cfg))(keys)
+
+
 def params_batch(cfg, n, seed=0, **override):
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    p = jax.vmap(lambda k: sample_params(k, cfg))(keys)
+    keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], 16 - n, axis=0)])  # one compiled shape per cfg
+    p = jax.tree.map(lambda a: a[:n], _draw(keys, cfg))
     return p._replace(**{k: jnp.full(n, v, jnp.float32) for k, v in override.items()})
 
 
@@ -62,9 +70,11 @@ def test_fiducial_host_has_colour_gradients(fiducial):
     assert np.median(spread) > 0.2
 
 
+NOISY = SimConfig(size=32, snr=20.0)  # one compiled simulator (batches of 4) for the next two tests
+
+
 def test_noise_matches_snr_definition():
-    cfg = SimConfig(size=32, snr=20.0)
-    out = simulate(jax.random.PRNGKey(5), 4, cfg, batch=4)
+    out = simulate(jax.random.PRNGKey(5), 4, NOISY, batch=4)
     snr = np.sqrt((out["truth_cube"] ** 2).sum(axis=(2, 3))) / out["sigma"]
     np.testing.assert_allclose(snr, 20.0, rtol=1e-4)
     resid_std = (out["cube"] - out["truth_cube"]).std(axis=(2, 3))
@@ -72,30 +82,31 @@ def test_noise_matches_snr_definition():
 
 
 def test_deterministic_and_batch_invariant():
-    cfg = SimConfig(size=32)
-    a = simulate(jax.random.PRNGKey(9), 6, cfg, batch=6)
-    b = simulate(jax.random.PRNGKey(9), 6, cfg, batch=4)
+    a = simulate(jax.random.PRNGKey(9), 6, NOISY, batch=8)
+    b = simulate(jax.random.PRNGKey(9), 6, NOISY, batch=4)
     np.testing.assert_allclose(a["cube"], b["cube"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(a["D"], b["D"], rtol=1e-6)
 
 
+# one compiled simulator (noiseless 32x32, batches of 4) for the parameter scans below
+SCAN = SimConfig(size=32, snr=None)
+
+
+def _av_lw(base, field, values):
+    p = jax.tree.map(lambda a: jnp.repeat(a[:1], len(values), axis=0), base)
+    p = p._replace(**{field: jnp.asarray(values, jnp.float32)})
+    return simulate(jax.random.PRNGKey(0), len(values), SCAN, params=p, batch=4)["av_lw"]
+
+
 def test_more_dust_more_attenuation():
-    cfg = SimConfig(size=32, snr=None)
-    base = params_batch(cfg, 1, seed=11, inc=0.8, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0)
-    avs = []
-    for tau in (0.0, 0.3, 1.0, 3.0):
-        p = base._replace(tau_disk=jnp.full(1, tau, jnp.float32))
-        avs.append(float(simulate(jax.random.PRNGKey(0), 1, cfg, params=p, batch=1)["av_lw"][0]))
+    base = params_batch(SCAN, 1, seed=11, inc=0.8, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0)
+    avs = _av_lw(base, "tau_disk", [0.0, 0.3, 1.0, 3.0])
     assert avs[0] < 1e-6 and np.all(np.diff(avs) > 0)
 
 
 def test_edge_on_more_attenuated_than_face_on():
-    cfg = SimConfig(size=48, snr=None)
-    base = params_batch(cfg, 1, seed=12, tau_disk=1.0, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0, bt=0.2)
-    av = []
-    for inc in (0.0, 1.2, 1.5):
-        p = base._replace(inc=jnp.full(1, inc, jnp.float32))
-        av.append(float(simulate(jax.random.PRNGKey(0), 1, cfg, params=p, batch=1)["av_lw"][0]))
+    base = params_batch(SCAN, 1, seed=12, tau_disk=1.0, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0, bt=0.2)
+    av = _av_lw(base, "inc", [0.0, 1.2, 1.5])
     assert av[0] < av[1] < av[2]
 
 
@@ -120,12 +131,19 @@ def test_truth_consistency(fiducial):
 
 
 def test_given_psf_is_used():
-    cfg = SimConfig(size=32, snr=None, psf_fwhm=None)
+    # SCAN's own PSF is a 2-pixel Gaussian; a given delta PSF replaces it (no blur, the same flux), and
+    # a delta one pixel off-centre shifts the image by one pixel
+    p = params_batch(SCAN, 4, seed=1)
+    key = jax.random.PRNGKey(1)
+    gauss = simulate(key, 4, SCAN, params=p, batch=4)["cube"]
     psf = np.zeros((4, 5, 5), np.float32)
-    psf[:, 2, 2] = 1.0  # delta PSF = no PSF
-    a = simulate(jax.random.PRNGKey(1), 2, cfg, batch=2)
-    b = simulate(jax.random.PRNGKey(1), 2, cfg, batch=2, psf=psf)
-    np.testing.assert_allclose(a["cube"], b["cube"], rtol=1e-4, atol=1e-4 * a["cube"].max())
+    psf[:, 2, 2] = 1.0
+    sharp = simulate(key, 4, SCAN, params=p, batch=4, psf=psf)["cube"]
+    psf = np.roll(psf, 1, axis=2)
+    shifted = simulate(key, 4, SCAN, params=p, batch=4, psf=psf)["cube"]
+    assert np.all(sharp.max(axis=(2, 3)) > 1.2 * gauss.max(axis=(2, 3)))
+    np.testing.assert_allclose(sharp.sum(axis=(2, 3)), gauss.sum(axis=(2, 3)), rtol=1e-2)
+    np.testing.assert_allclose(shifted[..., 1:], sharp[..., :-1], rtol=1e-4, atol=1e-5 * sharp.max())
 
 
 def test_line_of_sight_sampling_resolves_thin_dust_without_stripes():
@@ -135,8 +153,8 @@ def test_line_of_sight_sampling_resolves_thin_dust_without_stripes():
     cfg = SimConfig(size=48)
     p = params_batch(cfg, 12, seed=21, tau_disk=1.0, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0)
     p = p._replace(inc=jnp.linspace(0.2, 1.4, 12), h_zd=jnp.full(12, 0.5, jnp.float32))
-    col = np.asarray(jax.vmap(lambda q: dust_column(q, cfg))(p))
-    ref = np.asarray(jax.vmap(lambda q: dust_column(q, SimConfig(size=48, n_los=256)))(p))
+    columns = jax.jit(jax.vmap(dust_column, in_axes=(0, None)), static_argnums=1)
+    col, ref = np.asarray(columns(p, cfg)), np.asarray(columns(p, SimConfig(size=48, n_los=256)))
     r = (col / np.maximum(ref, 1e-9))[ref > 0.05]
     assert 0.9 < np.median(r) < 1.02
     assert np.percentile(r, 1) > 0.8 and np.percentile(r, 99) < 1.2
