@@ -27,7 +27,7 @@ def test_cfm_recovers_a_linear_gaussian_posterior():
     n = 40000
     th = jr.normal(jr.fold_in(key, 1), (n, 2))
     x = th @ A.T + s * jr.normal(jr.fold_in(key, 2), (n, 3))
-    model = VelocityMLP(2, 3, width=128, depth=3, key=jr.fold_in(key, 3))
+    model = VelocityMLP(2, 3, width=64, depth=3, key=jr.fold_in(key, 3))
     model, hist = train_cfm(model, th, x, key=jr.fold_in(key, 4), max_steps=3000, eval_every=250, patience=6,
                             batch=512, lr=2e-3)
     cov = jnp.linalg.inv(jnp.eye(2) + A.T @ A / s**2)

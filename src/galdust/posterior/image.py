@@ -164,13 +164,17 @@ def train_image_cfm(model: ImagePosteriorModel, theta, flux, images, *, key, val
     kv = jr.PRNGKey(12345)
     keys = [key]
 
-    def do_step(params, state):
-        idx = np.sort(ti[rng.integers(0, len(ti), batch)])
-        keys[0], kl = jr.split(keys[0])
-        return step(params, state, jnp.asarray(np.asarray(images[idx], np.float32)), jnp.asarray(z[idx]),
-                    jnp.asarray(phot[idx]), kl)
+    def do_steps(params, state, n):  # one step per call: each batch of images is read from the (mapped) array
+        losses = []
+        for _ in range(n):
+            idx = np.sort(ti[rng.integers(0, len(ti), batch)])
+            keys[0], kl = jr.split(keys[0])
+            params, state, loss = step(params, state, jnp.asarray(np.asarray(images[idx], np.float32)),
+                                       jnp.asarray(z[idx]), jnp.asarray(phot[idx]), kl)
+            losses.append(loss)
+        return params, state, jnp.stack(losses)
 
-    params, hist = early_stopping(do_step, lambda p: float(val_loss(p, v_img, v_th, v_ph, kv)), params, state,
+    params, hist = early_stopping(do_steps, lambda p: float(val_loss(p, v_img, v_th, v_ph, kv)), params, state,
                                   max_steps=max_steps, eval_every=eval_every, patience=patience, progress=progress)
     return eqx.combine(params, static), hist
 
