@@ -154,7 +154,6 @@ def distill(model, phot: Photometry, *, n: int = 400_000, n_val: int = 40_000, w
     opt = optax.adamw(optax.cosine_decay_schedule(lr, steps, 0.02), weight_decay=1e-5)
     state = opt.init(eqx.filter(student, eqx.is_array))
 
-    @eqx.filter_jit
     def step(s, st, xb, yb):
         def loss(s):
             return jnp.mean(((s.raw(xb) - yb) / s.y_std) ** 2)
@@ -163,12 +162,29 @@ def distill(model, phot: Photometry, *, n: int = 400_000, n_val: int = 40_000, w
         upd, st = opt.update(g, st, eqx.filter(s, eqx.is_array))
         return eqx.apply_updates(s, upd), st, lval
 
+    @eqx.filter_jit
+    def block(s, st, X, Y, idx):
+        """One Adam step per row of ``idx`` (k, batch), in one compiled scan (one dispatch per block)."""
+        params, static = eqx.partition(s, eqx.is_array)
+
+        def body(c, i):
+            p, st = c
+            p, st, lval = step(eqx.combine(p, static), st, X[i], Y[i])
+            return (eqx.filter(p, eqx.is_array), st), lval
+
+        (params, st), losses = jax.lax.scan(body, (params, st), idx)
+        return eqx.combine(params, static), st, losses
+
     rng = np.random.default_rng(seed + 1)
-    for i in range(steps):
-        idx = rng.integers(0, n, batch)
-        student, state, lval = step(student, state, jnp.asarray(Xt[idx]), jnp.asarray(Yt[idx]))
-        if progress is not None and (i + 1) % 1000 == 0:
-            progress(i + 1, float(lval))
+    Xd, Yd = jnp.asarray(Xt, jnp.float32), jnp.asarray(Yt, jnp.float32)
+    done = 0
+    while done < steps:
+        m = min(1000, steps - done)
+        idx = rng.integers(0, n, (m, batch))  # the same draws as one row per step
+        student, state, losses = block(student, state, Xd, Yd, jnp.asarray(idx))
+        done += m
+        if progress is not None and done % 1000 == 0:
+            progress(done, float(losses[-1]))
     pv = student.predict(Xv)
     mu_t, sig_t = Yv[:, :k], np.exp(Yv[:, k:])
     met = {}

@@ -101,18 +101,31 @@ def distill_sampler(teacher: PosteriorModel, flux: np.ndarray, *, key, n_pairs: 
         pred = jax.vmap(m.map)(X0[i], C[i])
         return jnp.mean(jnp.sum((pred - Y[i]) ** 2, axis=1))
 
-    @eqx.filter_jit
     def step(p, s, i):
         lval, g = jax.value_and_grad(loss_fn)(p, i)
         upd, s = opt.update(g, s, p)
         return optax.apply_updates(p, upd), s, lval
 
+    @eqx.filter_jit
+    def block(p, s, idx):
+        """One step per row of ``idx`` (k, batch) in one compiled scan (one dispatch per block)."""
+        def body(c, i):
+            p, s, lval = step(*c, i)
+            return (p, s), lval
+
+        (p, s), losses = jax.lax.scan(body, (p, s), idx)
+        return p, s, losses
+
     val_idx = jnp.arange(n_val)
     val = eqx.filter_jit(loss_fn)
     rng = np.random.default_rng(int(jr.randint(kt, (), 0, 2**31 - 1)))
-    hist, best, best_v = [], params, math.inf
-    for s in range(1, steps + 1):
-        params, state, lval = step(params, state, jnp.asarray(rng.integers(n_val, n_pairs, batch)))
+    hist, best, best_v, s = [], params, math.inf, 0
+    while s < steps:
+        m = min(500 - s % 500, steps - s)  # up to the next validation
+        idx = rng.integers(n_val, n_pairs, (m, batch))  # the same draws as one row per step
+        params, state, losses = block(params, state, jnp.asarray(idx))
+        s += m
+        lval = losses[-1]
         if s % 500 == 0 or s == steps:
             v = float(val(params, val_idx))
             hist.append((s, float(lval), v))
