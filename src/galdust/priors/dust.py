@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from ..nn import CondUNet
 from ..weights import load
-from .host import _batched, crop_from, pad_to
+from .host import _apply, _batched, crop_from, pad_to
 from .score import ve_denoise
 from .train import eps_function, unet_from_config
 
@@ -50,10 +50,10 @@ class DustPrior(eqx.Module):
         D, S = jnp.asarray(D), jnp.asarray(S)
         if D.shape != S.shape:
             raise ValueError(f"D {D.shape} and S {S.shape} must have the same shape")
-        if D.ndim == 2:
-            return self.score_at(D, S, self.sigma)
-        both = jnp.stack([D, S], axis=-3)
-        return _batched(lambda ds: self.score_at(ds[0], ds[1], self.sigma), both, 3)
+        return _apply(self._one, jnp.stack([D, S], axis=-3), 3)
+
+    def _one(self, ds):
+        return self.score_at(ds[0], ds[1], self.sigma)
 
     def denoise(self, D_noisy, S, sigma: float, n_steps: int = 20, sigma_end: float = 0.005):
         """Prior-only denoising of D with Gaussian noise ``sigma`` given the host S (annealed DDIM)."""

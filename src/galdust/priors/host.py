@@ -72,6 +72,14 @@ def _batched(fn, x, n_core: int):
     return out.reshape(lead + out.shape[1:])
 
 
+@eqx.filter_jit
+def _apply(fn, x, n_core: int):
+    """``fn`` (a prior's bound method) on one example or vmapped over leading axes, compiled once per
+    shape: called outside a jit (a notebook, a test) the network is not dispatched op by op (the dust
+    prior's API test: 20.5 -> 7.9 s); inside a jit (the fit) it is inlined."""
+    return fn(x) if x.ndim == n_core else _batched(fn, x, n_core)
+
+
 class HostPrior(eqx.Module):
     """Score of the HSC host prior, ``prior(S) -> ∇_S log p(S)`` for (..., H, W) with H, W ≤ 64."""
 
@@ -89,8 +97,7 @@ class HostPrior(eqx.Module):
         return crop_from(g, h, w)
 
     def __call__(self, S):
-        S = jnp.asarray(S)
-        return self._one(S) if S.ndim == 2 else _batched(self._one, S, 2)
+        return _apply(self._one, jnp.asarray(S), 2)
 
     def denoise(self, S_noisy, sigma: float, n_steps: int = 20):
         """Prior-only denoising of a peak-normalised host with Gaussian pixel noise ``sigma``.
@@ -120,9 +127,10 @@ class HostPriorFallback(eqx.Module):
     sigma_data: float = eqx.field(static=True, default=0.2)
 
     def __call__(self, S):
-        S = jnp.asarray(S)
-        one = lambda s: self.score_at(s, self.sigma)  # noqa: E731
-        return one(S) if S.ndim == 2 else _batched(one, S, 2)
+        return _apply(self._one, jnp.asarray(S), 2)
+
+    def _one(self, S):
+        return self.score_at(S, self.sigma)
 
     def score_at(self, S, sigma):
         """Score at an explicit noise level for one (H, W) host (the trainer's ε-predictor / σ)."""
