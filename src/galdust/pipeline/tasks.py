@@ -276,6 +276,17 @@ def _redshift_model(path: str):
     return RedshiftModel.load(path)
 
 
+@functools.lru_cache(maxsize=8)
+def _cfm_for(model_path: str) -> str:
+    """The CFM of a posterior model path (itself, or the one a redshift model folder reads): looked up
+    once per process, not per batch and per written samples file."""
+    from ..posterior.redshift import is_redshift_model, redshift_cfm_path
+
+    if not is_redshift_model(model_path):
+        return model_path
+    return str(redshift_cfm_path(model_path, Path(_default_posterior()).parent))
+
+
 def _default_posterior() -> str:
     return str(Path(__file__).resolve().parent.parent / "data" / "posterior" / "cfm_phot_sdss.eqx")
 
@@ -319,11 +330,7 @@ class PosteriorTask:
     @property
     def cfm_path(self) -> str:
         """The CFM that samples the properties: the model itself, or the one the redshift model reads."""
-        if self.zmodel is None:
-            return self.model_path
-        from ..posterior.redshift import redshift_cfm_path
-
-        return str(redshift_cfm_path(self.zmodel, Path(_default_posterior()).parent))
+        return _cfm_for(self.model_path)
 
     @property
     def props(self) -> list[str]:

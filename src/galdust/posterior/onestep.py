@@ -109,6 +109,7 @@ def distill_sampler(teacher: PosteriorModel, flux: np.ndarray, *, key, n_pairs: 
     @eqx.filter_jit
     def block(p, s, idx):
         """One step per row of ``idx`` (k, batch) in one compiled scan (one dispatch per block)."""
+
         def body(c, i):
             p, s, lval = step(*c, i)
             return (p, s), lval
