@@ -46,7 +46,7 @@ def _galaxies(n, seed=0, size=64):
 def test_vae_reconstructs_simulated_images_within_the_noise_bound():
     imgs = _galaxies(3000)
     vae = VAE(3, 8, (16, 32, 32), key=jr.PRNGKey(0))
-    vae, hist = train_vae(vae, imgs, (0.05, 0.05, 0.05), key=jr.PRNGKey(1), steps=300, batch=64, lr=3e-3)
+    vae, hist = train_vae(vae, imgs, (0.05, 0.05, 0.05), key=jr.PRNGKey(1), steps=300, batch=32, lr=3e-3)
     mse = hist[-1][3]
     # stated bound: mean squared error per stretched pixel below 1.5 x the noise variance (1/3)^2
     print("VAE reconstruction MSE", mse, "bound", 1.5 * NOISE**2)
@@ -73,9 +73,9 @@ def test_bpt_classes_balmer_av_and_censoring():
 def _tiny_model(path):
     from galdust.posterior.vaenf import PROPS_NF, VAENFModel, save_vaenf
 
-    lat, nb = 4, 5
+    lat, nb = 4, 5 + 4  # latents; luptitudes and colours
     vae = VAE(3, lat, (8, 8, 8), key=jr.PRNGKey(0))
-    flow_cfg = dict(layers=2, width=8, depth=1, knots=4)
+    flow_cfg = dict(layers=1, width=8, depth=2, knots=8)  # as train-vaenf below builds them: compiled once
     fp = make_flow(len(PROPS_NF), lat + nb, key=jr.PRNGKey(1), **flow_cfg)
     fl = make_flow(4, lat + nb, key=jr.PRNGKey(2), **flow_cfg)
     one = lambda n: jnp.ones(n, jnp.float32)  # noqa: E731
@@ -83,9 +83,9 @@ def _tiny_model(path):
                  props_std=one(5), lines_mean=jnp.full(4, 2.0), lines_std=one(4))
     soft = (1.16, 0.65, 1.07, 1.63, 5.07)
     m = VAENFModel(vae, fp, fl, stats, PROPS_NF, ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"), soft,
-                   (0.045, 0.06, 0.09))
+                   (0.045, 0.06, 0.09), colours=True)
     cfg = dict(props=list(PROPS_NF), bands=list(m.bands), soft=list(soft), image_sigma=[0.045, 0.06, 0.09], latent=lat,
-               vae_channels=[8, 8, 8], flow=flow_cfg, beta=1.0)
+               vae_channels=[8, 8, 8], flow=flow_cfg, beta=1.0, colours=True)
     return m, save_vaenf(path, m, dict(config=cfg, vae_history=[[1, 2.0, 2.0, 0.5]], vae_seconds=3.0, vae_steps=1))
 
 
@@ -166,3 +166,21 @@ def test_shipped_model_loads_and_samples_ordered_percentiles():
     assert r["props"].shape == (4, 5, 3) and np.all(np.isfinite(r["props"]))
     assert np.all(np.diff(r["props"], axis=2) >= 0) and np.all(np.diff(r["lines"], axis=2) >= 0)
     assert np.all((r["p_det"] >= 0) & (r["p_det"] <= 1))
+
+
+def test_a_flow_built_under_jit_and_one_loaded_into_a_skeleton_evaluate():
+    """flowjax's couplings close over their spline's initial parameters: a flow built by make_flow
+    (under jit) and one filled from a file into flow_skeleton (under eval_shape) both evaluate."""
+    import io
+
+    from galdust.posterior.vaenf import flow_skeleton
+
+    cfg = dict(layers=1, width=8, depth=2, knots=8)
+    f = make_flow(5, 13, key=jr.PRNGKey(1), **cfg)
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, f)
+    buf.seek(0)
+    g = eqx.tree_deserialise_leaves(buf, flow_skeleton(5, 13, **cfg))
+    x, c = jnp.linspace(-1, 1, 5), jnp.linspace(0, 1, 13)
+    assert np.isfinite(float(f.log_prob(x, condition=c)))
+    assert float(g.log_prob(x, condition=c)) == float(f.log_prob(x, condition=c))

@@ -41,7 +41,9 @@ def test_resume_is_deterministic_and_writes_sidecar(store, tmp_path):
 
 
 def test_checkpoint_with_other_config_refuses(store, tmp_path):
-    kw = dict(seed=3, batch=4, ckpt_every=2, n_val=8, progress=False, log=lambda s: None)
-    train("dust", store, 2, tmp_path / "c.eqx", config=TINY, **kw)
+    # interrupted at step 3 (the run of the test above: its compiled step is reused), then restarted
+    # with another architecture
+    kw = dict(seed=3, batch=4, ckpt_every=3, n_val=8, progress=False, log=lambda s: None)
+    train("dust", store, 6, tmp_path / "c.eqx", config=TINY, stop_at=3, **kw)
     with pytest.raises(ValueError, match="another config"):
-        train("dust", store, 4, tmp_path / "c.eqx", config=dict(TINY, emb_dim=8), **kw)
+        train("dust", store, 6, tmp_path / "c.eqx", config=dict(TINY, emb_dim=8), **kw)

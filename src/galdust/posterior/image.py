@@ -20,6 +20,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from ..nn import conv2d
 from .cfm import VelocityMLP, cfm_loss, early_stopping
 from .model import PosteriorModel, luptitudes
 
@@ -46,7 +47,7 @@ class ImageEncoder(eqx.Module):
         keys = jr.split(key, len(channels))
         c_in, convs = in_channels, []
         for c, k in zip(channels, keys):
-            convs.append(eqx.nn.Conv2d(c_in, c, 3, padding=1, key=k))
+            convs.append(conv2d(c_in, c, k))  # eqx.nn.Conv2d(c_in, c, 3, padding=1), drawn faster
             c_in = c
         self.convs = convs
 
