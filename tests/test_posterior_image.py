@@ -44,7 +44,7 @@ def test_image_model_learns_what_only_the_image_shows(tmp_path):
     bands = ("sdss_g", "sdss_r", "sdss_i")
     m = build_image_model(("w",), bands, (1.0, 1.0, 1.0), bands, (0.05, 0.05, 0.05), w, flux,
                           channels=(8, 16, 16, 32), width=64, depth=2, key=jr.PRNGKey(2))
-    m, hist = train_image_cfm(m, w, flux, img, key=jr.PRNGKey(3), max_steps=600, batch=128, eval_every=100, lr=2e-3)
+    m, hist = train_image_cfm(m, w, flux, img, key=jr.PRNGKey(3), max_steps=300, batch=128, eval_every=100, lr=2e-3)
     ti, tf, tw = _blobs(200, seed=9)
     pct, _ = percentiles(m, tf, jr.PRNGKey(4), 200, 10, images=ti)
     p50 = pct[:, 0, 1]

@@ -47,7 +47,7 @@ def test_simulate_sed_cli_writes_a_table(tmp_path, capsys):
     from galdust.cli import main
 
     out = tmp_path / "sed.parquet"
-    assert main(["simulate-sed", "--n", "50", "--seed", "4", "--batch", "64", "--out", str(out)]) == 0
+    assert main(["simulate-sed", "--n", "50", "--seed", "4", "--batch", "1024", "--out", str(out)]) == 0
     t = pq.read_table(out)
     assert t.num_rows == 50 and {"name", "flux_sdss_r", "flux_err_sdss_r", "log_mstar", "dn4000", "halpha"} <= set(
         t.column_names)
