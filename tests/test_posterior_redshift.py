@@ -86,12 +86,12 @@ def test_train_z_and_sample_cli(tmp_path, capsys):
     from galdust.posterior.model import load_model
     from galdust.posterior.redshift import cfm_features
 
-    _sdss_table(tmp_path / "train.fits", n=80, seed=0)
+    _sdss_table(tmp_path / "train.fits", n=32, seed=0)  # each row costs its CFM summary: 300 samples x 20 RK4 steps
     _sdss_table(tmp_path / "test.fits", n=12, seed=1)
     assert main(["posterior", "train-z", "--catalog", str(tmp_path / "train.fits"), "--out", str(tmp_path / "zm"),
                  "--folds", "2", "--trees", "100"]) == 0
     meta = json.loads((tmp_path / "zm" / "z_model.json").read_text())
-    assert meta["n_train"] == 80 and meta["cfm"] == "cfm_phot_sdss.eqx" and meta["features"] == FEATURES
+    assert meta["n_train"] == 32 and meta["cfm"] == "cfm_phot_sdss.eqx" and meta["features"] == FEATURES
     assert meta["params"]["n_estimators"] == 100 and meta["params"]["max_depth"] == 6
     out = tmp_path / "post.fits"
     assert main(["posterior", "sample", "--catalog", str(tmp_path / "test.fits"), "--out", str(out),
