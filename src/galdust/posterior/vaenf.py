@@ -348,21 +348,28 @@ class VAENFModel(eqx.Module):
         return self.sample_both(cond, key, n_samples)[0]
 
 
+@eqx.filter_jit
+def _sample_rows(model: VAENFModel, cond, keys, n_samples: int):
+    """Both flows' samples for a batch of conditions: compiled once per model shape, batch and
+    ``n_samples`` (a jit built inside :func:`summarise` compiled again on every call)."""
+    return jax.vmap(lambda ci, ki: model.sample_both(ci, ki, n_samples))(cond, keys)
+
+
 def summarise(model: VAENFModel, flux, images, key, n_samples: int = 1000, batch: int = 64):
     """Per object: p16/p50/p84 of the properties (n, 5, 3) and of the log line fluxes (n, 4, 3), the
     lines' detection probabilities (n, 4), BPT probabilities (n, 3: SF, composite, AGN, over samples
     with all lines detected) and the fraction of such samples (n,), Balmer A_V p16/p50/p84 (n, 3)."""
     cond = model.conditions(flux, images)
     n = cond.shape[0]
+    batch = min(batch, 1 << max(n - 1, 0).bit_length())  # a few objects: padded to a power of two, not to 64
     keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n))
-    run = eqx.filter_jit(lambda m, c, k: jax.vmap(lambda ci, ki: m.sample_both(ci, ki, n_samples))(c, k))
     P, L = [], []
     for i in range(0, n, batch):
         c, k = cond[i : i + batch], keys[i : i + batch]
         m = c.shape[0]
         if m < batch:
             c, k = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, 0)]), jnp.concatenate([k, jnp.repeat(k[-1:], batch - m, 0)])
-        p, ln = run(model, c, k)
+        p, ln = _sample_rows(model, c, k, n_samples)
         P.append(np.asarray(p[:m]))
         L.append(np.asarray(ln[:m]))
     P, L = np.concatenate(P), np.concatenate(L)
