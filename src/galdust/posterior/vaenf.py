@@ -184,8 +184,7 @@ def _build_flow(key, dim, cond_dim, layers, width, depth, knots):
     from flowjax.distributions import Normal
     from flowjax.flows import coupling_flow
 
-    return coupling_flow(key,
-                         base_dist=Normal(jnp.zeros(dim)), transformer=RationalQuadraticSpline(knots=knots, interval=5),
+    return coupling_flow(key, base_dist=Normal(jnp.zeros(dim)), transformer=RationalQuadraticSpline(knots=knots, interval=5),
                          cond_dim=cond_dim, flow_layers=layers, nn_width=width, nn_depth=depth, nn_activation=jax.nn.gelu,
                          invert=False)
 
