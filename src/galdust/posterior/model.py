@@ -102,7 +102,8 @@ def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
     return load(path, _skeleton)  # ``load`` builds the skeleton by shape only
 
 
-def _row_keys(key, n: int):
+def row_keys(key, n: int):
+    """One key per row: ``fold_in(key, i)`` for a single key, or the n keys given."""
     if isinstance(key, (list, tuple)):
         keys = jnp.stack([jnp.asarray(k) for k in key])
     else:
@@ -117,14 +118,13 @@ def _sample_rows(m, c, k, n_samples, n_steps):
     return jax.vmap(lambda ci, ki: m.sample(ci, ki, n_samples, n_steps))(c, k)
 
 
-def sample_batched(model, cond, key, n_samples: int = 1000, n_steps: int = 100, batch: int = 64) -> np.ndarray:
-    """Physical-unit samples (n, n_samples, d) for standardised conditions ``cond`` (n, c), ``batch``
-    rows per compiled call (the last one padded: one compilation; fewer than ``batch`` rows are padded
-    to the next power of two only, so that one object does not cost ``batch``). ``key``: one key (row i
-    samples with ``fold_in(key, i)``, whatever the batching) or a sequence of n keys."""
+def map_chunks(fn, cond, keys, batch: int = 64) -> list:
+    """``fn(c, k)`` on chunks of ``batch`` rows of ``cond`` and ``keys``; each output (a pytree) comes
+    back as numpy, cut to the chunk's real rows. The last chunk is padded with its last row, so one
+    program is compiled; fewer than ``batch`` rows are padded to the next power of two only, so that
+    one object does not cost ``batch``."""
     n = cond.shape[0]
     batch = min(batch, 1 << max(n - 1, 0).bit_length())
-    keys = _row_keys(key, n)
     out = []
     for i in range(0, n, batch):
         c, k = cond[i : i + batch], keys[i : i + batch]
@@ -132,8 +132,18 @@ def sample_batched(model, cond, key, n_samples: int = 1000, n_steps: int = 100, 
         if m < batch:
             c = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, axis=0)])
             k = jnp.concatenate([k, jnp.repeat(k[-1:], batch - m, axis=0)])
-        out.append(np.asarray(_sample_rows(model, c, k, n_samples, n_steps)[:m], np.float32))
-    return np.concatenate(out) if out else np.zeros((0, n_samples, len(model.props)), np.float32)
+        out.append(jax.tree.map(lambda a, m=m: np.asarray(a[:m]), fn(c, k)))
+    return out
+
+
+def sample_batched(model, cond, key, n_samples: int = 1000, n_steps: int = 100, batch: int = 64) -> np.ndarray:
+    """Physical-unit samples (n, n_samples, d) for standardised conditions ``cond`` (n, c), ``batch``
+    rows per compiled call (:func:`map_chunks`). ``key``: one key (row i samples with
+    ``fold_in(key, i)``, whatever the batching) or a sequence of n keys."""
+    out = map_chunks(lambda c, k: _sample_rows(model, c, k, n_samples, n_steps), cond, row_keys(key, cond.shape[0]),
+                     batch)
+    return (np.concatenate(out).astype(np.float32, copy=False) if out
+            else np.zeros((0, n_samples, len(model.props)), np.float32))
 
 
 def log_prob_batched(model, theta, cond, n_steps: int = 100, batch: int = 256) -> np.ndarray:

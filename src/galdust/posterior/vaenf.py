@@ -37,7 +37,7 @@ import optax
 
 from ..nn import conv2d
 from .image import stretch
-from .model import luptitudes
+from .model import row_keys, luptitudes, map_chunks
 
 __all__ = ["VAE", "train_vae", "make_flow", "flow_skeleton", "train_flow", "VAENFModel", "LINES", "PROPS_NF", "F_LIM",
            "bpt_class", "balmer_av", "censor_lines", "save_vaenf", "load_vaenf", "photometric_features"]
@@ -359,19 +359,8 @@ def summarise(model: VAENFModel, flux, images, key, n_samples: int = 1000, batch
     lines' detection probabilities (n, 4), BPT probabilities (n, 3: SF, composite, AGN, over samples
     with all lines detected) and the fraction of such samples (n,), Balmer A_V p16/p50/p84 (n, 3)."""
     cond = model.conditions(flux, images)
-    n = cond.shape[0]
-    batch = min(batch, 1 << max(n - 1, 0).bit_length())  # a few objects: padded to a power of two, not to 64
-    keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n))
-    P, L = [], []
-    for i in range(0, n, batch):
-        c, k = cond[i : i + batch], keys[i : i + batch]
-        m = c.shape[0]
-        if m < batch:
-            c, k = jnp.concatenate([c, jnp.repeat(c[-1:], batch - m, 0)]), jnp.concatenate([k, jnp.repeat(k[-1:], batch - m, 0)])
-        p, ln = _sample_rows(model, c, k, n_samples)
-        P.append(np.asarray(p[:m]))
-        L.append(np.asarray(ln[:m]))
-    P, L = np.concatenate(P), np.concatenate(L)
+    out = map_chunks(lambda c, k: _sample_rows(model, c, k, n_samples), cond, row_keys(key, cond.shape[0]), batch)
+    P, L = np.concatenate([p for p, _ in out]), np.concatenate([ln for _, ln in out])
     q = lambda a: np.percentile(a, [16, 50, 84], axis=1).transpose(1, 2, 0)  # noqa: E731
     det = L > math.log10(F_LIM)
     alldet = det.all(axis=2)
