@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 OUT    ?= demo_out
+# test processes: the suite is mostly XLA compilation, one core per process, so files run side by side
+# (whole files per process, so a file's fixtures are built once); TEST_WORKERS=0 runs it in one process
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench clean
 
@@ -18,7 +21,7 @@ demo: install
 	$(VENV)/bin/galdust demo --out $(OUT) --overwrite
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(PY) bench/bench_simulate.py

@@ -7,7 +7,8 @@ import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent XLA compilation cache for the whole test session, inherited by the CLI subprocesses
-# and Dask workers the tests start: a function compiled once (same program, same shapes) is read back
+# and Dask workers the tests start, and by the pytest-xdist worker processes of `make test` (they
+# inherit the variable): a function compiled once (same program, same shapes) is read back
 # instead of compiled again. It starts empty on every run and is removed at the end.
 _JAX_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
