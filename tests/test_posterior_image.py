@@ -80,3 +80,33 @@ def test_warm_start_is_the_photometry_model_before_training():
     b = phot.sample(c_ph[0], jr.PRNGKey(7), 50, 10)
     assert np.allclose(np.asarray(a), np.asarray(b), atol=1e-5)
     assert m.props == phot.props and np.allclose(m.theta_std, phot.theta_std)
+
+
+def test_cli_warm_starts_an_image_model_and_continues_it_with_the_chain_of_runs_recorded(tmp_path, capsys):
+    from astropy.table import Table
+
+    from galdust.cli import main
+
+    rng = np.random.default_rng(0)
+    n = 48
+    t = Table({f"flux_sdss_{b}": rng.uniform(20, 200, n) for b in "ugriz"})
+    t["log_mstar"], t["z"] = rng.uniform(9, 11.5, n), rng.uniform(0.02, 0.3, n)
+    t.write(tmp_path / "s.parquet")
+    np.save(tmp_path / "s.images.npy", rng.normal(0.0, 0.1, (n, 3, 64, 64)).astype(np.float16))
+    sims = ["--sims", str(tmp_path / "s.parquet"), "--props", "log_mstar,z", "--quiet"]
+    phot, a, b = (tmp_path / f"{k}.eqx" for k in ("phot", "a", "b"))
+    assert main(["posterior", "train", *sims, "--out", str(phot), "--width", "16", "--max-steps", "2"]) == 0
+    img = ["posterior", "train", *sims, "--images", "--batch", "8"]
+    assert main([*img, "--warm-start", str(phot), "--out", str(a), "--max-steps", "2", "--lr", "1e-3"]) == 0
+    assert main([*img, "--init", str(a), "--out", str(b), "--max-steps", "3", "--lr", "5e-4"]) == 0
+    _, ma = load_model(a)
+    _, mb = load_model(b)
+    assert ma["kind"] == mb["kind"] == "cfm-image"
+    assert ma["init"] is None and ma["warm_start"] == str(phot)
+    assert mb["init"] == str(a) and mb["warm_start"] is None and mb["steps"] == 5
+    assert [(r["steps"], r["lr"], r["init"], r["warm_start"]) for r in mb["runs"]] == [
+        (2, 1e-3, None, str(phot)), (3, 5e-4, str(a), None)]
+    assert mb["train_seconds"] >= ma["train_seconds"]
+    # --init and --warm-start exclude each other: one line, status 2
+    assert main([*img, "--init", str(a), "--warm-start", str(phot), "--out", str(tmp_path / "c.eqx")]) == 2
+    assert "exclude each other" in capsys.readouterr().err

@@ -811,15 +811,17 @@ def posterior_train(
 
         model, hist = train_image_cfm(model, theta, flux, _Rows(), key=jr.fold_in(key, 2 if init is None else 3),
                                       max_steps=max_steps, batch=batch, lr=lr, progress=prog)
-        if init is not None:
-            hist = [tuple(h) for h in init_meta.get("history", [])] + [(h[0] + init_meta.get("steps", 0), h[1], h[2])
-                                                                      for h in hist]
-        dt = time.perf_counter() - t0
-        dt += init_meta.get("train_seconds", 0.0) if init is not None else 0.0
+        # the --init model's history, time and runs come first: the sidecar describes the whole chain
+        prev = init_meta if init is not None else {}
+        hist = [tuple(h) for h in prev.get("history", [])] + [(h[0] + prev.get("steps", 0), h[1], h[2]) for h in hist]
+        dt = time.perf_counter() - t0 + prev.get("train_seconds", 0.0)
+        init_s, warm_s = (None if x is None else str(x) for x in (init, warm_start))
+        runs = prev.get("runs", []) + [dict(steps=hist[-1][0] - prev.get("steps", 0), lr=lr, batch=batch, init=init_s,
+                                            warm_start=warm_s)]
         save_image_model(out, model, dict(sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
                                           n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
-                                          steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1), init=str(init),
-                                          warm_start=None if warm_start is None else str(warm_start),
+                                          steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1),
+                                          init=init_s, warm_start=warm_s, runs=runs,
                                           best_val_loss=min(h[2] for h in hist), history=hist))
         typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s ({hist[-1][0]} steps) "
                    f"-> {out}")
