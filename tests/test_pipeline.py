@@ -328,7 +328,7 @@ def test_run_fit_dust_level_gauge_matches_galdust_fit(tmp_path, good_inputs, clu
     assert main(["fit", str(good_inputs[0]), "--out", str(tmp_path / "single"), "--quiet", *common]) == 0
     with fits.open(out / "g0.dust.fits") as a, fits.open(tmp_path / "single" / "g0.dust.fits") as b:
         assert a[0].header["NITER"] == b[0].header["NITER"]  # dust-free + dust iterations
-        assert a[0].header["AV_LW"] == pytest.approx(b[0].header["AV_LW"], abs=1e-6)
+        assert a[0].header["AV_LW"] == pytest.approx(b[0].header["AV_LW"], abs=1e-4)  # as the map below
         np.testing.assert_allclose(a["AV"].data, b["AV"].data, atol=1e-4)  # float32, batched differently
     capsys.readouterr()
     assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(tmp_path / "r2"), "--dust-level",

@@ -4,7 +4,8 @@
 batch size (the vmapped fit's batch), submits them with a bounded number in flight, and records one
 catalogue row per input (:mod:`galdust.pipeline.catalog`). A batch whose worker dies is retried by
 Dask (``distributed.scheduler.allowed-failures`` times); if it still fails, its inputs are resubmitted
-one by one so that a single poisonous input becomes one ``error`` row and the others are done.
+one by one, each alone on the cluster, so that a single poisonous input becomes one ``error`` row and
+the others are done.
 """
 
 from __future__ import annotations
@@ -174,7 +175,21 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
     ok = err = 0
     last = time.perf_counter()
 
+    isolate: deque = deque()  # inputs of failed batches, each to be run alone on the cluster
+    isolating: set = set()  # the future of the one input being run alone, if any
+
     def submit():
+        # An input of a failed batch runs alone: nothing else is in flight while it runs, so a
+        # poisonous input that kills its worker cannot take an innocent task down with it (Dask
+        # counts every task processing on a dying worker as suspicious, queued ones included).
+        if isolate or isolating:
+            if not inflight and isolate:
+                batch = [isolate.popleft()]
+                fut = client.submit(process_batch, task, batch, str(out), pure=False)
+                inflight[fut] = batch
+                isolating.add(fut)
+                ac.add(fut)
+            return
         while pending and len(inflight) < max_in_flight:
             batch = pending.popleft()
             fut = client.submit(process_batch, task, batch, str(out), pure=False)
@@ -185,11 +200,13 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
         submit()
         for fut in ac:
             batch = inflight.pop(fut)
+            alone = fut in isolating
+            isolating.discard(fut)
             try:
                 rows = fut.result()
             except Exception as e:  # noqa: BLE001 - a crashed worker or a bug: isolate, then record
-                if len(batch) > 1:
-                    pending.extendleft([it] for it in reversed(batch))
+                if not alone:
+                    isolate.extend(batch)
                     submit()
                     continue
                 rows = _stamp(_crash_rows(batch, e))
