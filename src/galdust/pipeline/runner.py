@@ -178,23 +178,22 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
     isolate: deque = deque()  # inputs of failed batches, each to be run alone on the cluster
     isolating: set = set()  # the future of the one input being run alone, if any
 
+    def send(batch):
+        fut = client.submit(process_batch, task, batch, str(out), pure=False)
+        inflight[fut] = batch
+        ac.add(fut)
+        return fut
+
     def submit():
         # An input of a failed batch runs alone: nothing else is in flight while it runs, so a
         # poisonous input that kills its worker cannot take an innocent task down with it (Dask
         # counts every task processing on a dying worker as suspicious, queued ones included).
         if isolate or isolating:
             if not inflight and isolate:
-                batch = [isolate.popleft()]
-                fut = client.submit(process_batch, task, batch, str(out), pure=False)
-                inflight[fut] = batch
-                isolating.add(fut)
-                ac.add(fut)
+                isolating.add(send([isolate.popleft()]))
             return
         while pending and len(inflight) < max_in_flight:
-            batch = pending.popleft()
-            fut = client.submit(process_batch, task, batch, str(out), pure=False)
-            inflight[fut] = batch
-            ac.add(fut)
+            send(pending.popleft())
 
     try:
         submit()
