@@ -26,7 +26,7 @@ from galdust.fir.data import TARGETS, read_photometry, read_properties
 from galdust.fir.evaluate import global_fold_models, summarise_pixels, train_pixel_models, validate_maps
 from galdust.fir.maps import make_maps
 from galdust.fir.mock import make_mock
-from galdust.fir.model import DEFAULT_MODEL, FIRModel, build_features, cross_validate, train_model
+from galdust.fir.model import DEFAULT_MODEL, FIRModel, cross_validate, train_model, training_set
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dustpedia"
 UNIT = {"log_sLd": "dex", "log_sMd": "dex", "Td": "K"}
@@ -69,14 +69,12 @@ def main():
     ap.add_argument("--train-mocks", type=int, default=60, help="mocks per fold for the per-pixel models (0: skip)")
     a = ap.parse_args()
     ph, pr = load()
-    X, usable = build_features(ph)
-    keep = [i for i, n in enumerate(ph.names) if n in pr and usable[i]]
-    Y = {t: np.array([pr[ph.names[i]][t] for i in keep]) for t in TARGETS}
+    X, Y, names, keep = training_set(ph, pr)
     if not a.skip_cv:
         t0 = time.perf_counter()
-        train_model(X[keep], Y)
+        train_model(X, Y)
         t_train = time.perf_counter() - t0
-        cvr = cross_validate(X[keep], Y, [ph.names[i] for i in keep])
+        cvr = cross_validate(X, Y, names)
         res = cvr["metrics"]
         print(f"Global model, galaxy-level 4-fold CV on {len(keep)} DustPedia galaxies (training on all: "
               f"{t_train:.0f} s)\n")
@@ -88,10 +86,10 @@ def main():
                   f"{m['bias']:+.3f} ± {m['bias_err']:.3f} | {m['chi2']:.2f} ± {m['chi2_err']:.2f} | "
                   f"{m['frac_1sigma']:.2f} | {goal[t]} |")
         print()
-        by_type([ph.names[i] for i in keep], Y, cvr["oof_mu"], pr)
+        by_type(names, Y, cvr["oof_mu"], pr)
     model = FIRModel.load(DEFAULT_MODEL)
     rng = np.random.default_rng(0)
-    rows = X[keep][rng.integers(0, len(keep), a.pixels)]
+    rows = X[rng.integers(0, len(keep), a.pixels)]
     rows = rows + rng.normal(0, 0.05, rows.shape).astype(rows.dtype)
     model.predict(rows[:1000])
     t0 = time.perf_counter()

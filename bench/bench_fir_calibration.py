@@ -14,14 +14,13 @@ mean(ln σ + r²/2σ²) (lower is better: it rewards σ that are small where the
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 from pathlib import Path
 
 import numpy as np
 
-import galdust.fir.model as fm
 from galdust.fir.data import TARGETS, read_photometry, read_properties
+from galdust.fir.model import SIGMA_PARAMS, SIGMA_ROUNDS, cross_validate, training_set
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dustpedia"
 
@@ -29,27 +28,20 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dustped
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=6)
-    ap.add_argument("--sigma-rounds", type=int, default=fm.SIGMA_ROUNDS)
-    ap.add_argument("--sigma-min-child-weight", type=float, default=fm.SIGMA_PARAMS["min_child_weight"])
+    ap.add_argument("--sigma-rounds", type=int, default=SIGMA_ROUNDS)
+    ap.add_argument("--sigma-min-child-weight", type=float, default=SIGMA_PARAMS["min_child_weight"])
     ap.add_argument("--calib-folds", type=int, default=10, help="folds of the cross-fitted calibration factor")
     a = ap.parse_args()
 
-    ph = read_photometry(DATA / "DustPedia_Aperture_Photometry_2.2.csv")
-    pr = read_properties(DATA / "dustpedia_cigale_results_final_version.csv")
-    X, usable = fm.build_features(ph)
-    keep = [i for i, n in enumerate(ph.names) if n in pr and usable[i]]
-    names = [ph.names[i] for i in keep]
-    X = X[keep]
-    Y = {t: np.array([pr[n][t] for n in names]) for t in TARGETS}
-    # the overrides, on the module that cross_validate reads them from
-    fm.SIGMA_ROUNDS = a.sigma_rounds
-    fm.SIGMA_PARAMS = dict(fm.SIGMA_PARAMS, min_child_weight=a.sigma_min_child_weight)
-    fm.train_model = functools.partial(fm.train_model, calib_frac=1.0 / a.calib_folds)
+    X, Y, names, _ = training_set(read_photometry(DATA / "DustPedia_Aperture_Photometry_2.2.csv"),
+                                  read_properties(DATA / "dustpedia_cigale_results_final_version.csv"))
+    sigma = dict(sigma_params=dict(SIGMA_PARAMS, min_child_weight=a.sigma_min_child_weight),
+                 sigma_rounds=a.sigma_rounds, calib_frac=1.0 / a.calib_folds)
 
     chi2, rmse, nll = ({t: [] for t in TARGETS} for _ in range(3))
     t0 = time.perf_counter()
     for seed in range(a.seeds):
-        r = fm.cross_validate(X, Y, names, k=4, seed=seed)
+        r = cross_validate(X, Y, names, k=4, seed=seed, **sigma)
         for t in TARGETS:
             res, sg = r["oof_mu"][t] - Y[t], r["oof_sigma"][t]
             chi2[t].append(float(np.mean((res / sg) ** 2)))

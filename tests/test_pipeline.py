@@ -185,18 +185,22 @@ class CrashTask(FitTask):
         return [dict(name=n, input=p, status="ok", error=None, runtime_s=0.0) for n, p in items]
 
 
-def test_a_worker_crash_is_retried_then_becomes_one_error_row(tmp_path):
+def _crash_run(items, out, n_workers, batch_size, **kw):
+    """``run`` of a CrashTask on a local cluster of worker processes, each task allowed one death."""
     import cloudpickle
+    import dask
     from distributed import Client, LocalCluster
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    items = [(f"ok{i}", f"ok{i}.fits") for i in range(5)] + [("crash0", "crash0.fits")]
-    import dask
-
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
                 Client(c) as client:
-            s = run(CrashTask(batch_size=3), items, tmp_path / "run", client)
+            return run(CrashTask(batch_size=batch_size), items, out, client, **kw)
+
+
+def test_a_worker_crash_is_retried_then_becomes_one_error_row(tmp_path):
+    items = [(f"ok{i}", f"ok{i}.fits") for i in range(5)] + [("crash0", "crash0.fits")]
+    s = _crash_run(items, tmp_path / "run", n_workers=1, batch_size=3)
     assert (s.ok, s.errors) == (5, 1)
     rows = {r["name"]: r for r in pq.read_table(tmp_path / "run" / "catalog.parquet").to_pylist()}
     assert len(rows) == 6
@@ -207,18 +211,10 @@ def test_a_worker_crash_is_retried_then_becomes_one_error_row(tmp_path):
 def test_isolated_inputs_run_alone_so_crashes_take_no_innocent_input_with_them(tmp_path):
     """Two poisonous inputs in different batches, two workers, tasks queued on the dying workers:
     every innocent input still ends ``ok`` and each poisonous one is one ``error`` row."""
-    import cloudpickle
-    import dask
-    from distributed import Client, LocalCluster
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     items = [(f"ok{i}", f"ok{i}.fits") for i in range(8)]
     items[2:2] = [("crash0", "crash0.fits")]
     items[7:7] = [("crash1", "crash1.fits")]
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
-                Client(c) as client:
-            s = run(CrashTask(batch_size=2), items, tmp_path / "run", client, max_in_flight=4)
+    s = _crash_run(items, tmp_path / "run", n_workers=2, batch_size=2, max_in_flight=4)
     rows = {r["name"]: r["status"] for r in pq.read_table(tmp_path / "run" / "catalog.parquet").to_pylist()}
     assert rows == {**{f"ok{i}": "ok" for i in range(8)}, "crash0": "error", "crash1": "error"}
     assert (s.ok, s.errors) == (8, 2)

@@ -533,23 +533,17 @@ def fir_train(
 ):
     """Retrain the global FIR model (random forest + calibrated Gaussian-NLL σ), with 4-fold CV, and
     distil it into the fast per-pixel MLP."""
-    import numpy as np
-
-    from .fir.data import TARGETS, read_photometry, read_properties
-    from .fir.model import build_features, cross_validate, nan_to_none, train_model
+    from .fir.data import read_photometry, read_properties
+    from .fir.model import cross_validate, nan_to_none, train_model, training_set
     from .weights import git_commit
 
     if (out / "fir_model.json").exists() and not overwrite:
         raise UserError(f"{out}: a model exists there (use --overwrite to replace it)")
     ph = read_photometry(photometry)
     pr = read_properties(properties)
-    X, usable = build_features(ph)
-    keep = [i for i, n in enumerate(ph.names) if n in pr and usable[i]]
-    if len(keep) < 20:
-        raise UserError(f"{properties}: only {len(keep)} galaxies with both photometry and properties")
-    names = [ph.names[i] for i in keep]
-    X = X[keep]
-    Y = {t: np.array([pr[n][t] for n in names]) for t in TARGETS}
+    X, Y, names, _ = training_set(ph, pr)
+    if len(names) < 20:
+        raise UserError(f"{properties}: only {len(names)} galaxies with both photometry and properties")
     t0 = time.perf_counter()
     extra = dict(training_rows=len(names), photometry=str(photometry), properties=str(properties),
                  commit=git_commit())

@@ -31,7 +31,8 @@ import numpy as np
 
 from .data import TARGETS, UVMIR_BANDS, Photometry
 
-__all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "FIRModel", "train_model", "cross_validate", "metrics"]
+__all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "training_set", "FIRModel", "train_model",
+           "cross_validate", "metrics"]
 
 _IDX = {b: i for i, b in enumerate(UVMIR_BANDS)}
 #: folds of the out-of-fold forest residuals that the σ model learns from
@@ -67,6 +68,15 @@ def build_features(phot: Photometry) -> tuple[np.ndarray, np.ndarray]:
     lin_norm = 10.0**norm
     cols += [meas[:, _IDX[b]] / lin_norm for b in UVMIR_BANDS if b != "wise_w1"]
     return np.stack(cols, axis=1), usable
+
+
+def training_set(phot: Photometry, props: dict) -> tuple[np.ndarray, dict[str, np.ndarray], list[str], list[int]]:
+    """The galaxies that have both properties and a normalising band: (X, {target: y}, names, rows of
+    ``phot``)."""
+    X, usable = build_features(phot)
+    keep = [i for i, n in enumerate(phot.names) if n in props and usable[i]]
+    names = [phot.names[i] for i in keep]
+    return X[keep], {t: np.array([props[n][t] for n in names]) for t in TARGETS}, names, keep
 
 
 def metrics(y, mu, sigma=None, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -192,12 +202,12 @@ def _fit_forest(X, y, seed, w=None):
     return m
 
 
-def _fit_sigma(X, r, seed, w=None):
+def _fit_sigma(X, r, seed, w=None, params=None, rounds=SIGMA_ROUNDS):
     import xgboost as xgb
 
     d = xgb.DMatrix(X, label=r, weight=w, missing=np.nan)
-    params = dict(SIGMA_PARAMS, seed=seed, nthread=2, base_score=float(np.log(np.std(r) + 1e-12)))
-    return xgb.train(params, d, SIGMA_ROUNDS, obj=_nll_objective)
+    params = dict(params or SIGMA_PARAMS, seed=seed, nthread=2, base_score=float(np.log(np.std(r) + 1e-12)))
+    return xgb.train(params, d, rounds, obj=_nll_objective)
 
 
 def _folds(n, k, seed, groups=None):
@@ -222,8 +232,12 @@ def _oof(X, y, k, seed, w=None, groups=None):
 
 def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib_frac: float = 0.1,
                 weights: np.ndarray | None = None, groups: np.ndarray | None = None,
-                features: list[str] | None = None, oof_folds: int = OOF_FOLDS) -> FIRModel:
+                features: list[str] | None = None, oof_folds: int = OOF_FOLDS,
+                sigma_params: dict | None = None, sigma_rounds: int = SIGMA_ROUNDS) -> FIRModel:
     """Train the forests (all rows), σ models (out-of-fold residuals) and σ calibration.
+
+    ``sigma_params`` / ``sigma_rounds`` replace the σ model's xgboost settings (default
+    ``SIGMA_PARAMS`` / ``SIGMA_ROUNDS``); ``calib_frac`` is 1 / the folds of the calibration factor.
 
     Per-pixel training (Dobbels & Baes 2021): ``groups`` = galaxy of each pixel (out-of-fold
     predictions and the calibration folds keep galaxies whole) and ``weights`` = 1/N_pix(galaxy), so
@@ -231,6 +245,7 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
     """
     import xgboost as xgb
 
+    sigma_params = dict(sigma_params or SIGMA_PARAMS)
     X = np.asarray(X, np.float32)
     models = {}
     for t in TARGETS:
@@ -249,26 +264,30 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
             held = cfold == c
             if not held.any() or held.all():  # fewer groups than folds
                 continue
-            sig = _fit_sigma(Xt[~held], r[~held], seed + c, None if wt is None else wt[~held])
+            sig = _fit_sigma(Xt[~held], r[~held], seed + c, None if wt is None else wt[~held], sigma_params,
+                             sigma_rounds)
             s_cal[held] = np.exp(sig.predict(xgb.DMatrix(Xt[held], missing=np.nan)))
         cal = np.isfinite(s_cal)
         scale = float(np.sqrt(np.average((r[cal] / s_cal[cal]) ** 2, weights=None if wt is None else wt[cal])))
-        sig = _fit_sigma(Xt, r, seed, wt)  # refit on all rows; keep the held-out calibration factor
+        sig = _fit_sigma(Xt, r, seed, wt, sigma_params, sigma_rounds)  # all rows; keep the held-out factor
         models[t] = _TargetModel(_fit_forest(Xt, yt, seed, wt), sig, scale)
     return FIRModel(models, features or feature_names(), dict(seed=seed, n_train=int(len(X)), rf_params=RF_PARAMS,
-                                                              sigma_params=SIGMA_PARAMS, sigma_rounds=SIGMA_ROUNDS,
+                                                              sigma_params=sigma_params, sigma_rounds=sigma_rounds,
                                                               per_pixel=groups is not None))
 
 
-def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int = 0, oof_folds: int = OOF_FOLDS) -> dict:
-    """Galaxy-level k-fold CV: {target: metrics}, plus the out-of-fold predictions."""
+def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int = 0, oof_folds: int = OOF_FOLDS,
+                   **train_kw) -> dict:
+    """Galaxy-level k-fold CV: {target: metrics}, plus the out-of-fold predictions (``train_kw``: more
+    :func:`train_model` options, e.g. the σ model's settings)."""
     X = np.asarray(X, np.float32)
     fold = np.random.default_rng(seed).permutation(len(X)) % k
     mu = {t: np.full(len(X), np.nan) for t in TARGETS}
     sg = {t: np.full(len(X), np.nan) for t in TARGETS}
     for f in range(k):
         tr, te = fold != f, fold == f
-        m = train_model(X[tr], {t: np.asarray(Y[t])[tr] for t in TARGETS}, seed=seed + 17 * f, oof_folds=oof_folds)
+        m = train_model(X[tr], {t: np.asarray(Y[t])[tr] for t in TARGETS}, seed=seed + 17 * f, oof_folds=oof_folds,
+                        **train_kw)
         p = m.predict(X[te])
         for t in TARGETS:
             mu[t][te], sg[t][te] = p[t]
