@@ -16,6 +16,8 @@ def test_metrics_on_a_known_map():
     assert m["corr"] == 1.0 or abs(m["corr"] - 1.0) < 1e-12
     assert abs(m["dAV"] - (np.sum(host * (truth + 0.1)) / np.sum(host))) < 1e-12
     assert light_contour(host, 0.84).sum() == 14  # 14 of the 16 equal pixels hold ≥ 84 %
+    inside = truth[light_contour(host, 0.84)]
+    assert abs(m["av_sd_true"] - inside.std()) < 1e-12 and abs(m["av_sd_fit"] - 2.0 * inside.std()) < 1e-12
 
 
 def test_evaluate_dust_off_and_gauge(tmp_path):

@@ -7,7 +7,9 @@ band (the simulator convolves its truth channels with that one). Metrics per gal
 
 * ``dAV``: fit − truth host-light-weighted A_V (each weighted by its own post-PSF host light);
 * ``corr``: Pearson correlation of the two A_V maps inside the truth's 84 % host-light contour
-  (the brightest pixels holding 84 % of the host's V light).
+  (the brightest pixels holding 84 % of the host's V light);
+* ``av_sd_true``, ``av_sd_fit``: the spread (standard deviation) of each A_V map inside that contour:
+  a correlation measures structure, and a truth map that hardly varies has none to recover.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def galaxy_metrics(av_fit, host_fit, av_true, host_true) -> dict:
     lw_fit = float(np.sum(hf * av_fit) / np.sum(hf))
     lw_true = float(np.sum(ht * av_true) / np.sum(ht))
     m = light_contour(ht, 0.84)
-    return dict(av_lw_fit=lw_fit, av_lw_true=lw_true, dAV=lw_fit - lw_true, corr=_pearson(av_fit[m], av_true[m]))
+    return dict(av_lw_fit=lw_fit, av_lw_true=lw_true, dAV=lw_fit - lw_true, corr=_pearson(av_fit[m], av_true[m]),
+                av_sd_true=float(av_true[m].std()), av_sd_fit=float(av_fit[m].std()))
 
 
 def summarise(rows: list[dict], covfrac: np.ndarray) -> list[dict]:

@@ -114,14 +114,17 @@ def make_mock(sed_a: np.ndarray, sed_b: np.ndarray, truth_a: dict, truth_b: dict
 
 
 def truth_on_grid(mock: MockGalaxy, wcs: WCS, shape, fwhm: float) -> dict[str, np.ndarray]:
-    """Per-pixel truth on a map grid: the W1-light-weighted mean over a Gaussian PSF of ``fwhm``."""
+    """Per-pixel truth on a map grid: the W1-light-weighted mean over a Gaussian PSF of ``fwhm``.
+
+    Also ``mix``, the weight of template B in that mean (0 at the centre, 1 in the outskirts), so that
+    a pixel's truth is ``(1 − mix)·truth_A + mix·truth_B``."""
     o = 4
     r, light = _radius_and_light(mock, wcs, shape, oversample=o)
     m = _mix(mock, r)
     ps = abs(wcs.wcs.cdelt[1]) * 3600.0
     s = fwhm * FWHM_TO_SIGMA / ps * o
     den = _blur(light, s)
-    out = {}
+    out = {"mix": (_blur(light * m, s) / den).reshape(shape[0], o, shape[1], o).mean(axis=(1, 3))}
     for t in ("log_sLd", "log_sMd", "Td"):
         val = (1 - m) * mock.truth["A"][t] + m * mock.truth["B"][t]
         num = _blur(light * val, s)
