@@ -99,9 +99,12 @@ def main():
     dt = time.perf_counter() - t0
     model.predict_pixels(rows[:1000])
     model.predict_pixels(rows)
-    t0 = time.perf_counter()
-    model.predict_pixels(rows)
-    dt_fast = time.perf_counter() - t0
+    times = []
+    for _ in range(5):  # the median of 5 calls: single calls took 0.70 s and 1.05 s in two bench runs
+        t0 = time.perf_counter()
+        model.predict_pixels(rows)
+        times.append(time.perf_counter() - t0)
+    dt_fast = float(np.median(times))
     pool = [i for i in keep if np.isfinite(ph.flux[i]).sum() >= 16]
     i, j = pool[0], pool[1]
     m = make_mock(ph.flux[i], ph.flux[j], pr[ph.names[i]], pr[ph.names[j]], w1_total=float(ph.flux[i, 10]), rng=rng,
@@ -117,8 +120,8 @@ def main():
     print("| speed | pixels | s | pixels/s |")
     print("|---|---|---|---|")
     print(f"| trees: FIRModel.predict (3 properties, μ and σ) | {a.pixels:,} | {dt:.2f} | {a.pixels / dt:,.0f} |")
-    print(f"| distilled MLP: FIRModel.predict_pixels (the maps' default) | {a.pixels:,} | {dt_fast:.2f} | "
-          f"{a.pixels / dt_fast:,.0f} |")
+    print(f"| distilled MLP: FIRModel.predict_pixels (the maps' default; median of 5 calls, "
+          f"{min(times):.2f}–{max(times):.2f} s) | {a.pixels:,} | {dt_fast:.2f} | {a.pixels / dt_fast:,.0f} |")
     for lab, t in (("trees", dt_map), ("MLP", dt_map_fast)):
         print(f"| whole map pipeline ({lab}), {len(m.bands)} bands ({n_in:,} input pixels) -> {fm.mask.size:,} output "
               f"pixels, {int(fm.mask.sum()):,} predicted | {fm.mask.size:,} | {t:.2f} | {fm.mask.size / t:,.0f} |")

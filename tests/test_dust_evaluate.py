@@ -5,7 +5,7 @@ import csv
 import numpy as np
 
 from galdust.cli import main
-from galdust.dust.evaluate import galaxy_metrics, light_contour
+from galdust.dust.evaluate import STRUCTURE_MIN, format_table, galaxy_metrics, light_contour, summarise
 
 
 def test_metrics_on_a_known_map():
@@ -18,6 +18,21 @@ def test_metrics_on_a_known_map():
     assert light_contour(host, 0.84).sum() == 14  # 14 of the 16 equal pixels hold ≥ 84 %
     inside = truth[light_contour(host, 0.84)]
     assert abs(m["av_sd_true"] - inside.std()) < 1e-12 and abs(m["av_sd_fit"] - 2.0 * inside.std()) < 1e-12
+
+
+def test_summary_bins_and_the_correlation_over_maps_with_structure():
+    # f < 0.5: three nearly flat truths (correlation noise) and one with structure; 0.5-0.9: two; one > 0.9
+    cov = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 0.95])
+    corr = [0.0, 0.1, -0.2, 0.9, 0.8, 0.7, 0.5]
+    sd = [0.001, 0.005, 0.02, 0.2, 0.1, 0.05, 0.3]
+    rows = [dict(dAV=0.01 * i, corr=c, av_sd_true=v) for i, (c, v) in enumerate(zip(corr, sd))]
+    s = {r["bin"]: r for r in summarise(rows, cov)}
+    assert s["0.0-0.5"]["n"] == 4 and s["0.0-0.5"]["corr_med"] == np.median(corr[:4])
+    assert s["0.0-0.5"]["n_struct"] == 1 and s["0.0-0.5"]["corr_med_struct"] == 0.9
+    assert s["0.0-0.9"]["n"] == 6 and s["0.0-0.9"]["n_struct"] == 3 and s["0.0-0.9"]["corr_med_struct"] == 0.8
+    assert s["0.9-1.0"]["dAV_med"] == 0.06
+    assert STRUCTURE_MIN == 0.03
+    assert "| 0.0-0.9 | 6 |" in format_table(list(s.values()), "t") and "0.800 (3)" in format_table(list(s.values()), "t")
 
 
 def test_evaluate_dust_off_and_gauge(tmp_path):
