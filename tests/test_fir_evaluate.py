@@ -60,3 +60,28 @@ def test_bias_splits_into_the_templates_global_errors_and_what_predicting_per_pi
     for r in rows:
         del r["mix"]
     assert "pixel_bias" not in summarise_pixels(rows)["log_sMd"]
+
+
+def test_templates_are_predicted_from_the_mock_bands_only():
+    from galdust.fir.data import UVMIR_BANDS, Photometry
+    from galdust.fir.evaluate import _features_in_bands
+    from galdust.fir.model import build_features, feature_names
+
+    rng = np.random.default_rng(2)
+    flux = rng.uniform(0.01, 0.2, (3, len(UVMIR_BANDS)))
+    phot = Photometry(["a", "b", "c"], flux, 0.05 * flux, np.zeros(flux.shape, bool))
+    bands = ["sdss_g", "sdss_r", "wise_w1", "wise_w3"]
+    X = _features_in_bands(phot, [0, 2], bands)
+    full, _ = build_features(phot)
+    names = feature_names()
+    kept = 0
+    for j, n in enumerate(names):
+        used = [b for b in UVMIR_BANDS if b in n]  # the bands a feature is built from (besides W1)
+        if all(b in bands for b in used):
+            assert np.allclose(X[:, j], full[[0, 2], j]), n
+            kept += 1
+        else:
+            assert np.all(np.isnan(X[:, j])), n
+    assert kept == 6  # log and linear ratios to W1 of g, r and W3
+    assert np.allclose(X[:, names.index("log_sdss_r_w1")], np.log10(flux[[0, 2], UVMIR_BANDS.index("sdss_r")]
+                                                                      / flux[[0, 2], UVMIR_BANDS.index("wise_w1")]))

@@ -178,3 +178,16 @@ def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
     assert main(["fir", "map", "--images", f"{files[0]},{bad}", "--out", str(tmp_path / "x.fir.fits")]) == 2
     err = capsys.readouterr().err
     assert "nodata.fits" in err and len(err.strip().splitlines()) == 1
+
+
+def test_mock_truth_is_the_mix_of_the_two_templates_with_the_returned_weight():
+    truth_b = dict(log_sLd=-0.2, log_sMd=-2.0, Td=30.0)
+    m = make_mock(SED, SED * 1.5, TRUTH, truth_b, w1_total=0.1, rng=np.random.default_rng(3), h=10.0, q=1.0)
+    w1 = next(im for im in m.images if im.band == "wise_w1")
+    tr = truth_on_grid(m, w1.wcs, w1.data.shape, 6.0)
+    mix = tr["mix"]
+    assert mix.min() >= 0.0 and mix.max() <= 1.0
+    for t in ("log_sLd", "log_sMd", "Td"):
+        assert np.allclose(tr[t], (1 - mix) * TRUTH[t] + mix * truth_b[t], rtol=0, atol=1e-9), t
+    c = np.array(w1.data.shape) // 2
+    assert mix[c[0], c[1]] < 0.15 and mix[c[0], 0] > 0.95  # centre: template A; beyond 3 scale lengths: B
