@@ -63,3 +63,63 @@ def test_per_pixel_training_weights_every_galaxy_once_and_keeps_galaxies_whole()
     g = np.repeat(np.arange(20), 7)
     f = _folds(len(g), 4, 0, g)
     assert all(len(set(f[g == k])) == 1 for k in range(20)) and set(f) == {0, 1, 2, 3}
+
+
+def test_band_dropout_copies_teach_sigma_what_a_missing_band_costs():
+    """Feature 0 carries the signal; training rows always have it. Test rows without it can only get
+    the prior mean, so their error is large: σ learnt without copies misses that (χ² ≫ 1), σ learnt
+    with copies that lack feature 0 covers it (χ² ≈ 1), and rows with all features keep their σ."""
+    rng = np.random.default_rng(0)
+    n_f = len(feature_names())
+
+    def table(n):
+        X = rng.normal(size=(n, n_f)).astype(np.float32)
+        return X, {t: 0.8 * X[:, 0] + 0.05 * rng.normal(size=n) for t in TARGETS}
+
+    X, Y = table(800)
+    no_f0 = X.copy()
+    no_f0[:, 0] = np.nan
+    Xt, Yt = table(400)
+    Xt_no_f0 = Xt.copy()
+    Xt_no_f0[:, 0] = np.nan
+    plain = train_model(X, Y, seed=1)
+    aug = train_model(X, Y, seed=1, augment=no_f0[None])
+    assert plain.meta["dropout_copies"] == 0 and aug.meta["dropout_copies"] == 1
+    for t in TARGETS:
+        chi2 = {name: {view: np.mean(((m.predict(Z)[t][0] - Yt[t]) / m.predict(Z)[t][1]) ** 2)
+                       for view, Z in (("full", Xt), ("no f0", Xt_no_f0))} for name, m in (("plain", plain), ("aug", aug))}
+        assert chi2["plain"]["no f0"] > 5, chi2
+        assert 0.6 < chi2["aug"]["no f0"] < 1.6, chi2
+        assert 0.6 < chi2["aug"]["full"] < 1.6 and 0.6 < chi2["plain"]["full"] < 1.6
+        np.testing.assert_allclose(aug.predict(Xt)[t][0], plain.predict(Xt)[t][0])  # the forests are the same
+
+
+def test_band_dropout_features_keep_w1_and_only_bands_of_both_galaxies():
+    from galdust.fir.data import UVMIR_BANDS, Photometry
+    from galdust.fir.model import band_dropout_features, build_features
+
+    rng = np.random.default_rng(3)
+    flux = rng.uniform(0.01, 0.2, (40, len(UVMIR_BANDS)))
+    flux[rng.random(flux.shape) < 0.3] = np.nan  # patchy coverage
+    w1 = UVMIR_BANDS.index("wise_w1")
+    flux[:, w1] = rng.uniform(0.05, 0.2, 40)
+    phot = Photometry([f"g{i}" for i in range(40)], flux, 0.05 * flux, np.zeros(flux.shape, bool))
+    rows = np.arange(5, 40)
+    A = band_dropout_features(phot, rows, 3, seed=0)
+    assert A.shape == (3, len(rows), len(feature_names()))
+    np.testing.assert_array_equal(A, band_dropout_features(phot, rows, 3, seed=0))
+    full, _ = build_features(phot)
+    n_ratio = len(UVMIR_BANDS) - 1  # the first columns: log flux / W1 of every other band
+    assert np.all(np.isnan(A[..., :n_ratio]) >= np.isnan(full[rows, :n_ratio]))  # never a band the galaxy lacks
+    kept = ~np.isnan(A[..., :n_ratio])
+    assert np.allclose(A[..., :n_ratio][kept], np.broadcast_to(full[rows, :n_ratio], A[..., :n_ratio].shape)[kept])
+    assert 0.2 < np.mean(np.isnan(A[..., :n_ratio]) & ~np.isnan(full[rows, :n_ratio])) < 0.5  # ~30 % dropped more
+
+
+def test_fir_train_default_copies_are_the_model_default():
+    import inspect
+
+    from galdust.cli import fir_train
+    from galdust.fir.model import DROPOUT_COPIES
+
+    assert inspect.signature(fir_train).parameters["dropout_copies"].default == DROPOUT_COPIES

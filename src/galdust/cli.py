@@ -529,33 +529,37 @@ def fir_train(
     distill_: Annotated[bool, typer.Option("--distill/--no-distill", help="Also distil the fast per-pixel MLP "
                                                                          "(fast.eqx) that maps use.")] = True,
     distill_steps: Annotated[int, typer.Option("--distill-steps", min=100, help="Training steps of the MLP.")] = 40000,
+    dropout_copies: Annotated[int, typer.Option("--dropout-copies", min=0, help="Copies of every galaxy seen through "
+                                                "another galaxy's bands, from which the σ models learn how much "
+                                                "missing bands cost (0: none).")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")] = False,
 ):
     """Retrain the global FIR model (random forest + calibrated Gaussian-NLL σ), with 4-fold CV, and
     distil it into the fast per-pixel MLP."""
     from .fir.data import read_photometry, read_properties
-    from .fir.model import cross_validate, nan_to_none, train_model, training_set
+    from .fir.model import band_dropout_features, cross_validate, nan_to_none, train_model, training_set
     from .weights import git_commit
 
     if (out / "fir_model.json").exists() and not overwrite:
         raise UserError(f"{out}: a model exists there (use --overwrite to replace it)")
     ph = read_photometry(photometry)
     pr = read_properties(properties)
-    X, Y, names, _ = training_set(ph, pr)
+    X, Y, names, keep = training_set(ph, pr)
     if len(names) < 20:
         raise UserError(f"{properties}: only {len(names)} galaxies with both photometry and properties")
     t0 = time.perf_counter()
     extra = dict(training_rows=len(names), photometry=str(photometry), properties=str(properties),
-                 commit=git_commit())
+                 commit=git_commit(), dropout_copies=dropout_copies)
+    aug = band_dropout_features(ph, keep, dropout_copies, seed) if dropout_copies else None
     if cv:
-        res = cross_validate(X, Y, names, k=4, seed=seed)
+        res = cross_validate(X, Y, names, k=4, seed=seed, augment=aug)
         extra["cv"] = nan_to_none(res["metrics"])
         extra["cv_seconds"] = round(time.perf_counter() - t0, 1)
         for t, mm in res["metrics"].items():
             typer.echo(f"CV {t}: RMSE {mm['rmse']:.3f} ± {mm['rmse_err']:.3f}, R² {mm['r2']:.3f}, "
                        f"bias {mm['bias']:+.3f} ± {mm['bias_err']:.3f}, χ² {mm['chi2']:.2f}")
     t1 = time.perf_counter()
-    model = train_model(X, Y, seed=seed)
+    model = train_model(X, Y, seed=seed, augment=aug)
     extra["train_seconds"] = round(time.perf_counter() - t1, 1)
     if distill_:
         _distill_into(model, ph, distill_steps, seed)

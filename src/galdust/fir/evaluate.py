@@ -47,7 +47,7 @@ def global_fold_models(phot: Photometry, props: dict, *, k: int = 4, seed: int =
     """Global models per galaxy fold (fold f trained on the other folds), optionally each with its
     distilled MLP (distillation inputs from the other folds' galaxies only)."""
     from .fast import distill
-    from .model import build_features, train_model
+    from .model import DROPOUT_COPIES, band_dropout_features, build_features, train_model
 
     fold_of = galaxy_folds(phot, props, k, seed)
     X, _ = build_features(phot)
@@ -55,7 +55,8 @@ def global_fold_models(phot: Photometry, props: dict, *, k: int = 4, seed: int =
     models = []
     for f in range(k):
         tr = (fold_of >= 0) & (fold_of != f)
-        m = train_model(X[tr], {t: Y[t][tr] for t in TARGETS}, seed=seed + f)
+        aug = band_dropout_features(phot, np.flatnonzero(tr), DROPOUT_COPIES, seed + f) if DROPOUT_COPIES else None
+        m = train_model(X[tr], {t: Y[t][tr] for t in TARGETS}, seed=seed + f, augment=aug)
         if distill_steps:
             sub = Photometry([n for n, o in zip(phot.names, tr) if o], phot.flux[tr], phot.err[tr], phot.upper[tr],
                              measured=phot.measured_flux()[tr])
