@@ -38,10 +38,11 @@ _IDX = {b: i for i, b in enumerate(UVMIR_BANDS)}
 #: folds of the out-of-fold forest residuals that the σ model learns from
 OOF_FOLDS = 5
 #: band-dropout copies per training galaxy for the σ models (:func:`band_dropout_features`). Without
-#: them σ was too small for galaxies seen through fewer bands: 4-fold CV (seeds 1–5) on the galaxies
-#: seen through another galaxy's bands gave χ² 1.38 / 1.01 / 1.29 (log sL_d / log sM_d / T_d); with
-#: one copy 0.90 / 0.88 / 0.89 and a held-out NLL lower by 0.09 / 0.05 / 0.07, while with all bands
-#: χ² (0.98 / 1.00 / 1.01) and NLL were unchanged (two copies: slightly worse with all bands)
+#: them σ was too small for galaxies seen through fewer bands: 4-fold CV (seeds 0–5,
+#: bench/bench_fir_calibration.py) on the galaxies seen through another galaxy's bands gave χ² 1.41 /
+#: 1.02 / 1.31 (log sL_d / log sM_d / T_d); with one copy 0.91 / 0.90 / 0.91 and a held-out NLL lower
+#: by 0.10 / 0.04 / 0.06, while with all bands χ² (0.99 / 0.98 / 1.00 -> 1.00 / 1.01 / 1.01) and NLL
+#: (within 0.006) hardly moved (two copies: slightly worse with all bands)
 DROPOUT_COPIES = 1
 #: extra colours (log flux ratios) added to the W1-normalised fluxes
 COLOURS = (("galex_fuv", "galex_nuv"), ("galex_nuv", "sdss_r"), ("sdss_u", "sdss_r"), ("sdss_g", "sdss_i"),
@@ -269,9 +270,9 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
     ``SIGMA_PARAMS`` / ``SIGMA_ROUNDS``); ``calib_frac`` is 1 / the folds of the calibration factor.
 
     ``augment`` (n_copies, N, n_feat): the same rows seen through fewer bands
-    (:func:`band_dropout_features`). The forests still learn from ``X`` alone; the σ models and the
-    calibration also learn from the copies' out-of-fold residuals (each copy in its row's folds), so
-    that σ grows as much as the error does when bands are missing.
+    (:func:`band_dropout_features`). The forests and the calibration factor use ``X`` alone; the σ
+    models also learn from the copies' out-of-fold residuals (each copy in its row's folds), so that σ
+    grows as much as the error does when bands are missing.
 
     Per-pixel training (Dobbels & Baes 2021): ``groups`` = galaxy of each pixel (out-of-fold
     predictions and the calibration folds keep galaxies whole) and ``weights`` = 1/N_pix(galaxy), so
