@@ -104,17 +104,6 @@ def train_pixel_models(phot: Photometry, props: dict, *, k: int = 4, seed: int =
     return models
 
 
-def _features_in_bands(phot: Photometry, rows, bands) -> np.ndarray:
-    """Global features of ``rows`` of ``phot`` with every band outside ``bands`` missing."""
-    from .model import build_features
-
-    keep = np.isin(UVMIR_BANDS, list(bands))
-    sub = Photometry([phot.names[i] for i in rows], np.where(keep, phot.flux[rows], np.nan),
-                     np.where(keep, phot.err[rows], np.nan), phot.upper[rows] & keep,
-                     measured=np.where(keep, phot.measured_flux()[rows], np.nan))
-    return build_features(sub)[0]
-
-
 def validate_maps(phot: Photometry, props: dict, *, n_mocks: int = 40, k: int = 4, seed: int = 0,
                   pixscale_factors=(1 / 3,), models=None, exact: bool = False, peak_snr: float = 50.0,
                   progress=None) -> list[dict]:
@@ -123,6 +112,8 @@ def validate_maps(phot: Photometry, props: dict, *, n_mocks: int = 40, k: int = 
     trained here); models with the pixel-scale feature get a distance drawn in 5–40 Mpc per mock.
     The templates' global predictions use the mock's bands only, as the pixels do. ``peak_snr``: S/N
     of each band's brightest native pixel in the mocks."""
+    from .model import features_in_bands
+
     rng = np.random.default_rng(seed)
     fold_of = galaxy_folds(phot, props, k, seed)
     pool = template_pool(phot, props)
@@ -135,7 +126,7 @@ def validate_maps(phot: Photometry, props: dict, *, n_mocks: int = 40, k: int = 
         dist = float(rng.uniform(5, 40))
         pix = "log_pixscale_pc" in models[f].features
         # the templates as the mock shows them: the bands of the mock only (detected in both)
-        Xt = _features_in_bands(phot, [a, b], m.bands)
+        Xt = features_in_bands(phot, [a, b], np.isin(UVMIR_BANDS, m.bands))
         glob = models[f].predict(np.concatenate([Xt, np.full((2, 1), np.nan)], axis=1) if pix else Xt)
         worst = max(im.fwhm for im in m.images)
         for fac in pixscale_factors:

@@ -77,6 +77,17 @@ def build_features(phot: Photometry) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(cols, axis=1), usable
 
 
+def features_in_bands(phot: Photometry, rows, keep) -> np.ndarray:
+    """Features of ``rows`` of ``phot`` with every band outside ``keep`` missing; ``keep`` is a band
+    mask over ``UVMIR_BANDS``, one for all rows (n_band,) or one per row (len(rows), n_band)."""
+    rows = np.asarray(rows)
+    keep = np.asarray(keep, bool)
+    sub = Photometry([phot.names[i] for i in rows], np.where(keep, phot.flux[rows], np.nan),
+                     np.where(keep, phot.err[rows], np.nan), phot.upper[rows] & keep,
+                     measured=np.where(keep, phot.measured_flux()[rows], np.nan))
+    return build_features(sub)[0]
+
+
 def band_dropout_features(phot: Photometry, rows, n_copies: int, seed: int = 0) -> np.ndarray:
     """(n_copies, len(rows), n_feat): features of ``rows`` of ``phot``, each copy seen through the
     bands of another row drawn at random (its detected bands; W1 always kept), as a galaxy looks in a
@@ -86,15 +97,8 @@ def band_dropout_features(phot: Photometry, rows, n_copies: int, seed: int = 0) 
     f = np.asarray(phot.flux, float)
     has = (np.isfinite(f) & (f > 0))[rows]
     has[:, _IDX["wise_w1"]] = True
-    meas = phot.measured_flux()
-    out = []
-    for _ in range(n_copies):
-        keep = has[rng.integers(0, len(rows), len(rows))]
-        sub = Photometry([phot.names[i] for i in rows], np.where(keep, f[rows], np.nan),
-                         np.where(keep, phot.err[rows], np.nan), phot.upper[rows] & keep,
-                         measured=np.where(keep, meas[rows], np.nan))
-        out.append(build_features(sub)[0])
-    return np.stack(out)
+    return np.stack([features_in_bands(phot, rows, has[rng.integers(0, len(rows), len(rows))])
+                     for _ in range(n_copies)])
 
 
 def training_set(phot: Photometry, props: dict) -> tuple[np.ndarray, dict[str, np.ndarray], list[str], list[int]]:
