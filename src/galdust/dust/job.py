@@ -19,13 +19,14 @@ import numpy as np
 
 from ..io import InputError, Observation
 from .fit import FitConfig, fit_galaxy
+from .grid import FIT_SIZE, FitGrid, plan_grid
 from .init import choose_start
 from .mask import detect_neighbours
 from .model import DustModel, make_model
 
-__all__ = ["DustFitter", "DustResult", "prepare", "MAX_SIZE", "AV_COVER"]
+__all__ = ["DustFitter", "DustResult", "Prepared", "prepare", "MAX_SIZE", "AV_COVER"]
 
-MAX_SIZE = 64  # the priors' image size
+MAX_SIZE = FIT_SIZE  # the priors' image size: larger inputs are cropped/rebinned (galdust.dust.grid)
 AV_COVER = 0.02  # A_V threshold of the covering fraction (as the simulator's truth)
 
 
@@ -45,19 +46,31 @@ class DustResult:
     F: np.ndarray  # (nb,)
     F_ND: np.ndarray
     scalars: dict = field(default_factory=dict)  # DELTA, AV_LW, COVFRAC, CHI2, CHI2ND, NITER, CONVERGE, START
+    grid: FitGrid | None = None  # how the input grid was mapped onto the fit grid (None: as given)
+
+
+@dataclass
+class Prepared:
+    """One observation ready to fit: the data on the fit grid and what maps it back."""
+
+    Y: np.ndarray  # (nb, sy, sx) on the fit grid
+    ivar: np.ndarray
+    mask: np.ndarray  # (sy, sx) bool, zero-weighted
+    grid: FitGrid
+    Y_in: np.ndarray  # (nb, ny, nx) on the input grid
+    ivar_in: np.ndarray
+    mask_in: np.ndarray  # (ny, nx) bool
 
 
 def prepare(obs: Observation, *, mask: np.ndarray | None = None, detect: bool = True,
-            nsig: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Y, ivar with masked pixels zeroed, 2-D mask) for one observation.
+            nsig: float = 4.0) -> Prepared:
+    """One observation on the fit grid, with masked pixels at zero weight.
 
     ``mask``: user mask, (ny, nx) or (nb, ny, nx), nonzero = bad. ``detect``: also zero-weight
-    neighbouring sources (:func:`galdust.dust.mask.detect_neighbours`).
+    neighbouring sources (:func:`galdust.dust.mask.detect_neighbours`, on the input grid). Inputs
+    larger than the priors' grid are cropped and/or block-summed (:func:`galdust.dust.grid.plan_grid`).
     """
     nb, ny, nx = obs.shape
-    if ny > MAX_SIZE or nx > MAX_SIZE:
-        raise InputError(f"{obs.source}: image of {ny}x{nx} pixels is larger than the priors' "
-                         f"{MAX_SIZE}x{MAX_SIZE}; cut a cutout around the galaxy first")
     ivar = np.array(obs.ivar, np.float32)
     Y = np.where(ivar > 0, obs.cube, 0.0).astype(np.float32)
     m2 = np.zeros((ny, nx), bool)
@@ -78,7 +91,10 @@ def prepare(obs: Observation, *, mask: np.ndarray | None = None, detect: bool = 
     m2 |= np.all(ivar <= 0, axis=0)
     if not np.any(ivar > 0):
         raise InputError(f"{obs.source}: no pixel with information left after masking")
-    return Y, ivar, m2
+    grid = plan_grid(Y, ivar)
+    Yf, ivf = grid.data_to_fit(Y, ivar)
+    mf = grid.mask_to_fit(m2) | np.all(ivf <= 0, axis=0)
+    return Prepared(Yf, ivf, mf, grid, Y, ivar, m2)
 
 
 @eqx.filter_jit
@@ -121,11 +137,11 @@ class DustFitter:
         prepared = {}
         for i, obs in enumerate(observations):
             try:
-                Y, iv, m2 = prepare(obs, mask=masks[i], detect=self.detect)
-                psf = obs.psf if (self.use_psf and obs.psf is not None) else None
+                prep = prepare(obs, mask=masks[i], detect=self.detect)
+                psf = prep.grid.psf_to_fit(obs.psf) if (self.use_psf and obs.psf is not None) else None
                 start = choose_start(obs.wave_eff, self.start)
-                key = (Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
-                prepared[i] = (Y, iv, m2, psf, start)
+                key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
+                prepared[i] = (prep, psf, start)
                 groups[key].append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e
@@ -136,12 +152,12 @@ class DustFitter:
             for j in range(0, len(idx), self.batch_size):
                 chunk = idx[j : j + self.batch_size]
                 pad = chunk + [chunk[-1]] * (self.batch_size - len(chunk))
-                Y = np.stack([prepared[i][0] for i in pad])
-                iv = np.stack([prepared[i][1] for i in pad])
+                Y = np.stack([prepared[i][0].Y for i in pad])
+                iv = np.stack([prepared[i][0].ivar for i in pad])
                 if psf_shape is None:
                     psf = np.zeros((len(pad), 1, 1, 1), np.float32)
                 else:
-                    psf = np.stack([prepared[i][3] for i in pad]).astype(np.float32)
+                    psf = np.stack([prepared[i][1] for i in pad]).astype(np.float32)
                 try:
                     out = _fit_batch(model.att, start, self.cfg, psf_shape is not None,
                                      jnp.asarray(Y), jnp.asarray(iv), jnp.asarray(psf),
@@ -153,7 +169,8 @@ class DustFitter:
                         results[i] = e
                     continue
                 for k, i in enumerate(chunk):
-                    results[i] = _result(jax.tree.map(lambda a, k=k: a[k], out), prepared[i], start)
+                    results[i] = _result(jax.tree.map(lambda a, k=k: a[k], out), prepared[i][0], start,
+                                         _prior_names(self.host_score, self.dust_score, self.cfg.use_priors))
                 done += len(chunk)
                 if progress is not None:
                     progress(done)
@@ -165,8 +182,17 @@ def _resid(Y, ivar, M):
     return np.where(ivar > 0, r, np.nan).astype(np.float32)
 
 
-def _result(out: dict, prep, start: str) -> DustResult:
-    Y, ivar, m2, _, _ = prep
+def _prior_names(host_score, dust_score, use_priors: bool) -> str:
+    """Which learned priors a fit used, for the output header (``PRIORS``)."""
+    if not use_priors or (host_score is None and dust_score is None):
+        return "none"
+    names = {"HostPrior": "hsc", "HostPriorFallback": "host-sim", "DustPrior": "dust"}
+    return "+".join(names.get(type(x).__name__, type(x).__name__) for x in (host_score, dust_score) if x is not None)
+
+
+def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> DustResult:
+    """The products on the input grid (mapped back from the fit grid when it differs)."""
+    g = prep.grid
     p, pn = out["params"], out["params_nd"]
     S = np.asarray(p.S, np.float32)
     F = np.exp(np.asarray(p.log_F, np.float64))
@@ -176,10 +202,17 @@ def _result(out: dict, prep, start: str) -> DustResult:
     cov = float(np.sum(w * (av > AV_COVER)) / max(np.sum(w), 1e-30))
     scalars = dict(DELTA=float(p.delta), AV_LW=av_lw, COVFRAC=cov, CHI2=float(out["chi2"]),
                    CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), CONVERGE=bool(out["converged"]),
-                   START=start)
+                   START=start, PRIORS=priors)
+    scale = float(g.k * g.k)  # F is per fit pixel: per input pixel it is F / k²
+    S_in = g.map_to_input(S, outside=0.0)
+    model = g.map_to_input(np.asarray(out["model"], np.float32), outside=0.0, per_pixel_flux=True)
+    model_nd = g.map_to_input(np.asarray(out["model_nd"], np.float32), outside=0.0, per_pixel_flux=True)
+    mask_in = prep.mask_in | g.mask_to_input(prep.mask)
+    ivar_in = np.where(mask_in[None], 0.0, prep.ivar_in)
     return DustResult(
-        AV=av, D=np.asarray(p.D, np.float32), HOST=S,
-        HOST_CUBE=(F[:, None, None] * S[None]).astype(np.float32),
-        MODEL=np.asarray(out["model"], np.float32), MODEL_ND=np.asarray(out["model_nd"], np.float32),
-        RESID=_resid(Y, ivar, out["model"]), RESID_ND=_resid(Y, ivar, out["model_nd"]),
-        MASK=m2.astype(np.uint8), F=F, F_ND=np.exp(np.asarray(pn.log_F, np.float64)), scalars=scalars)
+        AV=g.map_to_input(av), D=g.map_to_input(np.asarray(p.D, np.float32)), HOST=S_in,
+        HOST_CUBE=((F / scale)[:, None, None] * S_in[None]).astype(np.float32),
+        MODEL=model, MODEL_ND=model_nd,
+        RESID=_resid(prep.Y_in, ivar_in, model), RESID_ND=_resid(prep.Y_in, ivar_in, model_nd),
+        MASK=mask_in.astype(np.uint8), F=F / scale, F_ND=np.exp(np.asarray(pn.log_F, np.float64)) / scale,
+        scalars=scalars, grid=g)

@@ -33,6 +33,7 @@ _COMMENTS = {
     "NITER": "iterations (dust-free + dust fit)",
     "CONVERGE": "F converged before the iteration limit",
     "START": "initialisation (red or blue start)",
+    "PRIORS": "learned priors used (hsc: galaxygrad HSC host; dust: p(D|S))",
 }
 
 
@@ -47,6 +48,8 @@ def summary_dict(res: DustResult, obs: Observation) -> dict:
     d["HOSTF"] = {b: float(f) for b, f in zip(obs.bands, res.F)}
     d["BANDS"] = list(obs.bands)
     d["input"] = obs.source
+    if res.grid is not None:
+        d.update({k: v[0] for k, v in res.grid.header_cards().items()})
     d["galdust_version"] = __version__
     return d
 
@@ -60,6 +63,9 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
     for j, (b, f) in enumerate(zip(obs.bands, res.F)):
         hdr[f"HOSTF{j + 1}"] = (float(f), f"host SED F of {b} [input units]")
     hdr["LAMREF"] = (LAMBDA_REF, "reference wavelength of D [micron]")
+    if res.grid is not None:
+        for k, v in res.grid.header_cards().items():
+            hdr[k] = v
     if obs.unit:
         hdr["BUNIT"] = obs.unit
     for k, v, c in provenance_cards(command, [obs.source]):

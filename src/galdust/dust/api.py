@@ -1,0 +1,118 @@
+"""The dust fit as a library call: the one place where user options become a fitter and work.
+
+``galdust fit``, ``galdust evaluate dust`` and ``galdust run fit`` call these functions, so the
+same options give the same fit everywhere::
+
+    import galdust
+    fitter = galdust.make_fitter(level="shrink")            # the defaults of `galdust fit`
+    report = galdust.fit_files(["galaxy.fits"], "fits/")     # NAME.dust.fits + NAME.json per input
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io import Observation, read_observation
+from .fit import DUST_LEVELS, FitConfig, level_config
+from .init import choose_start
+from .job import DustFitter, DustResult
+
+__all__ = ["make_fitter", "fit_config", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
+
+
+def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True) -> FitConfig:
+    """The :class:`FitConfig` of a dust level ('shrink' or 'gauge'); ``max_iter`` None keeps the level's
+    default (300 shrink, 1000 gauge); the gauge level never uses the learned priors. ValueError for
+    an unknown level or start."""
+    cfg = level_config(level)
+    return dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter,
+                               use_priors=bool(priors) and level != "gauge")
+
+
+def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool = True, start: str = "auto",
+                use_psf: bool = True, detect: bool = True, batch_size: int = 8) -> DustFitter:
+    """A :class:`DustFitter` with ``galdust fit``'s options (same names, same defaults).
+
+    The learned priors (HSC host prior, conditional dust prior) are loaded when the configuration
+    uses them."""
+    choose_start([1.0], start)  # ValueError for an unknown start, before anything is loaded
+    cfg = fit_config(level, max_iter, priors)
+    kw = dict(cfg=cfg, start=start, use_psf=use_psf, batch_size=batch_size, detect=detect)
+    return DustFitter.with_priors(**kw) if cfg.use_priors else DustFitter(**kw)
+
+
+def fit_observations(fitter: DustFitter, observations: Sequence[Observation],
+                     masks: Sequence[np.ndarray | None] | None = None, progress=None) -> list[DustResult | Exception]:
+    """One :class:`DustResult` (or the exception that stopped it) per observation, in order."""
+    return fitter.fit(list(observations), masks, progress=progress)
+
+
+@dataclass
+class FitReport:
+    """What :func:`fit_files` did: one entry per written object, one per failed input."""
+
+    written: list[tuple[str, DustResult, dict]] = field(default_factory=list)  # (name, result, paths)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (input, one-line message)
+    seconds: float = 0.0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def fit_files(inputs: Sequence[str | Sequence[str]], out: str | Path, *, fitter: DustFitter | None = None,
+              bands: Sequence[str] | None = None, mask: np.ndarray | None = None, overwrite: bool = False,
+              plot: bool = False, progress: Callable | None = None, read_options: dict | None = None,
+              **fitter_options) -> FitReport:
+    """Fit each input (a cube FITS path, or with ``bands`` a list of per-band files) and write
+    ``NAME.dust.fits`` and ``NAME.json`` (and ``NAME.png`` with ``plot``) into ``out``.
+
+    A failing input is reported in :attr:`FitReport.failures` and the others go on; nothing is
+    half-written (outputs are atomic and checked before the fit). ``read_options`` go to
+    :func:`galdust.io.read_observation` (``noise_hdu``, ``noise_kind``, ``mask_hdu``, ``psf``);
+    ``fitter_options`` to :func:`make_fitter` when no ``fitter`` is given."""
+    import time
+
+    from ..io import input_name
+    from .products import check_free, output_paths, plot_fit, write_dust_fits, write_json
+
+    report = FitReport()
+    obs_list, names = [], []
+    for inp in inputs:
+        files = [inp] if isinstance(inp, (str, Path)) else list(inp)
+        try:
+            obs = read_observation(files, bands, **(read_options or {}))
+            name = input_name(files[0])
+            check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
+            obs_list.append(obs)
+            names.append(name)
+        except Exception as e:  # noqa: BLE001 - reported, the others go on
+            report.failures.append((",".join(map(str, files)), _one_line(e)))
+    if not obs_list:
+        return report
+    if fitter is None:
+        fitter_options.setdefault("batch_size", min(8, len(obs_list)))
+        fitter = make_fitter(**fitter_options)
+    t0 = time.perf_counter()
+    results = fit_observations(fitter, obs_list, [mask] * len(obs_list), progress=progress)
+    report.seconds = time.perf_counter() - t0
+    for obs, name, res in zip(obs_list, names, results):
+        if isinstance(res, Exception):
+            report.failures.append((obs.source, _one_line(res)))
+            continue
+        paths = output_paths(out, name)
+        try:
+            write_dust_fits(paths["fits"], res, obs, overwrite=overwrite)
+            write_json(paths["json"], res, obs, overwrite=overwrite)
+            if plot:
+                plot_fit(paths["png"], res, obs, overwrite=overwrite)
+        except Exception as e:  # noqa: BLE001
+            report.failures.append((obs.source, _one_line(e)))
+            continue
+        report.written.append((name, res, paths))
+    return report
