@@ -299,81 +299,57 @@ def fit(
                                                                "(band, y, x); applies to every input.")] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not mask neighbouring sources.")] = False,
     no_priors: Annotated[bool, typer.Option("--no-priors", help="Likelihood only (no learned priors).")] = False,
-    bands: Annotated[Optional[str], typer.Option(help="Band names for per-band inputs.")] = None,
+    bands: Annotated[Optional[str], typer.Option(help="Band names for per-band inputs (bands on different pixel "
+                                                     "grids are reprojected onto the finest one with their WCS).")] = None,
+    psf: Annotated[Optional[str], typer.Option("--psf", help="PSF files: FILE[,FILE...], one 2-D stamp per band at "
+                                                             "that band's pixels, or one (band, py, px) cube.")] = None,
+    noise_hdu: Annotated[Optional[int], typer.Option("--noise-hdu", min=0, help="HDU index of the noise when it is "
+                                                     "not named IVAR/VAR/ERR.")] = None,
+    noise_kind: Annotated[str, typer.Option("--noise-kind", help="What --noise-hdu holds: ivar, var or sigma.")] = "ivar",
+    mask_hdu: Annotated[Optional[int], typer.Option("--mask-hdu", min=0, help="HDU index of a bad-pixel mask "
+                                                    "(nonzero = bad) when it is not named MASK.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once (vmap).")] = 8,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also write NAME.png.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or per-input lines.")] = False,
 ):
     """Fit the joint galaxy-dust model to each input: writes NAME.dust.fits and NAME.json (and NAME.png)."""
-    import dataclasses
+    from .dust.api import fit_files, make_fitter
 
-    from .dust.fit import level_config
-    from .dust.init import choose_start
-    from .dust.job import DustFitter
-    from .dust.products import check_free, output_paths, plot_fit, write_dust_fits, write_json
-    from .io import input_name, read_observation
-
-    try:
-        choose_start([1.0], start)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    try:
-        level_cfg = level_config(dust_level)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    no_priors = no_priors or dust_level == "gauge"
     band_list = [b.strip() for b in bands.split(",")] if bands else None
     user_mask = _read_mask(mask) if mask is not None else None
-    failures: list[tuple[str, str]] = []
-    obs_list, names = [], []
-    for inp in inputs:
-        files = [f for f in inp.split(",") if f] if band_list else [inp]
-        try:
-            obs = read_observation(files, band_list)
-            name = input_name(files[0])
-            check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
-            obs_list.append(obs)
-            names.append(name)
-        except Exception as e:  # noqa: BLE001 - reported, others go on
-            failures.append((inp, _one_line(e)))
-    if obs_list:
-        cfg = dataclasses.replace(level_cfg, max_iter=max_iter or cfg.max_iter, use_priors=not no_priors)
-        fitter = (DustFitter(cfg=cfg, start=start, use_psf=not no_psf, batch_size=min(batch_size, len(obs_list)),
-                             detect=not no_detect) if no_priors else
-                  DustFitter.with_priors(cfg=cfg, start=start, use_psf=not no_psf,
-                                         batch_size=min(batch_size, len(obs_list)), detect=not no_detect))
-        upd, close = _progress(len(obs_list), "fitting", quiet)
-        t0 = time.perf_counter()
-        try:
-            results = fitter.fit(obs_list, [user_mask] * len(obs_list), progress=upd)
-        finally:
-            close()
-        dt = time.perf_counter() - t0
-        for obs, name, res in zip(obs_list, names, results):
-            if isinstance(res, Exception):
-                failures.append((obs.source, _one_line(res)))
-                continue
-            paths = output_paths(out, name)
-            try:
-                write_dust_fits(paths["fits"], res, obs, overwrite=overwrite)
-                write_json(paths["json"], res, obs, overwrite=overwrite)
-                if plot:
-                    plot_fit(paths["png"], res, obs, overwrite=overwrite)
-            except Exception as e:  # noqa: BLE001
-                failures.append((obs.source, _one_line(e)))
-                continue
-            if not quiet:
-                s = res.scalars
-                typer.echo(f"{name}: A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}  covfrac {s['COVFRAC']:.2f}  "
-                           f"χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  {s['NITER']} it  "
-                           f"start {s['START']} -> {paths['fits']}")
-        if not quiet:
-            n_ok = len(obs_list) - sum(isinstance(r, Exception) for r in results)
-            typer.echo(f"fitted {n_ok} of {len(inputs)} inputs in {dt:.1f} s")
-    for src, msg in failures:
+    if noise_kind not in ("ivar", "var", "sigma"):
+        raise UserError(f"--noise-kind {noise_kind!r}: expected ivar, var or sigma")
+    items = [[f for f in inp.split(",") if f] for inp in inputs] if band_list else list(inputs)
+    try:
+        fitter = make_fitter(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start,
+                             use_psf=not no_psf, detect=not no_detect, batch_size=min(batch_size, len(items)))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    upd, close = _progress(len(items), "fitting", quiet)
+    try:
+        report = fit_files(items, out, fitter=fitter, bands=band_list, mask=user_mask, overwrite=overwrite,
+                           plot=plot, progress=upd,
+                           read_options=dict(noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu,
+                                             psf=[f for f in psf.split(",") if f] if psf else None))
+    finally:
+        close()
+    _print_fit_report(report, len(inputs), quiet)
+
+
+def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
+    """One line per fitted galaxy, a summary, one error line per failed input (then exit status 1)."""
+    if not quiet:
+        for name, res, paths in report.written:
+            s = res.scalars
+            typer.echo(f"{name}: A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}  covfrac {s['COVFRAC']:.2f}  "
+                       f"χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  {s['NITER']} it  "
+                       f"start {s['START']}  priors {s.get('PRIORS', '?')} -> {paths['fits']}")
+        if report.written or report.seconds:
+            typer.echo(f"fitted {len(report.written)} of {n_inputs} inputs in {report.seconds:.1f} s")
+    for src, msg in report.failures:
         typer.echo(f"galdust: error: {msg}" if msg.startswith(src) else f"galdust: error: {src}: {msg}", err=True)
-    if failures:
+    if report.failures:
         raise typer.Exit(1)
 
 
@@ -410,9 +386,8 @@ def evaluate_dust(
 
     import numpy as np
 
+    from .dust.api import make_fitter
     from .dust.evaluate import evaluate_config, format_table, summarise
-    from .dust.fit import level_config
-    from .dust.job import DustFitter
     from .io import atomic_path
 
     csv_path, md_path = out / "eval_dust.csv", out / "eval_dust.md"
@@ -428,8 +403,8 @@ def evaluate_dust(
     for pr in _csv_list(priors):
         if pr not in ("on", "off", "gauge"):
             raise UserError(f"unknown priors setting {pr!r} (on, off, gauge)")
-    fitters = {"on": DustFitter.with_priors() if "on" in _csv_list(priors) else None, "off": None,
-               "gauge": DustFitter(cfg=level_config("gauge"))}
+    fitters = {"on": make_fitter() if "on" in _csv_list(priors) else None, "off": None,
+               "gauge": make_fitter(level="gauge")}
     rows, blocks = [], []
     for pr in _csv_list(priors):
         for st in _csv_list(starts):
@@ -711,12 +686,9 @@ def fir_map(
 posterior_app = typer.Typer(help="Amortized posteriors of galaxy properties (conditional flow matching).",
                             no_args_is_help=True)
 app.add_typer(posterior_app, name="posterior")
-DEFAULT_POSTERIOR = Path(__file__).resolve().parent / "data" / "posterior" / "cfm_phot_sdss.eqx"
-NAMED_POSTERIORS = {"cfm-phot": DEFAULT_POSTERIOR,
-                    "cfm-onestep": DEFAULT_POSTERIOR.with_name("cfm_phot_sdss_onestep.eqx"),
-                    "cfm-image": DEFAULT_POSTERIOR.with_name("cfm_image.eqx"),
-                    "vae-nf": DEFAULT_POSTERIOR.with_name("vaenf.eqx"),
-                    "z-sdss": DEFAULT_POSTERIOR.with_name("z_sdss")}
+from .posterior.api import NAMED_POSTERIORS  # noqa: E402 - light (no JAX at import)
+
+DEFAULT_POSTERIOR = NAMED_POSTERIORS["cfm-phot"]  # the photometric CFM (training and distillation default)
 
 
 @posterior_app.command("train")
@@ -1004,7 +976,7 @@ def posterior_train_z(
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     cfm_path = cfm or DEFAULT_POSTERIOR
     c, cmeta = load_model(cfm_path)
-    if cmeta.get("kind") not in (None, "cfm-photometry") or tuple(c.props) != CFM_PROPS:
+    if cmeta.get("kind") not in (None, "cfm-photometry", "cfm-onestep") or tuple(c.props) != CFM_PROPS:
         raise UserError(f"{cfm_path}: not a photometric CFM of {', '.join(CFM_PROPS)}")
     X, z = sdss_table_features(catalog)
     if z is None:
@@ -1028,11 +1000,12 @@ def posterior_train_z(
 def posterior_sample(
     catalog: Annotated[Path, typer.Option("--catalog", help="galdust simulator table or SDSS FITS table.")],
     out: Annotated[Path, typer.Option("--out", help="Output FITS table POST.fits.")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="Weights file, or a shipped model: cfm-phot "
-                                                                  "(default), cfm-onestep, cfm-image, vae-nf "
-                                                                  "(these two need --images), z-sdss (SDSS "
-                                                                  "tables: redshift from the SDSS-trained model, the "
-                                                                  "other properties from cfm-phot).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Weights file, or a shipped model: cfm-phot, "
+                                                                 "cfm-onestep, cfm-image, vae-nf (these two need "
+                                                                 "--images), z-sdss (SDSS tables: redshift from the "
+                                                                 "SDSS-trained model, the other properties from the "
+                                                                 "one-step CFM it reads). Default: z-sdss on SDSS "
+                                                                 "tables, cfm-phot on others.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=10, help="Posterior samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples (HDU SAMPLES).")] = False,
@@ -1049,30 +1022,22 @@ def posterior_sample(
     from astropy.table import Table
 
     from .io import atomic_path
+    from .posterior.api import resolve_model, summarise_rows
     from .posterior.data import read_catalog
-    from .posterior.model import load_model, percentiles
-    from .posterior.redshift import RedshiftModel, cfm_features, is_redshift_model, sdss_table_features
+    from .posterior.model import load_model
+    from .posterior.redshift import RedshiftModel, sdss_table_features
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
-    if model is not None and str(model) in NAMED_POSTERIORS:
-        model = NAMED_POSTERIORS[str(model)]
-    if model is not None and not model.exists():
-        raise UserError(f"{model}: no such model (or one of: {', '.join(NAMED_POSTERIORS)})")
-    zmodel = None
-    if model is not None and is_redshift_model(model):
-        # the SDSS redshift model: z from it, the other properties from the CFM whose posterior it reads
-        zmodel = RedshiftModel.load(model)
-        m, meta = load_model(zmodel.cfm_path(DEFAULT_POSTERIOR.parent))
-    else:
-        m, meta = load_model(model or DEFAULT_POSTERIOR)
+    plan = resolve_model(model, catalog)
+    zmodel = RedshiftModel.load(plan.zmodel) if plan.zmodel is not None else None
+    m, meta = load_model(plan.cfm)
     cat = read_catalog(catalog, m.bands)
     ok = np.array([not n for n in cat.notes])
     t0 = time.perf_counter()
-    zq = None
+    zfeat = None
     if zmodel is not None:
-        X, _ = sdss_table_features(catalog)  # an InputError unless an SDSS table
-        zq = zmodel.predict(np.c_[X[ok], cfm_features(m, cat.flux[ok])])
+        zfeat = sdss_table_features(catalog)[0][ok]  # an InputError unless an SDSS table
     imgs = None
     if hasattr(m, "encoder") or hasattr(m, "vae"):
         if images is None:
@@ -1103,10 +1068,9 @@ def posterior_sample(
         for k, q in enumerate(("p16", "p50", "p84")):
             extra[f"av_balmer_{q}"] = res["av_balmer"][:, k]
     else:
-        pct, smp = percentiles(m, cat.flux[ok], jr.PRNGKey(seed), samples, steps, keep_samples=save_samples,
-                               images=imgs)
-    if zq is not None:
-        pct[:, list(m.props).index("z"), :] = zq
+        pct, smp = summarise_rows(m, cat.flux[ok], [n for n, g in zip(cat.names, ok) if g], seed=seed,
+                                  samples=samples, steps=steps, zmodel=zmodel, zfeat=zfeat, images=imgs,
+                                  keep_samples=save_samples)
     dt = time.perf_counter() - t0
     cols = {"name": cat.names}
     for j, p in enumerate(m.props):
@@ -1129,15 +1093,15 @@ def posterior_sample(
         if zmodel is not None:
             h.header["ZSAMPLES"] = ("cfm", "z samples: the CFM's; z_p16/50/84: z-sdss's")
         hdus.append(h)
-    hdus[0].header["MODEL"] = str(model or DEFAULT_POSTERIOR.name)
+    hdus[0].header["MODEL"] = (plan.label, "default for this table" if model is None else "as asked")
     if zmodel is not None:
-        hdus[0].header["ZMODEL"] = (Path(model).name, "z from the SDSS redshift model")
+        hdus[0].header["ZMODEL"] = (plan.zmodel.name, "z from the SDSS redshift model")
         hdus[0].header["CFMMODEL"] = (zmodel.meta["cfm"], "the other properties")
     hdus[0].header["NSAMPLE"] = samples
     hdus[0].header["RK4STEP"] = steps
     with atomic_path(out, overwrite) as tmp:
         fits.HDUList(hdus).writeto(tmp)
-    typer.echo(f"sampled {int(ok.sum())} of {len(cat.names)} rows ({samples} samples each) in {dt:.1f} s "
+    typer.echo(f"{plan.label}: sampled {int(ok.sum())} of {len(cat.names)} rows ({samples} samples each) in {dt:.1f} s "
                f"({ok.sum() / max(dt, 1e-9):.1f} objects/s) -> {out}")
 
 
@@ -1217,16 +1181,21 @@ def run_cmd(
                             exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
                               seed=seed, save_samples=save_samples)}[task]
-    if task == "posterior" and model is not None and str(model) in NAMED_POSTERIORS:
-        opts["model"] = str(NAMED_POSTERIORS[str(model)])
-        model = NAMED_POSTERIORS[str(model)]
+    if task == "posterior":  # the model galdust posterior sample would use (the same default per table)
+        from .posterior.api import resolve_model
+
+        if model is not None and str(model) in NAMED_POSTERIORS:
+            model = NAMED_POSTERIORS[str(model)]
+        elif model is None and catalog is not None:
+            model = NAMED_POSTERIORS[resolve_model(None, catalog).label]
+        opts["model"] = str(Path(model).resolve()) if model is not None else None
     if batch_size:
         opts["batch_size"] = batch_size
     try:
         if task == "fit":
             choose_start([1.0], start)
             level_config(dust_level)  # a one-line error before the cluster starts
-        if model is not None and not model.exists():
+        if model is not None and not Path(model).exists():
             raise ValueError(f"{model}: no such model")
         job = get_task(task, **opts)
         items = job.discover(inputs or [], catalog)
@@ -1257,7 +1226,9 @@ def run_cmd(
 
 
 EXAMPLE = Path(__file__).resolve().parent / "data" / "examples" / "sim_dusty_galaxy.fits"
-HSC_SCENE = Path("../shared/data/hsc/hsc_cosmos_35.npz")
+#: the HSC scene of the demo: ../shared/data beside the working directory or beside the source checkout
+HSC_SCENES = (Path("../shared/data/hsc/hsc_cosmos_35.npz"),
+              Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hsc" / "hsc_cosmos_35.npz")
 
 
 def _hsc_cutout(scene: Path, out: Path, size: int = 40, overwrite: bool = False) -> Path:
@@ -1295,42 +1266,65 @@ def demo(
     package and, when ../shared/data/hsc is present, a real HSC galaxy cut from its scene."""
     import shutil
 
+    from .dust.api import fit_files
+
     out.mkdir(parents=True, exist_ok=True)
     inputs = [out / "sim_dusty_galaxy.fits"]
     if overwrite or not inputs[0].exists():
         shutil.copyfile(EXAMPLE, inputs[0])
-    if HSC_SCENE.exists():
-        inputs.append(_hsc_cutout(HSC_SCENE, out / "hsc_cosmos_35_cut.fits", overwrite=True))
+    scene = next((p.resolve() for p in HSC_SCENES if p.exists()), None)
+    if scene is not None:
+        inputs.append(_hsc_cutout(scene, out / "hsc_cosmos_35_cut.fits", overwrite=True))
     else:
-        typer.echo(f"demo: {HSC_SCENE} not found; fitting the simulated example only")
-    fit(inputs=[str(p) for p in inputs], out=out / "fit", start="auto", max_iter=300, no_psf=False, mask=None,
-        no_detect=False, no_priors=False, bands=None, batch_size=8, overwrite=overwrite, plot=True, quiet=False)
+        typer.echo(f"demo: {HSC_SCENES[0]} not found; fitting the simulated example only")
+    # galdust fit's defaults, exactly as `galdust fit FILES --out DIR --plot` runs them
+    report = fit_files([str(p) for p in inputs], out / "fit", overwrite=overwrite, plot=True)
+    _print_fit_report(report, len(inputs), quiet=False)
     typer.echo(f"demo: dust maps, host cubes and figures in {out / 'fit'} (truth of the simulated galaxy: "
                f"HDUs TRUE_AV, TRUE_S of {inputs[0]})")
 
 
+def _click_error(e: BaseException) -> tuple[str, int] | None:
+    """(one line, exit status) of a command-line usage error from click or typer's vendored click."""
+    if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+        return None
+    msg = " ".join(str(e.format_message()).split())
+    ctx = getattr(e, "ctx", None)
+    cmd = getattr(ctx, "command_path", None) or "galdust"
+    hint = f" (see '{cmd} --help')" if type(e).__name__ != "ClickException" else ""
+    return f"galdust: error: {cmd}: {msg}{hint}", int(e.exit_code)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
+    """Console entry point: user errors print one line on stderr, never a traceback (set
+    ``GALDUST_DEBUG=1`` to see the traceback of an unexpected error)."""
+    import os
+
     from .io import InputError, OutputExistsError
     from .physics.filters import UnknownBandError
 
     try:
         rv = app(args=argv, standalone_mode=False)
     except (UserError, InputError, OutputExistsError, UnknownBandError) as e:
-        typer.echo(f"galdust: error: {e}", err=True)
+        typer.echo(f"galdust: error: {_one_line(e)}", err=True)
         return 2
     except typer.Exit as e:
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("galdust: interrupted", err=True)
         return 130
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        raise
+    except Exception as e:  # noqa: BLE001 - usage errors, then anything unexpected: one line
+        usage = _click_error(e)
+        if usage is not None:
+            typer.echo(usage[0], err=True)
+            return usage[1]
+        if os.environ.get("GALDUST_DEBUG"):
+            raise
+        typer.echo(f"galdust: error: unexpected {type(e).__name__}: {_one_line(e)} "
+                   "(GALDUST_DEBUG=1 shows the traceback; please report it)", err=True)
+        return 1
+    if hasattr(rv, "exit_code"):  # click's Exit returned in non-standalone mode
+        return int(rv.exit_code)
     return rv if isinstance(rv, int) else 0
 
 

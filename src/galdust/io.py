@@ -37,6 +37,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from . import __version__
 from .physics.filters import UnknownBandError, get_filter, is_known
+from .resample import background_sigma
 
 __all__ = [
     "InputError",
@@ -172,7 +173,7 @@ def _validate(
     if ivar is None:
         if not noise_from_background:
             raise InputError(f"{src}: no noise information (IVAR, VAR or ERR)")
-        sig = np.array([_background_sigma(cube[b], ~bad[b]) for b in range(nb)])
+        sig = np.array([background_sigma(cube[b], ~bad[b]) for b in range(nb)])
         if np.any(~(sig > 0)):
             raise InputError(f"{src}: cannot estimate the noise (constant image); give an IVAR HDU")
         ivar = np.broadcast_to((1.0 / sig**2)[:, None, None], cube.shape).copy()
@@ -197,17 +198,6 @@ def _validate(
     return cube, ivar, psf, bands, waves, notes
 
 
-def _background_sigma(img: np.ndarray, good: np.ndarray) -> float:
-    """Robust per-band noise: iterative 3σ clipping of the pixel values, MAD-based σ."""
-    from astropy.stats import sigma_clipped_stats
-
-    v = img[good]
-    if v.size < 10:
-        return 0.0
-    _, _, std = sigma_clipped_stats(v, sigma=3.0, maxiters=10, stdfunc="mad_std")
-    return float(std)
-
-
 def _split_list(value) -> list[str] | None:
     if value is None:
         return None
@@ -229,7 +219,7 @@ def _open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
             # astropy's own complaints about a damaged header would print extra lines; the one-line
             # InputError below (or a clean read) says what matters
             warnings.simplefilter("ignore", AstropyUserWarning)
-            warnings.filterwarnings("error", message=".*truncated.*")
+            warnings.filterwarnings("error", message="(?s).*(truncated|corrupted|Error validating header)")
             hdul = fits.open(src, memmap=False, lazy_load_hdus=False)
             try:
                 for h in hdul:  # force reading every data unit now (catches truncation)
@@ -263,8 +253,69 @@ def _celestial_wcs(header: fits.Header) -> WCS | None:
     return None
 
 
-def read_cube(path: str | os.PathLike) -> Observation:
-    """Read a cube FITS (format (a) in the module docstring)."""
+NOISE_KINDS = ("ivar", "var", "sigma")
+
+
+def _hdu_index(hdul: fits.HDUList, index: int, src: str, what: str):
+    if not 0 <= index < len(hdul):
+        raise InputError(f"{src}: no HDU {index} for the {what} (the file has HDUs 0..{len(hdul) - 1})")
+    return hdul[index]
+
+
+def _noise_ivar(hdul: fits.HDUList, data, src: str, noise_hdu: int | None, noise_kind: str) -> np.ndarray | None:
+    """Inverse variance from a named IVAR / VAR / ERR HDU, or HDU ``noise_hdu`` of ``noise_kind``."""
+    names = [h.name.upper() for h in hdul]
+    if noise_kind not in NOISE_KINDS:
+        raise InputError(f"{src}: unknown noise kind {noise_kind!r} ({', '.join(NOISE_KINDS)})")
+    if noise_hdu is not None:
+        arr, kind, what = _hdu_index(hdul, noise_hdu, src, "noise").data, noise_kind, f"noise HDU {noise_hdu}"
+    elif "IVAR" in names:
+        arr, kind, what = hdul["IVAR"].data, "ivar", "IVAR"
+    elif "VAR" in names:
+        arr, kind, what = hdul["VAR"].data, "var", "VAR"
+    elif "ERR" in names:
+        arr, kind, what = hdul["ERR"].data, "sigma", "ERR"
+    else:
+        return None
+    arr = _numeric(arr, src, what)
+    if kind == "ivar":
+        return arr  # its shape and sign are checked with the image's
+    _check_shape(arr, data, src, what)
+    if np.any(arr[np.isfinite(arr)] < 0):
+        raise InputError(f"{src}: {what} has negative values" if kind == "sigma" else f"{src}: variance has negative values")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(arr > 0, 1.0 / (arr if kind == "var" else arr**2), 0.0)
+
+
+def _mask_array(hdul: fits.HDUList, data, src: str, mask_hdu: int | None) -> np.ndarray | None:
+    """Bad-pixel mask (nonzero = bad) from a MASK HDU or HDU ``mask_hdu``, broadcast to the image."""
+    names = [h.name.upper() for h in hdul]
+    if mask_hdu is not None:
+        arr, what = _hdu_index(hdul, mask_hdu, src, "mask").data, f"mask HDU {mask_hdu}"
+    elif "MASK" in names:
+        arr, what = hdul["MASK"].data, "MASK"
+    else:
+        return None
+    arr = _numeric(arr, src, what)
+    d = np.shape(data)
+    if arr.shape != d and arr.shape != d[-2:]:
+        raise InputError(f"{src}: {what} shape {arr.shape} does not match image {d}")
+    return np.broadcast_to(np.nan_to_num(arr, nan=1.0) != 0, d)
+
+
+def _apply_mask(data, ivar, mask):
+    """Masked pixels: NaN data (zero weight, kept out of any background estimate)."""
+    if mask is None:
+        return data, ivar
+    data = np.where(mask, np.nan, np.asarray(data, np.float64))
+    return data, (None if ivar is None else np.where(mask, 0.0, ivar))
+
+
+def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_kind: str = "ivar",
+              mask_hdu: int | None = None) -> Observation:
+    """Read a cube FITS (format (a) in the module docstring); ``noise_hdu`` / ``mask_hdu``: HDU
+    indices of the noise (of ``noise_kind`` 'ivar', 'var' or 'sigma') and of a mask (nonzero = bad)
+    when they are not named IVAR/VAR/ERR/MASK."""
     src = str(path)
     with _open_fits(src) as hdul:
         names = [h.name.upper() for h in hdul]
@@ -279,30 +330,20 @@ def read_cube(path: str | os.PathLike) -> Observation:
             wave_vals = None if waves is None else [float(w) for w in waves]
         except ValueError:
             raise InputError(f"{src}: WAVEEFF must be comma-separated numbers in micron") from None
-        ivar = None
-        if "IVAR" in names:
-            ivar = _numeric(hdul["IVAR"].data, src, "IVAR")
-        elif "VAR" in names:
-            var = _numeric(hdul["VAR"].data, src, "VAR")
-            _check_shape(var, sci.data, src, "VAR")
-            if np.any(var[np.isfinite(var)] < 0):
-                raise InputError(f"{src}: variance has negative values")
-            with np.errstate(divide="ignore"):
-                ivar = np.where(var > 0, 1.0 / var, 0.0)
-        elif "ERR" in names:
-            err = _numeric(hdul["ERR"].data, src, "ERR")
-            _check_shape(err, sci.data, src, "ERR")
-            if np.any(err[np.isfinite(err)] < 0):
-                raise InputError(f"{src}: ERR has negative values")
-            with np.errstate(divide="ignore"):
-                ivar = np.where(err > 0, 1.0 / err**2, 0.0)
+        ivar = _noise_ivar(hdul, sci.data, src, noise_hdu, noise_kind)
+        mask = _mask_array(hdul, sci.data, src, mask_hdu)
         psf = _numeric(hdul["PSF"].data, src, "PSF") if "PSF" in names else None
         data = np.asarray(sci.data)
         unit = str(hdr.get("BUNIT", phdr.get("BUNIT", "")))
         wcs = _celestial_wcs(hdr)
-    cube, ivar, psf, bands_t, waves_t, notes = _validate(
-        data, ivar, psf, bands, wave_vals, src, noise_from_background=True
-    )
+    if mask is not None and np.issubdtype(data.dtype, np.number):
+        data, ivar = _apply_mask(data, ivar, mask)
+    with warnings.catch_warnings():
+        if mask is not None:
+            warnings.filterwarnings("ignore", message=".*NaN/inf pixel values masked.*")
+        cube, ivar, psf, bands_t, waves_t, notes = _validate(
+            data, ivar, psf, bands, wave_vals, src, noise_from_background=True
+        )
     return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes))
 
 
@@ -332,40 +373,163 @@ def _stack_planes(paths, shape, what: str) -> np.ndarray:
     return np.stack(planes)
 
 
+def _read_psf_file(path, src_band: str) -> np.ndarray:
+    with _open_fits(path) as hdul:
+        arr = _first_image(hdul, str(path))
+    arr = _numeric(arr, str(path), "PSF")
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise InputError(f"{path}: the PSF of {src_band} must be a 2-D image, got shape {arr.shape}")
+    return arr
+
+
 def read_band_files(
     paths: Sequence[str | os.PathLike],
     bands: Sequence[str],
     *,
     ivar_paths: Sequence[str | os.PathLike] | None = None,
     psf_paths: Sequence[str | os.PathLike] | None = None,
+    noise_hdu: int | None = None,
+    noise_kind: str = "ivar",
+    mask_hdu: int | None = None,
 ) -> Observation:
-    """Read one 2-D FITS image per band (format (b)); optional per-band IVAR and PSF files."""
+    """Read one 2-D FITS image per band (format (b)); optional per-band IVAR and PSF files.
+
+    Each file may carry its own noise (IVAR/VAR/ERR HDU, or HDU ``noise_hdu`` of ``noise_kind``),
+    mask (MASK HDU or ``mask_hdu``) and PSF (a PSF HDU, or ``psf_paths``, one per band, sampled at that
+    band's pixels). Bands on different pixel grids (other pixel scales, sizes or pointings) are brought
+    onto the grid of the band with the finest pixels, using their WCS (:mod:`galdust.resample`: flux
+    conserving, the effective inverse variance, each PSF resampled to the common pixels).
+    """
     if not paths:
         raise InputError("(no files): no input images given")
     if len(paths) != len(bands):
         raise InputError(f"{paths[0]}: {len(paths)} files for {len(bands)} bands")
-    planes, wcs, unit = [], None, ""
-    for p in paths:
+    if psf_paths is not None and len(psf_paths) not in (0, len(paths)):
+        raise InputError(f"{psf_paths[0]}: {len(psf_paths)} PSF files for {len(paths)} bands")
+    planes, ivars, psfs, wcss, units = [], [], [], [], []
+    for i, p in enumerate(paths):
         with _open_fits(p) as hdul:
-            hdu = next((h for h in hdul if h.data is not None), None)
-            if hdu is None:
+            names = [h.name.upper() for h in hdul]
+            hdu = hdul["SCI"] if "SCI" in names else next((h for h in hdul if h.data is not None), None)
+            if hdu is None or hdu.data is None:
                 raise InputError(f"{p}: no image data")
             d = np.asarray(hdu.data)
             if d.ndim != 2:
                 raise InputError(f"{p}: per-band image must be 2-D, got shape {d.shape}")
-            if planes and d.shape != planes[0].shape:
-                raise InputError(f"{p}: shape {d.shape} differs from {paths[0]} {planes[0].shape}")
-            planes.append(d)
-            if wcs is None:
-                wcs = _celestial_wcs(hdu.header)
-                unit = str(hdu.header.get("BUNIT", ""))
-    ivar = _stack_planes(ivar_paths, planes[0].shape, "inverse-variance") if ivar_paths else None
-    psf = _stack_planes(psf_paths, None, "PSF") if psf_paths else None
+            if not np.issubdtype(d.dtype, np.number):
+                raise InputError(f"{p}: image data are not numeric ({d.dtype})")
+            iv = _noise_ivar(hdul, d, str(p), noise_hdu, noise_kind)
+            if iv is not None:
+                _check_shape(iv, d, str(p), "noise")
+            mask = _mask_array(hdul, d, str(p), mask_hdu)
+            d, iv = _apply_mask(d, iv, mask)
+            psf = _numeric(hdul["PSF"].data, str(p), "PSF") if "PSF" in names else None
+            wcss.append(_celestial_wcs(hdu.header))
+            units.append(str(hdu.header.get("BUNIT", "")))
+        planes.append(np.asarray(d, np.float64))
+        ivars.append(iv)
+        psfs.append(psf)
+    if ivar_paths:
+        for i, q in enumerate(_stack_planes(ivar_paths, None, "inverse-variance")):
+            _check_shape(q, planes[i], str(ivar_paths[i]), "inverse-variance")
+            ivars[i] = q
+    if psf_paths:
+        psfs = [_read_psf_file(q, b) for q, b in zip(psf_paths, bands)]
+    notes: list[str] = []
+    same = all(q.shape == planes[0].shape for q in planes) and (
+        any(w is None for w in wcss) or all(_same_grid(w, wcss[0]) for w in wcss))
+    if not same:
+        planes, ivars, psfs, wcs, notes = _to_common_grid(paths, bands, planes, ivars, psfs, wcss)
+    else:
+        wcs = wcss[0]
+    if any(v is None for v in ivars):  # a band without noise: estimated from its background
+        ivar = None if all(v is None for v in ivars) else _fill_ivar(planes, ivars, paths)
+    else:
+        ivar = np.stack(ivars)
+    psf = None
+    if any(q is not None for q in psfs):
+        if any(q is None for q in psfs):
+            missing = [str(p) for p, q in zip(paths, psfs) if q is None]
+            raise InputError(f"{missing[0]}: no PSF for this band while other bands have one (give --psf for every band)")
+        psf = _pad_psfs(psfs)
     src = ",".join(str(p) for p in paths)
-    cube, ivar, psf, bands_t, waves_t, notes = _validate(
-        np.stack(planes), ivar, psf, list(bands), None, str(paths[0]), noise_from_background=True
-    )
-    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes))
+    with warnings.catch_warnings():
+        if notes:
+            warnings.filterwarnings("ignore", message=".*NaN/inf pixel values masked.*")
+        cube, ivar, psf, bands_t, waves_t, vnotes = _validate(
+            np.stack(planes), ivar, psf, list(bands), None, str(paths[0]), noise_from_background=True
+        )
+    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, units[0], src, tuple(notes + vnotes))
+
+
+def _same_grid(a: WCS, b: WCS) -> bool:
+    from .resample import pixel_scale
+
+    if a is None or b is None:
+        return a is b
+    return (abs(pixel_scale(a) / pixel_scale(b) - 1) < 1e-4 and np.allclose(a.wcs.crval, b.wcs.crval, atol=1e-7)
+            and np.allclose(a.wcs.crpix, b.wcs.crpix, atol=1e-3))
+
+
+def _fill_ivar(planes, ivars, paths):
+    out = []
+    for p, d, v in zip(paths, planes, ivars):
+        if v is None:
+            good = np.isfinite(d)
+            sig = background_sigma(d, good)
+            if not sig > 0:
+                raise InputError(f"{p}: cannot estimate the noise (constant image); give its inverse variance")
+            v = np.where(good, 1.0 / sig**2, 0.0)
+        out.append(v)
+    return np.stack(out)
+
+
+def _pad_psfs(psfs: list[np.ndarray]) -> np.ndarray:
+    """Stack PSF stamps of different (odd) sizes, centred, zero-padded to the largest."""
+    n = max(max(q.shape) for q in psfs)
+    n += 1 - n % 2
+    out = np.zeros((len(psfs), n, n))
+    for i, q in enumerate(psfs):
+        py, px = q.shape
+        oy, ox = n // 2 - py // 2, n // 2 - px // 2
+        out[i, oy : oy + py, ox : ox + px] = q
+    return out
+
+
+def _to_common_grid(paths, bands, planes, ivars, psfs, wcss):
+    """Every band on the grid of the band with the finest pixels (flux-conserving reprojection)."""
+    from .resample import pixel_scale, reproject_flux, reproject_ivar, resample_psf
+
+    for p, d, w in zip(paths, planes, wcss):
+        if w is None:
+            raise InputError(f"{p}: shape {d.shape} differs from {paths[0]} {planes[0].shape} or its grid does, and "
+                             "it has no celestial WCS to align the bands with")
+    scales = [pixel_scale(w) for w in wcss]
+    ref = int(np.argmin(scales))
+    shape, wcs_t, s_t = planes[ref].shape, wcss[ref], scales[ref]
+    notes = []
+    out_p, out_i, out_psf = [], [], []
+    for i, (p, d, v, q, w, s) in enumerate(zip(paths, planes, ivars, psfs, wcss, scales)):
+        if i == ref or (d.shape == shape and _same_grid(w, wcs_t)):
+            out_p.append(d), out_i.append(v), out_psf.append(q)
+            continue
+        good = np.isfinite(d)
+        out_p.append(reproject_flux(np.where(good, d, np.nan), w, wcs_t, shape))
+        if v is None:
+            sig = background_sigma(d, good)
+            if not sig > 0:
+                raise InputError(f"{p}: cannot estimate the noise (constant image); give its inverse variance")
+            v = np.where(good, 1.0 / sig**2, 0.0)
+        out_i.append(reproject_ivar(np.where(good, v, 0.0), w, wcs_t, shape))
+        try:
+            out_psf.append(None if q is None else resample_psf(q, s, s_t))
+        except ValueError as e:
+            raise InputError(f"{p}: {e}") from None
+        notes.append(f"{p}: band {bands[i]} resampled from {s:.4g} to {s_t:.4g} arcsec pixels (flux conserving; "
+                     f"ivar is the effective one, pixels correlated over {max(s / s_t, 1.0):.2g} px)")
+    return out_p, out_i, out_psf, wcs_t, notes
 
 
 #: LSST/HSC pipeline mask bits that mean "no usable data": BAD, SAT, CR, NO_DATA. Other bits
@@ -419,19 +583,44 @@ def read_npz(path: str | os.PathLike, survey: str = "hsc") -> Observation:
     return Observation(cube, ivar, bands_t, waves_t, psf, None, "", src, tuple(notes))
 
 
-def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[str] | None = None) -> Observation:
-    """Read any supported input: one cube FITS, one ``.npz`` scene, or per-band files with ``bands``."""
+def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[str] | None = None, *,
+                     noise_hdu: int | None = None, noise_kind: str = "ivar", mask_hdu: int | None = None,
+                     psf: Sequence[str | os.PathLike] | None = None) -> Observation:
+    """Read any supported input: one cube FITS, one ``.npz`` scene, or per-band files with ``bands``
+    (on one grid or several: see :func:`read_band_files`). ``noise_hdu``/``noise_kind``/``mask_hdu``:
+    unnamed noise and mask extensions; ``psf``: PSF files (one per band, or one (band, py, px) cube)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs = [str(p) for p in inputs]
+    psf = [str(p) for p in psf] if psf else None
     if bands:
-        return read_band_files(inputs, bands)
+        return read_band_files(inputs, bands, psf_paths=psf, noise_hdu=noise_hdu, noise_kind=noise_kind,
+                               mask_hdu=mask_hdu)
     if len(inputs) != 1:
         raise InputError(f"{inputs[0]}: several files given without --bands (one cube FITS, or one file per band)")
     p = inputs[0]
     if p.lower().endswith(".npz"):
         return read_npz(p)
-    return read_cube(p)
+    obs = read_cube(p, noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu)
+    if psf:
+        obs = _with_psf_files(obs, psf)
+    return obs
+
+
+def _with_psf_files(obs: Observation, files: Sequence[str]) -> Observation:
+    """The observation with its PSF from files: one (band, py, px) cube, or one 2-D stamp per band."""
+    if len(files) == 1:
+        with _open_fits(files[0]) as hdul:
+            arr = _numeric(_first_image(hdul, files[0]), files[0], "PSF")
+        stamps = list(arr) if arr.ndim == 3 else [arr]
+    else:
+        stamps = [_read_psf_file(f, b) for f, b in zip(files, obs.bands)]
+    if len(stamps) != len(obs.bands):
+        raise InputError(f"{files[0]}: {len(stamps)} PSF stamps for {len(obs.bands)} bands")
+    psf = _pad_psfs(stamps)
+    if not np.all(np.isfinite(psf)) or np.any(psf.sum(axis=(1, 2)) <= 0):
+        raise InputError(f"{files[0]}: PSF has NaN/inf values or sums to zero")
+    return replace(obs, psf=(psf / psf.sum(axis=(1, 2), keepdims=True)).astype(np.float32))
 
 
 def input_name(path: str | os.PathLike) -> str:

@@ -25,6 +25,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from ..io import InputError
+from ..resample import background_sigma, reproject_flux
 from .data import UVMIR_BANDS, Photometry
 
 __all__ = ["BandImage", "TYPICAL_FWHM", "read_band_image", "write_band_image", "to_common_psf", "reproject_flux", "common_grid",
@@ -145,16 +146,6 @@ def to_common_psf(img: BandImage, fwhm_to: float, kernel: np.ndarray | None = No
     return out
 
 
-def reproject_flux(data: np.ndarray, wcs_in: WCS, wcs_out: WCS, shape_out: tuple[int, int]) -> np.ndarray:
-    """Flux-conserving reprojection of a per-pixel flux image (exact polygon overlap)."""
-    from astropy.wcs.utils import proj_plane_pixel_area
-    from reproject import reproject_exact
-
-    a_in, a_out = proj_plane_pixel_area(wcs_in), proj_plane_pixel_area(wcs_out)
-    sb, foot = reproject_exact((data / a_in, wcs_in), wcs_out, shape_out=shape_out)
-    return np.where(foot > 0.999, sb * a_out, np.nan)
-
-
 def common_grid(images: list[BandImage], pixscale: float | None = None) -> tuple[WCS, tuple[int, int]]:
     """The output grid: centred on the first image, covering it, with pixels of ``pixscale`` arcsec
     (default: a third of the worst FWHM, Nyquist-like sampling of the common PSF)."""
@@ -181,15 +172,6 @@ def ellipse_mask(shape, x0: float, y0: float, a: float, q: float, pa_deg: float)
     u = -dx * np.sin(t) + dy * np.cos(t)  # along the major axis
     v = dx * np.cos(t) + dy * np.sin(t)
     return (u / a) ** 2 + (v / (q * a)) ** 2 <= 1.0
-
-
-def background_sigma(img: np.ndarray) -> float:
-    from astropy.stats import sigma_clipped_stats
-
-    v = img[np.isfinite(img)]
-    if v.size < 10:
-        return np.nan
-    return float(sigma_clipped_stats(v, sigma=3.0, maxiters=10)[2])
 
 
 def auto_ellipse(img: np.ndarray, nsig: float = 3.0, grow: float = 1.0) -> tuple[float, float, float, float, float]:

@@ -33,18 +33,11 @@ def _one_line(e: BaseException) -> str:
 @functools.lru_cache(maxsize=4)
 def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, detect: bool, batch_size: int,
                  dust_level: str = "shrink"):
-    """One fitter per worker process and option set (loads the priors once). ``dust_level`` 'gauge' is
-    ``galdust fit --dust-level gauge`` (no learned priors); ``max_iter`` None is the level's default."""
-    import dataclasses
+    """One fitter per worker process and option set (loads the priors once): :func:`galdust.dust.api.make_fitter`."""
+    from ..dust.api import make_fitter
 
-    from ..dust.fit import level_config
-    from ..dust.job import DustFitter
-
-    cfg = level_config(dust_level)
-    priors = priors and dust_level == "shrink"
-    cfg = dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter, use_priors=priors)
-    kw = dict(cfg=cfg, start=start, use_psf=use_psf, batch_size=batch_size, detect=detect)
-    return DustFitter.with_priors(**kw) if priors else DustFitter(**kw)
+    return make_fitter(level=dust_level, max_iter=max_iter, priors=priors, start=start, use_psf=use_psf,
+                       detect=detect, batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -388,10 +381,9 @@ class PosteriorTask:
         return unique_items(items)
 
     def run_batch(self, items: list[tuple], out: Path) -> list[dict]:
-        import jax.random as jr
         import numpy as np
 
-        from ..posterior.model import percentiles
+        from ..posterior.api import summarise_rows
 
         t0 = time.perf_counter()
         m = _posterior_model(self.cfm_path)
@@ -404,16 +396,12 @@ class PosteriorTask:
                 good.append(k)
         if good:
             flux = np.array([items[k][2]["flux"] for k in good], float)
-            # one key per object, from its name: a resumed or re-batched run draws the same samples
-            keys = [jr.fold_in(jr.PRNGKey(self.seed), _name_seed(items[k][0])) for k in good]
-            pct, smp = percentiles(m, flux, keys, self.samples, self.steps, keep_samples=self.save_samples,
-                                   batch=64)
-            if self.zmodel is not None:
-                from ..posterior.redshift import cfm_features
-
-                X = np.array([items[k][2]["zfeat"] for k in good], float)
-                pct[:, list(m.props).index("z"), :] = _redshift_model(self.zmodel).predict(
-                    np.c_[X, cfm_features(m, flux)])
+            # one key per object, from its name (as galdust posterior sample): a resumed or re-batched
+            # run draws the same samples
+            zm = _redshift_model(self.zmodel) if self.zmodel is not None else None
+            zfeat = np.array([items[k][2]["zfeat"] for k in good], float) if zm is not None else None
+            pct, smp = summarise_rows(m, flux, [items[k][0] for k in good], seed=self.seed, samples=self.samples,
+                                      steps=self.steps, zmodel=zm, zfeat=zfeat, keep_samples=self.save_samples)
             for j, k in enumerate(good):
                 row = dict(status="ok", error=None)
                 for a, p in enumerate(m.props):
@@ -427,12 +415,6 @@ class PosteriorTask:
                 rows[k] = row
         dt = (time.perf_counter() - t0) / len(items)
         return [dict(rows[k], name=it[0], input=it[1], runtime_s=dt) for k, it in enumerate(items)]
-
-
-def _name_seed(name: str) -> int:
-    import zlib
-
-    return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
 def _write_samples(path: Path, samples, props, task: PosteriorTask) -> None:

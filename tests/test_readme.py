@@ -1,0 +1,221 @@
+"""The README is the spec: every ``galdust …`` command in its code blocks runs, as written.
+
+Each code block runs in its own folder, its commands in order (a later command may use what an
+earlier one wrote, as a user's would). Files a command names that the README does not make are
+placeholders: they are built here, tiny, under the same names. The command's options are never
+changed; the one substitution besides files is the example scheduler address (a cluster started
+here instead: no traffic leaves this machine). Commands run in this process through
+``galdust.cli.main`` (the same parser and error handling as the console script; unquoted globs are
+expanded as the shell would).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galdust.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def readme_blocks() -> list[tuple[int, list[tuple[int, str]]]]:
+    """(first line, [(line, command), ...]) of every code block with a ``galdust`` command."""
+    blocks, cur, inb, buf, start = [], [], False, "", 0
+    for n, line in enumerate(README.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            if inb and cur:
+                blocks.append((start, cur))
+            inb, cur, start = not inb, [], n
+            continue
+        if not inb:
+            continue
+        s = line.strip()
+        buf = f"{buf} {s}" if buf else s
+        if buf.endswith("\\"):
+            buf = buf[:-1].rstrip()
+            continue
+        cmd, buf = buf, ""
+        if cmd.startswith("galdust ") or cmd == "galdust":
+            cur.append((n, re.split(r"\s+#", cmd)[0].strip()))
+    return blocks
+
+
+def _argv(cmd: str) -> list[str]:
+    """The argument vector bash would give (unquoted globs expanded in the current folder)."""
+    out = []
+    lex = shlex.shlex(cmd, posix=True, punctuation_chars=False)
+    lex.whitespace_split = True
+    for tok in lex:
+        quoted = f"'{tok}'" in cmd or f'"{tok}"' in cmd
+        if not quoted and any(c in tok for c in "*?["):
+            out += sorted(glob.glob(tok)) or [tok]
+        else:
+            out.append(tok)
+    return out[1:]
+
+
+# ----------------------------------------------------------------------------- placeholder inputs
+
+
+def _sim_cube(path: Path, seed: int, size: int = 24):
+    import jax
+
+    from galdust.dust.evaluate import sim_observations
+    from galdust.io import write_cube
+    from galdust.simulate import SimConfig, simulate
+
+    cfg = SimConfig(size=size, psf_fwhm=2.0, snr=50.0, snr_kind="peak")
+    sim = simulate(jax.random.PRNGKey(seed), 1, cfg, batch=1)
+    o = sim_observations(sim, cfg)[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_cube(path, o.cube, o.bands, ivar=o.ivar, psf=o.psf, overwrite=True)
+    return o
+
+
+def _band_files(d: Path, names: dict[str, str], seed: int = 3):
+    o = _sim_cube(d / ".tmp_cube.fits", seed)
+    for i, (_, f) in enumerate(names.items()):
+        fits.PrimaryHDU(o.cube[i % len(o.bands)]).writeto(d / f, overwrite=True)
+    (d / ".tmp_cube.fits").unlink()
+
+
+def _fir_images(d: Path, names: dict[str, str] | None = None):
+    """Per-band FIR-map images (Jy/pix, BAND, PSF_FWHM, WCS) around the README's ellipse centre."""
+    from galdust.fir.maps import write_band_image
+    from galdust.fir.mock import make_mock
+
+    sed = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
+                    0.095, 0.062, 0.07, 0.16])
+    truth = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
+    m = make_mock(sed, sed, truth, truth, w1_total=0.1, rng=np.random.default_rng(0), peak_snr=300.0,
+                  ra=160.99, dec=11.70)
+    d.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for im in m.images:
+        if names is None:
+            files[im.band] = write_band_image(d / f"ngc3351_{im.band}.fits", im, overwrite=True)
+        elif im.band in names:
+            files[im.band] = write_band_image(d / names[im.band], im, overwrite=True)
+    return files, m
+
+
+def _sdss_table(path: Path, n: int = 7):
+    from astropy.table import Table
+
+    rng = np.random.default_rng(0)
+    flux = 10 ** rng.uniform(1.0, 2.0, (n, 1)) * np.array([0.2, 0.5, 1.0, 1.4, 1.7])
+    Table(dict(OBJID=np.arange(100, 100 + n), MODELFLUX=flux, MODELFLUX_IVAR=np.full((n, 5), 4.0),
+               EXTINCTION=np.full((n, 5), 0.05), Z=rng.uniform(0.03, 0.15, n))).write(path, overwrite=True)
+
+
+def _dustpedia_subset(d: Path, n: int = 160):
+    """PHOT.csv / CIGALE.csv / the DustPedia table: the first rows of the development split."""
+    import pandas as pd
+
+    phot = pd.read_csv(SHARED / "dustpedia" / "DustPedia_Aperture_Photometry_2.2.csv")
+    props = pd.read_csv(SHARED / "dustpedia" / "dustpedia_cigale_results_final_version.csv")
+    keep = set(props.dropna(subset=[props.columns[1]]).iloc[:, 0].head(n))
+    phot[phot.iloc[:, 0].isin(keep)].to_csv(d / "PHOT.csv", index=False)
+    props[props.iloc[:, 0].isin(keep)].to_csv(d / "CIGALE.csv", index=False)
+    phot.head(40).to_csv(d / "DustPedia_Aperture_Photometry_2.2.csv", index=False)
+
+
+def build_placeholders(d: Path, cmds: list[str]) -> None:
+    """Make, in ``d``, every input file the commands name that the block itself does not write."""
+    from astropy.table import Table
+
+    text = " ".join(cmds)
+    if "galaxy1.fits" in text:
+        _sim_cube(d / "galaxy1.fits", 1)
+        _sim_cube(d / "galaxy2.fits", 2)
+    if "g.fits,r.fits" in text:
+        _band_files(d, {"g": "g.fits", "r": "r.fits", "i": "i.fits", "z": "z.fits"})
+    if "cutouts" in text:
+        _sim_cube(d / "cutouts" / "a.fits", 4)
+        _sim_cube(d / "cutouts" / "b.fits", 5)
+        _sim_cube(d / "cutouts" / "deeper" / "c.fits", 6)  # found by 'cutouts/**/*.fits' only
+        Table(dict(path=["cutouts/a.fits", "cutouts/b.fits"], name=["a", "b"])).write(d / "cutouts.csv")
+    if "mymask.fits" in text:
+        m = np.zeros((24, 24), np.uint8)
+        m[:2] = 1
+        fits.PrimaryHDU(m).writeto(d / "mymask.fits")
+    if "galaxies/" in text or "galaxies.csv" in text:
+        rows = []
+        for i in range(2):
+            files, _ = _fir_images(d / "galaxies" / f"ngc{i}")
+            rows.append((f"ngc{i}", ";".join(str(Path(f).relative_to(d)) for f in files.values()), 10.0 + i))
+        Table(rows=rows, names=["name", "images", "distance"]).write(d / "galaxies.csv")
+    if "sdss_galaxies.fits" in text:
+        _sdss_table(d / "sdss_galaxies.fits")
+    if "PHOT.csv" in text or "DustPedia_Aperture" in text:
+        if not SHARED.exists():
+            pytest.skip("../shared/data is not present (the DustPedia tables)")
+        _dustpedia_subset(d)
+    if "ngc3351_*.fits" in text:
+        _fir_images(d)
+    if "fuv.fits" in text:
+        _, m = _fir_images(d, {"galex_fuv": "fuv.fits", "sdss_r": "r.fits", "wise_w1": "w1.fits",
+                               "wise_w4": "w4.fits"})
+        Table(dict(ra=[160.99 + 0.004], dec=[11.70 + 0.004])).write(d / "stars.csv")
+        k = np.exp(-0.5 * (np.arange(-7, 8)[:, None] ** 2 + np.arange(-7, 8)[None] ** 2) / 2.0**2)
+        fits.PrimaryHDU(k / k.sum()).writeto(d / "k_w1_to_w4.fits")
+        from galdust.fir.maps import write_band_image
+
+        td = next(im for im in m.images if im.band == "wise_w4")
+        write_band_image(d / "herschel_td.fits", td.__class__(**{**td.__dict__, "data": np.full_like(td.data, 22.0),
+                                                                    "band": "TD"}))
+    if "../shared/data" in text and not SHARED.exists():
+        pytest.skip("../shared/data is not present")
+
+
+BLOCKS = readme_blocks()
+
+
+def test_the_readme_has_the_commands_users_copy():
+    cmds = [c for _, b in BLOCKS for _, c in b]
+    assert len(cmds) >= 20
+    # the main job, as a user types it first: no option beyond --out
+    assert any(re.fullmatch(r"galdust fit \S+\.fits( \S+\.fits)* --out \S+( --plot)?", c) for c in cmds)
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c.scheduler_address
+
+
+@pytest.mark.parametrize("first_line,block", BLOCKS, ids=[f"README.md:{n}" for n, _ in BLOCKS])
+def test_readme_block_runs_as_written(first_line, block, tmp_path, monkeypatch, capsys, request):
+    root = tmp_path / "blocks"
+    d = root / "work"
+    d.mkdir(parents=True)
+    if SHARED.exists():
+        (root / "shared").symlink_to(SHARED.parent, target_is_directory=True)
+    monkeypatch.chdir(d)
+    cmds = [c for _, c in block]
+    build_placeholders(d, cmds)
+    for line, cmd in block:
+        if cmd == "galdust <command> --help":
+            for sub in ("fit", "run", "fir", "posterior", "simulate", "evaluate", "demo"):
+                assert main([sub, "--help"]) == 0, f"README.md:{line}: galdust {sub} --help"
+            continue
+        argv = _argv(cmd)
+        if "--scheduler" in argv:  # the example address is a placeholder: never contact it
+            argv[argv.index("--scheduler") + 1] = request.getfixturevalue("scheduler")
+        capsys.readouterr()
+        rc = main(argv)
+        out = capsys.readouterr()
+        assert rc == 0, f"README.md:{line}: `{cmd}` exited {rc}:\n{out.err[-2000:]}"
+        assert "Traceback" not in out.err
