@@ -60,9 +60,9 @@ class FitGrid:
         """The FITS keys that say what was done (none for the identity)."""
         if self.identity:
             return {}
-        return {"RESAMPLE": (self.k, "input pixels per fit pixel and axis (k x k block sum)"),
+        return {"RESAMPLE": (self.k, "input px per fit px and axis (block sum)"),
                 "CROP": (f"{self.y0},{self.x0},{self.size_y},{self.size_x}",
-                         "fit box y0,x0,ny,nx in input pixels (0-based)")}
+                         "fit box y0,x0,ny,nx [input px]")}
 
     # -------------------------------------------------------------- input grid -> fit grid
     def _box(self, a: np.ndarray, fill) -> np.ndarray:
