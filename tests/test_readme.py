@@ -120,14 +120,24 @@ def _sdss_table(path: Path, n: int = 7):
 
 def _dustpedia_subset(d: Path, n: int = 160):
     """PHOT.csv / CIGALE.csv / the DustPedia table: the first rows of the development split."""
-    import pandas as pd
+    import csv
 
-    phot = pd.read_csv(SHARED / "dustpedia" / "DustPedia_Aperture_Photometry_2.2.csv")
-    props = pd.read_csv(SHARED / "dustpedia" / "dustpedia_cigale_results_final_version.csv")
-    keep = set(props.dropna(subset=[props.columns[1]]).iloc[:, 0].head(n))
-    phot[phot.iloc[:, 0].isin(keep)].to_csv(d / "PHOT.csv", index=False)
-    props[props.iloc[:, 0].isin(keep)].to_csv(d / "CIGALE.csv", index=False)
-    phot.head(40).to_csv(d / "DustPedia_Aperture_Photometry_2.2.csv", index=False)
+    def rows(path):
+        with open(path, newline="") as fh:
+            r = list(csv.reader(fh))
+        return r[0], r[1:]
+
+    def write(path, head, body):
+        with open(path, "w", newline="") as fh:
+            csv.writer(fh).writerows([head] + body)
+
+    ph, phot = rows(SHARED / "dustpedia" / "DustPedia_Aperture_Photometry_2.2.csv")
+    pp, props = rows(SHARED / "dustpedia" / "dustpedia_cigale_results_final_version.csv")
+    fitted = [r for r in props if r[1].strip().lower() not in ("", "nan")][:n]
+    keep = {r[0] for r in fitted}
+    write(d / "PHOT.csv", ph, [r for r in phot if r[0] in keep])
+    write(d / "CIGALE.csv", pp, fitted)
+    write(d / "DustPedia_Aperture_Photometry_2.2.csv", ph, phot[:40])
 
 
 def build_placeholders(d: Path, cmds: list[str]) -> None:
