@@ -22,7 +22,7 @@ from .fit import DUST_LEVELS, FitConfig, level_config
 from .init import choose_start
 from .job import DustFitter, DustResult
 
-__all__ = ["make_fitter", "fit_config", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
+__all__ = ["make_fitter", "fit_config", "fit", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
 
 
 def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True) -> FitConfig:
@@ -50,6 +50,21 @@ def fit_observations(fitter: DustFitter, observations: Sequence[Observation],
                      masks: Sequence[np.ndarray | None] | None = None, progress=None) -> list[DustResult | Exception]:
     """One :class:`DustResult` (or the exception that stopped it) per observation, in order."""
     return fitter.fit(list(observations), masks, progress=progress)
+
+
+def fit(observations, *, mask: np.ndarray | None = None, **fitter_options):
+    """Fit one observation (an :class:`~galdust.io.Observation` or a file path) or a list of them with
+    ``galdust fit``'s defaults (``fitter_options``: see :func:`make_fitter`); returns a
+    :class:`DustResult` (or a list), raising the first input's error."""
+    single = isinstance(observations, (Observation, str, Path))
+    items = [observations] if single else list(observations)
+    obs = [o if isinstance(o, Observation) else read_observation(o) for o in items]
+    fitter_options.setdefault("batch_size", min(8, len(obs)))
+    results = make_fitter(**fitter_options).fit(obs, [mask] * len(obs))
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
+    return results[0] if single else results
 
 
 @dataclass

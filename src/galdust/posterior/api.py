@@ -22,7 +22,7 @@ import numpy as np
 from ..io import InputError
 
 __all__ = ["SHIPPED_DIR", "NAMED_POSTERIORS", "PosteriorPlan", "resolve_model", "object_keys", "summarise_rows",
-           "is_sdss_table"]
+           "is_sdss_table", "summarise_catalog", "CatalogPosterior"]
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "posterior"
 #: shipped posterior models by name (``--model NAME``)
@@ -106,3 +106,99 @@ def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int =
         zq = zmodel.predict(np.c_[np.asarray(zfeat, float), cfm_features(model, np.asarray(flux, float))])
         pct[:, list(model.props).index("z"), :] = zq
     return pct, smp
+
+
+@dataclass
+class CatalogPosterior:
+    """What :func:`summarise_catalog` returns: one value per catalogue row in every column."""
+
+    plan: PosteriorPlan
+    props: list[str]
+    columns: dict  # name, <prop>_p16/_p50/_p84, extra model outputs, note
+    samples: np.ndarray | None  # (n_rows, n_samples, n_prop), NaN rows where a row could not be used
+    n_used: int
+    seconds: float
+
+
+def _read_images(images, n_rows: int, ok: np.ndarray) -> np.ndarray:
+    from astropy.io import fits
+
+    images = Path(images)
+    try:
+        imgs = np.load(images, mmap_mode="r") if images.suffix == ".npy" else fits.getdata(images)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{images}: cannot read the cutouts ({' '.join(str(e).split())})") from None
+    if imgs.ndim != 4 or len(imgs) != n_rows:
+        raise InputError(f"{images}: expected ({n_rows}, bands, H, W) cutouts, got {imgs.shape}")
+    imgs = np.asarray(imgs[ok], np.float32)
+    bad = ~np.all(np.isfinite(imgs), axis=(1, 2, 3))
+    if bad.any():
+        raise InputError(f"{images}: {int(bad.sum())} cutouts contain NaN")
+    return imgs
+
+
+def summarise_catalog(catalog: str | Path, model: str | Path | None = None, images: str | Path | None = None, *,
+                      seed: int = 0, samples: int = 1000, steps: int = 100,
+                      keep_samples: bool = False) -> CatalogPosterior:
+    """Posterior percentiles of every row of a catalogue (what ``galdust posterior sample`` writes).
+
+    ``model``: see :func:`resolve_model` (None: the best default for the table); ``images``: cutouts
+    (.npy or FITS, (n_rows, bands, H, W), nmgy/pixel) for the image models. Rows without usable
+    fluxes get NaN and a ``note``."""
+    import time
+
+    import jax.random as jr
+
+    from .data import read_catalog
+    from .model import load_model
+    from .redshift import RedshiftModel, sdss_table_features
+
+    plan = resolve_model(model, catalog)
+    zmodel = RedshiftModel.load(plan.zmodel) if plan.zmodel is not None else None
+    m, _ = load_model(plan.cfm)
+    cat = read_catalog(catalog, m.bands)
+    ok = np.array([not n for n in cat.notes])
+    t0 = time.perf_counter()
+    zfeat = sdss_table_features(catalog)[0][ok] if zmodel is not None else None  # SDSS tables only
+    imgs = None
+    if hasattr(m, "encoder") or hasattr(m, "vae"):
+        if images is None:
+            raise InputError(f"{plan.label}: an image model; give the cutouts with --images")
+        imgs = _read_images(images, len(cat.names), ok)
+    extra = {}
+    if hasattr(m, "vae"):
+        from .vaenf import LINES, summarise
+
+        res = summarise(m, cat.flux[ok], imgs, jr.PRNGKey(seed), samples)
+        pct, smp = res["props"], (res["samples"] if keep_samples else None)
+        for j, ln in enumerate(LINES):
+            for k, q in enumerate(("p16", "p50", "p84")):
+                extra[f"{ln}_{q}"] = res["lines"][:, j, k]  # log10 flux [1e-17 erg/s/cm2]
+            extra[f"{ln}_pdet"] = res["p_det"][:, j]
+        for k, c in enumerate(("sf", "composite", "agn")):
+            extra[f"p_bpt_{c}"] = res["bpt"][:, k]
+        extra["f_lines_detected"] = res["f_lines"]
+        for k, q in enumerate(("p16", "p50", "p84")):
+            extra[f"av_balmer_{q}"] = res["av_balmer"][:, k]
+    else:
+        pct, smp = summarise_rows(m, cat.flux[ok], [n for n, g in zip(cat.names, ok) if g], seed=seed,
+                                  samples=samples, steps=steps, zmodel=zmodel, zfeat=zfeat, images=imgs,
+                                  keep_samples=keep_samples)
+    dt = time.perf_counter() - t0
+    n = len(cat.names)
+    cols = {"name": cat.names}
+    for j, p in enumerate(m.props):
+        for k, q in enumerate(("p16", "p50", "p84")):
+            v = np.full(n, np.nan)
+            v[ok] = pct[:, j, k]
+            cols[f"{p}_{q}"] = v
+    for c, vals in extra.items():
+        v = np.full(n, np.nan)
+        v[ok] = vals
+        cols[c] = v
+    cols["note"] = cat.notes
+    full = None
+    if keep_samples:
+        full = np.full((n, samples, len(m.props)), np.nan, np.float32)
+        full[ok] = smp
+    return CatalogPosterior(plan, list(m.props), cols, full, int(ok.sum()), dt)

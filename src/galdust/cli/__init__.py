@@ -1,0 +1,70 @@
+"""``galdust`` command line: thin commands over the library, one module per command group.
+
+User errors (bad input files, existing outputs, mistyped options) print one line
+``galdust: error: ...`` on stderr and exit with a non-zero status, without a traceback.
+
+Modules: :mod:`._app` (the Typer app), :mod:`.simulate`, :mod:`.fit`, :mod:`.evaluate`, :mod:`.fir`,
+:mod:`.posterior`, :mod:`.run`, :mod:`.demo`; each command parses options and calls the library
+(:mod:`galdust.dust.api`, :mod:`galdust.posterior.api`, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import demo, evaluate, fir, fit, posterior, run, simulate  # noqa: F401 - registers the commands
+from ._app import UserError, _one_line, app
+from .fir import fir_train  # noqa: F401 - re-exported
+from .posterior import DEFAULT_POSTERIOR, NAMED_POSTERIORS  # noqa: F401 - re-exported
+
+__all__ = ["app", "main", "UserError"]
+
+
+def _click_error(e: BaseException) -> tuple[str, int] | None:
+    """(one line, exit status) of a command-line usage error from click or typer's vendored click."""
+    if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+        return None
+    msg = " ".join(str(e.format_message()).split())
+    ctx = getattr(e, "ctx", None)
+    cmd = getattr(ctx, "command_path", None) or "galdust"
+    hint = f" (see '{cmd} --help')" if type(e).__name__ != "ClickException" else ""
+    return f"galdust: error: {cmd}: {msg}{hint}", int(e.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors print one line on stderr, never a traceback (set
+    ``GALDUST_DEBUG=1`` to see the traceback of an unexpected error)."""
+    import os
+
+    from ..io import InputError, OutputExistsError
+    from ..physics.filters import UnknownBandError
+
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except (UserError, InputError, OutputExistsError, UnknownBandError) as e:
+        typer.echo(f"galdust: error: {_one_line(e)}", err=True)
+        return 2
+    except typer.Exit as e:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("galdust: interrupted", err=True)
+        return 130
+    except Exception as e:  # noqa: BLE001 - usage errors, then anything unexpected: one line
+        usage = _click_error(e)
+        if usage is not None:
+            typer.echo(usage[0], err=True)
+            return usage[1]
+        if os.environ.get("GALDUST_DEBUG"):
+            raise
+        typer.echo(f"galdust: error: unexpected {type(e).__name__}: {_one_line(e)} "
+                   "(GALDUST_DEBUG=1 shows the traceback; please report it)", err=True)
+        return 1
+    if hasattr(rv, "exit_code"):  # click's Exit returned in non-standalone mode
+        return int(rv.exit_code)
+    return rv if isinstance(rv, int) else 0
+
+
+def _entry() -> None:  # console script
+    sys.exit(main())

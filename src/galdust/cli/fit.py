@@ -1,0 +1,99 @@
+"""``galdust fit``: the joint galaxy + dust fit of cutouts (a thin parser over :mod:`galdust.dust.api`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import UserError, _progress, app
+
+
+def _read_mask(path: Path):
+    import numpy as np
+    from astropy.io import fits
+
+    from ..io import InputError
+
+    try:
+        with fits.open(path) as h:
+            arr = next((x.data for x in h if x.data is not None), None)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read the mask ({e})") from None
+    if arr is None or np.asarray(arr).ndim not in (2, 3):
+        raise InputError(f"{path}: the mask must be a 2-D (y, x) or 3-D (band, y, x) image")
+    return np.asarray(arr)
+
+
+@app.command()
+def fit(
+    inputs: Annotated[list[str], typer.Argument(help="Cube FITS files (one galaxy each); with --bands, each "
+                                                     "INPUT is a comma-separated list of per-band FITS.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    start: Annotated[str, typer.Option(help="auto (red if a band has λ_eff ≥ 1 µm), red or blue.")] = "auto",
+    max_iter: Annotated[Optional[int], typer.Option("--max-iter", min=1, help="Iteration limit of the dust fit "
+                                                    "(default 300; 1000 with --dust-level gauge).")] = None,
+    dust_level: Annotated[str, typer.Option("--dust-level", help="How the dust level (a uniform screen, which the "
+                                            "data cannot see) is fixed: 'shrink' (exponential prior on A, learned "
+                                            "priors) or 'gauge' (least-attenuated 10 % of the light dust-free, "
+                                            "smoothness penalty, no learned priors): see docs/eval_dust.md.")] = "shrink",
+    no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF.")] = False,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
+                                                               "(band, y, x); applies to every input.")] = None,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not mask neighbouring sources.")] = False,
+    no_priors: Annotated[bool, typer.Option("--no-priors", help="Likelihood only (no learned priors).")] = False,
+    bands: Annotated[Optional[str], typer.Option(help="Band names for per-band inputs (bands on different pixel "
+                                                     "grids are reprojected onto the finest one with their WCS).")] = None,
+    psf: Annotated[Optional[str], typer.Option("--psf", help="PSF files: FILE[,FILE...], one 2-D stamp per band at "
+                                                             "that band's pixels, or one (band, py, px) cube.")] = None,
+    noise_hdu: Annotated[Optional[int], typer.Option("--noise-hdu", min=0, help="HDU index of the noise when it is "
+                                                     "not named IVAR/VAR/ERR.")] = None,
+    noise_kind: Annotated[str, typer.Option("--noise-kind", help="What --noise-hdu holds: ivar, var or sigma.")] = "ivar",
+    mask_hdu: Annotated[Optional[int], typer.Option("--mask-hdu", min=0, help="HDU index of a bad-pixel mask "
+                                                    "(nonzero = bad) when it is not named MASK.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once (vmap).")] = 8,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="Also write NAME.png.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or per-input lines.")] = False,
+):
+    """Fit the joint galaxy-dust model to each input: writes NAME.dust.fits and NAME.json (and NAME.png)."""
+    from ..dust.api import fit_files, make_fitter
+
+    band_list = [b.strip() for b in bands.split(",")] if bands else None
+    user_mask = _read_mask(mask) if mask is not None else None
+    if noise_kind not in ("ivar", "var", "sigma"):
+        raise UserError(f"--noise-kind {noise_kind!r}: expected ivar, var or sigma")
+    items = [[f for f in inp.split(",") if f] for inp in inputs] if band_list else list(inputs)
+    try:
+        fitter = make_fitter(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start,
+                             use_psf=not no_psf, detect=not no_detect, batch_size=min(batch_size, len(items)))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    upd, close = _progress(len(items), "fitting", quiet)
+    try:
+        report = fit_files(items, out, fitter=fitter, bands=band_list, mask=user_mask, overwrite=overwrite,
+                           plot=plot, progress=upd,
+                           read_options=dict(noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu,
+                                             psf=[f for f in psf.split(",") if f] if psf else None))
+    finally:
+        close()
+    _print_fit_report(report, len(inputs), quiet)
+
+
+def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
+    """One line per fitted galaxy, a summary, one error line per failed input (then exit status 1)."""
+    if not quiet:
+        for name, res, paths in report.written:
+            s = res.scalars
+            typer.echo(f"{name}: A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}  covfrac {s['COVFRAC']:.2f}  "
+                       f"χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  {s['NITER']} it  "
+                       f"start {s['START']}  priors {s.get('PRIORS', '?')} -> {paths['fits']}")
+        if report.written or report.seconds:
+            typer.echo(f"fitted {len(report.written)} of {n_inputs} inputs in {report.seconds:.1f} s")
+    for src, msg in report.failures:
+        typer.echo(f"galdust: error: {msg}" if msg.startswith(src) else f"galdust: error: {src}: {msg}", err=True)
+    if report.failures:
+        raise typer.Exit(1)
+
+

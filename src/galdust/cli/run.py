@@ -1,0 +1,133 @@
+"""``galdust run``: the jobs over many inputs on Dask (:mod:`galdust.pipeline`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import UserError, app
+from .posterior import NAMED_POSTERIORS
+
+
+def _run_progress(quiet: bool):
+    """A progress bar for ``galdust run`` (objects done / errors / rate / ETA); (update, close)."""
+    if quiet or not sys.stderr.isatty():
+        return None, (lambda: None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    prog = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[errors]} errors"), TextColumn("{task.fields[rate]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+    task = prog.add_task("run", total=None, errors=0, rate="")
+    t0 = time.perf_counter()
+    prog.start()
+
+    def update(ok: int, err: int, todo: int):
+        n = ok + err
+        prog.update(task, completed=n, total=todo, errors=err, rate=f"{n / max(time.perf_counter() - t0, 1e-9):.2f}/s")
+
+    return update, prog.stop
+
+
+@app.command("run")
+def run_cmd(
+    task: Annotated[str, typer.Argument(help="The job per object: fit, fir-map or posterior.")],
+    inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="Glob pattern (quote it), repeatable: fit: cube "
+                                                                         "FITS files; fir-map: folders of band images, "
+                                                                         "one per galaxy; posterior: tables.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="fit: table (CSV/FITS/Parquet) with 'path' (and "
+                                                                      "'name'); fir-map: one row per galaxy with 'name', "
+                                                                      "'images' (';'-separated) or 'path' (folder), "
+                                                                      "'distance' [Mpc]; posterior: the photometry "
+                                                                      "table itself, one object per row.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder: outputs, catalog.parquet, run state.")] = Path("."),
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local worker processes (default: "
+                                                                            "one per core, one thread each).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running Dask scheduler "
+                                                                         "(tcp://host:port) instead of a local cluster.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Objects per task (default: fit 8, "
+                                                                                  "the vmapped batch; fir-map 1; "
+                                                                                  "posterior 256).")] = None,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Re-attempt inputs with an error row.")] = False,
+    max_iter: Annotated[Optional[int], typer.Option("--max-iter", min=1, help="fit: iteration limit of the dust fit "
+                                                    "(default 300; 1000 with --dust-level gauge).")] = None,
+    dust_level: Annotated[str, typer.Option("--dust-level", help="fit: 'shrink' or 'gauge', as in galdust fit.")] = "shrink",
+    start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
+    no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,
+    no_psf: Annotated[bool, typer.Option("--no-psf", help="fit: ignore input PSFs.")] = False,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="fit: do not mask neighbours; fir-map: do not "
+                                                                "detect stars.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="fit, fir-map: also write the figure per object.")] = False,
+    model: Annotated[Optional[Path], typer.Option("--model", help="fir-map: FIR model folder; posterior: weights "
+                                                                  "or a shipped name: cfm-phot (default), "
+                                                                  "cfm-onestep, z-sdss.")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="fir-map: predict with the trees, not the distilled MLP.")] = False,
+    samples: Annotated[int, typer.Option("--samples", min=10, help="posterior: samples per object.")] = 1000,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="posterior: RK4 steps.")] = 100,
+    save_samples: Annotated[bool, typer.Option("--save-samples", help="posterior: also write NAME.samples.fits.")] = False,
+    seed: Annotated[int, typer.Option(help="posterior: seed (each object's key derives from it and its name).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (batch systems); summary only.")] = False,
+):
+    """Run a job over many inputs on Dask: resumable (re-run the same command), one row per input in
+    OUT/catalog.parquet, bad inputs recorded as error rows while the run goes on."""
+    from ..dust.fit import level_config
+    from ..dust.init import choose_start
+    from ..pipeline.runner import RunError, local_cluster, prepare_out, run
+    from ..pipeline.tasks import TASKS, get_task
+
+    if not inputs and catalog is None:
+        raise UserError("give --inputs 'GLOB' or --catalog TABLE")
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
+    opts = {"fit": dict(max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
+                        detect=not no_detect, plot=plot, dust_level=dust_level),
+            "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot,
+                            exact=exact),
+            "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
+                              seed=seed, save_samples=save_samples)}[task]
+    if task == "posterior":  # the model galdust posterior sample would use (the same default per table)
+        from ..posterior.api import resolve_model
+
+        if model is not None and str(model) in NAMED_POSTERIORS:
+            model = NAMED_POSTERIORS[str(model)]
+        elif model is None and catalog is not None:
+            model = NAMED_POSTERIORS[resolve_model(None, catalog).label]
+        opts["model"] = str(Path(model).resolve()) if model is not None else None
+    if batch_size:
+        opts["batch_size"] = batch_size
+    try:
+        if task == "fit":
+            choose_start([1.0], start)
+            level_config(dust_level)  # a one-line error before the cluster starts
+        if model is not None and not Path(model).exists():
+            raise ValueError(f"{model}: no such model")
+        job = get_task(task, **opts)
+        items = job.discover(inputs or [], catalog)
+        prepare_out(out, job)
+    except (RunError, ValueError) as e:
+        raise UserError(str(e)) from None
+    from distributed import Client
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = local_cluster(workers)
+        client = Client(cluster)
+    upd, close = _run_progress(quiet)
+    try:
+        s = run(job, items, out, client, retry_errors=retry_errors, progress=upd)
+    finally:
+        close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    typer.echo(f"{task}: {s.ok} ok, {s.errors} errors, {s.skipped} already done, of {s.total} inputs in "
+               f"{s.wall_s:.1f} s ({s.rate:.2f} objects/s) -> {s.catalog}"
+               + (f"; {s.earlier_errors} earlier error rows kept (--retry-errors re-attempts them)"
+                  if s.earlier_errors else ""))
+    return 1 if s.errors else 0

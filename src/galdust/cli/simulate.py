@@ -1,0 +1,221 @@
+"""``galdust simulate``, ``simulate-sed``, ``info`` and ``train-prior``: simulators and prior training."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import UserError, _csv_list, _progress, app
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (per-galaxy mode) or .npz file (--bulk).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of galaxies.")] = 8,
+    bands: Annotated[str, typer.Option(help="Comma-separated registry bands.")] = "sdss_g,sdss_r,sdss_i,sdss_z",
+    size: Annotated[int, typer.Option(min=16, help="Image size in pixels (square).")] = 64,
+    snr: Annotated[float, typer.Option(help="Per-band S/N (see --snr-kind); 0 for noiseless.")] = 50.0,
+    snr_kind: Annotated[str, typer.Option(help="'matched' (whole-galaxy matched-filter S/N) or 'peak' "
+                                               "(S/N of the brightest pixel).")] = "matched",
+    seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,
+    psf_fwhm: Annotated[float, typer.Option(help="Gaussian PSF FWHM in pixels; 0 for none.")] = 2.0,
+    isochromatic: Annotated[bool, typer.Option("--isochromatic", help="One SED for bulge, disk and clumps.")] = False,
+    n_los: Annotated[int, typer.Option(help="Samples along each line of sight.")] = 40,
+    bulk: Annotated[bool, typer.Option("--bulk", help="Write one .npz array store (for prior training).")] = False,
+    with_cubes: Annotated[bool, typer.Option("--with-cubes", help="Bulk: also store the image cubes.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="Write a figure of the first galaxies.")] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Galaxies rendered at once (vmap).")] = 64,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+):
+    """Simulate dusty galaxies with per-pixel truth (cube FITS + truth table, or a bulk .npz store)."""
+    import jax
+
+    from ..physics.filters import get_filter
+    from ..simulate import SimConfig
+    from ..simulate import simulate as run_sim
+    from ..simulate.store import write_bulk, write_galaxies
+
+    band_list = tuple(b.strip().lower() for b in bands.split(",") if b.strip())
+    for b in band_list:
+        get_filter(b)  # unknown band -> error listing close matches
+    cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
+                    snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic)
+    if bulk and out.suffix != ".npz":
+        out = out.with_suffix(".npz")
+    target = out if bulk else out / "truth.parquet"
+    if target.exists() and not overwrite:
+        raise UserError(f"{target}: exists (use --overwrite to replace it)")
+    t0 = time.perf_counter()
+    upd, close = _progress(n, "simulating", quiet)
+    try:
+        keep = None if (not bulk or with_cubes or plot) else ("S", "D", "AV", "F", "sigma", "av_lw", "covfrac")
+        sim = run_sim(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n), progress=upd, keep=keep)
+    finally:
+        close()
+    t_sim = time.perf_counter() - t0
+    if bulk:
+        write_bulk(sim, cfg, out, seed=seed, overwrite=overwrite, with_cubes=with_cubes)
+        written = str(out)
+    else:
+        write_galaxies(sim, cfg, out, overwrite=overwrite)
+        written = f"{n} cube FITS + truth.parquet/csv in {out}"
+    if plot:
+        from ..report import plot_simulations
+
+        fig = (out.with_suffix(".png") if bulk else out / "simulations.png")
+        plot_simulations(sim, fig, n=min(n, 8), title=f"galdust simulate (seed {seed}, S/N {snr:g})")
+        written += f"; figure {fig}"
+    if not quiet:
+        typer.echo(f"simulated {n} galaxies in {t_sim:.1f} s ({n / t_sim:.1f}/s); wrote {written}")
+
+
+@app.command()
+def info(
+    inputs: Annotated[list[Path], typer.Argument(help="A cube FITS, an .npz scene, or one FITS per band.")],
+    bands: Annotated[Optional[str], typer.Option(help="Comma-separated bands, for one file per band.")] = None,
+):
+    """Read an input image as galdust would and print what it found (bands, shape, noise, PSF, WCS)."""
+    import warnings
+
+    import numpy as np
+
+    from ..io import read_observation
+
+    band_list = [b.strip() for b in bands.split(",")] if bands else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        obs = read_observation([str(p) for p in inputs], band_list)
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+    nb, ny, nx = obs.cube.shape
+    typer.echo(f"{obs.source}: {nb} bands x {ny} x {nx} pixels, unit '{obs.unit or '?'}', "
+               f"PSF {'none' if obs.psf is None else 'x'.join(map(str, obs.psf.shape[1:]))}, "
+               f"WCS {'yes' if obs.wcs is not None else 'no'}")
+    for b, w, img, iv in zip(obs.bands, obs.wave_eff, obs.cube, obs.ivar):
+        good = iv > 0
+        sig = np.median(1 / np.sqrt(iv[good])) if good.any() else float("nan")
+        typer.echo(f"  {b:12s} λ_eff {w:7.4f} µm  median σ {sig:.4g}  masked {np.mean(~good):.1%}  "
+                   f"sum {img[good].sum():.4g}")
+
+
+@app.command("simulate-sed")
+def simulate_sed(
+    out: Annotated[Path, typer.Option("--out", help="Output table (.parquet or .csv).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of galaxies.")] = 10000,
+    bands: Annotated[str, typer.Option(help="Comma-separated registry bands (below 6 µm).")] =
+        "sdss_u,sdss_g,sdss_r,sdss_i,sdss_z",
+    seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Galaxies computed at once.")] = 4096,
+    images: Annotated[bool, typer.Option("--images", help="Bulge + disk galaxies with SDSS gri 64x64 images, "
+                                                          "written to OUT.images.npy (n, 3, 64, 64) float16 "
+                                                          "[nmgy/pixel], row i = table row i.")] = False,
+    r_limit: Annotated[Optional[float], typer.Option("--r-limit", help="Keep galaxies brighter than this r "
+                                                                       "(asinh mag of the noisy flux).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+):
+    """Simulate galaxy photometry (nanomaggies, SDSS-like noise) with truths from the stellar-population
+    simulator: one row per galaxy, columns flux_<band>, flux_err_<band>, flux_true_<band> and the truths
+    (with --images also bt, incl_deg, av_disk and the images)."""
+    import jax
+    import numpy as np
+    import pyarrow as pa
+
+    from ..io import atomic_path
+    from ..simulate.sed import TRUTHS, SEDConfig, simulate_photometry
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    band_list = tuple(_csv_list(bands))
+    try:
+        from ..physics.sps import filter_set
+
+        filter_set(band_list)  # unknown bands, bands beyond the simulator's 6 µm
+        cfg = SEDConfig(bands=band_list)
+        missing = [b for b in band_list if b not in dict(cfg.sky)]
+        if missing:
+            raise ValueError(f"no noise model for band(s) {', '.join(missing)}")
+        t0 = time.perf_counter()
+        if images:
+            from ..simulate.sed_images import ImageConfig, simulate_images
+
+            sim = simulate_images(jax.random.PRNGKey(seed), n, ImageConfig(sed=cfg), batch=min(batch, 256))
+        else:
+            sim = simulate_photometry(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n))
+    except (ValueError, KeyError) as e:
+        raise UserError(" ".join(str(e).split())) from None
+    dt = time.perf_counter() - t0
+    keep = np.arange(n)
+    if r_limit is not None:
+        from ..posterior.model import luptitudes
+        from ..simulate.sed import SDSS_SKY_NMGY
+
+        if "sdss_r" not in band_list:
+            raise UserError("--r-limit needs sdss_r in --bands")
+        j = band_list.index("sdss_r")
+        keep = np.nonzero(luptitudes(sim["flux"][:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
+    cols = {"name": [f"sed{seed}_{i:07d}" for i in keep]}
+    for j, b in enumerate(band_list):
+        for k in ("flux", "flux_err", "flux_true"):
+            cols[f"{k}_{b}"] = np.asarray(sim[k])[keep, j]
+    for t in TRUTHS + (("bt", "incl_deg", "av_disk") if images else ()):
+        cols[t] = np.asarray(sim[t])[keep]
+    table = pa.table(cols)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if images:
+        img_path = out.with_suffix(".images.npy")
+        with atomic_path(img_path, overwrite) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, sim["images"][keep].astype(np.float16))
+    with atomic_path(out, overwrite) as tmp:
+        if out.suffix.lower() == ".csv":
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(table, tmp)
+        else:
+            import json
+
+            import pyarrow.parquet as pq
+
+            from .. import __version__
+            from ..weights import git_commit
+
+            # how the table was made, so that the sidecars of models trained on it can say so
+            prov = dict(command="galdust simulate-sed", n=n, seed=seed, bands=list(band_list), images=images,
+                        r_limit=r_limit, kept=int(len(keep)), galdust_version=__version__, commit=git_commit())
+            pq.write_table(table.replace_schema_metadata({"galdust": json.dumps(prov)}), tmp)
+    typer.echo(f"simulated {n} galaxies in {dt:.1f} s ({n / dt:.0f}/s), kept {len(keep)} -> {out}"
+               + (f" + {out.with_suffix('.images.npy')}" if images else ""))
+
+
+@app.command("train-prior")
+def train_prior(
+    kind: Annotated[str, typer.Argument(help="'dust' (p(D|S)) or 'host' (fallback host prior).")],
+    data: Annotated[Path, typer.Option("--data", help="Bulk store from 'galdust simulate --bulk'.")],
+    out: Annotated[Path, typer.Option("--out", help="Weights file to write (.eqx) + JSON sidecar.")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, batches and noise.")] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up + cosine).")] = 3e-4,
+    ckpt_every: Annotated[int, typer.Option(min=1, help="Checkpoint + validation every N steps.")] = 500,
+    n_val: Annotated[int, typer.Option(min=1, help="Rows at the end of the store held out.")] = 1000,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (and save) after this wall time.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
+):
+    """Train a score prior by denoising score matching (resumable from OUT.ckpt.eqx)."""
+    from ..priors.train import train
+
+    if kind not in ("dust", "host"):
+        raise UserError(f"unknown prior kind {kind!r} (use 'dust' or 'host')")
+    if not data.exists():
+        raise UserError(f"{data}: no such file")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    try:
+        train(kind, data, steps, out, seed=seed, batch=batch, lr=lr, ckpt_every=ckpt_every, n_val=n_val,
+              max_minutes=max_minutes)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"{data}: {e}") from None
