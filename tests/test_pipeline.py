@@ -46,13 +46,13 @@ def bad_inputs(tmp_path):
     d.mkdir(exist_ok=True)
     (d / "corrupt.fits").write_bytes(b"SIMPLE  =   this is not FITS" * 10)
     fits.PrimaryHDU(np.ones((24, 24), np.float32)).writeto(d / "flat2d.fits")  # wrong shape: 2-D
-    write_cube(d / "huge.fits", np.ones((4, 80, 80)), BANDS, ivar=np.ones((4, 80, 80)), provenance=[])  # > 64 px
+    write_cube(d / "noivar.fits", np.ones((4, 24, 24)), BANDS, ivar=np.zeros((4, 24, 24)), provenance=[])
     nan = np.ones((4, 24, 24))
     nan[2] = np.nan
     write_cube(d / "nanband.fits", nan, BANDS, ivar=np.ones((4, 24, 24)), provenance=[])
     write_cube(d / "badband.fits", np.ones((4, 24, 24)), ["sdss_g", "sdss_r", "no_such_band", "sdss_z"],
                ivar=np.ones((4, 24, 24)), provenance=[])
-    return {"corrupt": "cannot read FITS", "flat2d": "3-D", "huge": "larger than", "nanband": "NaN",
+    return {"corrupt": "cannot read FITS", "flat2d": "3-D", "noivar": "zero everywhere", "nanband": "NaN",
             "badband": "no_such_band"}
 
 
