@@ -36,6 +36,8 @@ def _run_progress(quiet: bool):
 @app.command("run")
 def run_cmd(
     task: Annotated[str, typer.Argument(help="The job per object: fit, fir-map or posterior.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (new or an earlier run's): outputs, catalog.parquet, "
+                                                    "run state.")],
     inputs: Annotated[Optional[list[str]], typer.Option("--inputs", help="Glob pattern (quote it), repeatable: fit: cube "
                                                                          "FITS files; fir-map: folders of band images, "
                                                                          "one per galaxy; posterior: tables.")] = None,
@@ -44,7 +46,6 @@ def run_cmd(
                                                                       "'images' (';'-separated) or 'path' (folder), "
                                                                       "'distance' [Mpc]; posterior: the photometry "
                                                                       "table itself, one object per row.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Run folder: outputs, catalog.parquet, run state.")] = Path("."),
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local worker processes (default: "
                                                                             "one per core, one thread each).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running Dask scheduler "

@@ -1,0 +1,85 @@
+"""Each command with only its required options: the defaults are what a new user runs first.
+
+Not here, because their defaults are long jobs (and each is run by the README test with a step
+limit): ``train-prior``, ``fir train``/``distill``, ``posterior train``/``train-vaenf``/``distill``/
+``train-z`` (training runs of minutes to hours) and ``evaluate dust`` (3,600 fits). ``demo`` runs with
+its defaults in ``test_dust_products``.
+"""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galdust.cli import main
+from test_readme import _fir_images, _sdss_table, _sim_cube
+
+
+def _ok(argv, capsys):
+    capsys.readouterr()
+    rc = main(argv)
+    out = capsys.readouterr()
+    assert rc == 0, f"{argv}: exit {rc}\n{out.err[-1500:]}"
+    assert "Traceback" not in out.err
+    return out
+
+
+def test_simulate_info_and_simulate_sed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _ok(["simulate", "--out", "sims"], capsys)
+    files = sorted((tmp_path / "sims").glob("gal_*.fits"))
+    assert len(files) == 8 and fits.getdata(files[0]).shape == (4, 64, 64)
+    out = _ok(["info", str(files[0])], capsys)
+    assert "sdss_g" in out.out
+    _ok(["simulate-sed", "--out", "sed.parquet"], capsys)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "sed.parquet").num_rows == 10000
+
+
+def test_fit_with_defaults(tmp_path, capsys):
+    o = _sim_cube(tmp_path / "gal.fits", 11)
+    out = _ok(["fit", str(tmp_path / "gal.fits"), "--out", str(tmp_path / "o")], capsys)
+    assert "priors hsc+dust" in out.out  # the default uses the HSC host prior and the dust prior
+    with fits.open(tmp_path / "o" / "gal.dust.fits") as h:
+        assert h["AV"].data.shape == o.cube.shape[1:] and h[0].header["PRIORS"] == "hsc+dust"
+
+
+def test_fir_predict_and_map_with_defaults(tmp_path, capsys):
+    from astropy.table import Table
+
+    from galdust.fir.data import UVMIR_BANDS
+
+    rng = np.random.default_rng(0)
+    sed = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
+                    0.095, 0.062, 0.07, 0.16])
+    cols = {"name": ["a", "b"]}
+    for i, b in enumerate(UVMIR_BANDS):
+        cols[b] = sed[i] * rng.uniform(0.8, 1.2, 2)
+        cols[f"{b}_err"] = 0.05 * cols[b]
+    Table(cols).write(tmp_path / "phot.csv")
+    _ok(["fir", "predict", "--photometry", str(tmp_path / "phot.csv"), "--out", str(tmp_path / "pred.csv")], capsys)
+    t = Table.read(tmp_path / "pred.csv")
+    assert len(t) == 2 and np.isfinite(np.asarray(t["Td"], float)).all()
+    _fir_images(tmp_path / "img")
+    _ok(["fir", "map", "--images", str(tmp_path / "img" / "*.fits"), "--out", str(tmp_path / "m.fir.fits")], capsys)
+    with fits.open(tmp_path / "m.fir.fits") as h:
+        assert h["TD"].data.shape == h["MASK"].data.shape and h["MASK"].data.sum() > 50
+
+
+def test_posterior_sample_with_defaults(tmp_path, capsys):
+    _sdss_table(tmp_path / "sdss.fits")
+    out = _ok(["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--out", str(tmp_path / "p.fits")],
+              capsys)
+    assert out.out.startswith("z-sdss:")  # an SDSS table gets the SDSS-trained redshift by default
+    with fits.open(tmp_path / "p.fits") as h:
+        z = h[1].data["z_p50"]
+        assert h[0].header["MODEL"] == "z-sdss" and np.isfinite(z).all() and (z > 0).all()
+
+
+@pytest.mark.slow
+def test_run_fit_with_defaults(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    _sim_cube(tmp_path / "in" / "a.fits", 12)
+    out = _ok(["run", "fit", "--inputs", "in/*.fits", "--out", "run1"], capsys)
+    assert "1 ok, 0 errors" in out.out and (tmp_path / "run1" / "a.dust.fits").exists()
