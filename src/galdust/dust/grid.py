@@ -4,7 +4,7 @@ The priors work on images of at most 64×64 pixels (:data:`galdust.priors.host.S
 input is fitted as it is (the priors centre-pad it). A larger one is mapped onto the priors' grid
 so that the galaxy fills it:
 
-1. the target is the detection segment (:func:`galdust.dust.mask.segment`, 3σ) that holds the
+1. the target is the detection segment (:func:`galdust.sources.segment`, 3σ) that holds the
    cutout's centre; its extent is the largest distance of its pixels from its light centroid;
 2. the fit box is ``size = 64 k`` input pixels centred on the target, with the smallest integer
    ``k ≥ 1`` such that the box holds the target with a margin (:data:`MARGIN` × its extent on each
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .mask import segment
+from ..sources import segment
 
 __all__ = ["FitGrid", "plan_grid", "MARGIN", "FIT_SIZE"]
 

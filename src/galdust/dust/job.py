@@ -21,7 +21,7 @@ from ..io import InputError, Observation
 from .fit import FitConfig, fit_galaxy
 from .grid import FIT_SIZE, FitGrid, plan_grid
 from .init import choose_start
-from .mask import detect_neighbours
+from ..sources import detect_neighbours
 from .model import DustModel, make_model
 
 __all__ = ["DustFitter", "DustResult", "Prepared", "prepare", "MAX_SIZE", "AV_COVER"]
@@ -67,7 +67,7 @@ def prepare(obs: Observation, *, mask: np.ndarray | None = None, detect: bool = 
     """One observation on the fit grid, with masked pixels at zero weight.
 
     ``mask``: user mask, (ny, nx) or (nb, ny, nx), nonzero = bad. ``detect``: also zero-weight
-    neighbouring sources (:func:`galdust.dust.mask.detect_neighbours`, on the input grid). Inputs
+    neighbouring sources (:func:`galdust.sources.detect_neighbours`, on the input grid). Inputs
     larger than the priors' grid are cropped and/or block-summed (:func:`galdust.dust.grid.plan_grid`).
     """
     nb, ny, nx = obs.shape

@@ -209,20 +209,10 @@ def star_mask(shape, positions_px, radius_px: float) -> np.ndarray:
 
 
 def detect_stars(img: BandImage, nsig: float = 10.0, exclude: np.ndarray | None = None) -> list[tuple[float, float]]:
-    """Compact sources: peaks of the image minus its median filter (at 5 FWHM) above ``nsig`` σ whose
-    size is PSF-like, at the native resolution of a high-resolution band (e.g. SDSS r, 2MASS Ks).
-    ``exclude``: boolean mask (same grid) where peaks are ignored (e.g. the galaxy's nucleus)."""
-    from scipy import ndimage
+    """Compact sources of a band image at its native resolution (:func:`galdust.sources.detect_compact`)."""
+    from ..sources import detect_compact
 
-    fw_px = img.fwhm / img.pixscale
-    d = np.nan_to_num(img.data)
-    resid = d - ndimage.median_filter(d, size=max(3, int(5 * fw_px)) | 1)
-    sig = background_sigma(resid)
-    peaks = (resid == ndimage.maximum_filter(resid, size=max(3, int(2 * fw_px)) | 1)) & (resid > nsig * sig)
-    if exclude is not None:
-        peaks &= ~exclude
-    yy, xx = np.nonzero(peaks)
-    return [(float(x), float(y)) for x, y in zip(xx, yy)]
+    return detect_compact(img.data, img.fwhm / img.pixscale, nsig, exclude)
 
 
 def pixel_photometry(cube: np.ndarray, bands: list[str], sigma: np.ndarray, good: np.ndarray,

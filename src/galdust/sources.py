@@ -1,5 +1,11 @@
-"""Neighbour masking for single-galaxy fits: a simple, documented detection and deblending step.
+"""Source detection, the one implementation: neighbours of a single-galaxy cutout (``galdust fit``)
+and compact sources (foreground stars) in a galaxy's band images (``galdust fir map``).
 
+Both start from the same pieces: a detection image in units of its noise, detected pixels above a
+threshold, and local maxima (peaks). The background noise is :func:`galdust.resample.background_sigma`.
+
+Neighbours of a single-galaxy fit (:func:`detect_neighbours`)
+--------------------------------------------------------------
 The fit models one galaxy; other sources in the cutout must not be explained by it. Steps:
 
 1. an S/N image ``Σ_b ivar_b Y_b / sqrt(Σ_b ivar_b)`` (the inverse-variance-weighted band sum),
@@ -24,6 +30,12 @@ The fit models one galaxy; other sources in the cutout must not be explained by 
 Limitation: a neighbour without its own peak (fully blended) is not masked, and a clump of the
 target separated by a deep enough saddle is masked; give a user mask (``--mask``) or use
 ``--no-detect`` for those.
+
+Compact sources (:func:`detect_compact`)
+----------------------------------------
+Peaks of the image minus its median filter (at 5 FWHM, which removes the galaxy's smooth light)
+above ``nsig`` times that residual's background noise, one per PSF-sized neighbourhood: foreground
+stars on a galaxy, found on a sharp stellar band at its native resolution.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["detect_neighbours", "snr_image", "segment"]
+__all__ = ["detect_neighbours", "snr_image", "segment", "local_peaks", "detect_compact"]
 
 
 def snr_image(cube: np.ndarray, ivar: np.ndarray, smooth: float = 1.0) -> np.ndarray:
@@ -121,3 +133,24 @@ def detect_neighbours(cube: np.ndarray, ivar: np.ndarray, *, nsig: float = 4.0, 
     if grow > 0 and others.any():
         others = ndimage.binary_dilation(others, structure=np.ones((3, 3)), iterations=grow) & ~target
     return others
+
+
+def local_peaks(img: np.ndarray, size: int, threshold: float) -> np.ndarray:
+    """Boolean map of the local maxima of ``img`` in ``size``×``size`` neighbourhoods above ``threshold``."""
+    size = max(3, int(size)) | 1
+    return (img == ndimage.maximum_filter(img, size=size)) & (img > threshold)
+
+
+def detect_compact(data: np.ndarray, fwhm_px: float, nsig: float = 10.0,
+                   exclude: np.ndarray | None = None) -> list[tuple[float, float]]:
+    """(x, y) pixel positions of compact sources (see the module docstring); ``exclude``: boolean mask
+    where peaks are ignored (e.g. the galaxy's nucleus)."""
+    from .resample import background_sigma
+
+    d = np.nan_to_num(np.asarray(data, float))
+    resid = d - ndimage.median_filter(d, size=max(3, int(5 * fwhm_px)) | 1)
+    peaks = local_peaks(resid, 2 * fwhm_px, nsig * background_sigma(resid))
+    if exclude is not None:
+        peaks &= ~exclude
+    yy, xx = np.nonzero(peaks)
+    return [(float(x), float(y)) for x, y in zip(xx, yy)]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from galdust.dust.mask import detect_neighbours, segment, snr_image
+from galdust.sources import detect_neighbours, segment, snr_image
 
 
 def _blob(n, y, x, r, amp):
