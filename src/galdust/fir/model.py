@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ml.trees import n_threads
 from .data import TARGETS, UVMIR_BANDS, Photometry
 
 __all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "training_set", "FIRModel", "train_model",
@@ -228,7 +229,7 @@ class FIRModel:
 def _fit_forest(X, y, seed, w=None):
     import xgboost as xgb
 
-    m = xgb.XGBRFRegressor(**RF_PARAMS, random_state=seed, n_jobs=2, tree_method="hist")
+    m = xgb.XGBRFRegressor(**RF_PARAMS, random_state=seed, n_jobs=n_threads(), tree_method="hist")
     m.fit(X, y, sample_weight=w)
     return m
 
@@ -237,7 +238,7 @@ def _fit_sigma(X, r, seed, w=None, params=None, rounds=SIGMA_ROUNDS):
     import xgboost as xgb
 
     d = xgb.DMatrix(X, label=r, weight=w, missing=np.nan)
-    params = dict(params or SIGMA_PARAMS, seed=seed, nthread=2, base_score=float(np.log(np.std(r) + 1e-12)))
+    params = dict(params or SIGMA_PARAMS, seed=seed, nthread=n_threads(), base_score=float(np.log(np.std(r) + 1e-12)))
     return xgb.train(params, d, rounds, obj=_nll_objective)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import InputError
+from ..ml.trees import n_threads
 
 __all__ = ["FEATURES", "QUANTILES", "RedshiftModel", "sdss_table_features", "cfm_features", "train_redshift",
            "cross_validate_redshift", "zstats", "is_redshift_model", "redshift_cfm_path"]
@@ -118,7 +119,7 @@ def zstats(z_true, z_pred, lo=None, hi=None) -> dict:
 def _fit(X, y, seed, params=None):
     import xgboost as xgb
 
-    m = xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(QUANTILES), n_jobs=2,
+    m = xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(QUANTILES), n_jobs=n_threads(),
                          random_state=seed, **(params or PARAMS))
     m.fit(X, y)
     return m

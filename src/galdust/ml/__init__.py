@@ -1,0 +1,1 @@
+"""Shared machine-learning plumbing (tree models)."""
