@@ -1,6 +1,7 @@
 """`galdust fit` end to end: output files, header keys, JSON, masks, failures, no-clobber, demo."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from astropy.wcs import WCS
 
 from galdust.cli import main
 from galdust.io import read_cube, write_cube
+from galdust.physics.attenuation import LAMBDA_V, attenuation_ratio
 
 KEYS = ("BANDS", "DELTA", "AV_LW", "COVFRAC", "CHI2", "CHI2ND", "NITER", "CONVERGE", "START")
 HDUS = ("AV", "D", "HOST", "HOST_CUBE", "MODEL", "RESID")
@@ -49,14 +51,20 @@ def test_outputs_keys_and_failure_isolation(sims, tmp_path, capsys):
             assert hdr["BANDS"] == "sdss_g,sdss_r,sdss_i,sdss_z"
             hostf = list(json.loads((out / f"{name}.json").read_text())["HOSTF"].values())
             assert [hdr[f"HOSTF{i}"] for i in range(1, 5)] == pytest.approx(hostf)
-            assert hdr["START"] == "blue" and -1.0 <= hdr["DELTA"] <= 0.5
+            assert hdr["START"] == "blue"
             names = [x.name for x in h]
             for n in HDUS:
                 assert n in names
             assert h["AV"].data.shape == (32, 32) and h["HOST_CUBE"].data.shape == (4, 32, 32)
             assert h["MODEL"].data.shape == (4, 32, 32) and h["RESID"].data.shape == (4, 32, 32)
             av, D = h["AV"].data, h["D"].data
-            assert np.all(av >= 0) and np.all((D > 0) & (D <= 1))
+            # the A_V map is the transmission map seen through the fitted curve (DELTA of the header)
+            k_v = float(attenuation_ratio(LAMBDA_V, hdr["DELTA"]))
+            np.testing.assert_allclose(av, -2.5 * np.log10(D) * k_v, rtol=1e-4, atol=1e-5)
+            with fits.open(sims / ("gal_000001.fits" if name == "withwcs" else f"{name}.fits")) as t:
+                # against the simulated truth: measured |ΔA_V,LW| 0.001 (T 0.264) and 0.043 (T 0.002)
+                assert hdr["AV_LW"] == pytest.approx(t[0].header["T_AVLW"], abs=0.1)
+            assert hdr["CHI2"] <= hdr["CHI2ND"]
             assert h["HOST"].data.max() == pytest.approx(1.0)
             if name == "withwcs":
                 assert h["AV"].header["CTYPE1"] == "RA---TAN" and h["AV"].header["CRVAL2"] == pytest.approx(2.2)
@@ -102,12 +110,22 @@ def test_bad_start_is_a_one_line_error(sims, tmp_path, capsys):
 def test_dust_level_option(sims, tmp_path, capsys):
     rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--dust-level", "flat"])
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1
-    rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--dust-level", "gauge",
-               "--max-iter", "120", "--quiet"])
+    # the gauge level on the embedded simulated galaxy (an inclined dusty disk, A_V,LW 0.32 mag),
+    # against its truth. Measured: A_V,LW 0.327, covering fraction 0.84 (T 0.81), map correlation
+    # 0.59 and median |ΔA_V| 0.14 mag where S > 0.1, χ² 0.933 against 0.997 dust-free
+    import galdust
+
+    EXAMPLE = Path(galdust.__file__).parent / "data" / "examples" / "sim_dusty_galaxy.fits"
+    rc = main(["fit", str(EXAMPLE), "--out", str(tmp_path), "--dust-level", "gauge", "--max-iter", "120", "--quiet"])
     assert rc == 0
-    with fits.open(tmp_path / "gal_000000.dust.fits") as h:
-        assert h[0].header["NITER"] > 100 and float(np.max(h["D"].data)) <= 1.0
-        assert np.all(np.isfinite(h["AV"].data)) and float(np.min(h["AV"].data)) >= 0.0
+    with fits.open(tmp_path / "sim_dusty_galaxy.dust.fits") as h, fits.open(EXAMPLE) as t:
+        hdr, th = h[0].header, t[0].header
+        av, tav, inner = h["AV"].data, t["TRUE_AV"].data, t["TRUE_S"].data > 0.1
+        assert hdr["AV_LW"] == pytest.approx(th["T_AVLW"], abs=0.06)
+        assert hdr["COVFRAC"] == pytest.approx(th["T_COVF"], abs=0.1)
+        assert np.corrcoef(av[inner], tav[inner])[0, 1] > 0.45
+        assert np.median(np.abs(av - tav)[inner]) < 0.2
+        assert hdr["CHI2"] < hdr["CHI2ND"] - 0.03
 
 
 def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path):

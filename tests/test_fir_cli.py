@@ -3,6 +3,7 @@
 import csv
 
 import numpy as np
+import pytest
 
 from galdust.cli import main
 from galdust.fir.model import DEFAULT_MODEL, FIRModel
@@ -13,9 +14,33 @@ COLS = ["name", "log_sLd", "log_sLd_err", "log_sMd", "log_sMd_err", "Td", "Td_er
 def test_shipped_model_has_cv_metrics_in_its_sidecar():
     m = FIRModel.load(DEFAULT_MODEL)
     assert set(m.meta["cv"]) == {"log_sLd", "log_sMd", "Td"} and m.meta["training_rows"] > 400
-    for t, mm in m.meta["cv"].items():
-        assert 0.0 < mm["rmse"] < {"log_sLd": 0.5, "log_sMd": 0.7, "Td": 6.0}[t]
     assert not list(DEFAULT_MODEL.glob("*.pkl"))
+
+
+def test_cross_validation_of_the_recipe_recomputed(shared_data, monkeypatch):
+    """The shipped model's recipe cross-validated here on the DustPedia rows it was trained on, made
+    small (30 trees instead of 200, 3 folds, 3 out-of-fold folds for σ, 4 calibration folds, no
+    band-dropout copies): RMSE and χ² of (μ − y)/σ recomputed, not read from the sidecar. Measured
+    (seed 0): RMSE 0.255 / 0.420 / 3.72 K and χ² 0.97 / 0.85 / 0.98 (log sL_d, log sM_d, T_d); the
+    full recipe (4 folds, 200 trees, copies) gives the sidecar's 0.247 / 0.414 / 3.53 K, χ²
+    1.07 / 1.05 / 1.07. The prior's spread (predicting the mean): 0.69 / 0.89 / 4.7 K."""
+    import galdust.fir.model as fm
+    from galdust.fir.data import read_photometry, read_properties
+
+    dp = shared_data / "dustpedia"
+    X, Y, names, _ = fm.training_set(read_photometry(dp / "DustPedia_Aperture_Photometry_2.2.csv"),
+                                     read_properties(dp / "dustpedia_cigale_results_final_version.csv"))
+    assert len(names) == FIRModel.load(DEFAULT_MODEL).meta["training_rows"]
+    monkeypatch.setitem(fm.RF_PARAMS, "n_estimators", 30)
+    res = fm.cross_validate(X, Y, names, k=3, seed=0, oof_folds=3, calib_frac=0.25)["metrics"]
+    stored = FIRModel.load(DEFAULT_MODEL).meta["cv"]
+    for t, bound in {"log_sLd": 0.28, "log_sMd": 0.46, "Td": 4.0}.items():
+        r = res[t]
+        assert r["n"] == len(names)
+        assert r["rmse"] < bound, (t, r["rmse"])
+        assert 0.7 < r["chi2"] < 1.35, (t, r["chi2"])  # σ calibrated on held-out galaxies
+        assert 0.6 < r["frac_1sigma"] < 0.9, (t, r["frac_1sigma"])
+        assert r["rmse"] == pytest.approx(stored[t]["rmse"], rel=0.1)  # and the sidecar says the same
 
 
 def test_predict_galdust_format_with_a_bad_row(tmp_path, capsys):

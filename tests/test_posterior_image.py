@@ -48,10 +48,11 @@ def test_image_model_learns_what_only_the_image_shows(tmp_path):
     ti, tf, tw = _blobs(200, seed=9)
     pct, _ = percentiles(m, tf, jr.PRNGKey(4), 200, 10, images=ti)
     p50 = pct[:, 0, 1]
-    assert np.corrcoef(p50, tw[:, 0])[0, 1] > 0.9  # the width is read from the image
-    assert np.sqrt(np.mean((p50 - tw[:, 0]) ** 2)) < 0.35  # prior std of w: 0.87
+    # measured: correlation 0.9989, RMSE 0.053 (prior std of w: 0.87), median half-width 0.23
+    assert np.corrcoef(p50, tw[:, 0])[0, 1] > 0.99  # the width is read from the image
+    assert np.sqrt(np.mean((p50 - tw[:, 0]) ** 2)) < 0.1
     half = np.median(pct[:, 0, 2] - pct[:, 0, 0]) / 2  # the image narrows the posterior well below the prior
-    assert half < 0.4 * np.std(w)
+    assert half < 0.3
     assert np.mean((tw[:, 0] >= pct[:, 0, 0]) & (tw[:, 0] <= pct[:, 0, 2])) > 0.6  # and it holds the truth
     path = save_image_model(tmp_path / "img.eqx", m, dict(steps=hist[-1][0]))
     back, meta = load_model(path)

@@ -42,6 +42,10 @@ def test_one_step_sampler_reproduces_a_known_flow(tmp_path):
     path = save_onestep(tmp_path / "os.eqx", student, dict(steps=2000))
     back, meta = load_model(path)  # load_model recognises the kind
     assert meta["kind"] == "cfm-onestep"
-    p1, _ = percentiles(student, flux[:4], jr.PRNGKey(3), 500, 1)
-    p2, _ = percentiles(back, flux[:4], jr.PRNGKey(3), 500, 1)
-    assert np.array_equal(p1, p2) and np.all(p1[:, :, 0] < p1[:, :, 2])
+    p1, _ = percentiles(student, flux[:4], jr.PRNGKey(3), 4000, 1)
+    p2, _ = percentiles(back, flux[:4], jr.PRNGKey(3), 4000, 1)
+    assert np.array_equal(p1, p2)
+    # the percentiles are the known posterior's, m(c) + S·(−1, 0, +1) in physical units (measured: within 0.028)
+    c = np.asarray(teacher.features(flux[:4]))[:, :2, None] + S * np.array([-1.0, 0.0, 1.0])
+    want = c * np.asarray(teacher.theta_std)[:, None] + np.asarray(teacher.theta_mean)[:, None]
+    np.testing.assert_allclose(p1, want, atol=0.06)

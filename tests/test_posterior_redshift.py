@@ -71,8 +71,19 @@ def test_quantiles_recover_a_known_law_with_calibrated_intervals(tmp_path):
     assert cv["nmad"] == pytest.approx(0.01 / 1.12, rel=0.2)
     assert cv["coverage"] == pytest.approx(0.68, abs=0.05)
     assert m.meta["n_train"] == n and cv["k"] == 3 and 0.5 <= m.scale <= 3.0
-    q = m.predict(X)
-    assert np.all(q[:, 0] <= q[:, 1]) and np.all(q[:, 1] <= q[:, 2])
+    # fresh rows of the same law: the medians follow the noiseless law, the intervals the noise.
+    # Measured: RMS(p50 − law) 0.0032, coverage 70.1 %, median half-width 0.0116 (noise σ 0.01)
+    rng2 = np.random.default_rng(2)
+    Xt = rng2.uniform(-1, 1, (1000, len(FEATURES))).astype(np.float32)
+    Xt[rng2.random(Xt.shape) < 0.05] = np.nan
+    xt = rng2.uniform(-1, 1, 1000)
+    Xt[:, 6] = xt
+    law = 0.12 + 0.08 * xt
+    zt = law + rng2.normal(0, 0.01, 1000)
+    q = m.predict(Xt)
+    assert np.sqrt(np.mean((q[:, 1] - law) ** 2)) < 0.005
+    assert np.mean((zt >= q[:, 0]) & (zt <= q[:, 2])) == pytest.approx(0.68, abs=0.05)
+    assert np.median(q[:, 2] - q[:, 0]) / 2 == pytest.approx(0.01, rel=0.25)
     m.save(tmp_path / "zm")
     back = RedshiftModel.load(tmp_path / "zm")
     np.testing.assert_allclose(back.predict(X[:50]), m.predict(X[:50]), rtol=0, atol=1e-7)
@@ -119,13 +130,46 @@ def test_train_z_and_sample_cli(tmp_path, capsys):
     assert "MODELFLUX" in err and len(err.splitlines()) == 1 and not (tmp_path / "p2.fits").exists()
 
 
-def test_shipped_model_loads_with_its_cv_metrics():
+def test_shipped_model_loads_with_its_sidecar():
     from galdust.cli import NAMED_POSTERIORS
 
     m = RedshiftModel.load(NAMED_POSTERIORS["z-sdss"])
     assert m.features == FEATURES and m.meta["n_train"] == 2500 and m.meta["cfm"] == "cfm_phot_sdss.eqx"
-    cv = m.meta["cv"]
-    assert cv["k"] == 5 and cv["nmad"] < 0.014 and 0.63 <= cv["coverage"] <= 0.73  # the measured 0.0130, 70.6 %
-    X = np.full((3, len(FEATURES)), np.nan, np.float32)  # missing everything still gives ordered quantiles
-    q = m.predict(X)
-    assert q.shape == (3, 3) and np.all(np.diff(q, axis=1) >= 0)
+    assert m.meta["cv"]["k"] == 5 and 1.0 < m.scale < 2.5
+
+
+def test_shipped_model_on_the_sdss_galaxies_it_was_trained_on(shared_data):
+    """Every 40th of the 2,500 development galaxies (all were training rows: no galaxy with a
+    spectroscopic redshift is held out here), with its CFM features computed here. Measured:
+    σ_NMAD 0.0058, no outlier, median bias 6e-7, 98 % inside the 16–84 % interval (the widths were
+    calibrated out of fold, so they over-cover the training rows)."""
+    from galdust.cli import DEFAULT_POSTERIOR, NAMED_POSTERIORS
+    from galdust.posterior.data import read_catalog
+    from galdust.posterior.model import load_model
+    from galdust.posterior.redshift import cfm_features
+
+    path = shared_data / "sdss" / "sdss_galaxies_dev.fits"
+    m = RedshiftModel.load(NAMED_POSTERIORS["z-sdss"])
+    cfm, _ = load_model(m.cfm_path(DEFAULT_POSTERIOR.parent))
+    X, z = sdss_table_features(path)
+    rows = np.arange(0, len(z), 40)
+    q = m.predict(np.c_[X[rows], cfm_features(cfm, read_catalog(path).flux[rows])])
+    s = zstats(z[rows], q[:, 1], q[:, 0], q[:, 2])
+    assert s["nmad"] < 0.009 and s["outliers"] <= 1 / len(rows) and abs(s["bias"]) < 0.002, s
+    assert s["coverage"] >= 0.85, s
+
+
+def test_the_recipe_cross_validated_on_sdss_photometry(shared_data):
+    """The model's recipe (nested CV, calibrated widths) recomputed on the 2,500 development
+    galaxies, small (3 folds, 150 trees of depth 3, photometric features only: the CFM features of
+    2,500 galaxies cost minutes). Measured: σ_NMAD 0.0143 (the module's "2,500 real galaxies alone
+    give ≈ 0.014"), 1.8 % outliers, bias −0.0002, coverage 69.8 %; the shipped model's sidecar,
+    with the CFM features and 1,500 trees, says 0.0130 and 70.6 %."""
+    from galdust.posterior.redshift import cross_validate_redshift
+
+    X, z = sdss_table_features(shared_data / "sdss" / "sdss_galaxies_dev.fits")
+    X = np.c_[X, np.full((len(z), len(FEATURES) - X.shape[1]), np.nan)].astype(np.float32)
+    _, cv = cross_validate_redshift(X, z, 0, 3, SMALL)
+    assert cv["n"] == 2500
+    assert cv["nmad"] < 0.016 and cv["outliers"] < 0.03 and abs(cv["bias"]) < 0.003, cv
+    assert cv["coverage"] == pytest.approx(0.68, abs=0.04), cv

@@ -158,3 +158,45 @@ def test_line_of_sight_sampling_resolves_thin_dust_without_stripes():
     r = (col / np.maximum(ref, 1e-9))[ref > 0.05]
     assert 0.9 < np.median(r) < 1.02
     assert np.percentile(r, 1) > 0.8 and np.percentile(r, 99) < 1.2
+
+
+def test_uniformly_mixed_stars_and_dust_are_exact_without_psf():
+    """The mixed (non-screen) ray march on a geometry with a closed form: a pure exponential disk
+    whose dust has the stars' own profile (same scale length and height, no truncation, no arms,
+    bulge, clumps, rings or patches), so that along every line of sight the dust density is
+    proportional to the emissivity. Then I_obs / I_host = (1 − e^{−Kτ}) / (Kτ) per band, for any
+    profile, with τ the pixel's column; face-on τ = τ_disk e^{−R/h_r}. A thin screen of the same
+    column would give e^{−Kτ}, off by up to 0.3 here."""
+    from galdust.simulate.dusty_images import dust_column
+
+    cfg = SimConfig(bands=BANDS, size=32, psf_fwhm=None, snr=None, isochromatic=True, n_los=200)
+    taus = [0.3, 1.0, 3.0, 6.0] * 2
+    p = params_batch(cfg, 8, seed=3, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0, bt=0.0, f_clump=0.0,
+                     arm_amp=0.0, dust_arm=0.0, r_trunc=1e4, r_trunc_d=1e4)
+    p = p._replace(h_rd=p.h_r, h_zd=p.h_z, tau_disk=jnp.asarray(taus, jnp.float32),
+                   inc=jnp.asarray([0.0] * 4 + [0.4, 0.8, 1.1, 1.3], jnp.float32))
+    out = simulate(jax.random.PRNGKey(0), 8, cfg, params=p, batch=8)
+    col = np.asarray(jax.jit(jax.vmap(dust_column, in_axes=(0, None)), static_argnums=1)(p, cfg))
+    mixed = lambda x: -np.expm1(-x) / np.maximum(x, 1e-12)  # noqa: E731
+    c = (cfg.size - 1) / 2
+    yy, xx = np.mgrid[: cfg.size, : cfg.size] - c
+    worst = 0.0
+    for i in range(8):
+        if i < 4:  # face-on: the column in closed form
+            R = np.hypot(xx - float(p.x0[i]), yy - float(p.y0[i]))
+            tau = taus[i] * np.exp(-R / float(p.h_r[i]))
+            np.testing.assert_allclose(col[i], tau, rtol=5e-4)
+        else:  # inclined: the column through the pixel, as the simulator integrates it
+            tau = col[i]
+        K = np.asarray(BandAttenuation(BANDS)(p.delta[i]))
+        host = out["host_cube"][i]
+        lit = host[0] > 1e-3 * host[0].max()
+        expected = host * mixed(K[:, None, None] * tau)
+        # measured at 200 samples per line of sight: ≤ 8.5e-4 (cube), 1.1e-4 (D), 8.1e-4 mag (A_V);
+        # sampling the panels at their front instead of their midpoint gives 1.9e-3
+        np.testing.assert_allclose(out["cube"][i][:, lit], expected[:, lit], rtol=1.5e-3)
+        np.testing.assert_allclose(out["D"][i][lit], mixed(tau)[lit], atol=2.5e-4)
+        kv = float(attenuation_ratio(LAMBDA_V, p.delta[i]))
+        np.testing.assert_allclose(out["AV"][i][lit], -2.5 * np.log10(mixed(kv * tau))[lit], atol=1.5e-3)
+        worst = max(worst, float(np.max(np.abs(np.exp(-tau) - mixed(tau))[lit])))
+    assert worst > 0.25  # the screen answer is far off: the check tells the two geometries apart

@@ -15,14 +15,15 @@ not added: the prior is the density of x', pulled back without its volume factor
 Images smaller than 64×64 are zero-padded (centred) and the score cropped back; larger ones raise
 a ``ValueError`` (resample or cut the cutout first).
 
-Without galaxygrad, :func:`host_prior` falls back (with a warning) to a prior trained by galdust's
-own trainer on simulated hosts (``galdust train-prior host``), shipped in the package.
+galdust depends on galaxygrad (pinned in ``pyproject.toml``): without its weights file
+:func:`host_prior` raises :class:`galdust.weights.WeightsError`, it does not swap in another prior.
+A prior trained by galdust's own trainer on simulated hosts (``galdust train-prior host``) is shipped
+too; it is used only when asked for by name, :func:`fallback_host_prior`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -34,11 +35,14 @@ from ..weights import WeightsError, load
 from .score import ve_denoise, vp_denoise
 from .train import eps_function, unet_from_config
 
-__all__ = ["HostPrior", "HostPriorFallback", "host_prior", "galaxygrad_file", "pad_to", "crop_from", "SIZE"]
+__all__ = ["HostPrior", "HostPriorFallback", "host_prior", "fallback_host_prior", "galaxygrad_file", "pad_to",
+           "crop_from", "SIZE"]
 
 SIZE = 64
 LOG_SCALE = 0.1  # galaxygrad's x' = log(x + 1) / 0.1
 FALLBACK_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "weights" / "host_prior_sim.eqx"
+GALAXYGRAD_MISSING = ("the HSC host prior needs galaxygrad's weights file eqx_hsc_ScoreNet64.eqx, which is not "
+                      "installed (pip install galaxygrad==0.2.1)")
 
 
 def galaxygrad_file(name: str = "eqx_hsc_ScoreNet64.eqx") -> Path | None:
@@ -151,17 +155,19 @@ def load_galaxygrad_net(path: Path | None = None) -> MixerScoreNet:
     """Deserialise galaxygrad's HSC 64×64 weights into :class:`MixerScoreNet`."""
     path = path or galaxygrad_file()
     if path is None:
-        raise WeightsError("galaxygrad is not installed (pip install galaxygrad==0.2.1)")
+        raise WeightsError(GALAXYGRAD_MISSING)
     skeleton = eqx.filter_eval_shape(MixerScoreNet, (1, 64, 64), 4, 64, 512, 512, 4, 10.0, key=jax.random.PRNGKey(0))
     return eqx.tree_deserialise_leaves(path, skeleton)  # by shape: no op-by-op initialisation
 
 
-def host_prior(t: float = 0.02, *, fallback_sigma: float = 0.02):
-    """The host prior's score callable ``score(S)``; jit/vmap-friendly, batched over leading axes."""
-    path = galaxygrad_file()
-    if path is not None:
-        return HostPrior(load_galaxygrad_net(path), float(t))
-    warnings.warn("galaxygrad is not installed: using galdust's host prior trained on simulated hosts",
-                  stacklevel=2)
+def host_prior(t: float = 0.02) -> HostPrior:
+    """The host prior's score callable ``score(S)`` (galaxygrad's HSC network); jit/vmap-friendly,
+    batched over leading axes. Raises :class:`WeightsError` when galaxygrad's weights are missing."""
+    return HostPrior(load_galaxygrad_net(), float(t))
+
+
+def fallback_host_prior(sigma: float = 0.02) -> HostPriorFallback:
+    """galdust's own host prior trained on simulated hosts (``galdust train-prior host``), at noise
+    level ``sigma``: only when asked for; :func:`host_prior` never falls back to it."""
     net, meta = load(FALLBACK_WEIGHTS, lambda m: unet_from_config(m["config"]))
-    return HostPriorFallback(net, float(fallback_sigma), float(meta["config"].get("sigma_data", 0.2)))
+    return HostPriorFallback(net, float(sigma), float(meta["config"].get("sigma_data", 0.2)))
