@@ -33,3 +33,59 @@ def shared_data():
     if not SHARED.exists():
         pytest.skip("../shared/data is not present (fresh clone without the development data)")
     return SHARED.resolve()
+
+
+# ----------------------------------------------------------------------------- shared builders
+# (imported by the test modules with ``from conftest import ...``)
+
+import numpy as np  # noqa: E402
+
+#: a star-forming spiral's UV-MIR SED [Jy] in galdust.fir.data.UVMIR_BANDS order, and its FIR truth
+FIR_SED = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
+                    0.095, 0.062, 0.07, 0.16])
+FIR_TRUTH = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
+
+
+def gauss_blob(n: int, y: float, x: float, sigma: float, amp: float = 1.0) -> np.ndarray:
+    """An (n, n) round Gaussian of peak ``amp`` centred at pixel (y, x)."""
+    yy, xx = np.mgrid[:n, :n]
+    return amp * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma**2)
+
+
+def tan_wcs(scale_arcsec: float, n: int, ra: float = 150.0, dec: float = 2.0, rot: float = 0.0,
+            crpix: float | None = None):
+    """A north-up (or rotated by ``rot`` degrees) TAN WCS of n×n pixels of ``scale_arcsec``, with the
+    reference pixel at the centre (or at ``crpix``, 1-based, on both axes)."""
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    c = (n + 1) / 2 if crpix is None else crpix
+    w.wcs.crpix = [c, c]
+    co, si = np.cos(np.deg2rad(rot)), np.sin(np.deg2rad(rot))
+    w.wcs.cd = np.array([[-co, si], [si, co]]) * scale_arcsec / 3600.0
+    return w
+
+
+def sdss_table(path, n: int = 7, nan_flux: tuple[int, int] | None = None, seed: int = 0, extinction: float = 0.05,
+               z=(0.03, 0.15)):
+    """A small table in the SDSS format (OBJID, MODELFLUX ugriz [nmgy] with IVAR 4, EXTINCTION, Z spread
+    over ``z``) written to ``path``; ``nan_flux`` (row, band) makes one flux missing. Returns the fluxes."""
+    from astropy.table import Table
+
+    rng = np.random.default_rng(seed)
+    flux = 10 ** rng.uniform(1.0, 2.0, (n, 1)) * np.array([0.2, 0.5, 1.0, 1.4, 1.7])
+    if nan_flux is not None:
+        flux[nan_flux] = np.nan
+    Table(dict(OBJID=np.arange(100, 100 + n), MODELFLUX=flux, MODELFLUX_IVAR=np.full((n, 5), 4.0),
+               EXTINCTION=np.full((n, 5), extinction), Z=np.linspace(*z, n))).write(path, overwrite=True)
+    return flux
+
+
+def array_leaves(tree) -> list:
+    """The array leaves of a pytree (an equinox module's parameters)."""
+    import equinox as eqx
+    import jax
+
+    return jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))

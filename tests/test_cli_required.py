@@ -11,7 +11,8 @@ import pytest
 from astropy.io import fits
 
 from galdust.cli import main
-from test_readme import _fir_images, _sdss_table, _sim_cube
+from conftest import FIR_SED, sdss_table
+from test_readme import _fir_images, _sim_cube
 
 
 def _ok(argv, capsys):
@@ -50,8 +51,7 @@ def test_fir_predict_and_map_with_defaults(tmp_path, capsys):
     from galdust.fir.data import UVMIR_BANDS
 
     rng = np.random.default_rng(0)
-    sed = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
-                    0.095, 0.062, 0.07, 0.16])
+    sed = FIR_SED
     cols = {"name": ["a", "b"]}
     for i, b in enumerate(UVMIR_BANDS):
         cols[b] = sed[i] * rng.uniform(0.8, 1.2, 2)
@@ -67,7 +67,7 @@ def test_fir_predict_and_map_with_defaults(tmp_path, capsys):
 
 
 def test_posterior_sample_with_defaults(tmp_path, capsys):
-    _sdss_table(tmp_path / "sdss.fits")
+    sdss_table(tmp_path / "sdss.fits")
     out = _ok(["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--out", str(tmp_path / "p.fits")],
               capsys)
     assert out.out.startswith("z-sdss:")  # an SDSS table gets the SDSS-trained redshift by default

@@ -2,18 +2,17 @@
 
 import numpy as np
 import pytest
+from conftest import gauss_blob, tan_wcs
 from astropy.io import fits
 from astropy.wcs import WCS
 
 from galdust.cli import main
 from galdust.dust.grid import FitGrid, plan_grid
+from galdust.resample import pixel_scale
 
 
 def _blob(n, r, cy=None, cx=None):
-    cy = (n - 1) / 2 if cy is None else cy
-    cx = (n - 1) / 2 if cx is None else cx
-    yy, xx = np.mgrid[:n, :n]
-    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
+    return gauss_blob(n, (n - 1) / 2 if cy is None else cy, (n - 1) / 2 if cx is None else cx, r)
 
 
 def test_small_inputs_are_fitted_as_they_are_and_large_ones_fill_the_grid():
@@ -56,13 +55,7 @@ def test_block_sums_conserve_flux_propagate_noise_and_map_back():
 
 
 def _wcs(scale, n, ref_pix=None):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [150.1, 2.2]
-    c = (n + 1) / 2 if ref_pix is None else ref_pix
-    w.wcs.crpix = [c, c]
-    w.wcs.cdelt = [-scale / 3600.0, scale / 3600.0]
-    return w
+    return tan_wcs(scale, n, 150.1, 2.2, crpix=ref_pix)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +108,7 @@ def test_hsc_bands_at_two_resolutions_fitted_end_to_end_on_the_input_grid(hsc_ba
         hdr = h[0].header
         assert h["AV"].data.shape == (80, 80) and h["HOST_CUBE"].data.shape == (5, 80, 80)
         w = WCS(h["AV"].header)
-        assert w.wcs.crval == pytest.approx([150.1, 2.2]) and abs(w.wcs.cdelt[1]) * 3600 == pytest.approx(0.168)
+        assert w.wcs.crval == pytest.approx([150.1, 2.2]) and pixel_scale(w) == pytest.approx(0.168)
         assert hdr["RESAMPLE"] == 2 and hdr["CROP"].startswith("-")  # 80 px > 64: onto the priors' grid
         av, mask = h["AV"].data, h["MASK"].data
         assert np.isfinite(av[mask == 0]).all() and np.isfinite(hdr["CHI2"])

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIR_SED, FIR_TRUTH, gauss_blob, tan_wcs
 from astropy.io import fits
 from astropy.wcs import WCS
 
@@ -18,18 +19,11 @@ from galdust.fir.data import Photometry
 
 
 def _wcs(ps, n, rot=0.0, ra=150.0, dec=2.0):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
-    c, s = np.cos(np.deg2rad(rot)), np.sin(np.deg2rad(rot))
-    w.wcs.cd = np.array([[-c, s], [s, c]]) * ps / 3600.0
-    return w
+    return tan_wcs(ps, n, ra, dec, rot)
 
 
 def _blob(n, x0, y0, s):
-    y, x = np.mgrid[:n, :n]
-    return np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * s**2))
+    return gauss_blob(n, y0, x0, s)
 
 
 def test_convolution_to_the_worst_psf_conserves_flux_and_gives_the_target_width():
@@ -126,9 +120,7 @@ def model():
     return FIRModel.load(DEFAULT_MODEL)
 
 
-SED = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
-                0.095, 0.062, 0.07, 0.16])  # Jy, UVMIR_BANDS order: a star-forming spiral
-TRUTH = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
+SED, TRUTH = FIR_SED, FIR_TRUTH  # Jy, UVMIR_BANDS order: a star-forming spiral
 
 
 def test_a_uniform_sed_galaxy_gets_the_global_prediction_in_every_pixel(model):

@@ -8,9 +8,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import FIR_SED, FIR_TRUTH, sdss_table
 from astropy.io import fits
 
 from galdust.cli import main
@@ -230,9 +230,7 @@ def test_fir_map_run_from_a_catalogue_with_a_bad_galaxy(tmp_path, cluster, capsy
     from galdust.fir.mock import make_mock
     from galdust.pipeline.tasks import FirMapTask
 
-    sed = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
-                    0.095, 0.062, 0.07, 0.16])
-    truth = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
+    sed, truth = FIR_SED, FIR_TRUTH
     rows = []
     for i in range(2):
         m = make_mock(sed, sed, truth, truth, w1_total=0.1, rng=np.random.default_rng(i), peak_snr=300.0)
@@ -262,13 +260,7 @@ def test_fir_map_run_from_a_catalogue_with_a_bad_galaxy(tmp_path, cluster, capsy
 
 
 def _sdss_table(path, n=7):
-    from astropy.table import Table
-
-    rng = np.random.default_rng(0)
-    flux = 10 ** rng.uniform(1.0, 2.0, (n, 1)) * np.array([0.2, 0.5, 1.0, 1.4, 1.7])
-    flux[3, 1] = np.nan  # a row that cannot be predicted
-    Table(dict(OBJID=np.arange(100, 100 + n), MODELFLUX=flux, MODELFLUX_IVAR=np.full((n, 5), 4.0),
-               EXTINCTION=np.full((n, 5), 0.05), Z=np.full(n, 0.1))).write(path)
+    sdss_table(path, n, nan_flux=(3, 1))  # a row that cannot be predicted
     return path
 
 
@@ -323,16 +315,25 @@ def test_posterior_run_with_the_sdss_redshift_model(tmp_path, cluster, capsys):
     with fits.open(out / "100.samples.fits") as h:
         assert h[0].header["MODEL"] == "z_sdss" and h[0].header["ZSAMPLES"] == "cfm"
         assert h[0].data.shape == (200, 6)
-    cfm, _ = load_model(DEFAULT_POSTERIOR)
-    flux, X = read_catalog(table).flux, sdss_table_features(table)[0]
     zm = RedshiftModel.load(NAMED_POSTERIORS["z-sdss"])
+    cfm, _ = load_model(zm.cfm_path(DEFAULT_POSTERIOR.parent))
+    flux, X = read_catalog(table).flux, sdss_table_features(table)[0]
     for rows in ([0, 1, 2, 4], [5, 6]):  # the rows of each batch
         want = zm.predict(np.c_[X[rows], cfm_features(cfm, flux[rows])])
         for j, i in enumerate(rows):
             r = z[str(100 + i)]
             assert [r[f"z_{q}"] for q in ("p16", "p50", "p84")] == pytest.approx(want[j], abs=1e-5)
-            for p in ("log_mstar", "log_sfr", "logzsol", "dn4000", "av"):
-                assert r[f"{p}_p16"] < r[f"{p}_p50"] < r[f"{p}_p84"], (i, p)
+    # the same object gets the same numbers from galdust posterior sample (one API, per-name keys)
+    assert main(["posterior", "sample", "--catalog", str(table), "--out", str(tmp_path / "p.fits"), "--model",
+                 "z-sdss", "--samples", "200", "--steps", "8"]) == 0
+    with fits.open(tmp_path / "p.fits") as h:
+        single = {str(n): row for n, row in zip(h[1].data["name"], h[1].data)}
+    for name, r in z.items():
+        if r["status"] != "ok":
+            continue
+        for p in ("log_mstar", "log_sfr", "logzsol", "dn4000", "av", "z"):
+            for q in ("p16", "p50", "p84"):
+                assert r[f"{p}_{q}"] == pytest.approx(float(single[name][f"{p}_{q}"]), abs=1e-5), (name, p, q)
 
 
 def test_run_fit_dust_level_gauge_matches_galdust_fit(tmp_path, good_inputs, cluster, capsys):

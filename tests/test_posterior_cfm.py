@@ -1,7 +1,6 @@
 """Conditional flow matching: the exact log density of a closed-form flow, and a linear-Gaussian
 problem whose posterior is known analytically (mean, covariance, coverage)."""
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from conftest import sdss_table
 from astropy.io import fits
 from astropy.table import Table
 
@@ -17,17 +18,8 @@ BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 SOFT = (1.16, 0.65, 1.07, 1.63, 5.07)
 
 
-def _sdss_table(path, n=6):
-    rng = np.random.default_rng(0)
-    f = rng.uniform(10, 500, (n, 5))
-    f[2, 3] = np.nan
-    Table(dict(MODELFLUX=f, MODELFLUX_IVAR=np.full((n, 5), 4.0), EXTINCTION=np.full((n, 5), 0.1),
-               Z=np.linspace(0.02, 0.2, n))).write(path)
-    return f
-
-
 def test_sdss_reader_corrects_extinction_and_flags_missing_fluxes(tmp_path):
-    f = _sdss_table(tmp_path / "sdss.fits")
+    f = sdss_table(tmp_path / "sdss.fits", n=6, nan_flux=(2, 3), extinction=0.1, z=(0.02, 0.2))
     cat = read_catalog(tmp_path / "sdss.fits")
     assert cat.flux[0, 0] == pytest.approx(f[0, 0] * 10 ** 0.04)
     assert cat.flux_err[0, 0] == pytest.approx(0.5 * 10 ** 0.04)
@@ -108,7 +100,7 @@ def _zero_velocity(m):
 def test_posterior_sample_cli_schema(tmp_path, capsys):
     m = _zero_velocity(_model())
     save_model(tmp_path / "m.eqx", m, dict(kind="test"))
-    _sdss_table(tmp_path / "sdss.fits")
+    sdss_table(tmp_path / "sdss.fits", n=6, nan_flux=(2, 3), extinction=0.1, z=(0.02, 0.2))
     out = tmp_path / "post.fits"
     args = ["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--model", str(tmp_path / "m.eqx"),
             "--out", str(out), "--samples", "2000", "--steps", "4", "--save-samples"]

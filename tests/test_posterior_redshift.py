@@ -97,24 +97,24 @@ def test_train_z_and_sample_cli(tmp_path, capsys):
     from galdust.posterior.model import load_model
     from galdust.posterior.redshift import cfm_features
 
-    _sdss_table(tmp_path / "train.fits", n=32, seed=0)  # each row costs its CFM summary: 300 samples x 20 RK4 steps
+    _sdss_table(tmp_path / "train.fits", n=32, seed=0)  # each row costs its CFM summary: 300 one-step samples
     _sdss_table(tmp_path / "test.fits", n=12, seed=1)
     assert main(["posterior", "train-z", "--catalog", str(tmp_path / "train.fits"), "--out", str(tmp_path / "zm"),
                  "--folds", "2", "--trees", "100"]) == 0
     meta = json.loads((tmp_path / "zm" / "z_model.json").read_text())
-    assert meta["n_train"] == 32 and meta["cfm"] == "cfm_phot_sdss.eqx" and meta["features"] == FEATURES
+    assert meta["n_train"] == 32 and meta["cfm"] == "cfm_phot_sdss_onestep.eqx" and meta["features"] == FEATURES
     assert meta["params"]["n_estimators"] == 100 and meta["params"]["max_depth"] == 6
     out = tmp_path / "post.fits"
     assert main(["posterior", "sample", "--catalog", str(tmp_path / "test.fits"), "--out", str(out),
                  "--model", str(tmp_path / "zm"), "--samples", "50", "--steps", "5", "--save-samples"]) == 0
     with fits.open(out) as h:
-        assert h[0].header["ZMODEL"] == "zm" and h[0].header["CFMMODEL"] == "cfm_phot_sdss.eqx"
+        assert h[0].header["ZMODEL"] == "zm" and h[0].header["CFMMODEL"] == "cfm_phot_sdss_onestep.eqx"
         assert h["SAMPLES"].header["ZSAMPLES"] == "cfm"  # the samples are the CFM's, the z percentiles z-sdss's
         t = Table(h["POSTERIOR"].data)
     # z columns are the redshift model's prediction on the table's features and the CFM's summary
-    from galdust.cli import DEFAULT_POSTERIOR
+    from galdust.cli import NAMED_POSTERIORS
 
-    cfm, _ = load_model(DEFAULT_POSTERIOR)
+    cfm, _ = load_model(NAMED_POSTERIORS["cfm-onestep"])  # train-z's default: the fast sampler
     X, ztrue = sdss_table_features(tmp_path / "test.fits")
     from galdust.posterior.data import read_catalog
 
@@ -134,7 +134,7 @@ def test_shipped_model_loads_with_its_sidecar():
     from galdust.cli import NAMED_POSTERIORS
 
     m = RedshiftModel.load(NAMED_POSTERIORS["z-sdss"])
-    assert m.features == FEATURES and m.meta["n_train"] == 2500 and m.meta["cfm"] == "cfm_phot_sdss.eqx"
+    assert m.features == FEATURES and m.meta["n_train"] == 2500 and m.meta["cfm"] == "cfm_phot_sdss_onestep.eqx"
     assert m.meta["cv"]["k"] == 5 and 1.0 < m.scale < 2.5
 
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from conftest import array_leaves
 from astropy.io import fits
 
 from galdust.posterior.vaenf import (AGN, COMPOSITE, F_LIM, LINES, NOISE, SF, VAE, balmer_av, bpt_class,
@@ -141,8 +142,7 @@ def test_train_vaenf_on_two_tables_keeps_a_given_vae(tmp_path, capsys):
     assert "cannot read a vae-nf model" in capsys.readouterr().err
 
 
-def jax_leaves(tree):
-    return [x for x in __import__("jax").tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))]
+jax_leaves = array_leaves
 
 
 def test_sample_cli_writes_the_vaenf_columns(tmp_path, capsys):

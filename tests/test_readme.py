@@ -12,13 +12,13 @@ expanded as the shell would).
 from __future__ import annotations
 
 import glob
-import os
 import re
 import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIR_SED, FIR_TRUTH, sdss_table
 from astropy.io import fits
 
 from galdust.cli import main
@@ -94,9 +94,7 @@ def _fir_images(d: Path, names: dict[str, str] | None = None):
     from galdust.fir.maps import write_band_image
     from galdust.fir.mock import make_mock
 
-    sed = np.array([2e-3, 4e-3, 1.5e-2, 5e-2, 9e-2, 0.12, 0.14, 0.17, 0.19, 0.16, 0.1, 0.065, 0.09, 0.11,
-                    0.095, 0.062, 0.07, 0.16])
-    truth = dict(log_sLd=-0.8, log_sMd=-2.7, Td=22.0)
+    sed, truth = FIR_SED, FIR_TRUTH
     m = make_mock(sed, sed, truth, truth, w1_total=0.1, rng=np.random.default_rng(0), peak_snr=300.0,
                   ra=160.99, dec=11.70)
     d.mkdir(parents=True, exist_ok=True)
@@ -107,15 +105,6 @@ def _fir_images(d: Path, names: dict[str, str] | None = None):
         elif im.band in names:
             files[im.band] = write_band_image(d / names[im.band], im, overwrite=True)
     return files, m
-
-
-def _sdss_table(path: Path, n: int = 7):
-    from astropy.table import Table
-
-    rng = np.random.default_rng(0)
-    flux = 10 ** rng.uniform(1.0, 2.0, (n, 1)) * np.array([0.2, 0.5, 1.0, 1.4, 1.7])
-    Table(dict(OBJID=np.arange(100, 100 + n), MODELFLUX=flux, MODELFLUX_IVAR=np.full((n, 5), 4.0),
-               EXTINCTION=np.full((n, 5), 0.05), Z=rng.uniform(0.03, 0.15, n))).write(path, overwrite=True)
 
 
 def _dustpedia_subset(d: Path, n: int = 160):
@@ -166,7 +155,7 @@ def build_placeholders(d: Path, cmds: list[str]) -> None:
             rows.append((f"ngc{i}", ";".join(str(Path(f).relative_to(d)) for f in files.values()), 10.0 + i))
         Table(rows=rows, names=["name", "images", "distance"]).write(d / "galaxies.csv")
     if "sdss_galaxies.fits" in text:
-        _sdss_table(d / "sdss_galaxies.fits")
+        sdss_table(d / "sdss_galaxies.fits")
     if "PHOT.csv" in text or "DustPedia_Aperture" in text:
         if not SHARED.exists():
             pytest.skip("../shared/data is not present (the DustPedia tables)")

@@ -1,17 +1,12 @@
 import numpy as np
 import pytest
-from astropy.wcs import WCS
+from conftest import tan_wcs
 
 from galdust.resample import background_sigma, pixel_scale, reproject_flux, reproject_ivar, resample_psf
 
 
 def _wcs(scale_arcsec, n, ra=150.0, dec=2.0):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
-    w.wcs.cdelt = [-scale_arcsec / 3600.0, scale_arcsec / 3600.0]
-    return w
+    return tan_wcs(scale_arcsec, n, ra, dec)
 
 
 def test_flux_is_conserved_both_ways_and_the_effective_ivar_keeps_the_information():

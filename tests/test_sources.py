@@ -2,12 +2,12 @@
 
 import numpy as np
 
+from conftest import gauss_blob
 from galdust.sources import detect_neighbours, segment, snr_image
 
 
 def _blob(n, y, x, r, amp):
-    yy, xx = np.mgrid[:n, :n]
-    return amp * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / r**2)
+    return gauss_blob(n, y, x, r, amp)
 
 
 def _scene(sources, n=48, sigma=1.0, seed=0):

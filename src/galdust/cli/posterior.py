@@ -287,7 +287,8 @@ def posterior_train_z(
                                                             "PETROFLUX and 2MASS J/H/K_M_EXT used when present).")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
     cfm: Annotated[Optional[Path], typer.Option("--cfm", help="Photometric CFM whose posterior summary is a feature "
-                                                              "(default: the shipped cfm-phot).")] = None,
+                                                              "(default: the shipped cfm-onestep, the fast sampler the "
+                                                              "shipped z-sdss reads).")] = None,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds (metrics and calibration).")] = 5,
     trees: Annotated[int, typer.Option("--trees", min=1, help="Boosting rounds (fewer: a quicker, coarser model; "
                                                               "the shipped one has 1500).")] = 1500,
@@ -303,7 +304,7 @@ def posterior_train_z(
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
-    cfm_path = cfm or DEFAULT_POSTERIOR
+    cfm_path = cfm or NAMED_POSTERIORS["cfm-onestep"]
     c, cmeta = load_model(cfm_path)
     if cmeta.get("kind") not in (None, "cfm-photometry", "cfm-onestep") or tuple(c.props) != CFM_PROPS:
         raise UserError(f"{cfm_path}: not a photometric CFM of {', '.join(CFM_PROPS)}")
