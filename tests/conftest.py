@@ -89,3 +89,59 @@ def array_leaves(tree) -> list:
     import jax
 
     return jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
+
+
+# ----------------------------------------------------------------------------- galdust run (pipeline tests)
+
+BANDS = ["sdss_g", "sdss_r", "sdss_i", "sdss_z"]
+FAST = ["--no-priors", "--max-iter", "20", "--no-detect"]
+
+
+def pipeline_galaxy(path, seed, size=24):
+    """A small exponential griz galaxy cube FITS with IVAR (fast to fit)."""
+    from galdust.io import write_cube
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    S = np.exp(-np.hypot(x / 4.0, y / 2.5))
+    F = np.array([1.0, 1.5, 1.8, 2.0])
+    cube = F[:, None, None] * S[None] + rng.normal(0, 0.02, (4, size, size))
+    write_cube(path, cube, BANDS, ivar=np.full(cube.shape, 2500.0), provenance=[])
+    return path
+
+
+@pytest.fixture
+def good_inputs(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    return [pipeline_galaxy(d / f"g{i}.fits", i) for i in range(5)]
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    """Bad cube files and the words of the error each must give."""
+    from astropy.io import fits
+
+    from galdust.io import write_cube
+
+    d = tmp_path / "in"
+    d.mkdir(exist_ok=True)
+    (d / "corrupt.fits").write_bytes(b"SIMPLE  =   this is not FITS" * 10)
+    fits.PrimaryHDU(np.ones((24, 24), np.float32)).writeto(d / "flat2d.fits")  # wrong shape: 2-D
+    write_cube(d / "noivar.fits", np.ones((4, 24, 24)), BANDS, ivar=np.zeros((4, 24, 24)), provenance=[])
+    nan = np.ones((4, 24, 24))
+    nan[2] = np.nan
+    write_cube(d / "nanband.fits", nan, BANDS, ivar=np.ones((4, 24, 24)), provenance=[])
+    write_cube(d / "badband.fits", np.ones((4, 24, 24)), ["sdss_g", "sdss_r", "no_such_band", "sdss_z"],
+               ivar=np.ones((4, 24, 24)), provenance=[])
+    return {"corrupt": "cannot read FITS", "flat2d": "3-D", "noivar": "zero everywhere", "nanband": "NaN",
+            "badband": "no_such_band"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """An in-process Dask cluster for the tests that pass --scheduler."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as c:
+        yield c

@@ -1,0 +1,149 @@
+"""galdust.pipeline.tasks: the fit, fir-map and posterior tasks run as their single-object commands do."""
+
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import FIR_SED, FIR_TRUTH, sdss_table
+from astropy.io import fits
+
+from galdust.cli import main
+from galdust.pipeline import catalog as cat
+from galdust.pipeline.tasks import FitTask
+
+
+def test_fir_map_run_from_a_catalogue_with_a_bad_galaxy(tmp_path, cluster, capsys):
+    from astropy.table import Table
+
+    from galdust.fir.maps import write_band_image
+    from galdust.fir.mock import make_mock
+    from galdust.pipeline.tasks import FirMapTask
+
+    sed, truth = FIR_SED, FIR_TRUTH
+    rows = []
+    for i in range(2):
+        m = make_mock(sed, sed, truth, truth, w1_total=0.1, rng=np.random.default_rng(i), peak_snr=300.0)
+        d = tmp_path / "img" / f"ngc{i}"
+        d.mkdir(parents=True)
+        files = [write_band_image(d / f"{im.band}.fits", im).relative_to(tmp_path) for im in m.images]
+        rows.append((f"ngc{i}", ";".join(map(str, files)), 10.0 + i))
+    rows.append(("broken", "img/ngc0/wise_w1.fits;img/missing.fits", 5.0))
+    Table(rows=rows, names=["name", "images", "distance"]).write(tmp_path / "gals.csv")
+    out = tmp_path / "run"
+    args = ["run", "fir-map", "--catalog", str(tmp_path / "gals.csv"), "--out", str(out), "--scheduler",
+            cluster.scheduler_address, "--quiet"]
+    assert main(args) == 1
+    assert "2 ok, 1 errors" in capsys.readouterr().out
+    t = pq.read_table(out / "catalog.parquet")
+    assert t.schema == cat.schema(FirMapTask.fields)
+    r = {x["name"]: x for x in t.to_pylist()}
+    assert r["broken"]["status"] == "error" and "missing.fits" in r["broken"]["error"]
+    for i in range(2):
+        x = r[f"ngc{i}"]
+        assert x["status"] == "ok" and x["n_bands"] == 18 and x["n_pix"] > 100 and x["distance_mpc"] == 10.0 + i
+        with fits.open(out / f"ngc{i}.fir.fits") as h:
+            td, mask = h["TD"].data, h["MASK"].data
+            assert x["n_pix"] == int(mask.sum()) and x["td_median"] == pytest.approx(np.median(td[mask == 1]))
+    assert main(args) == 0
+    assert "0 ok, 0 errors, 3 already done" in capsys.readouterr().out
+
+
+def _sdss_table(path, n=7):
+    sdss_table(path, n, nan_flux=(3, 1))  # a row that cannot be predicted
+    return path
+
+
+def test_posterior_run_rows_are_the_same_whatever_the_batching(tmp_path, cluster, capsys):
+    from galdust.pipeline.tasks import PosteriorTask
+
+    table = _sdss_table(tmp_path / "sdss.fits")
+    common = ["--catalog", str(table), "--scheduler", cluster.scheduler_address, "--samples", "200", "--steps", "8",
+              "--quiet"]
+    res = []
+    for bs in (2, 5):
+        out = tmp_path / f"run{bs}"
+        assert main(["run", "posterior", "--out", str(out), "--batch-size", str(bs), *common]) == 1
+        assert "6 ok, 1 errors" in capsys.readouterr().out
+        t = pq.read_table(out / "catalog.parquet")
+        assert t.schema == cat.schema(PosteriorTask().fields)
+        res.append({x["name"]: x for x in t.to_pylist()})
+    a, b = res
+    assert a["103"]["status"] == "error" and "missing flux in sdss_g" in a["103"]["error"]
+    assert a["103"]["z_p50"] is None
+    for name in a:
+        if name == "103":
+            continue
+        assert a[name]["input"] == f"{table}#{int(name) - 100}"
+        for p in PosteriorTask().props:
+            lo, mid, hi = (a[name][f"{p}_{q}"] for q in ("p16", "p50", "p84"))
+            assert lo < mid < hi, (name, p)
+            assert b[name][f"{p}_p50"] == pytest.approx(mid, abs=1e-5)  # each object's key is its own
+        assert 0.0 <= a[name]["z_p50"] < 0.4
+
+
+def test_posterior_run_with_the_sdss_redshift_model(tmp_path, cluster, capsys):
+    """``--model z-sdss``: z from the redshift model on the row's features and CFM summary, the other
+    properties the CFM's, as ``galdust posterior sample --model z-sdss`` does."""
+    from galdust.cli import DEFAULT_POSTERIOR, NAMED_POSTERIORS
+    from galdust.pipeline.tasks import PosteriorTask
+    from galdust.posterior.data import read_catalog
+    from galdust.posterior.model import load_model
+    from galdust.posterior.redshift import RedshiftModel, cfm_features, sdss_table_features
+
+    table = _sdss_table(tmp_path / "sdss.fits")
+    out = tmp_path / "run"
+    # the batching and sample counts of the test above: its compiled samplers are reused
+    assert main(["run", "posterior", "--out", str(out), "--model", "z-sdss", "--save-samples", "--catalog", str(table),
+                 "--scheduler", cluster.scheduler_address, "--samples", "200", "--steps", "8", "--batch-size", "5",
+                 "--quiet"]) == 1
+    assert "6 ok, 1 errors" in capsys.readouterr().out
+    t = pq.read_table(out / "catalog.parquet")
+    assert t.schema == cat.schema(PosteriorTask(model=str(NAMED_POSTERIORS["z-sdss"])).fields)
+    z = {x["name"]: x for x in t.to_pylist()}
+    assert z["103"]["status"] == "error" and z["103"]["z_p50"] is None
+    with fits.open(out / "100.samples.fits") as h:
+        assert h[0].header["MODEL"] == "z_sdss" and h[0].header["ZSAMPLES"] == "cfm"
+        assert h[0].data.shape == (200, 6)
+    zm = RedshiftModel.load(NAMED_POSTERIORS["z-sdss"])
+    cfm, _ = load_model(zm.cfm_path(DEFAULT_POSTERIOR.parent))
+    flux, X = read_catalog(table).flux, sdss_table_features(table)[0]
+    for rows in ([0, 1, 2, 4], [5, 6]):  # the rows of each batch
+        want = zm.predict(np.c_[X[rows], cfm_features(cfm, flux[rows])])
+        for j, i in enumerate(rows):
+            r = z[str(100 + i)]
+            assert [r[f"z_{q}"] for q in ("p16", "p50", "p84")] == pytest.approx(want[j], abs=1e-5)
+    # the same object gets the same numbers from galdust posterior sample (one API, per-name keys)
+    assert main(["posterior", "sample", "--catalog", str(table), "--out", str(tmp_path / "p.fits"), "--model",
+                 "z-sdss", "--samples", "200", "--steps", "8"]) == 0
+    with fits.open(tmp_path / "p.fits") as h:
+        single = {str(n): row for n, row in zip(h[1].data["name"], h[1].data)}
+    for name, r in z.items():
+        if r["status"] != "ok":
+            continue
+        for p in ("log_mstar", "log_sfr", "logzsol", "dn4000", "av", "z"):
+            for q in ("p16", "p50", "p84"):
+                assert r[f"{p}_{q}"] == pytest.approx(float(single[name][f"{p}_{q}"]), abs=1e-5), (name, p, q)
+
+
+def test_run_fit_dust_level_gauge_matches_galdust_fit(tmp_path, good_inputs, cluster, capsys):
+    """``galdust run fit --dust-level gauge`` fits as ``galdust fit --dust-level gauge`` does."""
+    out = tmp_path / "run"
+    common = ["--max-iter", "30", "--no-detect", "--dust-level", "gauge"]
+    assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(out), "--scheduler",
+                 cluster.scheduler_address, "--quiet", *common]) == 0
+    assert main(["fit", str(good_inputs[0]), "--out", str(tmp_path / "single"), "--quiet", *common]) == 0
+    with fits.open(out / "g0.dust.fits") as a, fits.open(tmp_path / "single" / "g0.dust.fits") as b:
+        assert a[0].header["NITER"] == b[0].header["NITER"]  # dust-free + dust iterations
+        assert a[0].header["AV_LW"] == pytest.approx(b[0].header["AV_LW"], abs=1e-4)  # as the map below
+        np.testing.assert_allclose(a["AV"].data, b["AV"].data, atol=1e-4)  # float32, batched differently
+    capsys.readouterr()
+    assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(tmp_path / "r2"), "--dust-level",
+                 "deep"]) == 2
+    assert "unknown --dust-level 'deep'" in capsys.readouterr().err
+
+
+def test_fit_task_options_resolve_the_level_defaults():
+    assert FitTask().options()["max_iter"] == 300 and "dust_level" not in FitTask().options()
+    o = FitTask(dust_level="gauge").options()
+    assert o["max_iter"] == 1000 and o["dust_level"] == "gauge"
+    assert FitTask(max_iter=50, dust_level="gauge").options()["max_iter"] == 50
