@@ -78,13 +78,16 @@ def _name_seed(name: str) -> int:
     return zlib.crc32(str(name).encode()) & 0x7FFFFFFF
 
 
-def object_keys(seed: int, names: Sequence[str]) -> list:
-    """One PRNG key per object, from ``seed`` and its name (not its row): re-ordered, re-batched or
-    resumed runs draw the same samples for the same object."""
+def object_keys(seed: int, names: Sequence[str]):
+    """One PRNG key per object, ``fold_in(PRNGKey(seed), crc32(name))``, as an (n, 2) array: from its
+    name, not its row, so re-ordered, re-batched or resumed runs draw the same samples for it."""
+    import jax
+    import jax.numpy as jnp
     import jax.random as jr
 
     base = jr.PRNGKey(seed)
-    return [jr.fold_in(base, _name_seed(n)) for n in names]
+    seeds = jnp.asarray(np.array([_name_seed(n) for n in names], np.uint32))
+    return jax.vmap(lambda s: jr.fold_in(base, s))(seeds)
 
 
 def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int = 0, samples: int = 1000,

@@ -103,9 +103,12 @@ def load_model(path: str | Path) -> tuple[PosteriorModel, dict]:
 
 
 def row_keys(key, n: int):
-    """One key per row: ``fold_in(key, i)`` for a single key, or the n keys given."""
+    """One key per row: ``fold_in(key, i)`` for a single key, or the n keys given (a sequence, or an
+    (n, 2) array of raw keys)."""
     if isinstance(key, (list, tuple)):
         keys = jnp.stack([jnp.asarray(k) for k in key])
+    elif jnp.ndim(key) == 2:
+        keys = jnp.asarray(key)
     else:
         keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(n))
     if keys.shape[0] != n:

@@ -102,7 +102,10 @@ def cfm_features(cfm, flux, key=None) -> np.ndarray:
     key = jr.PRNGKey(0) if key is None else key
     if tuple(cfm.props) != CFM_PROPS:
         raise ValueError(f"the redshift model reads a CFM of {', '.join(CFM_PROPS)}; this one infers {cfm.props}")
-    pct, _ = percentiles(cfm, flux, [key] * len(flux), CFM_SAMPLES, CFM_STEPS)
+    import jax.numpy as jnp
+
+    keys = jnp.tile(jnp.asarray(key)[None], (len(flux), 1))  # the same key for every row
+    pct, _ = percentiles(cfm, flux, keys, CFM_SAMPLES, CFM_STEPS)
     return pct.reshape(len(flux), -1)  # (prop, quantile), as CFM_FEATURES
 
 
