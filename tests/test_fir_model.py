@@ -19,6 +19,7 @@ def _table(n, seed):
     return X, Y, noise
 
 
+@pytest.mark.slow
 def test_forest_and_calibrated_sigma(tmp_path):
     X, Y, _ = _table(600, 0)
     m = train_model(X, Y, seed=1)
@@ -65,6 +66,7 @@ def test_per_pixel_training_weights_every_galaxy_once_and_keeps_galaxies_whole()
     assert all(len(set(f[g == k])) == 1 for k in range(20)) and set(f) == {0, 1, 2, 3}
 
 
+@pytest.mark.slow
 def test_band_dropout_copies_teach_sigma_what_a_missing_band_costs():
     """Feature 0 carries the signal; training rows always have it. Test rows without it can only get
     the prior mean, so their error is large: σ learnt without copies misses that (χ² ≫ 1), σ learnt

@@ -72,6 +72,7 @@ def test_run_against_a_scheduler_address_bad_inputs_become_error_rows(tmp_path, 
     assert pq.read_table(out / "catalog.parquet").num_rows == 10
 
 
+@pytest.mark.slow
 def test_resume_after_the_run_is_killed_loses_and_duplicates_nothing(tmp_path):
     d = tmp_path / "in"
     d.mkdir()

@@ -111,6 +111,7 @@ def _tiny_model(path, known_posterior=False):
     return m, save_vaenf(path, m, dict(config=cfg, vae_history=[[1, 2.0, 2.0, 0.5]], vae_seconds=3.0, vae_steps=1))
 
 
+@pytest.mark.slow
 def test_train_vaenf_on_two_tables_keeps_a_given_vae(tmp_path, capsys):
     from astropy.table import Table
 
@@ -179,6 +180,7 @@ def test_sample_cli_writes_the_vaenf_columns(tmp_path, capsys):
     assert main(args[:-2] + ["--out", str(tmp_path / "x.fits"), "--images", str(tmp_path / "nothing.npy")]) == 2
 
 
+@pytest.mark.slow
 def test_shipped_model_recovers_simulated_galaxies():
     """The shipped model on 128 fresh galaxies of the image simulator (bulge + disk gri cutouts with
     their truths). Measured (this seed; two others in brackets): median |p50 − truth| 0.19 (0.23,

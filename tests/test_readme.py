@@ -173,6 +173,8 @@ def build_placeholders(d: Path, cmds: list[str]) -> None:
         td = next(im for im in m.images if im.band == "wise_w4")
         write_band_image(d / "herschel_td.fits", td.__class__(**{**td.__dict__, "data": np.full_like(td.data, 22.0),
                                                                     "band": "TD"}))
+    if "--sims sed_train.parquet" in text and "--out sed_train.parquet" not in text:  # made in another block
+        assert main(["simulate-sed", "--n", "2000", "--seed", "0", "--out", str(d / "sed_train.parquet")]) == 0
     if "../shared/data" in text and not SHARED.exists():
         pytest.skip("../shared/data is not present")
 
@@ -195,6 +197,7 @@ def scheduler():
         yield c.scheduler_address
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first_line,block", BLOCKS, ids=[f"README.md:{n}" for n, _ in BLOCKS])
 def test_readme_block_runs_as_written(first_line, block, tmp_path, monkeypatch, capsys, request):
     root = tmp_path / "blocks"
