@@ -106,24 +106,18 @@ def _check(argv, out, capsys):
     return lines[0]
 
 
-@pytest.mark.parametrize("case", IMAGE_CASES)
-@pytest.mark.parametrize("command", list(IMAGE_COMMANDS))
-def test_bad_image_is_one_line_and_writes_nothing(command, case, bad, tmp_path, capsys):
-    _, f, _ = bad
-    out = tmp_path / "out"
-    argv = [a.replace("{IN}", str(f[case])).replace("{OUT}", str(out)) for a in IMAGE_COMMANDS[command]]
-    line = _check(argv, out, capsys)
-    assert f[case].name in line  # names the file
+CASES = ([("image", c, k) for c in IMAGE_COMMANDS for k in IMAGE_CASES]
+         + [("table", c, k) for c in TABLE_COMMANDS for k in TABLE_CASES])
 
 
-@pytest.mark.parametrize("case", TABLE_CASES)
-@pytest.mark.parametrize("command", list(TABLE_COMMANDS))
-def test_bad_table_is_one_line_and_writes_nothing(command, case, bad, tmp_path, capsys):
-    _, _, t = bad
+@pytest.mark.parametrize("kind,command,case", CASES, ids=[f"{c}-{k}" for _, c, k in CASES])
+def test_bad_input_is_one_line_naming_the_file_and_writes_nothing(kind, command, case, bad, tmp_path, capsys):
+    _, images, tables = bad
+    path = (images if kind == "image" else tables)[case]
+    template = (IMAGE_COMMANDS if kind == "image" else TABLE_COMMANDS)[command]
     out = tmp_path / "out"
-    argv = [a.replace("{IN}", str(t[case])).replace("{OUT}", str(out)) for a in TABLE_COMMANDS[command]]
-    line = _check(argv, out, capsys)
-    assert t[case].name in line
+    line = _check([a.replace("{IN}", str(path)).replace("{OUT}", str(out)) for a in template], out, capsys)
+    assert path.name in line
 
 
 def test_bad_mask_file_and_mistyped_option(bad, tmp_path, capsys):
