@@ -83,6 +83,7 @@ IMAGE_COMMANDS = {
     "fit": ["fit", "{IN}", "--out", "{OUT}", "--max-iter", "5", "--quiet"],
     "fit per-band": ["fit", "{IN},{IN}", "--bands", "sdss_g,sdss_r", "--out", "{OUT}", "--quiet"],
     "fir map": ["fir", "map", "--images", "{IN}", "--out", "{OUT}/x.fir.fits"],
+    "info": ["info", "{IN}"],
 }
 TABLE_COMMANDS = {
     "fir predict": ["fir", "predict", "--photometry", "{IN}", "--out", "{OUT}/pred.csv"],
@@ -90,6 +91,8 @@ TABLE_COMMANDS = {
     "posterior sample": ["posterior", "sample", "--catalog", "{IN}", "--out", "{OUT}/post.fits"],
     "posterior train": ["posterior", "train", "--sims", "{IN}", "--out", "{OUT}/m.eqx"],
     "posterior train-z": ["posterior", "train-z", "--catalog", "{IN}", "--out", "{OUT}/z"],
+    "posterior train-vaenf": ["posterior", "train-vaenf", "--sims", "{IN}", "--out", "{OUT}/v.eqx"],
+    "posterior distill": ["posterior", "distill", "--model", "cfm-phot", "--sims", "{IN}", "--out", "{OUT}/o.eqx"],
 }
 
 
@@ -143,3 +146,25 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     _check(["posterior", "sample", "--catalog", str(tmp_path / "t.fits"), "--out", str(tmp_path / "post.fits")],
            tmp_path / "none", capsys)
     assert (tmp_path / "post.fits").read_text() == "keep me"
+
+
+def test_bad_training_store_and_fir_photometry(bad, tmp_path, capsys):
+    """train-prior reads an npz store; fir distill a photometry table into a model folder it must not touch."""
+    import shutil
+
+    from galdust.fir.model import DEFAULT_MODEL
+
+    _, f, t = bad
+    out = tmp_path / "out"
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.savez(tmp_path / "nos.npz", other=np.ones(3))
+    for store in (f["missing"], f["not FITS"], tmp_path / "empty.npz", tmp_path / "nos.npz"):
+        assert store.name in _check(["train-prior", "dust", "--data", str(store), "--out", str(out / "p.eqx"),
+                                     "--steps", "2"], out, capsys)
+    model = tmp_path / "fir"
+    shutil.copytree(DEFAULT_MODEL, model)
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    for case in TABLE_CASES:
+        assert t[case].name in _check(["fir", "distill", "--model", str(model), "--photometry", str(t[case])], out,
+                                      capsys)
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before

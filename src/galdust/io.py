@@ -51,6 +51,8 @@ __all__ = [
     "atomic_path",
     "input_name",
     "provenance_cards",
+    "open_fits",
+    "celestial_wcs",
 ]
 
 
@@ -234,6 +236,9 @@ def _open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
         yield hdul
 
 
+open_fits = _open_fits  # the one FITS opener of galdust (galdust fit, fir map, masks, PSF files)
+
+
 def _first_image(hdul: fits.HDUList, src: str) -> np.ndarray:
     hdu = next((h for h in hdul if h.data is not None), None)
     if hdu is None:
@@ -309,6 +314,9 @@ def _apply_mask(data, ivar, mask):
         return data, ivar
     data = np.where(mask, np.nan, np.asarray(data, np.float64))
     return data, (None if ivar is None else np.where(mask, 0.0, ivar))
+
+
+celestial_wcs = _celestial_wcs
 
 
 def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_kind: str = "ivar",

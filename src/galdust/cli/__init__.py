@@ -43,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..io import InputError, OutputExistsError
     from ..physics.filters import UnknownBandError
+    from ..weights import WeightsError
 
     try:
         rv = app(args=argv, standalone_mode=False)
-    except (UserError, InputError, OutputExistsError, UnknownBandError) as e:
+    except (UserError, InputError, OutputExistsError, UnknownBandError, WeightsError) as e:
         typer.echo(f"galdust: error: {_one_line(e)}", err=True)
         return 2
     except typer.Exit as e:

@@ -240,7 +240,7 @@ def posterior_train_vaenf(
 
 @posterior_app.command("distill")
 def posterior_distill(
-    model: Annotated[Path, typer.Option("--model", help="CFM weights (the teacher).")],
+    model: Annotated[Path, typer.Option("--model", help="CFM weights (the teacher), or a shipped name (cfm-phot).")],
     sims: Annotated[Path, typer.Option("--sims", help="Simulated table whose fluxes condition the training pairs.")],
     out: Annotated[Path, typer.Option("--out", help="One-step sampler weights to write (.eqx + .json).")],
     r_limit: Annotated[Optional[float], typer.Option("--r-limit", help="Keep sims brighter than this r (asinh mag).")] = None,
@@ -261,6 +261,7 @@ def posterior_distill(
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    model = NAMED_POSTERIORS.get(str(model), model)
     teacher, tmeta = load_model(model)
     if tmeta.get("kind") == "cfm-onestep":
         raise UserError(f"{model}: already a one-step sampler; give the CFM it came from")

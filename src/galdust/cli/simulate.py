@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._app import UserError, _csv_list, _progress, app
+from ._app import UserError, _csv_list, _one_line, _progress, app
 
 
 @app.command()
@@ -217,5 +219,5 @@ def train_prior(
     try:
         train(kind, data, steps, out, seed=seed, batch=batch, lr=lr, ckpt_every=ckpt_every, n_val=n_val,
               max_minutes=max_minutes)
-    except (KeyError, ValueError) as e:
-        raise UserError(f"{data}: {e}") from None
+    except (KeyError, ValueError, EOFError, OSError, zipfile.BadZipFile) as e:  # a bad or empty store
+        raise UserError(f"{data}: cannot read the store ({_one_line(e) or type(e).__name__})") from None

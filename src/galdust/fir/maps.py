@@ -16,13 +16,12 @@ instrument (``TYPICAL_FWHM``).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS
 
 from ..io import InputError
 from ..resample import background_sigma, reproject_flux
@@ -77,26 +76,23 @@ def read_band_image(path: str | Path, band: str | None = None, fwhm: float | Non
     """One band's image; see the module docstring for the header keys."""
     from astropy.wcs.utils import proj_plane_pixel_area
 
+    from ..io import celestial_wcs, open_fits
+
     path = Path(path)
-    try:
-        with fits.open(path) as h:
-            hdu = next((x for x in h if x.data is not None and np.ndim(x.data) == 2), None)
-            if hdu is None:
-                raise InputError(f"{path}: no 2-D image")
-            data, hdr = np.asarray(hdu.data, float), hdu.header.copy()
-    except InputError:
-        raise
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read FITS ({' '.join(str(e).split())})") from None
+    with open_fits(path) as h:  # galdust's one FITS reader: missing, corrupt and truncated files in one line
+        hdu = next((x for x in h if x.data is not None and np.ndim(x.data) == 2), None)
+        if hdu is None:
+            raise InputError(f"{path}: no 2-D image")
+        if not np.issubdtype(np.asarray(hdu.data).dtype, np.number):
+            raise InputError(f"{path}: image data are not numeric")
+        data, hdr = np.asarray(hdu.data, float), hdu.header.copy()
     band = band or hdr.get("BAND")
     if not band:
         raise InputError(f"{path}: no band (header BAND, or give it as BAND=FILE)")
     if band not in UVMIR_BANDS:
         raise InputError(f"{path}: band {band!r} is not one of the UV-MIR bands ({', '.join(UVMIR_BANDS)})")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(hdr).celestial
-    if not wcs.has_celestial or wcs.naxis != 2:
+    wcs = celestial_wcs(hdr)
+    if wcs is None or wcs.naxis != 2:
         raise InputError(f"{path}: no celestial WCS")
     pix_sr = proj_plane_pixel_area(wcs) * (np.pi / 180.0) ** 2
     data = _to_jy_per_pixel(data, str(hdr.get("BUNIT", "")).strip(), pix_sr, str(path))
