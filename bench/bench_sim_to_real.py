@@ -62,8 +62,7 @@ def main():
     ok = np.array([not x for x in real.notes]) & np.isfinite(real.truth["z"])
     Xr, zr = features(real.flux[ok], real.flux_err[ok]), real.truth["z"][ok]
     with tempfile.TemporaryDirectory() as tmp:
-        assert galdust(["simulate-sed", "--n", str(a.n_sim), "--seed", str(a.seed), "--out", f"{tmp}/s.parquet",
-                        "--quiet"]) == 0
+        assert galdust(["simulate-sed", "--n", str(a.n_sim), "--seed", str(a.seed), "--out", f"{tmp}/s.parquet"]) == 0
         sim = read_catalog(f"{tmp}/s.parquet")
     Xs_all, zs_all = features(sim.flux, sim.flux_err), sim.truth["z"]
     sel = np.isfinite(Xs_all).all(axis=1) & (Xs_all[:, 0] < 17.77)

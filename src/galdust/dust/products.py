@@ -33,7 +33,7 @@ _COMMENTS = {
     "NITER": "iterations (dust-free + dust fit)",
     "CONVERGE": "F converged before the iteration limit",
     "START": "initialisation (red or blue start)",
-    "PRIORS": "learned priors used (hsc: galaxygrad HSC host; dust: p(D|S))",
+    "PRIORS": "learned priors (hsc: HSC host, dust: p(D|S))",
 }
 
 
