@@ -53,7 +53,7 @@ def test_simulate_bulk_store(tmp_path):
         assert "isochromatic=True" in str(d["config"])
 
 
-def test_unknown_band_is_one_line_error(capsys):
-    rc = main(["simulate", "--n", "1", "--out", "/tmp/never", "--bands", "sdss_g,sdss_rr"])
+def test_unknown_band_is_one_line_error(tmp_path, capsys):
+    rc = main(["simulate", "--n", "1", "--out", str(tmp_path / "never"), "--bands", "sdss_g,sdss_rr"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "sdss_r" in err

@@ -128,7 +128,8 @@ def test_dust_level_option(sims, tmp_path, capsys):
         assert hdr["CHI2"] < hdr["CHI2ND"] - 0.03
 
 
-def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path):
+def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repository: the demo finds its inputs from anywhere
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     fitdir = tmp_path / "demo" / "fit"
     with fits.open(fitdir / "sim_dusty_galaxy.dust.fits") as h, \
@@ -140,3 +141,11 @@ def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path):
         inner = truth["TRUE_S"].data > 0.1
         assert np.corrcoef(av[inner], tav[inner])[0, 1] > 0.4
     assert (fitdir / "sim_dusty_galaxy.png").exists() and (fitdir / "sim_dusty_galaxy.json").exists()
+    with fits.open(fitdir / "sim_dusty_galaxy.dust.fits") as h:
+        assert h[0].header["PRIORS"] == "hsc+dust"  # the demo used galaxygrad's HSC host prior and the dust prior
+    from conftest import SHARED
+
+    if SHARED.exists():  # the real HSC cutout, found from any working folder, is fitted and checked too
+        with fits.open(fitdir / "hsc_cosmos_35_cut.dust.fits") as h:
+            assert h[0].header["PRIORS"] == "hsc+dust" and h["AV"].data.shape == (40, 40)
+            assert h[0].header["CHI2"] < h[0].header["CHI2ND"] and np.isfinite(h[0].header["AV_LW"])
