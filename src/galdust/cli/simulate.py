@@ -221,3 +221,17 @@ def train_prior(
               max_minutes=max_minutes)
     except (KeyError, ValueError, EOFError, OSError, zipfile.BadZipFile) as e:  # a bad or empty store
         raise UserError(f"{data}: cannot read the store ({_one_line(e) or type(e).__name__})") from None
+
+
+@app.command("models")
+def models():
+    """List the shipped models: name, kind, size and the headline metrics their sidecars record."""
+    from ..models import SHIPPED, describe
+
+    for name in SHIPPED:
+        d = describe(name)
+        size = "missing" if d["bytes"] is None else f"{d['bytes'] / 1e6:.1f} MB"
+        mets = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                         for k, v in d["metrics"].items() if v is not None)
+        typer.echo(f"{name:15s} {d['kind']:12s} {size:>9s}  {d['what']}" + (f"  [{mets}]" if mets else "")
+                   + (f"  ({d['error']})" if d.get("error") else ""))

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ml.trees import n_threads
+from ..models import shipped_path
 from .data import TARGETS, UVMIR_BANDS, Photometry
 
 __all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "training_set", "FIRModel", "train_model",
@@ -133,7 +134,7 @@ def metrics(y, mu, sigma=None, n_boot: int = 1000, seed: int = 0) -> dict:
     return {k: float(v) if not isinstance(v, int) else v for k, v in out.items()}
 
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "fir"
+DEFAULT_MODEL = shipped_path("fir")
 
 RF_PARAMS = dict(n_estimators=200, max_depth=8, subsample=0.8, colsample_bynode=0.3, min_child_weight=2,
                  learning_rate=1.0, reg_lambda=1e-5)

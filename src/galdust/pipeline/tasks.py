@@ -281,7 +281,9 @@ def _cfm_for(model_path: str) -> str:
 
 
 def _default_posterior() -> str:
-    return str(Path(__file__).resolve().parent.parent / "data" / "posterior" / "cfm_phot_sdss.eqx")
+    from ..models import shipped_path
+
+    return str(shipped_path("cfm-phot"))
 
 
 @dataclass(frozen=True)

@@ -20,17 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..io import InputError
+from ..models import shipped_path
 
 __all__ = ["SHIPPED_DIR", "NAMED_POSTERIORS", "PosteriorPlan", "resolve_model", "object_keys", "summarise_rows",
            "is_sdss_table", "summarise_catalog", "CatalogPosterior"]
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "posterior"
-#: shipped posterior models by name (``--model NAME``)
-NAMED_POSTERIORS = {"cfm-phot": SHIPPED_DIR / "cfm_phot_sdss.eqx",
-                    "cfm-onestep": SHIPPED_DIR / "cfm_phot_sdss_onestep.eqx",
-                    "cfm-image": SHIPPED_DIR / "cfm_image.eqx",
-                    "vae-nf": SHIPPED_DIR / "vaenf.eqx",
-                    "z-sdss": SHIPPED_DIR / "z_sdss"}
+#: shipped posterior models by name (``--model NAME``), from the one registry :data:`galdust.models.SHIPPED`
+NAMED_POSTERIORS = {n: shipped_path(n) for n in ("cfm-phot", "cfm-onestep", "cfm-image", "vae-nf", "z-sdss")}
+SHIPPED_DIR = NAMED_POSTERIORS["cfm-phot"].parent
 DEFAULT_SDSS = "z-sdss"
 DEFAULT_OTHER = "cfm-phot"
 

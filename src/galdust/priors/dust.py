@@ -18,6 +18,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from ..nn import CondUNet
+from ..models import shipped_path
 from ..weights import load
 from .host import _apply, _batched, crop_from, pad_to
 from .score import ve_denoise
@@ -25,7 +26,7 @@ from .train import eps_function, unet_from_config
 
 __all__ = ["DustPrior", "dust_prior", "DEFAULT_WEIGHTS"]
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "weights" / "dust_prior.eqx"
+DEFAULT_WEIGHTS = shipped_path("dust-prior")
 
 
 class DustPrior(eqx.Module):

@@ -30,6 +30,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..models import DATA_DIR, SHIPPED
 from ..nn import CondUNet, MixerScoreNet
 from ..weights import WeightsError, load
 from .score import ve_denoise, vp_denoise
@@ -40,7 +41,7 @@ __all__ = ["HostPrior", "HostPriorFallback", "host_prior", "fallback_host_prior"
 
 SIZE = 64
 LOG_SCALE = 0.1  # galaxygrad's x' = log(x + 1) / 0.1
-FALLBACK_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "weights" / "host_prior_sim.eqx"
+FALLBACK_WEIGHTS = DATA_DIR / SHIPPED["host-prior-sim"].path
 GALAXYGRAD_MISSING = ("the HSC host prior needs galaxygrad's weights file eqx_hsc_ScoreNet64.eqx, which is not "
                       "installed (pip install galaxygrad==0.2.1)")
 
