@@ -147,3 +147,17 @@ def test_fit_task_options_resolve_the_level_defaults():
     o = FitTask(dust_level="gauge").options()
     assert o["max_iter"] == 1000 and o["dust_level"] == "gauge"
     assert FitTask(max_iter=50, dust_level="gauge").options()["max_iter"] == 50
+
+
+def test_run_posterior_default_is_the_tables_default_as_in_posterior_sample(tmp_path, cluster, capsys):
+    """Without --model, an SDSS table given by --inputs gets z-sdss, as galdust posterior sample gives it."""
+    import json
+
+    table = _sdss_table(tmp_path / "sdss.fits")
+    out = tmp_path / "run"
+    main(["run", "posterior", "--out", str(out), "--inputs", str(table), "--scheduler", cluster.scheduler_address,
+          "--samples", "200", "--batch-size", "5", "--quiet"])
+    opts = json.loads((out / ".galdust-run" / "run.json").read_text())
+    assert json.dumps(opts).count("z_sdss") >= 1
+    t = pq.read_table(out / "catalog.parquet").to_pylist()
+    assert sum(r["status"] == "ok" for r in t) == 6

@@ -95,8 +95,12 @@ def run_cmd(
 
         if model is not None and str(model) in NAMED_POSTERIORS:
             model = NAMED_POSTERIORS[str(model)]
-        elif model is None and catalog is not None:
-            model = NAMED_POSTERIORS[resolve_model(None, catalog).label]
+        elif model is None:  # the default of the (first) table, as galdust posterior sample resolves it
+            import glob
+
+            first = catalog or next((f for pat in inputs or [] for f in sorted(glob.glob(pat, recursive=True))), None)
+            if first is not None:
+                model = NAMED_POSTERIORS[resolve_model(None, first).label]
         opts["model"] = str(Path(model).resolve()) if model is not None else None
     if batch_size:
         opts["batch_size"] = batch_size

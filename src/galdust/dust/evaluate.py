@@ -131,7 +131,7 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, st
     import dataclasses
 
     from ..simulate import SimConfig, simulate
-    from .job import DustFitter
+    from .api import make_fitter
 
     bands = RED_BANDS if start == "red" else BLUE_BANDS
     cfg = SimConfig(bands=bands, snr=snr, snr_kind=snr_kind, isochromatic=isochromatic)
@@ -139,7 +139,7 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, st
     obs = sim_observations(sim, cfg, f"sim{seed}_")
     psf = obs[0].psf
     if fitter is None:
-        fitter = DustFitter.with_priors() if priors else DustFitter()
+        fitter = make_fitter(priors=priors)  # as galdust fit builds it
     # the given fitter's settings, with the learned priors on or off as asked
     fitter = dataclasses.replace(fitter, start=start, batch_size=batch_size,
                                  cfg=dataclasses.replace(fitter.cfg, use_priors=priors))
