@@ -21,11 +21,21 @@ def test_deterministic_complete_and_finite(sims):
 
 
 def test_noise_follows_the_sdss_model(sims):
+    """Reported errors follow the fit to real MODELFLUX_IVAR (σ² = a² + b f + (c f)², log-normal spread
+    per galaxy); the flux also carries the unreported calibration noise."""
+    from galdust.simulate.sed import NOISE_COMMON, SDSS_NOISE, SDSS_UNREPORTED
+
     cfg = SEDConfig()
-    r = sims["flux"] - sims["flux_true"]
-    sig = np.sqrt(np.array([dict(cfg.sky)[b] for b in cfg.bands]) ** 2 + (0.01 * sims["flux_true"]) ** 2)
-    assert np.allclose(sims["flux_err"], sig, rtol=1e-5)
-    assert np.std(r / sig, axis=0) == pytest.approx(np.ones(5), abs=0.05)
+    f = np.abs(sims["flux_true"])
+    a, b, c, s_ind = (np.array([SDSS_NOISE[band][i] for band in cfg.bands]) for i in range(4))
+    model = np.sqrt(a**2 + b * f + (c * f) ** 2)
+    ln = np.log(sims["flux_err"] / model)
+    assert np.abs(np.median(ln, axis=0)).max() < 0.03
+    assert np.std(ln, axis=0) == pytest.approx(np.sqrt(NOISE_COMMON**2 + s_ind**2), rel=0.1)
+    assert np.corrcoef(ln[:, 1], ln[:, 3])[0, 1] > 0.3  # the common (size) factor correlates the bands
+    unrep = np.array([SDSS_UNREPORTED[band] for band in cfg.bands]) * f
+    r = (sims["flux"] - sims["flux_true"]) / np.sqrt(sims["flux_err"] ** 2 + unrep**2)
+    assert np.std(r, axis=0) == pytest.approx(np.ones(5), abs=0.05)
 
 
 def test_truths_are_physically_consistent(sims):

@@ -44,6 +44,10 @@ def posterior_train(
                                                                            "standardisation, with zero weights on "
                                                                            "the image embedding.")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay).")] = 1e-3,
+    given: Annotated[Optional[str], typer.Option("--given", help="Properties known at sampling time, given to the "
+                                                                 "model as inputs instead of inferred (z: "
+                                                                 "spectroscopic redshifts; sample with "
+                                                                 "--redshift-column).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
 ):
@@ -60,13 +64,17 @@ def posterior_train(
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     cat, imgs = read_simulations(sims, images)
-    plist = _csv_list(props)
-    missing = [p for p in plist if p not in cat.truth]
+    glist = _csv_list(given) if given else []
+    if glist and images:
+        raise UserError("--given is for photometry models (not --images)")
+    plist = [p for p in _csv_list(props) if p not in glist]
+    missing = [p for p in plist + glist if p not in cat.truth]
     if missing:
         raise UserError(f"{cat.source}: no truth column(s) {', '.join(missing)}")
     theta = np.stack([cat.truth[p] for p in plist], axis=1)
+    gval = np.stack([cat.truth[p] for p in glist], axis=1) if glist else np.zeros((len(theta), 0))
     soft = [SDSS_SKY_NMGY[b] for b in cat.bands]
-    keep = np.all(np.isfinite(theta), axis=1) & np.all(np.isfinite(cat.flux), axis=1)
+    keep = np.all(np.isfinite(theta), axis=1) & np.all(np.isfinite(cat.flux), axis=1) & np.all(np.isfinite(gval), axis=1)
     if r_limit is not None:
         keep &= luptitudes(cat.flux, soft)[:, cat.bands.index("sdss_r")] < r_limit
     theta, flux = theta[keep], cat.flux[keep]
@@ -125,8 +133,10 @@ def posterior_train(
         typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s ({hist[-1][0]} steps) "
                    f"-> {out}")
         return
-    model = build(plist, cat.bands, soft, theta, flux, width=width, key=jr.fold_in(key, 1))
-    cond = np.asarray(model.features(flux))
+    gval = gval[keep]
+    model = build(plist, cat.bands, soft, theta, flux, width=width, key=jr.fold_in(key, 1), given=tuple(glist),
+                  given_values=gval if glist else None)
+    cond = np.asarray(model.features(flux, gval if glist else None))
     z = (theta - np.asarray(model.theta_mean)) / np.asarray(model.theta_std)
     t0 = time.perf_counter()
     prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
@@ -271,8 +281,17 @@ def posterior_distill(
         keep &= luptitudes(cat.flux, teacher.soft)[:, teacher.bands.index("sdss_r")] < r_limit
     t0 = time.perf_counter()
     prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
+    gval = None
+    if teacher.given:
+        missing = [p for p in teacher.given if p not in cat.truth]
+        if missing:
+            raise UserError(f"{sims}: the teacher is conditioned on {', '.join(teacher.given)}; no column(s) "
+                            f"{', '.join(missing)}")
+        gval = np.stack([cat.truth[p] for p in teacher.given], axis=1)
+        keep &= np.all(np.isfinite(gval), axis=1)
+        gval = gval[keep]
     m, hist = distill_sampler(teacher, cat.flux[keep], key=jr.PRNGKey(seed), n_pairs=pairs, steps=steps,
-                              teacher_steps=teacher_steps, progress=prog)
+                              teacher_steps=teacher_steps, progress=prog, given=gval)
     dt = time.perf_counter() - t0
     save_onestep(out, m, dict(teacher=model.name, teacher_sha256=tmeta.get("sha256"), sims=str(sims),
                               sims_provenance=sims_provenance([sims])[0],
@@ -344,6 +363,11 @@ def posterior_sample(
                                                                     "or FITS cube, nmgy/pixel, row i = table row "
                                                                     "i.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    redshift_column: Annotated[Optional[str], typer.Option("--redshift-column", help="Column of known (e.g. "
+                                                                                     "spectroscopic) redshifts, Z in "
+                                                                                     "SDSS tables: the properties at "
+                                                                                     "that z (model default "
+                                                                                     "cfm-onestep-z).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
     """Posterior percentiles (p16, p50, p84) of each property for every row of a catalogue."""
@@ -356,7 +380,7 @@ def posterior_sample(
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     res = summarise_catalog(catalog, model, images, seed=seed, samples=samples, steps=steps,
-                            keep_samples=save_samples)
+                            keep_samples=save_samples, redshift_column=redshift_column)
     plan = res.plan
     hdus = [fits.PrimaryHDU(), fits.table_to_hdu(Table(res.columns))]
     hdus[1].name = "POSTERIOR"
@@ -370,6 +394,8 @@ def posterior_sample(
     if plan.zmodel is not None:
         hdus[0].header["ZMODEL"] = (plan.zmodel.name, "z from the SDSS redshift model")
         hdus[0].header["CFMMODEL"] = (plan.cfm.name, "the other properties")
+    if redshift_column is not None:
+        hdus[0].header["ZGIVEN"] = (redshift_column, "properties at the redshift of this column")
     hdus[0].header["NSAMPLE"] = samples
     hdus[0].header["RK4STEP"] = steps
     with atomic_path(out, overwrite) as tmp:

@@ -117,6 +117,12 @@ def simulate_sed(
                                                           "[nmgy/pixel], row i = table row i.")] = False,
     r_limit: Annotated[Optional[float], typer.Option("--r-limit", help="Keep galaxies brighter than this r "
                                                                        "(asinh mag of the noisy flux).")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="Galaxy population: 'sdss' (the simulator's prior "
+                                                                 "calibrated to real SDSS main-sample photometry, "
+                                                                 "shipped; the default), 'broad' (the uncalibrated "
+                                                                 "prior; the default and only choice with --images), "
+                                                                 "or a folder from galdust "
+                                                                 "calibrate-population.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
     """Simulate galaxy photometry (nanomaggies, SDSS-like noise) with truths from the stellar-population
@@ -140,13 +146,18 @@ def simulate_sed(
         missing = [b for b in band_list if b not in dict(cfg.sky)]
         if missing:
             raise ValueError(f"no noise model for band(s) {', '.join(missing)}")
+        if prior is None:
+            prior = "broad" if images else "sdss"
+        population = _population(prior)
+        if images and population is not None:
+            raise UserError("--images simulates the broad prior only (leave --prior out, or --prior broad)")
         t0 = time.perf_counter()
         if images:
             from ..simulate.sed_images import ImageConfig, simulate_images
 
             sim = simulate_images(jax.random.PRNGKey(seed), n, ImageConfig(sed=cfg), batch=min(batch, 256))
         else:
-            sim = simulate_photometry(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n))
+            sim = simulate_photometry(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n), population=population)
     except (ValueError, KeyError) as e:
         raise UserError(" ".join(str(e).split())) from None
     dt = time.perf_counter() - t0
@@ -187,10 +198,100 @@ def simulate_sed(
 
             # how the table was made, so that the sidecars of models trained on it can say so
             prov = dict(command="galdust simulate-sed", n=n, seed=seed, bands=list(band_list), images=images,
-                        r_limit=r_limit, kept=int(len(keep)), galdust_version=__version__, commit=git_commit())
+                        prior=prior if population is None else population.meta.get("name", prior),
+                        prior_commit=None if population is None else population.meta.get("commit"), r_limit=r_limit, kept=int(len(keep)), galdust_version=__version__, commit=git_commit())
             pq.write_table(table.replace_schema_metadata({"galdust": json.dumps(prov)}), tmp)
     typer.echo(f"simulated {n} galaxies in {dt:.1f} s ({n / dt:.0f}/s), kept {len(keep)} -> {out}"
                + (f" + {out.with_suffix('.images.npy')}" if images else ""))
+
+
+def _population(prior: str):
+    """None for 'broad', else the calibrated population ('sdss': the shipped one; or a folder)."""
+    if prior == "broad":
+        return None
+    from ..simulate.population import Population, is_population
+
+    if prior == "sdss":
+        from ..models import shipped_path
+
+        return Population.load(shipped_path("population-sdss"))
+    if not is_population(prior):
+        raise UserError(f"{prior}: not a population folder (expected 'sdss', 'broad' or a folder from galdust "
+                        f"calibrate-population)")
+    return Population.load(prior)
+
+
+@app.command("calibrate-population")
+def calibrate_population(
+    real: Annotated[Path, typer.Option("--real", help="Real SDSS table (MODELFLUX, MODELFLUX_IVAR, EXTINCTION, Z).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (classifiers + population.json).")],
+    n: Annotated[int, typer.Option("--n", min=1000, help="Broad-prior galaxies simulated to calibrate.")] = 200_000,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Zero-point fits alternated with reweighting.")] = 3,
+    iterations: Annotated[int, typer.Option("--iterations", min=1, help="Reweighting updates per round.")] = 3,
+    holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of the real rows kept out "
+                                                                                "of the fit (their indices go to "
+                                                                                "the sidecar, for an honest "
+                                                                                "two-sample test).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation and the classifiers.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+):
+    """Calibrate the simulator's galaxy population to real photometry: weights on the simulator's
+    parameters (iterative classifier reweighting) and per-band zero-points, so that simulated
+    magnitudes, colours, S/N and redshifts match the real table's. Writes the folder simulate-sed
+    --prior reads."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ..physics import sps as S
+    from ..posterior.data import SDSS_BANDS, read_catalog
+    from ..simulate.population import calibrate, observed_features, theta_features
+    from ..simulate.sed import SEDConfig, _draw, add_noise
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    cat = read_catalog(real)
+    if "z" not in cat.truth:
+        raise UserError(f"{real}: no Z column (spectroscopic redshifts) to calibrate against")
+    X = observed_features(cat.flux, cat.flux_err, cat.truth["z"])
+    rows = np.nonzero(np.isfinite(X).all(axis=1))[0]
+    if len(rows) < 100:
+        raise UserError(f"{real}: {len(rows)} usable rows; at least 100 are needed")
+    perm = np.random.default_rng(seed).permutation(rows)
+    n_out = int(round(holdout * len(rows)))
+    held, fit_rows = np.sort(perm[:n_out]), np.sort(perm[n_out:])
+    cfg = SEDConfig(bands=SDSS_BANDS)
+    grid = S.load_sps()
+    t0 = time.perf_counter()
+    kp, kn = jax.random.split(jax.random.PRNGKey(seed))
+    params, truths = _draw(kp, n, cfg, grid, S.filter_set(cfg.bands), 4096)
+    typer.echo(f"simulated {n} broad-prior galaxies in {time.perf_counter() - t0:.0f} s; fitting to "
+               f"{len(fit_rows)} real rows ({len(held)} held out)")
+
+    def noise(flux):
+        a, b = add_noise(kn, jnp.asarray(flux), cfg.bands, cfg)
+        return np.asarray(a), np.asarray(b)
+
+    pop, hist = calibrate(theta_features(params, truths), truths["flux"], noise, params["z"], X[fit_rows],
+                          rounds=rounds, iterations=iterations, seed=seed, log=typer.echo)
+    if len(held):
+        from ..simulate.population import c2st_auc
+
+        last = pop.meta["_last"]
+        sel = last["selected"]
+        w = np.exp(np.minimum(last["log_weight"][sel], pop.log_w_max))
+        pop.meta["c2st_heldout"] = c2st_auc(last["X"][sel], w, X[held], seed=seed)
+        pop.meta["c2st_heldout_broad"] = c2st_auc(last["X"][sel], None, X[held], seed=seed)
+        typer.echo(f"C2ST AUC on the {len(held)} held-out real rows: {pop.meta['c2st_heldout']:.3f} "
+                   f"(broad prior: {pop.meta['c2st_heldout_broad']:.3f})")
+    import sys
+
+    pop.meta.update(name=out.name, command="galdust " + " ".join(sys.argv[1:]), real=str(real), n_real_fit=int(len(fit_rows)), heldout_rows=held.tolist(),
+                    n_broad=n, seed=seed, rounds=rounds, iterations=iterations, history=hist,
+                    train_seconds=round(time.perf_counter() - t0, 1))
+    pop.save(out, overwrite)
+    typer.echo(f"-> {out} (zero-points {pop.zeropoints}; acceptance of the broad prior "
+               f"{np.exp(-pop.log_w_max):.3f} or more)")
 
 
 @app.command("train-prior")

@@ -26,10 +26,12 @@ __all__ = ["SHIPPED_DIR", "NAMED_POSTERIORS", "PosteriorPlan", "resolve_model", 
            "is_sdss_table", "summarise_catalog", "CatalogPosterior"]
 
 #: shipped posterior models by name (``--model NAME``), from the one registry :data:`galdust.models.SHIPPED`
-NAMED_POSTERIORS = {n: shipped_path(n) for n in ("cfm-phot", "cfm-onestep", "cfm-image", "vae-nf", "z-sdss")}
+NAMED_POSTERIORS = {n: shipped_path(n) for n in ("cfm-phot", "cfm-onestep", "cfm-image", "vae-nf", "z-sdss",
+                                                  "cfm-phot-z", "cfm-onestep-z")}
 SHIPPED_DIR = NAMED_POSTERIORS["cfm-phot"].parent
 DEFAULT_SDSS = "z-sdss"
 DEFAULT_OTHER = "cfm-phot"
+DEFAULT_KNOWN_Z = "cfm-onestep-z"  # with --redshift-column: properties at the known redshift
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,15 @@ def is_sdss_table(path: str | Path) -> bool:
     return True
 
 
-def resolve_model(model: str | Path | None, catalog: str | Path | None = None) -> PosteriorPlan:
+def resolve_model(model: str | Path | None, catalog: str | Path | None = None, known_z: bool = False) -> PosteriorPlan:
     """The plan for ``--model`` (a shipped name, a weights file or a redshift model folder; None: the
-    default for ``catalog``, see the module docstring)."""
+    default for ``catalog``, see the module docstring; with ``known_z`` the model conditioned on z)."""
     from .redshift import is_redshift_model, redshift_cfm_path
 
-    if model is None:
+    if model is None and known_z:
+        label = DEFAULT_KNOWN_Z
+        path = NAMED_POSTERIORS[label]
+    elif model is None:
         label = DEFAULT_SDSS if catalog is not None and is_sdss_table(catalog) else DEFAULT_OTHER
         path = NAMED_POSTERIORS[label]
     else:
@@ -89,17 +94,18 @@ def object_keys(seed: int, names: Sequence[str]):
 
 def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int = 0, samples: int = 1000,
                    steps: int = 100, zmodel=None, zfeat: np.ndarray | None = None, images=None,
-                   keep_samples: bool = False, batch: int = 64):
+                   keep_samples: bool = False, batch: int = 64, given: np.ndarray | None = None):
     """(p16/p50/p84 (n, n_prop, 3), samples or None) of each row of ``flux`` (n, n_band) [nmgy].
 
     ``model``: a loaded photometric or image posterior; ``zmodel``: a loaded
     :class:`galdust.posterior.redshift.RedshiftModel` with its photometric features ``zfeat`` (n, k):
-    its z percentiles replace the model's."""
+    its z percentiles replace the model's. ``given``: the known properties (n, k) of a model
+    conditioned on them (``model.given``, e.g. spectroscopic z)."""
     from .model import percentiles
 
     keys = object_keys(seed, names)
     pct, smp = percentiles(model, np.asarray(flux, float), keys, samples, steps, keep_samples=keep_samples,
-                           images=images, batch=batch)
+                           images=images, batch=batch, given=given)
     if zmodel is not None:
         from .redshift import cfm_features
 
@@ -137,14 +143,31 @@ def _read_images(images, n_rows: int, ok: np.ndarray) -> np.ndarray:
     return imgs
 
 
+def _redshift_column(catalog, column: str) -> np.ndarray:
+    from astropy.table import Table
+
+    try:
+        t = Table.read(catalog, format="ascii.csv") if str(catalog).lower().endswith(".csv") else Table.read(catalog)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{catalog}: cannot read the table ({' '.join(str(e).split())[:200]})") from None
+    if column not in t.colnames:
+        raise InputError(f"{catalog}: no column {column!r} (--redshift-column)")
+    try:
+        return np.asarray(t[column], float)
+    except (TypeError, ValueError):
+        raise InputError(f"{catalog}: column {column!r} is not numeric") from None
+
+
 def summarise_catalog(catalog: str | Path, model: str | Path | None = None, images: str | Path | None = None, *,
                       seed: int = 0, samples: int = 1000, steps: int = 100,
-                      keep_samples: bool = False) -> CatalogPosterior:
+                      keep_samples: bool = False, redshift_column: str | None = None) -> CatalogPosterior:
     """Posterior percentiles of every row of a catalogue (what ``galdust posterior sample`` writes).
 
     ``model``: see :func:`resolve_model` (None: the best default for the table); ``images``: cutouts
     (.npy or FITS, (n_rows, bands, H, W), nmgy/pixel) for the image models. Rows without usable
-    fluxes get NaN and a ``note``."""
+    fluxes get NaN and a ``note``. ``redshift_column``: a column of known (spectroscopic) redshifts;
+    the properties are then those at that z (a model conditioned on z, default ``cfm-onestep-z``),
+    and the z columns repeat it."""
     import time
 
     import jax.random as jr
@@ -153,10 +176,22 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     from .model import load_model
     from .redshift import RedshiftModel, sdss_table_features
 
-    plan = resolve_model(model, catalog)
+    plan = resolve_model(model, catalog, known_z=redshift_column is not None)
     zmodel = RedshiftModel.load(plan.zmodel) if plan.zmodel is not None else None
     m, _ = load_model(plan.cfm)
+    given_names = tuple(getattr(m, "given", ()))
+    if redshift_column is not None and given_names != ("z",):
+        raise InputError(f"{plan.label}: not a model conditioned on z (--redshift-column needs cfm-onestep-z, "
+                         f"cfm-phot-z or a model trained with --given z)")
+    if redshift_column is None and given_names:
+        raise InputError(f"{plan.label}: conditioned on {', '.join(given_names)}; give --redshift-column")
     cat = read_catalog(catalog, m.bands)
+    zgiven = None
+    if redshift_column is not None:
+        zgiven = _redshift_column(catalog, redshift_column)
+        for i, v in enumerate(zgiven):
+            if not (np.isfinite(v) and v >= 0) and not cat.notes[i]:
+                cat.notes[i] = f"no usable redshift in {redshift_column}"
     ok = np.array([not n for n in cat.notes])
     t0 = time.perf_counter()
     zfeat = sdss_table_features(catalog)[0][ok] if zmodel is not None else None  # SDSS tables only
@@ -183,7 +218,7 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     else:
         pct, smp = summarise_rows(m, cat.flux[ok], [n for n, g in zip(cat.names, ok) if g], seed=seed,
                                   samples=samples, steps=steps, zmodel=zmodel, zfeat=zfeat, images=imgs,
-                                  keep_samples=keep_samples)
+                                  keep_samples=keep_samples, given=None if zgiven is None else zgiven[ok, None])
     dt = time.perf_counter() - t0
     n = len(cat.names)
     cols = {"name": cat.names}
@@ -192,6 +227,9 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
             v = np.full(n, np.nan)
             v[ok] = pct[:, j, k]
             cols[f"{p}_{q}"] = v
+    if zgiven is not None:
+        for q in ("p16", "p50", "p84"):
+            cols[f"z_{q}"] = np.where(ok, zgiven, np.nan)
     for c, vals in extra.items():
         v = np.full(n, np.nan)
         v[ok] = vals

@@ -38,10 +38,12 @@ class PosteriorModel(eqx.Module):
     props: tuple = eqx.field(static=True)
     bands: tuple = eqx.field(static=True)
     soft: tuple = eqx.field(static=True)
+    given: tuple = eqx.field(static=True, default=())  # known properties the model is conditioned on
 
-    def features(self, flux) -> jnp.ndarray:
-        """Standardised conditioning vectors of fluxes (n, n_band) [nmgy]."""
-        x = luptitudes(flux, self.soft)
+    def features(self, flux, given=None) -> jnp.ndarray:
+        """Standardised conditioning vectors of fluxes (n, n_band) [nmgy] and, for a model conditioned
+        on known properties (``self.given``, e.g. a spectroscopic z), their values (n, len(given))."""
+        x = _inputs(flux, self.soft, getattr(self, "given", ()), given)
         return (jnp.asarray(x, jnp.float32) - self.cond_mean) / self.cond_std
 
     def sample(self, cond, key, n_samples: int = 1000, n_steps: int = 100):
@@ -55,23 +57,36 @@ class PosteriorModel(eqx.Module):
         return log_prob(self.velocity, z, cond, n_steps) - jnp.sum(jnp.log(self.theta_std))
 
 
-def build(props, bands, soft, theta, flux, *, width=256, depth=3, key) -> PosteriorModel:
-    """An untrained model with the standardisation of the training set ``theta`` (n, d), ``flux``."""
+def _inputs(flux, soft, names, values):
+    """Luptitudes of ``flux``, followed by the known properties ``values`` (n, len(names)) if any."""
     x = luptitudes(flux, soft)
+    if not names:
+        return x
+    if values is None:
+        raise ValueError(f"this posterior model is conditioned on {', '.join(names)}: give their values")
+    v = np.asarray(values, np.float64).reshape(len(x), len(names))
+    return np.concatenate([x, v], axis=1)
+
+
+def build(props, bands, soft, theta, flux, *, width=256, depth=3, key, given=(), given_values=None) -> PosteriorModel:
+    """An untrained model with the standardisation of the training set ``theta`` (n, d), ``flux``
+    (and ``given_values`` (n, len(given)) of the known properties it is conditioned on)."""
+    x = _inputs(flux, soft, tuple(given), given_values)
     tm, ts = theta.mean(0), np.maximum(theta.std(0), 1e-6)
     cm, cs = x.mean(0), np.maximum(x.std(0), 1e-6)
-    vel = VelocityMLP(len(props), len(bands), width, depth, key=key)
+    vel = VelocityMLP(len(props), x.shape[1], width, depth, key=key)
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     return PosteriorModel(vel, f32(tm), f32(ts), f32(cm), f32(cs), tuple(props), tuple(bands),
-                          tuple(float(s) for s in soft))
+                          tuple(float(s) for s in soft), tuple(given))
 
 
 def _skeleton(meta):
     c = meta["config"]
-    d, b = len(c["props"]), len(c["bands"])
+    given = tuple(c.get("given", ()))
+    d, b = len(c["props"]), len(c["bands"]) + len(given)
     z = lambda n: jnp.zeros(n, jnp.float32)  # noqa: E731
     vel = VelocityMLP(d, b, c["width"], c["depth"], key=jr.PRNGKey(0))
-    return PosteriorModel(vel, z(d), z(d), z(b), z(b), tuple(c["props"]), tuple(c["bands"]), tuple(c["soft"]))
+    return PosteriorModel(vel, z(d), z(d), z(b), z(b), tuple(c["props"]), tuple(c["bands"]), tuple(c["soft"]), given)
 
 
 def save_model(path: str | Path, model: PosteriorModel, sidecar: dict) -> Path:
@@ -79,6 +94,8 @@ def save_model(path: str | Path, model: PosteriorModel, sidecar: dict) -> Path:
 
     cfg = dict(props=list(model.props), bands=list(model.bands), soft=list(model.soft),
                width=model.velocity.net.width_size, depth=model.velocity.net.depth)
+    if model.given:
+        cfg["given"] = list(model.given)
     return save(path, model, dict(sidecar, config=cfg))
 
 
@@ -157,7 +174,7 @@ def log_prob_batched(model, theta, cond, n_steps: int = 100, batch: int = 256) -
 
 
 def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps: int = 100,
-                batch: int = 64, keep_samples: bool = False, images=None):
+                batch: int = 64, keep_samples: bool = False, images=None, given=None):
     """p16/p50/p84 per property for each row of ``flux`` (n, n_band); optionally the samples.
     Image models take the cutouts ``images`` (n, C, H, W) [nmgy/pixel] as well.
 
@@ -169,7 +186,7 @@ def percentiles(model: PosteriorModel, flux, key, n_samples: int = 1000, n_steps
             raise ValueError("this posterior model needs image cutouts")
         cond = model.conditions(flux, images)
     else:
-        cond = model.features(flux)
+        cond = model.features(flux, given) if getattr(model, "given", ()) else model.features(flux)
     s = sample_batched(model, cond, key, n_samples, n_steps, batch)
     pct = np.percentile(s, [16.0, 50.0, 84.0], axis=1).transpose(1, 2, 0)
     return pct, (s if keep_samples else None)

@@ -38,6 +38,7 @@ class OneStepPosterior(eqx.Module):
     props: tuple = eqx.field(static=True)
     bands: tuple = eqx.field(static=True)
     soft: tuple = eqx.field(static=True)
+    given: tuple = eqx.field(static=True, default=())
 
     features = PosteriorModel.features  # the same standardised luptitudes
 
@@ -79,9 +80,10 @@ def _teacher_pairs(teacher: PosteriorModel, cond, key, n_pairs: int, n_steps: in
 
 def distill_sampler(teacher: PosteriorModel, flux: np.ndarray, *, key, n_pairs: int = 200_000,
                     teacher_steps: int = 20, width: int = 256, depth: int = 3, steps: int = 10000,
-                    batch: int = 1024, lr: float = 1e-3, val_frac: float = 0.05, progress=None):
-    """Train a :class:`OneStepPosterior` on the teacher's ODE map at the fluxes of ``flux`` (n, b)."""
-    cond = np.asarray(teacher.features(flux), np.float32)
+                    batch: int = 1024, lr: float = 1e-3, val_frac: float = 0.05, progress=None, given=None):
+    """Train a :class:`OneStepPosterior` on the teacher's ODE map at the fluxes of ``flux`` (n, b)
+    (and the known properties ``given`` (n, k) of a teacher conditioned on them)."""
+    cond = np.asarray(teacher.features(flux, given), np.float32)
     kp, km, kt = jr.split(key, 3)
     th0, c, th1 = _teacher_pairs(teacher, cond, kp, n_pairs, teacher_steps)
     d, cd = th0.shape[1], c.shape[1]
@@ -89,7 +91,7 @@ def distill_sampler(teacher: PosteriorModel, flux: np.ndarray, *, key, n_pairs: 
     net = eqx.tree_at(lambda n: (n.layers[-1].weight, n.layers[-1].bias), net,
                       (net.layers[-1].weight * 0.1, jnp.zeros(d)))  # start near the identity map
     model = OneStepPosterior(net, teacher.theta_mean, teacher.theta_std, teacher.cond_mean, teacher.cond_std,
-                             teacher.props, teacher.bands, teacher.soft)
+                             teacher.props, teacher.bands, teacher.soft, teacher.given)
     n_val = max(int(val_frac * n_pairs), 1)
     X0, C, Y = jnp.asarray(th0), jnp.asarray(c), jnp.asarray(th1)
     opt = optax.adamw(optax.cosine_decay_schedule(lr, steps, 0.02), weight_decay=1e-5)
@@ -142,15 +144,19 @@ def save_onestep(path: str | Path, model: OneStepPosterior, sidecar: dict) -> Pa
 
     cfg = dict(props=list(model.props), bands=list(model.bands), soft=list(model.soft),
                width=model.net.width_size, depth=model.net.depth)
+    if model.given:
+        cfg["given"] = list(model.given)
     return save(path, model, dict(sidecar, kind="cfm-onestep", config=cfg))
 
 
 def _skeleton(meta):
     c = meta["config"]
-    d, b = len(c["props"]), len(c["bands"])
+    given = tuple(c.get("given", ()))
+    d, b = len(c["props"]), len(c["bands"]) + len(given)
     z = lambda n: jnp.zeros(n, jnp.float32)  # noqa: E731
     net = eqx.nn.MLP(d + b, d, c["width"], c["depth"], activation=jax.nn.silu, key=jr.PRNGKey(0))
-    return OneStepPosterior(net, z(d), z(d), z(b), z(b), tuple(c["props"]), tuple(c["bands"]), tuple(c["soft"]))
+    return OneStepPosterior(net, z(d), z(d), z(b), z(b), tuple(c["props"]), tuple(c["bands"]), tuple(c["soft"]),
+                            given)
 
 
 def load_onestep(path: str | Path) -> tuple[OneStepPosterior, dict]:
