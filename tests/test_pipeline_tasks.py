@@ -102,7 +102,7 @@ def test_posterior_run_with_the_sdss_redshift_model(tmp_path, cluster, capsys):
     z = {x["name"]: x for x in t.to_pylist()}
     assert z["103"]["status"] == "error" and z["103"]["z_p50"] is None
     with fits.open(out / "100.samples.fits") as h:
-        assert h[0].header["MODEL"] == "z_sdss" and h[0].header["ZSAMPLES"] == "cfm"
+        assert h[0].header["MODEL"] == "z_sdss" and h[0].header["CFMMODEL"] == "cfm_phot_sdss_z_onestep.eqx"
         assert h[0].data.shape == (200, 6)
     zm = RedshiftModel.load(NAMED_POSTERIORS["z-sdss"])
     cfm, _ = load_model(zm.cfm_path(DEFAULT_POSTERIOR.parent))

@@ -119,3 +119,72 @@ def test_posterior_sample_cli_schema(tmp_path, capsys):
             np.testing.assert_allclose(t[f"{p}_{q}"][ok], mean[j] + k * std[j], atol=0.15 * std[j], err_msg=f"{p}_{q}")
     assert np.isnan(t["z_p50"][2]) and "sdss_i" in t["note"][2]
     assert main(args) == 2  # exists
+
+
+def test_a_model_given_z_samples_the_properties_at_that_z(tmp_path):
+    """--given z / --redshift-column: z is an input, not a property; a zero velocity field gives the
+    base Gaussian whatever z, and a table without usable z in the column gets a note, not a guess."""
+    rng = np.random.default_rng(1)
+    theta = rng.normal([10.0, 0.0], [1.0, 0.5], (400, 2))
+    flux = rng.uniform(5, 300, (400, 5))
+    zs = rng.uniform(0.02, 0.2, (400, 1))
+    m = build(("log_mstar", "log_sfr"), BANDS, SOFT, theta, flux, width=16, key=jr.PRNGKey(0), given=("z",),
+              given_values=zs)
+    assert m.given == ("z",) and m.cond_mean.shape == (6,)
+    with pytest.raises(ValueError, match="conditioned on z"):
+        m.features(flux[:2])
+    # the z input is standardised with the training set's mean and std, like the fluxes
+    c = np.asarray(m.features(flux[:3], zs[:3]))
+    assert np.allclose(c[:, 5], (zs[:3, 0] - zs.mean()) / zs.std(), atol=1e-4)
+    m = _zero_velocity(m)
+    save_model(tmp_path / "mz.eqx", m, dict(kind="cfm-photometry"))
+    m2, meta = load_model(tmp_path / "mz.eqx")
+    assert m2.given == ("z",) and meta["config"]["given"] == ["z"]
+    sdss_table(tmp_path / "sdss.fits", n=5, extinction=0.1, z=(0.02, 0.2))
+    t = Table.read(tmp_path / "sdss.fits")
+    t["Z"][3] = np.nan
+    t.write(tmp_path / "sdss.fits", overwrite=True)
+    out = tmp_path / "post.fits"
+    args = ["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--model", str(tmp_path / "mz.eqx"),
+            "--out", str(out), "--samples", "2000", "--steps", "4", "--redshift-column", "Z"]
+    assert main(args) == 0
+    with fits.open(out) as h:
+        r = Table(h["POSTERIOR"].data)
+        assert h[0].header["ZGIVEN"] == "Z"
+    ok = np.arange(5) != 3
+    np.testing.assert_allclose(r["z_p50"][ok], np.asarray(t["Z"], float)[ok])  # z repeats the column
+    mean, std = np.asarray(m.theta_mean), np.asarray(m.theta_std)
+    np.testing.assert_allclose(r["log_mstar_p50"][ok], mean[0], atol=0.15 * std[0])
+    assert np.isnan(r["log_mstar_p50"][3]) and "no usable redshift in Z" in r["note"][3]
+    # a model without z as input refuses the column; one with it needs the column
+    save_model(tmp_path / "m.eqx", _zero_velocity(_model()), dict(kind="test"))
+    assert main(args[:4] + ["--model", str(tmp_path / "m.eqx"), "--out", str(tmp_path / "x.fits"),
+                            "--redshift-column", "Z"]) == 2
+    assert main(args[:4] + ["--model", str(tmp_path / "mz.eqx"), "--out", str(tmp_path / "y.fits")]) == 2
+    assert main(args[:4] + ["--out", str(tmp_path / "w.fits"), "--redshift-column", "NOPE"]) == 2
+
+
+def test_rows_outside_the_training_domain_are_flagged(tmp_path):
+    from galdust.posterior.domain import fit_domain, outside
+
+    rng = np.random.default_rng(2)
+    flux = rng.uniform(50, 300, (2000, 5))  # luptitudes ~16.3-18.3, colours within ±2 mag
+    dom = fit_domain(flux, SOFT, BANDS)
+    assert dom["features"][:5] == ["u", "g", "r", "i", "z"] and dom["features"][5] == "u-g"
+    faint = flux[:3] / 100.0  # 5 mag fainter
+    why = outside(dom, np.r_[flux[:2], faint], SOFT, BANDS)
+    assert why[:2] == ["", ""] and all(w.startswith("outside the training domain: u ") for w in why[2:])
+    m = _zero_velocity(_model())
+    save_model(tmp_path / "m.eqx", m, dict(kind="test", domain=dom))
+    sdss_table(tmp_path / "sdss.fits", n=4, extinction=0.0, z=(0.02, 0.2))
+    t = Table.read(tmp_path / "sdss.fits")
+    t["MODELFLUX"][1] = t["MODELFLUX"][1] / 1e3
+    t["MODELFLUX"][2] = np.asarray(flux[0])
+    t.write(tmp_path / "sdss.fits", overwrite=True)
+    assert main(["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--model", str(tmp_path / "m.eqx"),
+                 "--out", str(tmp_path / "p.fits"), "--samples", "100", "--steps", "2"]) == 0
+    r = Table.read(tmp_path / "p.fits", hdu="POSTERIOR")
+    notes = [str(x) if x is not np.ma.masked else "" for x in r["note"]]
+    assert r["flag"][1] == 1 and "outside the training domain" in notes[1]
+    assert r["flag"][2] == 0 and notes[2] == ""
+    assert np.isfinite(r["log_mstar_p50"][1])  # answered, flagged

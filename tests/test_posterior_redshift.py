@@ -108,9 +108,12 @@ def test_train_z_and_sample_cli(tmp_path, capsys):
     assert main(["posterior", "sample", "--catalog", str(tmp_path / "test.fits"), "--out", str(out),
                  "--model", str(tmp_path / "zm"), "--samples", "50", "--steps", "5", "--save-samples"]) == 0
     with fits.open(out) as h:
-        assert h[0].header["ZMODEL"] == "zm" and h[0].header["CFMMODEL"] == "cfm_phot_sdss_onestep.eqx"
-        assert h["SAMPLES"].header["ZSAMPLES"] == "cfm"  # the samples are the CFM's, the z percentiles z-sdss's
+        # the properties: the model conditioned on z, sampled at redshifts drawn from z-sdss's posterior
+        assert h[0].header["ZMODEL"] == "zm" and h[0].header["CFMMODEL"] == "cfm_phot_sdss_z_onestep.eqx"
+        assert h["SAMPLES"].header["ZSAMPLES"] == "zmodel"
+        assert h["SAMPLES"].header["PROPS"] == "log_mstar,log_sfr,logzsol,dn4000,av,z"
         t = Table(h["POSTERIOR"].data)
+        zs = h["SAMPLES"].data[:, :, -1]
     # z columns are the redshift model's prediction on the table's features and the CFM's summary
     from galdust.cli import NAMED_POSTERIORS
 
@@ -121,6 +124,8 @@ def test_train_z_and_sample_cli(tmp_path, capsys):
     want = RedshiftModel.load(tmp_path / "zm").predict(np.c_[X, cfm_features(cfm, read_catalog(tmp_path / "test.fits").flux)])
     np.testing.assert_allclose(np.c_[t["z_p16"], t["z_p50"], t["z_p84"]], want, atol=1e-6)
     assert np.all(np.isfinite(t["log_mstar_p50"]))
+    # the z samples follow the z percentiles (a split normal: its median is p50; 50 draws)
+    assert np.median(np.abs(np.median(zs, axis=1) - want[:, 1]) / (want[:, 2] - want[:, 0])) < 0.25
     # a galdust simulator table is not an SDSS table: one line, exit 2
     Table({f"flux_sdss_{b}": [10.0] for b in "ugriz"}).write(tmp_path / "sim.fits")
     capsys.readouterr()

@@ -125,7 +125,10 @@ def posterior_train(
         init_s, warm_s = (None if x is None else str(x) for x in (init, warm_start))
         runs = prev.get("runs", []) + [dict(steps=hist[-1][0] - prev.get("steps", 0), lr=lr, batch=batch, init=init_s,
                                             warm_start=warm_s)]
+        from ..posterior.domain import fit_domain
+
         save_image_model(out, model, dict(sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
+                                          domain=fit_domain(flux, soft, cat.bands),
                                           n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
                                           steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1),
                                           init=init_s, warm_start=warm_s, runs=runs,
@@ -144,7 +147,10 @@ def posterior_train(
                           progress=prog)
     model = eqx_replace_velocity(model, vel)
     dt = time.perf_counter() - t0
+    from ..posterior.domain import fit_domain
+
     save_model(out, model, dict(kind="cfm-photometry", sims=[str(p) for p in sims],
+                                domain=fit_domain(flux, soft, cat.bands),
                                 sims_provenance=sims_provenance(sims), n_train=int(keep.sum()), r_limit=r_limit,
                                 seed=seed, steps=hist[-1][0], train_seconds=round(dt, 1),
                                 best_val_loss=min(h[2] for h in hist), history=hist))
@@ -237,7 +243,10 @@ def posterior_train_vaenf(
     model = VAENFModel(vae, fp, fl, stats, PROPS_NF, tuple(cat.bands), soft, sig, colours=True)
     cfg = dict(props=list(PROPS_NF), bands=list(cat.bands), soft=list(soft), image_sigma=list(sig), latent=latent,
                vae_channels=list(ch), flow=flow_cfg, beta=beta, colours=True)
+    from ..posterior.domain import fit_domain
+
     save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
+                                domain=fit_domain(cat.flux, soft, cat.bands),
                                 n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
                                 vae_history=vh, vae_val_mse=vh[-1][3], vae_seconds=round(t_vae, 1),
                                 vae_from=str(init_vae) if init_vae is not None else None,
@@ -293,7 +302,10 @@ def posterior_distill(
     m, hist = distill_sampler(teacher, cat.flux[keep], key=jr.PRNGKey(seed), n_pairs=pairs, steps=steps,
                               teacher_steps=teacher_steps, progress=prog, given=gval)
     dt = time.perf_counter() - t0
+    from ..posterior.domain import fit_domain
+
     save_onestep(out, m, dict(teacher=model.name, teacher_sha256=tmeta.get("sha256"), sims=str(sims),
+                              domain=tmeta.get("domain") or fit_domain(cat.flux[keep], teacher.soft, teacher.bands),
                               sims_provenance=sims_provenance([sims])[0],
                               n_conditions=int(keep.sum()), r_limit=r_limit, pairs=pairs, steps=steps,
                               teacher_steps=teacher_steps, seed=seed, train_seconds=round(dt, 1),
@@ -387,13 +399,18 @@ def posterior_sample(
     if save_samples:
         h = fits.ImageHDU(res.samples, name="SAMPLES")
         h.header["PROPS"] = ",".join(res.props)
-        if plan.zmodel is not None:
+        if plan.zmodel is not None and plan.at_z is not None:
+            h.header["ZSAMPLES"] = ("zmodel", "z samples: split normal of z-sdss's percentiles")
+        elif plan.zmodel is not None:
             h.header["ZSAMPLES"] = ("cfm", "z samples: the CFM's; z_p16/50/84: z-sdss's")
         hdus.append(h)
     hdus[0].header["MODEL"] = (plan.label, "default for this table" if model is None else "as asked")
     if plan.zmodel is not None:
         hdus[0].header["ZMODEL"] = (plan.zmodel.name, "z from the SDSS redshift model")
-        hdus[0].header["CFMMODEL"] = (plan.cfm.name, "the other properties")
+        if plan.at_z is not None:
+            hdus[0].header["CFMMODEL"] = (plan.at_z.name, "the other properties, at z-sdss's z")
+        else:
+            hdus[0].header["CFMMODEL"] = (plan.cfm.name, "the other properties")
     if redshift_column is not None:
         hdus[0].header["ZGIVEN"] = (redshift_column, "properties at the redshift of this column")
     hdus[0].header["NSAMPLE"] = samples

@@ -328,9 +328,23 @@ class PosteriorTask:
         return _cfm_for(self.model_path)
 
     @property
+    def at_z_path(self) -> str | None:
+        """With a redshift model: the model conditioned on z sampled at its redshifts (as ``galdust
+        posterior sample``), when shipped."""
+        if self.zmodel is None:
+            return None
+        from ..posterior.api import resolve_model
+
+        at_z = resolve_model(self.model_path).at_z
+        return None if at_z is None else str(at_z)
+
+    @property
     def props(self) -> list[str]:
         import json
 
+        if self.at_z_path is not None:
+            side = Path(self.at_z_path).with_suffix(".json")
+            return list(json.loads(side.read_text())["config"]["props"]) + ["z"]
         side = Path(self.cfm_path).with_suffix(".json")
         return list(json.loads(side.read_text())["config"]["props"])
 
@@ -402,16 +416,19 @@ class PosteriorTask:
             # run draws the same samples
             zm = _redshift_model(self.zmodel) if self.zmodel is not None else None
             zfeat = np.array([items[k][2]["zfeat"] for k in good], float) if zm is not None else None
+            at_z = _posterior_model(self.at_z_path) if self.at_z_path is not None and zm is not None else None
             pct, smp = summarise_rows(m, flux, [items[k][0] for k in good], seed=self.seed, samples=self.samples,
-                                      steps=self.steps, zmodel=zm, zfeat=zfeat, keep_samples=self.save_samples)
+                                      steps=self.steps, zmodel=zm, zfeat=zfeat, keep_samples=self.save_samples,
+                                      at_z=at_z)
+            props = self.props
             for j, k in enumerate(good):
                 row = dict(status="ok", error=None)
-                for a, p in enumerate(m.props):
+                for a, p in enumerate(props):
                     for b, q in enumerate(("p16", "p50", "p84")):
                         row[f"{p}_{q}"] = float(pct[j, a, b])
                 if self.save_samples:
                     try:
-                        _write_samples(out / f"{items[k][0]}.samples.fits", smp[j], m.props, self)
+                        _write_samples(out / f"{items[k][0]}.samples.fits", smp[j], props, self)
                     except Exception as e:  # noqa: BLE001
                         row = dict(status="error", error=_one_line(e))
                 rows[k] = row
@@ -428,7 +445,9 @@ def _write_samples(path: Path, samples, props, task: PosteriorTask) -> None:
     h.header["PROPS"] = ",".join(props)
     h.header["MODEL"] = Path(task.model_path).name
     h.header["RK4STEP"] = task.steps
-    if task.zmodel is not None:
+    if task.zmodel is not None and task.at_z_path is not None:
+        h.header["CFMMODEL"] = (Path(task.at_z_path).name, "the samples, at z drawn from the z model")
+    elif task.zmodel is not None:
         h.header["CFMMODEL"] = (Path(task.cfm_path).name, "the samples")
         h.header["ZSAMPLES"] = ("cfm", "z samples are the CFM's, z_pNN the z model's")
     with atomic_path(path, overwrite=True) as tmp:

@@ -41,6 +41,7 @@ class PosteriorPlan:
     label: str  # what the user asked for, or the default's name
     cfm: Path
     zmodel: Path | None = None
+    at_z: Path | None = None  # with zmodel: a model conditioned on z, sampled at the zmodel's redshifts
 
 
 def is_sdss_table(path: str | Path) -> bool:
@@ -72,7 +73,8 @@ def resolve_model(model: str | Path | None, catalog: str | Path | None = None, k
             raise InputError(f"{model}: no such model (or one of: {', '.join(NAMED_POSTERIORS)})")
     path = Path(path)
     if is_redshift_model(path):
-        return PosteriorPlan(label, redshift_cfm_path(path, SHIPPED_DIR), path)
+        at_z = NAMED_POSTERIORS[DEFAULT_KNOWN_Z]
+        return PosteriorPlan(label, redshift_cfm_path(path, SHIPPED_DIR), path, at_z if at_z.exists() else None)
     return PosteriorPlan(label, path, None)
 
 
@@ -92,18 +94,43 @@ def object_keys(seed: int, names: Sequence[str]):
     return jax.vmap(lambda s: jr.fold_in(base, s))(seeds)
 
 
+def z_draws(zq: np.ndarray, keys, n: int) -> np.ndarray:
+    """(rows, n, 1) redshift draws from each row's (p16, p50, p84): a split normal, z ≥ 0.001."""
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    e = np.asarray(jax.vmap(lambda k: jr.normal(jr.fold_in(k, 7919), (n,)))(jnp.asarray(keys)))
+    lo, mid, hi = (np.asarray(zq[:, i : i + 1], float) for i in range(3))
+    return np.maximum(mid + e * np.where(e > 0, hi - mid, mid - lo), 1e-3)[..., None]
+
+
 def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int = 0, samples: int = 1000,
                    steps: int = 100, zmodel=None, zfeat: np.ndarray | None = None, images=None,
-                   keep_samples: bool = False, batch: int = 64, given: np.ndarray | None = None):
+                   keep_samples: bool = False, batch: int = 64, given: np.ndarray | None = None, at_z=None):
     """(p16/p50/p84 (n, n_prop, 3), samples or None) of each row of ``flux`` (n, n_band) [nmgy].
 
     ``model``: a loaded photometric or image posterior; ``zmodel``: a loaded
     :class:`galdust.posterior.redshift.RedshiftModel` with its photometric features ``zfeat`` (n, k):
     its z percentiles replace the model's. ``given``: the known properties (n, k) of a model
-    conditioned on them (``model.given``, e.g. spectroscopic z)."""
-    from .model import percentiles
+    conditioned on them (``model.given``, e.g. spectroscopic z). ``at_z`` (with ``zmodel``): a model
+    conditioned on z; the properties are then its samples at redshifts drawn from the ``zmodel``'s
+    posterior (one per sample), and the returned properties are ``at_z.props`` + z."""
+    from .model import percentiles, sample_given
 
     keys = object_keys(seed, names)
+    if at_z is not None and zmodel is not None:
+        from .redshift import cfm_features
+
+        flux = np.asarray(flux, float)
+        zq = zmodel.predict(np.c_[np.asarray(zfeat, float), cfm_features(model, flux)])
+        s = sample_given(at_z, flux, z_draws(zq, keys, samples), keys, steps, batch)
+        pct = np.percentile(s, [16.0, 50.0, 84.0], axis=1).transpose(1, 2, 0)
+        pct = np.concatenate([pct, zq[:, None, :]], axis=1)
+        if keep_samples:
+            zs = z_draws(zq, keys, samples).astype(np.float32)
+            s = np.concatenate([s, zs], axis=2)
+        return pct, (s if keep_samples else None)
     pct, smp = percentiles(model, np.asarray(flux, float), keys, samples, steps, keep_samples=keep_samples,
                            images=images, batch=batch, given=given)
     if zmodel is not None:
@@ -178,7 +205,8 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
 
     plan = resolve_model(model, catalog, known_z=redshift_column is not None)
     zmodel = RedshiftModel.load(plan.zmodel) if plan.zmodel is not None else None
-    m, _ = load_model(plan.cfm)
+    m, meta = load_model(plan.cfm)
+    at_z = load_model(plan.at_z)[0] if plan.at_z is not None else None
     given_names = tuple(getattr(m, "given", ()))
     if redshift_column is not None and given_names != ("z",):
         raise InputError(f"{plan.label}: not a model conditioned on z (--redshift-column needs cfm-onestep-z, "
@@ -218,11 +246,13 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     else:
         pct, smp = summarise_rows(m, cat.flux[ok], [n for n, g in zip(cat.names, ok) if g], seed=seed,
                                   samples=samples, steps=steps, zmodel=zmodel, zfeat=zfeat, images=imgs,
-                                  keep_samples=keep_samples, given=None if zgiven is None else zgiven[ok, None])
+                                  keep_samples=keep_samples, given=None if zgiven is None else zgiven[ok, None],
+                                  at_z=at_z)
     dt = time.perf_counter() - t0
     n = len(cat.names)
     cols = {"name": cat.names}
-    for j, p in enumerate(m.props):
+    props = list(at_z.props) + ["z"] if at_z is not None and zmodel is not None else list(m.props)
+    for j, p in enumerate(props):
         for k, q in enumerate(("p16", "p50", "p84")):
             v = np.full(n, np.nan)
             v[ok] = pct[:, j, k]
@@ -234,9 +264,18 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
         v = np.full(n, np.nan)
         v[ok] = vals
         cols[c] = v
-    cols["note"] = cat.notes
+    from .domain import outside
+
+    flag = np.zeros(n, np.int16)
+    notes = list(cat.notes)
+    if ok.any() and hasattr(m, "soft"):
+        for i, why in zip(np.nonzero(ok)[0], outside(meta.get("domain"), cat.flux[ok], m.soft, m.bands)):
+            if why:
+                flag[i], notes[i] = 1, why
+    cols["flag"] = flag  # 1: answered, but the row is outside the model's training domain (see note)
+    cols["note"] = notes
     full = None
     if keep_samples:
-        full = np.full((n, samples, len(m.props)), np.nan, np.float32)
+        full = np.full((n, samples, len(props)), np.nan, np.float32)
         full[ok] = smp
-    return CatalogPosterior(plan, list(m.props), cols, full, int(ok.sum()), dt)
+    return CatalogPosterior(plan, props, cols, full, int(ok.sum()), dt)

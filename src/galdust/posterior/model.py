@@ -166,6 +166,27 @@ def sample_batched(model, cond, key, n_samples: int = 1000, n_steps: int = 100, 
             else np.zeros((0, n_samples, len(model.props)), np.float32))
 
 
+@eqx.filter_jit
+def _sample_given_rows(m, c, k, n_steps):
+    # c (rows, n_samples, c): one condition per sample (the known property drawn per sample)
+    def row(ci, ki):
+        ks = jr.split(ki, ci.shape[0])
+        return jax.vmap(lambda cc, kk: m.sample(cc, kk, 1, n_steps)[0])(ci, ks)
+
+    return jax.vmap(row)(c, k)
+
+
+def sample_given(model, flux, given_samples, key, n_steps: int = 100, batch: int = 64) -> np.ndarray:
+    """Samples (n, n_samples, d) of a model conditioned on known properties (``model.given``) whose
+    values are themselves uncertain: ``given_samples`` (n, n_samples, k), one draw per sample, so the
+    result is marginalised over them (e.g. z from a photometric-redshift posterior)."""
+    n, ns, k = given_samples.shape
+    f = np.repeat(np.asarray(flux, float), ns, axis=0)
+    cond = model.features(f, given_samples.reshape(n * ns, k)).reshape(n, ns, -1)
+    out = map_chunks(lambda c, kk: _sample_given_rows(model, c, kk, n_steps), cond, row_keys(key, n), batch)
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
 def log_prob_batched(model, theta, cond, n_steps: int = 100, batch: int = 256) -> np.ndarray:
     """Exact log p(θ_i | x_i) (physical units) for rows of ``theta`` (n, d) and conditions (n, c)."""
     f = eqx.filter_jit(jax.vmap(lambda t, c: model.log_prob(t, c, n_steps)))
