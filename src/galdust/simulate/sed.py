@@ -195,7 +195,8 @@ def simulate_photometry(key, n: int, cfg: SEDConfig = SEDConfig(), grid: S.SPSGr
     if population is None:
         _, out = _draw(kp, n, cfg, grid, fs, batch)
     else:
-        _, out = draw_population(kp, n, cfg, grid, fs, population, batch)
+        # the draws are many more than n (a few % are accepted): never a small compiled batch
+        _, out = draw_population(kp, n, cfg, grid, fs, population, max(batch, 4096))
         zp = np.array([population.zeropoints.get(b, 0.0) for b in cfg.bands])
         out["flux"] = out["flux"] * 10 ** (-0.4 * zp)
     noisy, sig = add_noise(kn, jnp.asarray(out["flux"]), cfg.bands, cfg)
