@@ -362,12 +362,12 @@ def posterior_train_z(
 def posterior_sample(
     catalog: Annotated[Path, typer.Option("--catalog", help="galdust simulator table or SDSS FITS table.")],
     out: Annotated[Path, typer.Option("--out", help="Output FITS table POST.fits.")],
-    model: Annotated[Optional[str], typer.Option("--model", help="Weights file, or a shipped model: cfm-phot, "
-                                                                 "cfm-onestep, cfm-image, vae-nf (these two need "
-                                                                 "--images), z-sdss (SDSS tables: redshift from the "
-                                                                 "SDSS-trained model, the other properties from the "
-                                                                 "one-step CFM it reads). Default: z-sdss on SDSS "
-                                                                 "tables, cfm-phot on others.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="Weights file, or a shipped model: cfm-phot, cfm-onestep, cfm-image, vae-nf (these two need "
+                        "--images), cfm-phot-z, cfm-onestep-z (with --redshift-column), z-sdss (SDSS tables: redshift "
+                        "from the SDSS-trained model, the other properties from cfm-onestep-z at its redshifts). "
+                        "Default: z-sdss on SDSS tables, cfm-phot on others, cfm-onestep-z with "
+                        "--redshift-column.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=10, help="Posterior samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples (HDU SAMPLES).")] = False,
