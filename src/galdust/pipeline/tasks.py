@@ -446,7 +446,7 @@ def _write_samples(path: Path, samples, props, task: PosteriorTask) -> None:
     h.header["MODEL"] = Path(task.model_path).name
     h.header["RK4STEP"] = task.steps
     if task.zmodel is not None and task.at_z_path is not None:
-        h.header["CFMMODEL"] = (Path(task.at_z_path).name, "the samples, at z drawn from the z model")
+        h.header["CFMMODEL"] = (Path(task.at_z_path).name, "samples at the z model's z draws")
     elif task.zmodel is not None:
         h.header["CFMMODEL"] = (Path(task.cfm_path).name, "the samples")
         h.header["ZSAMPLES"] = ("cfm", "z samples are the CFM's, z_pNN the z model's")
