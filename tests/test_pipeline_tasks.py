@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIR_SED, FIR_TRUTH, sdss_table
 from astropy.io import fits
+from astropy.table import Table
 
 from galdust.cli import main
 from galdust.pipeline import catalog as cat
@@ -161,3 +162,25 @@ def test_run_posterior_default_is_the_tables_default_as_in_posterior_sample(tmp_
     assert json.dumps(opts).count("z_sdss") >= 1
     t = pq.read_table(out / "catalog.parquet").to_pylist()
     assert sum(r["status"] == "ok" for r in t) == 6
+
+
+def test_run_posterior_at_known_redshifts_equals_posterior_sample(tmp_path, cluster, capsys):
+    """--redshift-column Z on Dask: cfm-onestep-z by default, z columns are the column, and each object
+    gets the numbers galdust posterior sample gives it."""
+    table = _sdss_table(tmp_path / "sdss.fits")
+    out = tmp_path / "run"
+    main(["run", "posterior", "--out", str(out), "--catalog", str(table), "--redshift-column", "Z",
+          "--scheduler", cluster.scheduler_address, "--samples", "200", "--batch-size", "5", "--quiet"])
+    rows = {r["name"]: r for r in pq.read_table(out / "catalog.parquet").to_pylist()}
+    assert main(["posterior", "sample", "--catalog", str(table), "--out", str(tmp_path / "p.fits"),
+                 "--redshift-column", "Z", "--samples", "200"]) == 0
+    with fits.open(tmp_path / "p.fits") as h:
+        single = {str(n): row for n, row in zip(h[1].data["name"], h[1].data)}
+        zcol = dict(zip(map(str, Table.read(table)["OBJID"]), Table.read(table)["Z"]))
+    ok = [n for n, r in rows.items() if r["status"] == "ok"]
+    assert len(ok) >= 5
+    for n in ok:
+        assert rows[n]["z_p50"] == pytest.approx(float(zcol[n]))
+        for p in ("log_mstar", "log_sfr", "av"):
+            assert rows[n][f"{p}_p50"] == pytest.approx(float(single[n][f"{p}_p50"]), abs=1e-5), (n, p)
+    assert main(["run", "fit", "--out", str(tmp_path / "f"), "--catalog", str(table), "--redshift-column", "Z"]) == 2

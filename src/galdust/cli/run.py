@@ -71,6 +71,11 @@ def run_cmd(
     steps: Annotated[int, typer.Option("--steps", min=1, help="posterior: RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="posterior: also write NAME.samples.fits.")] = False,
     seed: Annotated[int, typer.Option(help="posterior: seed (each object's key derives from it and its name).")] = 0,
+    redshift_column: Annotated[Optional[str], typer.Option("--redshift-column", help="posterior: column of known "
+                                                                                     "(spectroscopic) redshifts; the "
+                                                                                     "properties at that z (as "
+                                                                                     "galdust posterior "
+                                                                                     "sample).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (batch systems); summary only.")] = False,
 ):
     """Run a job over many inputs on Dask: resumable (re-run the same command), one row per input in
@@ -89,7 +94,9 @@ def run_cmd(
             "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot,
                             exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
-                              seed=seed, save_samples=save_samples)}[task]
+                              seed=seed, save_samples=save_samples, redshift_column=redshift_column)}[task]
+    if redshift_column is not None and task != "posterior":
+        raise UserError("--redshift-column is for galdust run posterior")
     if task == "posterior":  # the model galdust posterior sample would use (the same default per table)
         from ..posterior.api import resolve_model
 
@@ -99,8 +106,8 @@ def run_cmd(
             import glob
 
             first = catalog or next((f for pat in inputs or [] for f in sorted(glob.glob(pat, recursive=True))), None)
-            if first is not None:
-                model = NAMED_POSTERIORS[resolve_model(None, first).label]
+            if first is not None or redshift_column is not None:
+                model = NAMED_POSTERIORS[resolve_model(None, first, known_z=redshift_column is not None).label]
         opts["model"] = str(Path(model).resolve()) if model is not None else None
     if batch_size:
         opts["batch_size"] = batch_size

@@ -308,6 +308,7 @@ class PosteriorTask:
     seed: int = 0
     save_samples: bool = False
     batch_size: int = 256
+    redshift_column: str | None = None  # known redshifts: the properties at them (a model given z)
 
     name = "posterior"
 
@@ -346,7 +347,8 @@ class PosteriorTask:
             side = Path(self.at_z_path).with_suffix(".json")
             return list(json.loads(side.read_text())["config"]["props"]) + ["z"]
         side = Path(self.cfm_path).with_suffix(".json")
-        return list(json.loads(side.read_text())["config"]["props"])
+        props = list(json.loads(side.read_text())["config"]["props"])
+        return props + ["z"] if self.redshift_column is not None else props
 
     @property
     def fields(self):
@@ -354,7 +356,7 @@ class PosteriorTask:
 
     def options(self) -> dict:
         return dict(model=self.model_path, samples=self.samples, steps=self.steps, seed=self.seed,
-                    save_samples=self.save_samples)
+                    save_samples=self.save_samples, redshift_column=self.redshift_column)
 
     def outputs(self, out: Path, name: str) -> list[Path]:
         return [out / f"{name}.samples.fits"] if self.save_samples else []
@@ -363,6 +365,8 @@ class PosteriorTask:
         import glob
         import json
         import os
+
+        import numpy as np
 
         from ..io import InputError
         from ..posterior.data import read_catalog
@@ -378,9 +382,20 @@ class PosteriorTask:
             raise InputError(f"{self.model_path}: an image model; galdust run posterior takes photometric models "
                              f"(use galdust posterior sample --images)")
         bands = tuple(side["config"]["bands"])
+        given = tuple(side["config"].get("given", ()))
+        if (self.redshift_column is not None) != (given == ("z",)):
+            raise InputError(f"{self.model_path}: " + ("not a model conditioned on z (--redshift-column needs "
+                                                       "cfm-onestep-z or cfm-phot-z)" if self.redshift_column
+                                                       else "conditioned on z; give --redshift-column"))
         items: list[tuple] = []
         for t in tables:
             c = read_catalog(t, bands)
+            if self.redshift_column is not None:
+                from ..posterior.api import _redshift_column
+
+                zg = _redshift_column(t, self.redshift_column)
+                c.notes = [n or ("" if np.isfinite(v) and v >= 0 else f"no usable redshift in {self.redshift_column}")
+                           for n, v in zip(c.notes, zg)]
             zfeat = None
             if self.zmodel is not None:
                 from ..posterior.redshift import sdss_table_features
@@ -389,6 +404,8 @@ class PosteriorTask:
             prefix = f"{t.stem}:" if len(tables) > 1 and c.names == [str(i) for i in range(len(c.names))] else ""
             for i, (n, f, note) in enumerate(zip(c.names, c.flux, c.notes)):
                 params = dict(flux=[float(x) for x in f], note=note)
+                if self.redshift_column is not None:
+                    params["zgiven"] = float(zg[i])
                 if zfeat is not None:
                     params["zfeat"] = [float(x) for x in zfeat[i]]
                 items.append((prefix + n, f"{t}#{i}", params))
@@ -417,9 +434,15 @@ class PosteriorTask:
             zm = _redshift_model(self.zmodel) if self.zmodel is not None else None
             zfeat = np.array([items[k][2]["zfeat"] for k in good], float) if zm is not None else None
             at_z = _posterior_model(self.at_z_path) if self.at_z_path is not None and zm is not None else None
+            zg = (np.array([[items[k][2]["zgiven"]] for k in good], float) if self.redshift_column is not None
+                  else None)
             pct, smp = summarise_rows(m, flux, [items[k][0] for k in good], seed=self.seed, samples=self.samples,
                                       steps=self.steps, zmodel=zm, zfeat=zfeat, keep_samples=self.save_samples,
-                                      at_z=at_z)
+                                      at_z=at_z, given=zg)
+            if zg is not None:  # z columns repeat the known redshift (as galdust posterior sample)
+                pct = np.concatenate([pct, np.repeat(zg[:, None, :], 3, axis=2)], axis=1)
+                if smp is not None:
+                    smp = np.concatenate([smp, np.broadcast_to(zg[:, None, :], smp.shape[:2] + (1,))], axis=2)
             props = self.props
             for j, k in enumerate(good):
                 row = dict(status="ok", error=None)
