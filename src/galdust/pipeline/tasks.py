@@ -391,9 +391,9 @@ class PosteriorTask:
         for t in tables:
             c = read_catalog(t, bands)
             if self.redshift_column is not None:
-                from ..posterior.api import _redshift_column
+                from ..posterior.api import read_redshift_column
 
-                zg = _redshift_column(t, self.redshift_column)
+                zg = read_redshift_column(t, self.redshift_column)
                 c.notes = [n or ("" if np.isfinite(v) and v >= 0 else f"no usable redshift in {self.redshift_column}")
                            for n, v in zip(c.notes, zg)]
             zfeat = None

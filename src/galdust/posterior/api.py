@@ -23,7 +23,7 @@ from ..io import InputError
 from ..models import shipped_path
 
 __all__ = ["SHIPPED_DIR", "NAMED_POSTERIORS", "PosteriorPlan", "resolve_model", "object_keys", "summarise_rows",
-           "is_sdss_table", "summarise_catalog", "CatalogPosterior"]
+           "is_sdss_table", "summarise_catalog", "CatalogPosterior", "read_redshift_column"]
 
 #: shipped posterior models by name (``--model NAME``), from the one registry :data:`galdust.models.SHIPPED`
 NAMED_POSTERIORS = {n: shipped_path(n) for n in ("cfm-phot", "cfm-onestep", "cfm-image", "vae-nf", "z-sdss",
@@ -124,12 +124,12 @@ def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int =
 
         flux = np.asarray(flux, float)
         zq = zmodel.predict(np.c_[np.asarray(zfeat, float), cfm_features(model, flux)])
-        s = sample_given(at_z, flux, z_draws(zq, keys, samples), keys, steps, batch)
+        zs = z_draws(zq, keys, samples)
+        s = sample_given(at_z, flux, zs, keys, steps, batch)
         pct = np.percentile(s, [16.0, 50.0, 84.0], axis=1).transpose(1, 2, 0)
         pct = np.concatenate([pct, zq[:, None, :]], axis=1)
         if keep_samples:
-            zs = z_draws(zq, keys, samples).astype(np.float32)
-            s = np.concatenate([s, zs], axis=2)
+            s = np.concatenate([s, zs.astype(np.float32)], axis=2)
         return pct, (s if keep_samples else None)
     pct, smp = percentiles(model, np.asarray(flux, float), keys, samples, steps, keep_samples=keep_samples,
                            images=images, batch=batch, given=given)
@@ -170,7 +170,8 @@ def _read_images(images, n_rows: int, ok: np.ndarray) -> np.ndarray:
     return imgs
 
 
-def _redshift_column(catalog, column: str) -> np.ndarray:
+def read_redshift_column(catalog, column: str) -> np.ndarray:
+    """The values of a catalogue's known-redshift column (one-line InputError if missing or not numeric)."""
     from astropy.table import Table
 
     try:
@@ -216,7 +217,7 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     cat = read_catalog(catalog, m.bands)
     zgiven = None
     if redshift_column is not None:
-        zgiven = _redshift_column(catalog, redshift_column)
+        zgiven = read_redshift_column(catalog, redshift_column)
         for i, v in enumerate(zgiven):
             if not (np.isfinite(v) and v >= 0) and not cat.notes[i]:
                 cat.notes[i] = f"no usable redshift in {redshift_column}"
