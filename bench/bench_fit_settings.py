@@ -1,7 +1,7 @@
 """Dust-fit settings on development galaxies: one row per (FitConfig override, start, host); prints a table.
 
     python bench/bench_fit_settings.py [--n 48] [--seed 2001] [--snr 50] \
-        [--setting '{}' --setting '{"a_scale": 1.0}' ...] [--starts red,blue] [--hosts fiducial,isochromatic]
+        [--setting '{}' --setting '{"a_scale": 1.0}' ...] [--starts red,blue] [--hosts realistic,dust-free]
 
 Development galaxies: simulation seed 2001, neither the dust prior's training seed (1) nor the
 evaluation seed of ``galdust evaluate dust`` (1001), so settings chosen here are not tuned on the
@@ -28,7 +28,7 @@ from galdust.dust.job import DustFitter
 from galdust.priors.dust import dust_prior
 
 
-def run(setting: dict, *, start: str, isochromatic: bool, n: int, seed: int, snr: float) -> dict:
+def run(setting: dict, *, start: str, hosts: str, n: int, seed: int, snr: float) -> dict:
     setting = dict(setting)
     priors = bool(setting.pop("priors", True))
     sigma = setting.pop("dust_sigma", None)
@@ -37,7 +37,7 @@ def run(setting: dict, *, start: str, isochromatic: bool, n: int, seed: int, snr
     if priors and sigma is not None:
         fitter.dust_score = dust_prior(sigma=float(sigma))
     t0 = time.perf_counter()
-    rows = evaluate_config(n=n, snr=snr, snr_kind="peak", isochromatic=isochromatic, start=start, priors=priors,
+    rows = evaluate_config(n=n, snr=snr, snr_kind="peak", hosts=hosts, start=start, priors=priors,
                            seed=seed, batch_size=16, fitter=fitter)
     wall = time.perf_counter() - t0
     rows = [r for r in rows if not r["error"]]
@@ -56,7 +56,7 @@ def main():
     ap.add_argument("--snr", type=float, default=50.0)
     ap.add_argument("--setting", action="append", default=None, help="JSON object of FitConfig overrides")
     ap.add_argument("--starts", default="red,blue")
-    ap.add_argument("--hosts", default="fiducial,isochromatic")
+    ap.add_argument("--hosts", default="realistic,dust-free")
     a = ap.parse_args()
     settings = [json.loads(s) for s in (a.setting or ["{}"])]
     print(f"development galaxies: seed {a.seed}, {a.n} per row, peak S/N {a.snr:g}; f < 0.9 medians")
@@ -67,7 +67,7 @@ def main():
     for s in settings:
         for start in a.starts.split(","):
             for host in a.hosts.split(","):
-                r = run(s, start=start, isochromatic=host == "isochromatic", n=a.n, seed=a.seed, snr=a.snr)
+                r = run(s, start=start, hosts=host, n=a.n, seed=a.seed, snr=a.snr)
                 print(f"| `{json.dumps(s)}` | {start} | {host} | {r['n']} | {r['absd']:.3f} | {r['dmed']:+.3f} | "
                       f"{r['corr']:.2f} | {r['ratio']:.2f} | {r['wall']:.0f} |", flush=True)
 

@@ -24,7 +24,9 @@ def evaluate_dust(
     seed: Annotated[int, typer.Option(help="Simulation seed (the shipped prior was trained on seed 1).")] = 1001,
     snr: Annotated[str, typer.Option(help="Comma-separated S/N values.")] = "20,50,100",
     snr_kind: Annotated[str, typer.Option(help="'peak' (brightest pixel) or 'matched' (whole galaxy).")] = "peak",
-    hosts: Annotated[str, typer.Option(help="fiducial and/or isochromatic.")] = "fiducial,isochromatic",
+    hosts: Annotated[str, typer.Option(help="Host sets: realistic (stellar-population bulge, disk, clumps), "
+                                            "isochromatic, dust-free (realistic hosts without dust), "
+                                            "stress (extreme power-law colour gradients).")] = "realistic,dust-free",
     starts: Annotated[str, typer.Option(help="red (griz + 2MASS J) and/or blue (griz).")] = "red,blue",
     priors: Annotated[str, typer.Option(help="on, off (likelihood + exponential A prior only) and/or gauge "
                                              "(galdust fit --dust-level gauge).")] = "on,off",
@@ -39,7 +41,7 @@ def evaluate_dust(
     import numpy as np
 
     from ..dust.api import make_fitter
-    from ..dust.evaluate import evaluate_config, format_table, summarise
+    from ..dust.evaluate import HOST_SETS, evaluate_config, format_table, summarise
     from ..io import atomic_path
 
     csv_path, md_path = out / "eval_dust.csv", out / "eval_dust.md"
@@ -47,8 +49,8 @@ def evaluate_dust(
         if p.exists() and not overwrite:
             raise UserError(f"{p}: exists (use --overwrite to replace it)")
     for h in _csv_list(hosts):
-        if h not in ("fiducial", "isochromatic"):
-            raise UserError(f"unknown host type {h!r} (fiducial, isochromatic)")
+        if h not in HOST_SETS:
+            raise UserError(f"unknown host set {h!r} ({', '.join(HOST_SETS)})")
     for st in _csv_list(starts):
         if st not in ("red", "blue"):
             raise UserError(f"unknown start {st!r} (red, blue)")
@@ -63,7 +65,7 @@ def evaluate_dust(
             for h in _csv_list(hosts):
                 for sn in _csv_list(snr, float):
                     t0 = time.perf_counter()
-                    r = evaluate_config(n=n, snr=sn, snr_kind=snr_kind, isochromatic=h == "isochromatic", start=st,
+                    r = evaluate_config(n=n, snr=sn, snr_kind=snr_kind, hosts=h, start=st,
                                         priors=pr == "on", seed=seed, batch_size=batch_size,
                                         fitter=fitters[pr])
                     dt = time.perf_counter() - t0
@@ -77,6 +79,11 @@ def evaluate_dust(
                     better = sum(x["chi2"] < x["chi2_nd"] for x in dusty)
                     lw = [(lo, [x for x in ok if x["covfrac"] < 0.9 and x["av_lw_true"] > lo]) for lo in (0.1, 0.3)]
                     table = format_table(summarise(ok, cov), title)
+                    fit_lw = np.array([x["av_lw_fit"] for x in ok])
+                    if h == "dust-free":  # no dust to find: how much does the fit invent?
+                        table += (f"\n\ndust-free hosts: fitted A_V,LW ≤ 0.03 mag on {(fit_lw <= 0.03).sum()} of "
+                                  f"{len(ok)} ({100 * (fit_lw <= 0.03).mean():.0f} %); median {np.median(fit_lw):.3f}, "
+                                  f"84 % {np.percentile(fit_lw, 84):.3f} mag")
                     table += (f"\n\nχ²(dust) < χ²(dust-free) on {better} of {len(dusty)} galaxies with A_V,LW > 0.1; "
                               f"converged {sum(x['converged'] for x in ok)} of {len(ok)}; "
                               f"median |Δδ| {np.median([abs(x['delta'] - x['delta_true']) for x in ok]):.2f}")

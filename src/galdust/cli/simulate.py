@@ -25,6 +25,9 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,
     psf_fwhm: Annotated[float, typer.Option(help="Gaussian PSF FWHM in pixels; 0 for none.")] = 2.0,
     isochromatic: Annotated[bool, typer.Option("--isochromatic", help="One SED for bulge, disk and clumps.")] = False,
+    hosts: Annotated[str, typer.Option(help="Component SEDs: 'realistic' (stellar populations; bulge - disk "
+                                            "colours as in real galaxies) or 'stress' (power laws, "
+                                            "extreme colour gradients).")] = "realistic",
     n_los: Annotated[int, typer.Option(help="Samples along each line of sight.")] = 40,
     bulk: Annotated[bool, typer.Option("--bulk", help="Write one .npz array store (for prior training).")] = False,
     with_cubes: Annotated[bool, typer.Option("--with-cubes", help="Bulk: also store the image cubes.")] = False,
@@ -44,8 +47,17 @@ def simulate(
     band_list = tuple(b.strip().lower() for b in bands.split(",") if b.strip())
     for b in band_list:
         get_filter(b)  # unknown band -> error listing close matches
+    from ..simulate.host_sed import HOSTS, channel_filters
+
+    if hosts not in HOSTS:
+        raise UserError(f"--hosts {hosts!r}: one of {', '.join(HOSTS)}")
     cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
-                    snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic)
+                    snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic, hosts=hosts)
+    if hosts == "realistic":
+        try:
+            channel_filters(band_list, cfg.lam_ref)
+        except ValueError as e:
+            raise UserError(f"--hosts realistic: {e} (use --hosts stress)") from None
     if bulk and out.suffix != ".npz":
         out = out.with_suffix(".npz")
     target = out if bulk else out / "truth.parquet"

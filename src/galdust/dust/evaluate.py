@@ -124,17 +124,33 @@ def sim_observations(sim: dict, cfg, prefix: str = "sim") -> list:
     return [Observation(cube[i], ivar[i], cfg.bands, waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
 
 
-def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, start: str, priors: bool,
+#: ``galdust evaluate dust --hosts``: the simulator's host sets (:func:`host_config`)
+HOST_SETS = ("realistic", "isochromatic", "dust-free", "stress")
+
+
+def host_config(hosts: str, **kw):
+    """The :class:`~galdust.simulate.SimConfig` of a host set: 'realistic' (stellar-population bulge,
+    disk and clumps with measured bulge − disk colours), 'isochromatic' (one SED for all components),
+    'dust-free' (realistic hosts, no dust at all) or 'stress' (power-law SEDs, extreme gradients)."""
+    from ..simulate import SimConfig
+
+    if hosts not in HOST_SETS:
+        raise ValueError(f"unknown host set {hosts!r} ({', '.join(HOST_SETS)})")
+    return SimConfig(hosts="stress" if hosts == "stress" else "realistic", isochromatic=hosts == "isochromatic",
+                     dust_free=hosts == "dust-free", **kw)
+
+
+def evaluate_config(*, n: int, snr: float, snr_kind: str, hosts: str, start: str, priors: bool,
                     seed: int, batch_size: int = 16, fitter=None, progress=None) -> list[dict]:
-    """Simulate ``n`` held-out galaxies and fit them through :class:`DustFitter` (the same path as
-    ``galdust fit``); one dict of metrics per galaxy."""
+    """Simulate ``n`` held-out galaxies of a host set (:data:`HOST_SETS`) and fit them through
+    :class:`DustFitter` (the same path as ``galdust fit``); one dict of metrics per galaxy."""
     import dataclasses
 
-    from ..simulate import SimConfig, simulate
+    from ..simulate import simulate
     from .api import make_fitter
 
     bands = RED_BANDS if start == "red" else BLUE_BANDS
-    cfg = SimConfig(bands=bands, snr=snr, snr_kind=snr_kind, isochromatic=isochromatic)
+    cfg = host_config(hosts, bands=bands, snr=snr, snr_kind=snr_kind)
     sim = simulate(jax.random.PRNGKey(seed), n, cfg, batch=min(n, 32))
     obs = sim_observations(sim, cfg, f"sim{seed}_")
     psf = obs[0].psf
@@ -146,9 +162,9 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, isochromatic: bool, st
     results = fitter.fit(obs, progress=progress)
     rows = []
     for i, res in enumerate(results):
-        base = dict(i=i, seed=seed, snr=snr, snr_kind=snr_kind, host="isochromatic" if isochromatic else "fiducial",
-                    start=start, priors=priors, covfrac=float(sim["covfrac"][i]),
-                    delta_true=float(sim["params"].delta[i]))
+        base = dict(i=i, seed=seed, snr=snr, snr_kind=snr_kind, host=hosts, start=start, priors=priors,
+                    covfrac=float(sim["covfrac"][i]), delta_true=float(sim["params"].delta[i]),
+                    dgi_true=float(sim["params"].dgi[i]))
         if isinstance(res, Exception):
             rows.append(dict(base, error=str(res)))
             continue

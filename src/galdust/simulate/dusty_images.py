@@ -1,8 +1,11 @@
 """Dusty-galaxy simulator: 3-D stars and dust, absorption-only ray marching along the line of sight.
 
 A galaxy is a stellar bulge (3-D Sérsic-like spheroid), an exponential stellar disk with logarithmic
-spiral arms, and star-forming clumps on the arms, each with its own power-law SED
-``f_ν ∝ (λ/λ_ref)^β`` (red bulge, bluer disk, blue clumps; ``isochromatic`` gives all one SED).
+spiral arms, and star-forming clumps on the arms, each with its own SED: stellar populations
+(``hosts='realistic'``, the default: an old metal-rich bulge, a disk with steady star formation, young
+clumps, with bulge − disk colours as measured in real galaxies; :mod:`galdust.simulate.host_sed`) or
+power laws ``f_ν ∝ (λ/λ_ref)^β`` (``hosts='stress'``: bulge − disk Δ(g−i) up to 1.4 mag, a stress
+set); ``isochromatic`` gives all components the disk's SED.
 Dust is an exponential disk thinner than the stars (with its own scale length and a truncation
 radius), spiral-arm dust lanes on the inner edge of the stellar arms, an optional ring, dust tied to
 the star-forming clumps, and random patches. Attenuation per band follows the Calzetti/Noll curve
@@ -42,6 +45,7 @@ import numpy as np
 from ..physics.attenuation import LAMBDA_REF, LAMBDA_V, BandAttenuation, attenuation_ratio
 from ..physics.filters import get_filter
 from ..physics.psf import convolve_fft, gaussian_psf
+from .host_sed import HOSTS, channel_filters, component_seds, draw_components
 
 __all__ = [
     "SimConfig",
@@ -71,6 +75,7 @@ class SimConfig:
     snr: float | None = 50.0  # per band, see module docstring; None: noiseless
     snr_kind: str = "matched"  # "matched": matched-filter S/N; "peak": S/N of the brightest pixel
     isochromatic: bool = False
+    hosts: str = "realistic"  # component SEDs: 'realistic' (stellar populations) or 'stress' (power laws)
     screen: bool = False  # thin foreground screen instead of mixed 3-D dust (tests)
     dust_free: bool = False
     total_flux: float = 1000.0  # host flux at λ_ref, arbitrary units
@@ -78,6 +83,8 @@ class SimConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "bands", tuple(self.bands))
+        if self.hosts not in HOSTS:
+            raise ValueError(f"hosts must be one of {', '.join(HOSTS)}, not {self.hosts!r}")
         if self.snr_kind not in ("matched", "peak"):
             raise ValueError(f"snr_kind must be 'matched' or 'peak', not {self.snr_kind!r}")
         if isinstance(self.psf_fwhm, list):
@@ -125,13 +132,16 @@ class GalaxyParams(NamedTuple):
     patch_size: jnp.ndarray  # (N_PATCH,)
     patch_w: jnp.ndarray  # (N_PATCH,)
     delta: jnp.ndarray  # attenuation-curve slope
+    sed: jnp.ndarray  # (3, n_band + 2) f_ν of [bulge, disk, clumps] in the bands, λ_ref and V; 1 at λ_ref
+    z_sed: jnp.ndarray  # redshift of the stellar-population SEDs (0 for power laws)
+    dgi: jnp.ndarray  # bulge − disk colour between the first and third band (g − i for griz) [mag]
 
 
 #: scalar parameters written to truth tables
 PARAM_NAMES = tuple(
     n
     for n in GalaxyParams._fields
-    if not n.startswith("clump_") and not n.startswith("patch_")
+    if not n.startswith("clump_") and not n.startswith("patch_") and n != "sed"
 )
 
 
@@ -158,8 +168,9 @@ class _Draws:
         return jnp.exp(self(jnp.log(lo), jnp.log(hi)))
 
 
-def sample_params(key, cfg: SimConfig) -> GalaxyParams:
-    """Draw one galaxy's parameters (vmap over keys for a batch).
+def sample_params(key, cfg: SimConfig, sed_grid=None) -> GalaxyParams:
+    """Draw one galaxy's parameters (vmap over keys for a batch). ``sed_grid``: (SPS grid, channel
+    filters) for ``hosts='realistic'`` (:func:`sed_setup`; loaded here when not given).
 
     Dust regimes: 10 % dust-free, 10 % nearly dust-free (τ ≤ 0.05), 15 % compact/clumpy dust only
     (low covering fraction), 65 % disk dust with face-on central τ_ref log-uniform in [0.05, 6];
@@ -200,6 +211,20 @@ def sample_params(key, cfg: SimConfig) -> GalaxyParams:
     has_patch = ((u(0, 1) < 0.5) | compact) & ~dust_free & ~nearly
     tau_patch = jnp.where(has_patch, u.log(0.2, 4.0), 0.0)
     h_z = jnp.maximum(h_r * u(0.08, 0.15), 0.8)
+    lam = _band_wavelengths(cfg)
+    if cfg.hosts == "stress":
+        beta = jnp.stack([beta_b, beta_d, beta_c])
+        sed = (lam[None, :] / cfg.lam_ref) ** beta[:, None]
+        z_sed = jnp.float32(0.0)
+    else:
+        grid, fs = sed_grid if sed_grid is not None else sed_setup(cfg)
+        comp = draw_components(jax.random.fold_in(key, 1), lambda z: jnp.interp(z, grid.z_grid, grid.t_univ))
+        sed = component_seds(grid, fs, comp)
+        z_sed = comp["z"]
+        if cfg.isochromatic:
+            sed = jnp.broadcast_to(sed[1], sed.shape)
+    dgi = -2.5 * jnp.log10(sed[0, 0] / sed[0, min(2, len(cfg.bands) - 1)]) + 2.5 * jnp.log10(
+        sed[1, 0] / sed[1, min(2, len(cfg.bands) - 1)])
     return GalaxyParams(
         inc=inc,
         pa=u(0.0, jnp.pi),
@@ -239,7 +264,19 @@ def sample_params(key, cfg: SimConfig) -> GalaxyParams:
         patch_size=u(0.7, 3.0, (N_PATCH,)),
         patch_w=u(0.0, 1.0, (N_PATCH,)),
         delta=u(-1.0, 0.5),
+        sed=sed,
+        z_sed=z_sed,
+        dgi=dgi,
     )
+
+
+def sed_setup(cfg: SimConfig):
+    """(SPS grid, channel filters) for ``hosts='realistic'``; None for power-law hosts."""
+    if cfg.hosts == "stress":
+        return None
+    from ..physics.sps import load_sps
+
+    return load_sps(), channel_filters(cfg.bands, cfg.lam_ref)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -382,11 +419,11 @@ def _psf_kernels(cfg: SimConfig, n_ch: int, psf=None):
     return jnp.asarray(gaussian_psf(fw, n_ch))
 
 
-def render(p: GalaxyParams, cfg: SimConfig, K: jnp.ndarray, lam_b: jnp.ndarray, psf=None) -> dict:
+def render(p: GalaxyParams, cfg: SimConfig, K: jnp.ndarray, psf=None) -> dict:
     """Noiseless images and truth of one galaxy.
 
     ``K`` (n_band + 2,) are the attenuation coefficients A/A_ref of the bands plus the two
-    monochromatic truth channels (λ_ref: 1, 0.551 µm); ``lam_b`` the matching wavelengths (µm).
+    monochromatic truth channels (λ_ref: 1, 0.551 µm); the components' SEDs in those channels are ``p.sed``.
     """
     obs_c, host_c = _march(p, cfg, K)  # (3, C, n, n), (3, n, n)
     # each stellar component normalised to unit total (intrinsic) emission
@@ -394,8 +431,7 @@ def render(p: GalaxyParams, cfg: SimConfig, K: jnp.ndarray, lam_b: jnp.ndarray, 
     obs_c = obs_c * norm[:, None, None, None]
     host_c = host_c * norm[:, None, None]
     frac = jnp.stack([p.bt, (1.0 - p.bt) * (1.0 - p.f_clump), (1.0 - p.bt) * p.f_clump])
-    beta = jnp.stack([p.beta_b, p.beta_d, p.beta_c])
-    sed = cfg.total_flux * frac[:, None] * (lam_b[None, :] / cfg.lam_ref) ** beta[:, None]  # (3, C)
+    sed = cfg.total_flux * frac[:, None] * p.sed  # (3, C)
     obs = jnp.einsum("ac,acyx->cyx", sed, obs_c)
     host = jnp.einsum("ac,ayx->cyx", sed, host_c)
     kern = _psf_kernels(cfg, obs.shape[0], psf)
@@ -452,14 +488,14 @@ def _band_wavelengths(cfg: SimConfig):
     return jnp.asarray(lam)
 
 
-def _simulate_one(key, cfg: SimConfig, psf=None, params: GalaxyParams | None = None):
+def _simulate_one(key, cfg: SimConfig, psf=None, params: GalaxyParams | None = None, sed_grid=None):
     kp, kn = jax.random.split(key)
-    p = sample_params(kp, cfg) if params is None else params
+    p = sample_params(kp, cfg, sed_grid) if params is None else params
     if cfg.dust_free:
         p = p._replace(tau_disk=0.0 * p.tau_disk, tau_ring=0.0 * p.tau_ring,
                        tau_clump=0.0 * p.tau_clump, tau_patch=0.0 * p.tau_patch)
     K = _channel_setup(cfg, p.delta)
-    out = render(p, cfg, K, _band_wavelengths(cfg), psf)
+    out = render(p, cfg, K, psf)
     nb = len(cfg.bands)
     if cfg.snr is None:
         sigma = jnp.zeros((nb,))
@@ -478,9 +514,9 @@ def _simulate_one(key, cfg: SimConfig, psf=None, params: GalaxyParams | None = N
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def _simulate_batch(keys, cfg: SimConfig, psf, params):
+def _simulate_batch(keys, cfg: SimConfig, psf, params, sed_grid=None):
     if params is None:
-        return jax.vmap(lambda k: _simulate_one(k, cfg, psf))(keys)
+        return jax.vmap(lambda k: _simulate_one(k, cfg, psf, None, sed_grid))(keys)
     return jax.vmap(lambda k, pp: _simulate_one(k, cfg, psf, pp))(keys, params)
 
 
@@ -495,6 +531,7 @@ def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: 
     """
     keys = jax.random.split(key, n)
     psf = None if psf is None else jnp.asarray(psf)
+    sed_grid = sed_setup(cfg) if params is None else None
     chunks = []
     for i in range(0, n, batch):
         kb = keys[i : i + batch]
@@ -502,7 +539,7 @@ def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: 
         if m < batch:  # pad the last chunk so that only one shape is compiled
             kb = jnp.concatenate([kb, jnp.repeat(kb[-1:], batch - m, axis=0)])
         pb = None if params is None else jax.tree.map(lambda a: _pad(a[i : i + batch], batch), params)
-        out = _simulate_batch(kb, cfg, psf, pb)
+        out = _simulate_batch(kb, cfg, psf, pb, sed_grid)
         if keep is not None:
             out = {k: v for k, v in out.items() if k in keep or k == "params"}
         chunks.append(jax.tree.map(lambda a: np.asarray(a)[:m], out))

@@ -78,6 +78,8 @@ def write_galaxies(sim: dict, cfg: SimConfig, out: str | Path, *, overwrite: boo
             "T_TAUD": (float(p.tau_disk[i]), "truth: face-on central dust-disk tau_ref"),
             "LAMREF": (cfg.lam_ref, "reference wavelength of D [micron]"),
             "ISOCHROM": (bool(cfg.isochromatic), "one SED for all stellar components"),
+            "HOSTS": (cfg.hosts, "component SEDs: realistic (SPS) or stress (power laws)"),
+            "T_DGI": (float(p.dgi[i]), "truth: bulge - disk colour, bands 1 - 3 [mag]"),
             "SNR": (-1.0 if cfg.snr is None else float(cfg.snr), "per-band S/N (see SNRKIND)"),
             "SNRKIND": (cfg.snr_kind, "matched-filter or brightest-pixel S/N"),
         }
