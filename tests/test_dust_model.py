@@ -59,3 +59,36 @@ def test_D_clipped_to_physical_range():
     np.testing.assert_allclose(np.asarray(m.transmission(p)), 1.0)
     with pytest.raises(Exception):
         make_model(["nope_band"])
+
+
+def test_sersic_image_peak_shape_and_axis_ratio():
+    from galdust.dust.model import sersic_image
+
+    img = np.asarray(sersic_image((41, 41), 0.0, 0.0, np.log(4.0), 1.0, 0.0, 0.0))
+    assert img.max() == pytest.approx(1.0) and img[20, 20] == img.max()
+    np.testing.assert_allclose(img, img.T, atol=1e-6)  # round: symmetric under x <-> y
+    # e1 = 0.5: the x axis is the major one, with axis ratio q = sqrt((1 - 0.5) / (1 + 0.5))
+    e = np.asarray(sersic_image((81, 81), 0.0, 0.0, np.log(6.0), 1.0, 0.5, 0.0, soften=1e-3))
+    q = np.sqrt(0.5 / 1.5)
+    along_x = e[40, 40 + 20]
+    along_y = np.interp(20 * q, np.arange(41), e[40:, 40])
+    assert along_y == pytest.approx(along_x, rel=0.02)
+    # the half-light isophote of a round n=1 profile sits at R_e: half the light inside r < R_e
+    big = np.asarray(sersic_image((201, 201), 0.0, 0.0, np.log(10.0), 1.0, 0.0, 0.0, soften=1e-3))
+    yy, xx = np.mgrid[:201, :201] - 100
+    assert big[np.hypot(xx, yy) < 10.0].sum() / big.sum() == pytest.approx(0.5, abs=0.02)
+
+
+def test_bulge_disk_host_adds_the_bulge_and_single_host_morphology_is_S():
+    from galdust.dust.model import host_morphology, sersic_image
+
+    m = make_model(BANDS)
+    S = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1.0, (16, 16)).astype(np.float32)).at[8, 8].set(1.0)
+    p = DustParams(jnp.log(jnp.array([1.0, 2.0, 3.0])), S, jnp.ones((16, 16)), jnp.float32(0.0))
+    np.testing.assert_allclose(np.asarray(host_morphology(p)), np.asarray(S))
+    B = sersic_image((16, 16), 0.0, 0.0, np.log(2.0), 2.0, 0.0, 0.0)
+    pb = p._replace(log_Fb=jnp.log(jnp.array([0.5, 1.0, 2.0])), B=B)
+    np.testing.assert_allclose(np.asarray(m.host(pb) - m.host(p)),
+                               np.array([0.5, 1.0, 2.0])[:, None, None] * np.asarray(B)[None], rtol=1e-5, atol=1e-6)
+    hm = np.asarray(host_morphology(pb))
+    assert hm.max() == pytest.approx(1.0)

@@ -107,6 +107,23 @@ def test_bad_start_is_a_one_line_error(sims, tmp_path, capsys):
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+def test_bulge_disk_host_outputs_and_a_bad_host_is_a_one_line_error(sims, tmp_path, capsys):
+    rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--host", "spiral"])
+    assert rc == 2 and capsys.readouterr().err.count("\n") == 1
+    assert _fit(sims / "gal_000000.fits", "--out", tmp_path, "--host", "bulge-disk") == 0
+    with fits.open(tmp_path / "gal_000000.dust.fits") as h:
+        hdr = h[0].header
+        assert hdr["HOSTMOD"] == "bulge-disk" and 0.0 <= hdr["BT"] <= 1.0 and hdr["BN"] >= 1.0
+        B = h["BULGE"].data
+        assert B.shape == h["HOST"].data.shape and B.max() == pytest.approx(1.0, abs=1e-3)
+        nb = len(hdr["BANDS"].split(","))
+        # the host cube is the disk's F_b S plus the bulge's SED times B (both per input pixel)
+        assert all(f"BULGEF{j + 1}" in hdr for j in range(nb))
+        assert h["HOST_CUBE"].data.sum() > 0 and np.isfinite(h["AV"].data).all()
+    d = json.loads((tmp_path / "gal_000000.json").read_text())
+    assert d["HOSTMOD"] == "bulge-disk" and len(d["BULGEF"]) == nb
+
+
 def test_dust_level_option(sims, tmp_path, capsys):
     rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--dust-level", "flat"])
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1

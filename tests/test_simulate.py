@@ -200,3 +200,22 @@ def test_uniformly_mixed_stars_and_dust_are_exact_without_psf():
         np.testing.assert_allclose(out["AV"][i][lit], -2.5 * np.log10(mixed(kv * tau))[lit], atol=1.5e-3)
         worst = max(worst, float(np.max(np.abs(np.exp(-tau) - mixed(tau))[lit])))
     assert worst > 0.25  # the screen answer is far off: the check tells the two geometries apart
+
+
+def test_realistic_hosts_have_published_bulge_disk_colours_and_stress_hosts_extreme_ones():
+    # bulge - disk g - i of the component SEDs: published 0.09 +- 0.01 (Coma S0s, Head et al. 2014) to
+    # ~0.2-0.3 (L* cluster galaxies, Hudson et al. 2010); the power-law stress set reaches > 1 mag
+    keys = jax.random.split(jax.random.PRNGKey(3), 128)
+    dgi = {}
+    for hosts in ("realistic", "stress"):
+        cfg = SimConfig(bands=BANDS, size=16, hosts=hosts)
+        dgi[hosts] = np.asarray(jax.jit(jax.vmap(lambda k, cfg=cfg: sample_params(k, cfg).dgi))(keys))
+    r = dgi["realistic"]
+    assert 0.12 < np.median(r) < 0.26 and np.percentile(r, 5) > 0.0 and np.percentile(r, 95) < 0.5
+    assert np.median(dgi["stress"]) > 0.5 and np.percentile(dgi["stress"], 95) > 1.0
+    iso = SimConfig(bands=BANDS, size=16, isochromatic=True)
+    sed = np.asarray(jax.vmap(lambda k: sample_params(k, iso).sed)(keys[:4]))
+    np.testing.assert_allclose(sed[:, 0], sed[:, 1], rtol=1e-6)  # one SED for every component
+    np.testing.assert_allclose(sed[:, :, -2], 1.0, rtol=1e-5)  # normalised at λ_ref
+    with pytest.raises(ValueError, match="hosts"):
+        SimConfig(hosts="spiral")

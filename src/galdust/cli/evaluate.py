@@ -30,6 +30,8 @@ def evaluate_dust(
     starts: Annotated[str, typer.Option(help="red (griz + 2MASS J) and/or blue (griz).")] = "red,blue",
     priors: Annotated[str, typer.Option(help="on, off (likelihood + exponential A prior only) and/or gauge "
                                              "(galdust fit --dust-level gauge).")] = "on,off",
+    host_model: Annotated[str, typer.Option("--host-model", help="The fit's host model(s) (galdust fit --host): "
+                                                                 "single and/or bulge-disk.")] = "single",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once.")] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
@@ -57,10 +59,15 @@ def evaluate_dust(
     for pr in _csv_list(priors):
         if pr not in ("on", "off", "gauge"):
             raise UserError(f"unknown priors setting {pr!r} (on, off, gauge)")
-    fitters = {"on": make_fitter() if "on" in _csv_list(priors) else None, "off": None,
-               "gauge": make_fitter(level="gauge")}
+    from ..dust.fit import HOST_MODELS
+
+    for hm in _csv_list(host_model):
+        if hm not in HOST_MODELS:
+            raise UserError(f"unknown --host-model {hm!r} ({', '.join(HOST_MODELS)})")
     rows, blocks = [], []
-    for pr in _csv_list(priors):
+    for hm, pr in ((hm, pr) for hm in _csv_list(host_model) for pr in _csv_list(priors)):
+        fitters = {"on": make_fitter(host=hm) if pr == "on" else None, "off": make_fitter(host=hm, priors=False),
+                   "gauge": make_fitter(level="gauge", host=hm)}
         for st in _csv_list(starts):
             for h in _csv_list(hosts):
                 for sn in _csv_list(snr, float):
@@ -69,12 +76,12 @@ def evaluate_dust(
                                         priors=pr == "on", seed=seed, batch_size=batch_size,
                                         fitter=fitters[pr])
                     dt = time.perf_counter() - t0
-                    r = [dict(x, setting=pr) for x in r]  # on, off or gauge (``priors`` is a bool)
+                    r = [dict(x, setting=pr, host_model=hm) for x in r]  # on, off or gauge (``priors`` is a bool)
                     rows += r
                     ok = [x for x in r if not x["error"]]
                     cov = np.array([x["covfrac"] for x in ok])
-                    title = (f"{st} start, {h} hosts, S/N {sn:g} ({snr_kind}), priors {pr}: {len(ok)} galaxies, "
-                             f"{dt:.0f} s")
+                    title = (f"{st} start, {h} hosts, S/N {sn:g} ({snr_kind}), priors {pr}, fit host {hm}: "
+                             f"{len(ok)} galaxies, {dt:.0f} s")
                     dusty = [x for x in ok if x["av_lw_true"] > 0.1]
                     better = sum(x["chi2"] < x["chi2_nd"] for x in dusty)
                     lw = [(lo, [x for x in ok if x["covfrac"] < 0.9 and x["av_lw_true"] > lo]) for lo in (0.1, 0.3)]
@@ -85,7 +92,8 @@ def evaluate_dust(
                                   f"{len(ok)} ({100 * (fit_lw <= 0.03).mean():.0f} %); median {np.median(fit_lw):.3f}, "
                                   f"84 % {np.percentile(fit_lw, 84):.3f} mag")
                     table += (f"\n\nχ²(dust) < χ²(dust-free) on {better} of {len(dusty)} galaxies with A_V,LW > 0.1; "
-                              f"converged {sum(x['converged'] for x in ok)} of {len(ok)}; "
+                              f"converged {sum(x['converged'] for x in ok)} of {len(ok)}; median χ² {np.median([x['chi2'] for x in ok]):.3f} "
+                              f"(dust-free fit {np.median([x['chi2_nd'] for x in ok]):.3f}); "
                               f"median |Δδ| {np.median([abs(x['delta'] - x['delta_true']) for x in ok]):.2f}")
                     for lo, sel in lw:  # dusty galaxies (f < 0.9): does the fit shrink real dust?
                         if sel:

@@ -38,6 +38,8 @@ def fit(
                                             "data cannot see) is fixed: 'shrink' (exponential prior on A, learned "
                                             "priors) or 'gauge' (least-attenuated 10 % of the light dust-free, "
                                             "smoothness penalty, no learned priors): see docs/eval_dust.md.")] = "shrink",
+    host: Annotated[str, typer.Option("--host", help="Host model: 'single' (one SED for the whole host) or "
+                                      "'bulge-disk' (a Sérsic bulge with its own SED plus a free-form disk).")] = "single",
     no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF.")] = False,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
                                                                "(band, y, x); applies to every input.")] = None,
@@ -67,7 +69,8 @@ def fit(
     items = [[f for f in inp.split(",") if f] for inp in inputs] if band_list else list(inputs)
     try:
         fitter = make_fitter(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start,
-                             use_psf=not no_psf, detect=not no_detect, batch_size=min(batch_size, len(items)))
+                             use_psf=not no_psf, detect=not no_detect, batch_size=min(batch_size, len(items)),
+                             host=host)
     except ValueError as e:
         raise UserError(str(e)) from None
     upd, close = _progress(len(items), "fitting", quiet)

@@ -25,23 +25,24 @@ from .job import DustFitter, DustResult
 __all__ = ["make_fitter", "fit_config", "fit", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
 
 
-def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True) -> FitConfig:
+def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True,
+               host: str = "single") -> FitConfig:
     """The :class:`FitConfig` of a dust level ('shrink' or 'gauge'); ``max_iter`` None keeps the level's
     default (300 shrink, 1000 gauge); the gauge level never uses the learned priors. ValueError for
     an unknown level or start."""
     cfg = level_config(level)
     return dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter,
-                               use_priors=bool(priors) and level != "gauge")
+                               use_priors=bool(priors) and level != "gauge", host=host)
 
 
 def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool = True, start: str = "auto",
-                use_psf: bool = True, detect: bool = True, batch_size: int = 8) -> DustFitter:
+                use_psf: bool = True, detect: bool = True, batch_size: int = 8, host: str = "single") -> DustFitter:
     """A :class:`DustFitter` with ``galdust fit``'s options (same names, same defaults).
 
     The learned priors (HSC host prior, conditional dust prior) are loaded when the configuration
     uses them."""
     choose_start([1.0], start)  # ValueError for an unknown start, before anything is loaded
-    cfg = fit_config(level, max_iter, priors)
+    cfg = fit_config(level, max_iter, priors, host)
     kw = dict(cfg=cfg, start=start, use_psf=use_psf, batch_size=batch_size, detect=detect)
     return DustFitter.with_priors(**kw) if cfg.use_priors else DustFitter(**kw)
 

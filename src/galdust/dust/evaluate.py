@@ -164,7 +164,8 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, hosts: str, start: str
     for i, res in enumerate(results):
         base = dict(i=i, seed=seed, snr=snr, snr_kind=snr_kind, host=hosts, start=start, priors=priors,
                     covfrac=float(sim["covfrac"][i]), delta_true=float(sim["params"].delta[i]),
-                    dgi_true=float(sim["params"].dgi[i]))
+                    dgi_true=float(sim["params"].dgi[i]), bt_true=float(sim["params"].bt[i]),
+                    fclump_true=float(sim["params"].f_clump[i]))
         if isinstance(res, Exception):
             rows.append(dict(base, error=str(res)))
             continue
@@ -172,7 +173,8 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, hosts: str, start: str
         m = galaxy_metrics(np.asarray(av), np.asarray(host), sim["AV"][i], sim["S"][i])
         rows.append(dict(base, **m, delta=res.scalars["DELTA"], chi2=res.scalars["CHI2"],
                          chi2_nd=res.scalars["CHI2ND"], n_iter=res.scalars["NITER"],
-                         converged=res.scalars["CONVERGE"], error=""))
+                         converged=res.scalars["CONVERGE"], error="",
+                         **{k.lower() + "_fit": res.scalars[k] for k in ("BT", "BRE", "BN") if k in res.scalars}))
     return rows
 
 

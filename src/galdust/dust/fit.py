@@ -75,9 +75,13 @@ import optax
 
 from ..physics.psf import convolve_fft, gaussian_psf
 from .init import blue_start, footprint, red_start
-from .model import D_MIN, DELTA_RANGE, DustModel, DustParams
+from .model import D_MIN, DELTA_RANGE, DustModel, DustParams, host_morphology, sersic_image
 
-__all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX", "LEVEL_GAUGE", "DUST_LEVELS", "level_config"]
+__all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX", "LEVEL_GAUGE", "DUST_LEVELS", "level_config",
+           "HOST_MODELS"]
+
+#: ``galdust fit --host``: one SED for the whole host, or a Sérsic bulge with its own SED plus a free-form disk
+HOST_MODELS = ("single", "bulge-disk")
 
 _LN10_04 = 0.4 * jnp.log(10.0)
 A_MAX = float(-2.5 * jnp.log10(D_MIN))
@@ -108,6 +112,13 @@ class FitConfig:
     a_min: float = 0.0  # lower bound of A during the fit (< 0: noise is not clipped into positive dust)
     gauge_smooth: float = 0.0  # Gaussian σ (px) of the A map whose light quantile sets the gauge
     polish_iter: int = 0  # after the final clip to A ≥ 0: F, S refitted under the fixed dust map (kept if χ² falls)
+    host: str = "single"  # HOST_MODELS: 'bulge-disk' adds a Sérsic bulge with its own SED
+    lr_bulge: float = 0.02  # bulge shape (centre px, ln R_e, n, ellipticity)
+    bulge_colour_sigma: float = 0.2  # Gaussian prior σ (mag) on each bulge − disk colour, relative to the reddest band (0: none)
+
+    def __post_init__(self):
+        if self.host not in HOST_MODELS:
+            raise ValueError(f"unknown host model {self.host!r} ({', '.join(HOST_MODELS)})")
 
 
 #: the "gauge" way to fix the dust level (opt-in, ``galdust fit --dust-level gauge``): A may dip
@@ -139,18 +150,30 @@ class _Free(NamedTuple):
     log_S: jnp.ndarray  # ln S, max 0
     A: jnp.ndarray  # mag at λ₀
     delta: jnp.ndarray
+    log_Fb: jnp.ndarray  # (n_band,) bulge SED (bulge-disk host; unused for a single host)
+    bulge: jnp.ndarray  # (6,) x0, y0 [px from the centre], ln R_e [px], n, e1, e2
 
 
-def _to_params(q: _Free) -> DustParams:
-    return DustParams(q.log_F, jnp.exp(q.log_S), jnp.exp(-_LN10_04 * q.A), q.delta)
+#: bounds of the bulge's shape: centre within ±BULGE_OFFSET of the image size, R_e, Sérsic n, |e|
+BULGE_OFFSET, BULGE_RE, BULGE_N, BULGE_E = 0.15, (0.5, 0.2), (1.0, 6.0), 0.85
+BULGE_RE_R50 = 0.4  # R_e ≤ this × the host's half-light radius
 
 
-def _from_start(log_F, S, A, delta) -> _Free:
-    return _Free(log_F, jnp.log(jnp.clip(S, 1e-6, None)), A, delta)
+def _to_params(q: _Free, bulge: bool = False) -> DustParams:
+    p = DustParams(q.log_F, jnp.exp(q.log_S), jnp.exp(-_LN10_04 * q.A), q.delta)
+    if bulge:
+        p = p._replace(log_Fb=q.log_Fb, B=sersic_image(q.log_S.shape, *q.bulge), bulge_shape=q.bulge)
+    return p
+
+
+def _from_start(log_F, S, A, delta, log_Fb=None, bulge=None) -> _Free:
+    log_Fb = jnp.full_like(log_F, -30.0) if log_Fb is None else log_Fb
+    bulge = jnp.array([0.0, 0.0, jnp.log(1.5), 2.0, 0.0, 0.0]) if bulge is None else bulge
+    return _Free(log_F, jnp.log(jnp.clip(S, 1e-6, None)), A, delta, log_Fb, bulge)
 
 
 def _labels(_):
-    return _Free("F", "S", "A", "delta")
+    return _Free("F", "S", "A", "delta", "Fb", "Bp")
 
 
 def _adam(lr, n_iter, final):
@@ -159,9 +182,12 @@ def _adam(lr, n_iter, final):
 
 def _optimizer(cfg: FitConfig, n_iter: int, fit_dust: bool, lr_scale: float = 1.0):
     f = cfg.lr_final
+    bulge = cfg.host == "bulge-disk"
     tx = {"F": _adam(lr_scale * cfg.lr_F, n_iter, f), "S": _adam(lr_scale * cfg.lr_S, n_iter, f),
           "A": _adam(cfg.lr_A, n_iter, f) if fit_dust else optax.set_to_zero(),
-          "delta": _adam(cfg.lr_delta, n_iter, f) if fit_dust else optax.set_to_zero()}
+          "delta": _adam(cfg.lr_delta, n_iter, f) if fit_dust else optax.set_to_zero(),
+          "Fb": _adam(lr_scale * cfg.lr_F, n_iter, f) if bulge else optax.set_to_zero(),
+          "Bp": _adam(lr_scale * cfg.lr_bulge, n_iter, f) if bulge else optax.set_to_zero()}
     return optax.multi_transform(tx, _labels)
 
 
@@ -181,7 +207,8 @@ def _smooth(A, sigma: float):
     return convolve_fft(A, jnp.asarray(gaussian_psf(2.0 * np.sqrt(2.0 * np.log(2.0)) * sigma)[0], A.dtype))
 
 
-def _project(q: _Free, K, fp, seen, gauge_q: float = 0.0, a_min: float = 0.0, gauge_smooth: float = 0.0) -> _Free:
+def _project(q: _Free, K, fp, seen, gauge_q: float = 0.0, a_min: float = 0.0, gauge_smooth: float = 0.0,
+             re_max=None) -> _Free:
     """Constraints after a step; ``seen``: pixels where some band has data (ivar > 0)."""
     # S peaks at 1 among the pixels with data (all pixels where none has), and is capped there
     # elsewhere: the peak of S sets the scale of F, so it must not sit where nothing is measured
@@ -199,15 +226,30 @@ def _project(q: _Free, K, fp, seen, gauge_q: float = 0.0, a_min: float = 0.0, ga
         a0 = jnp.where(jnp.isfinite(a0), a0, 0.0)
         A = A - a0
         log_F = log_F - _LN10_04 * K * a0
+        log_Fb = q.log_Fb - _LN10_04 * K * a0
+    else:
+        log_Fb = q.log_Fb
     lo = jnp.where(seen, a_min, 0.0)  # no D > 1 where there are no data
     A = jnp.where(fp, jnp.clip(A, lo, A_MAX), 0.0)
-    return _Free(log_F, log_S, A, jnp.clip(q.delta, *DELTA_RANGE))
+    return _Free(log_F, log_S, A, jnp.clip(q.delta, *DELTA_RANGE), log_Fb, _bulge_bounds(q.bulge, A.shape, re_max))
 
 
-def _predict(model: DustModel, q: _Free, dust: bool):
+def _bulge_bounds(b, shape, re_max=None):
+    """The bulge's shape parameters inside :data:`BULGE_OFFSET`, :data:`BULGE_N`, :data:`BULGE_E` and
+    R_e ≤ ``re_max`` px (default ``BULGE_RE[1]`` of the image size)."""
+    off = BULGE_OFFSET * min(shape)
+    e = jnp.sqrt(b[4] ** 2 + b[5] ** 2 + 1e-12)
+    shrink = jnp.minimum(1.0, BULGE_E / e)
+    hi = BULGE_RE[1] * min(shape) if re_max is None else jnp.maximum(re_max, BULGE_RE[0])
+    return jnp.stack([jnp.clip(b[0], -off, off), jnp.clip(b[1], -off, off),
+                      jnp.clip(b[2], jnp.log(BULGE_RE[0]), jnp.log(hi)),
+                      jnp.clip(b[3], *BULGE_N), b[4] * shrink, b[5] * shrink])
+
+
+def _predict(model: DustModel, q: _Free, dust: bool, bulge: bool = False):
     """The model cube from the fit's coordinates; a negative A (D > 1) is honoured here, so that
     ``a_min`` < 0 lets noise average out (:meth:`DustModel.transmission_from_A`)."""
-    y = model.host(_to_params(q))
+    y = model.host(_to_params(q, bulge))
     return model.observe(y * model.transmission_from_A(q.A, q.delta) if dust else y)
 
 
@@ -219,7 +261,7 @@ def _laplacian_penalty(A):
 @eqx.filter_jit
 def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
          host_score: Callable | None, dust_score: Callable | None, max_iter: int, fit_dust: bool | None = None,
-         lr_scale: float = 1.0):
+         lr_scale: float = 1.0, re_max=None):
     """Adam on the free parameters. ``dust``: the model attenuates; ``fit_dust`` (default: ``dust``):
     A and δ are fitted (False with ``dust``: F and S under a fixed dust map); ``lr_scale`` scales the
     step sizes of F and S.
@@ -230,16 +272,20 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
     compiled it anew (33 compilations, 27 s, in the dust tests). Inside ``galdust fit``'s jitted
     batch it is inlined."""
     fit_dust = dust if fit_dust is None else fit_dust
+    bulge = cfg.host == "bulge-disk"
     opt = _optimizer(cfg, max_iter, fit_dust, lr_scale)
     gauge = cfg.gauge_q if fit_dust else 0.0
     seen = jnp.any(ivar > 0, axis=0)
     a_min = cfg.a_min if fit_dust else 0.0
 
     def loss(q):
-        r = Y - _predict(model, q, dust)
+        r = Y - _predict(model, q, dust, bulge)
         nll = 0.5 * jnp.sum(ivar * r**2)
         if dust and cfg.smooth > 0:
             nll = nll + cfg.smooth * _laplacian_penalty(q.A)
+        if bulge and cfg.bulge_colour_sigma > 0:  # bulge − disk colours (mag, relative to the reddest band) ~ N(0, σ)
+            c = 1.0857 * ((q.log_Fb - q.log_Fb[-1]) - (q.log_F - q.log_F[-1]))
+            nll = nll + 0.5 * jnp.sum(c**2) / cfg.bulge_colour_sigma**2
         if dust and cfg.a_scale > 0:  # exponential prior on A (A ≥ 0): −log p = A / a_scale
             nll = nll + jnp.sum(jnp.where(fp, jnp.maximum(q.A, 0.0), 0.0)) / cfg.a_scale
         return nll
@@ -252,7 +298,8 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
             z = z._replace(log_S=-cfg.host_weight * host_score(S) * S)
         if fit_dust and cfg.use_priors and dust_score is not None:
             D = jnp.exp(-_LN10_04 * q.A)
-            sD = dust_score(jnp.minimum(D, 1.0), jnp.exp(q.log_S))
+            # conditioned on the whole host's morphology (S itself for a single-SED host)
+            sD = dust_score(jnp.minimum(D, 1.0), host_morphology(_to_params(q, bulge)))
             z = z._replace(A=-cfg.dust_weight * sD * (-_LN10_04 * D))
         return z
 
@@ -269,7 +316,7 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
         upd, s = opt.update(g, s, q)
         moved = optax.apply_updates(q, upd)
         moved = moved._replace(log_S=jnp.where(free_S, moved.log_S, q.log_S))
-        new = _project(moved, model.K(q.delta), fp, seen, gauge, a_min, cfg.gauge_smooth)
+        new = _project(moved, model.K(q.delta), fp, seen, gauge, a_min, cfg.gauge_smooth, re_max)
         change = jnp.max(jnp.abs(new.log_F - q.log_F))
         stable = jnp.where(change < cfg.tol, stable + 1, 0)
         return new, s, i + 1, stable, change
@@ -300,6 +347,22 @@ def reduced_chi2(model: DustModel, p: DustParams, Y, ivar, dust: bool = True):
     return jnp.sum(ivar * r**2) / jnp.maximum(jnp.sum(ivar > 0), 1)
 
 
+def _half_light_radius(S, fp):
+    """√(N/π) of the N brightest footprint pixels of S that hold half its light [px]."""
+    w = jnp.where(fp, jnp.clip(S, 0.0, None), 0.0).ravel()
+    srt = jnp.sort(w)[::-1]
+    n = jnp.searchsorted(jnp.cumsum(srt), 0.5 * jnp.sum(srt)) + 1
+    return jnp.sqrt(n / jnp.pi)
+
+
+def _bulge_start(S, fp):
+    """(6,) start of the bulge's shape: at the peak of S inside the footprint, R_e 1.5 px, n = 2, round."""
+    h, w = S.shape
+    k = jnp.argmax(jnp.where(fp, S, -jnp.inf))
+    y, x = k // w, k % w
+    return jnp.array([x - (w - 1) / 2.0, y - (h - 1) / 2.0, jnp.log(1.5), 2.0, 0.0, 0.0], jnp.float32)
+
+
 def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitConfig(),
                host_score: Callable | None = None, dust_score: Callable | None = None) -> dict:
     """Fit one galaxy (``jax.vmap`` over Y, ivar for a batch); ``start`` is 'red' or 'blue' (static).
@@ -321,27 +384,45 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     else:
         raise ValueError(f"start must be 'red' or 'blue' here, not {start!r}")
     A_start = -2.5 * jnp.log10(jnp.clip(D, D_MIN, 1.0))
+    bulge = cfg.host == "bulge-disk"
     # 1) dust-free fit of F and S. Blue start: from the observed (attenuated) morphology
     S_obs = S * jnp.mean(D[None] ** K0[:, None, None], axis=0)
     S_nd0 = S_obs if start == "blue" else S
     seen = jnp.any(ivar > 0, axis=0)
-    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0), K0, fp, seen)
-    q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter)
-    p_nd = _to_params(q_nd)
+    b0 = _bulge_start(S_nd0, fp) if bulge else None
+    # bulges are compact: R_e ≈ 0.2–0.3 disk scale lengths (Courteau et al. 1996; MacArthur et al. 2003),
+    # so R_e ≤ BULGE_RE_R50 × the whole host's half-light radius (≈ 0.5 scale lengths of a pure disk):
+    # a larger, flatter "bulge" would be a second colour map free to mimic a dust disk
+    re_max = BULGE_RE_R50 * _half_light_radius(S_nd0, fp) if bulge else None
+    # a bulge-disk host starts with a small, round bulge of the disk's colours at the light's peak
+    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0, logF + jnp.log(0.2), b0), K0, fp, seen,
+                     re_max=re_max)
+    q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter, re_max=re_max)
+    p_nd = _to_params(q_nd, bulge)
     chi2_nd = reduced_chi2(model, p_nd, Y, ivar, dust=False)
     # 2) dust fit from the start's own (S, A): red = reddest band's morphology with near-zero dust,
-    #    blue = the colour-corrected morphology and its first A map
-    q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, seen)
-    q, n, conv = _run(model, Y, ivar, q0, cfg, fp, True, host_score, dust_score, cfg.max_iter)
+    #    blue = the colour-corrected morphology and its first A map. A bulge-disk host starts with the
+    #    dust-free fit's bulge and SEDs (the bulge's colours are measured there) and the start's host
+    #    less that bulge as its disk (not the dust-free fit's S, where dust lanes are already holes)
+    if bulge:
+        # the disk: the start's host in the reddest band less the dust-free fit's bulge there
+        B_nd = sersic_image(S.shape, *q_nd.bulge)
+        disk_red = jnp.exp(logF[-1]) * S - jnp.exp(q_nd.log_Fb[-1]) * B_nd
+        S0 = jnp.clip(disk_red / jnp.exp(q_nd.log_F[-1]), 1e-6, None)
+        q0 = _project(q_nd._replace(log_S=jnp.log(S0), A=A_start, delta=delta0), K0, fp, seen, re_max=re_max)
+    else:
+        q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, seen)
+    q, n, conv = _run(model, Y, ivar, q0, cfg, fp, True, host_score, dust_score, cfg.max_iter, re_max=re_max)
     q = q._replace(A=jnp.clip(q.A, 0.0, A_MAX))  # the product: D ≤ 1
     if cfg.polish_iter > 0:  # 3) F and S refitted under the clipped dust map, with small steps (a fresh
         # Adam's first steps move every parameter by its full step size, noise-dominated pixels included)
         qp, n_p, _ = _run(model, Y, ivar, q, cfg, fp, True, host_score, None, cfg.polish_iter, fit_dust=False,
-                          lr_scale=0.1)
+                          lr_scale=0.1, re_max=re_max)
         # kept only where it lowers χ² (a fit that went wrong, e.g. δ at its bound, can get worse)
-        better = reduced_chi2(model, _to_params(qp), Y, ivar) < reduced_chi2(model, _to_params(q), Y, ivar)
+        better = (reduced_chi2(model, _to_params(qp, bulge), Y, ivar)
+                  < reduced_chi2(model, _to_params(q, bulge), Y, ivar))
         q = jax.tree.map(lambda a, b: jnp.where(better, a, b), qp, q)
         n = n + n_p
-    p = _to_params(q)
+    p = _to_params(q, bulge)
     return dict(params=p, chi2=reduced_chi2(model, p, Y, ivar), chi2_nd=chi2_nd, n_iter=n + n_nd,
                 converged=conv, footprint=fp, params_nd=p_nd)

@@ -22,7 +22,7 @@ from .fit import FitConfig, fit_galaxy
 from .grid import FIT_SIZE, FitGrid, plan_grid
 from .init import choose_start
 from ..sources import detect_neighbours
-from .model import DustModel, make_model
+from .model import DustModel, host_morphology, make_model
 
 __all__ = ["DustFitter", "DustResult", "Prepared", "prepare", "MAX_SIZE", "AV_COVER"]
 
@@ -45,7 +45,9 @@ class DustResult:
     MASK: np.ndarray  # (ny, nx) 1 where zero-weighted (neighbours, user mask, no data)
     F: np.ndarray  # (nb,)
     F_ND: np.ndarray
-    scalars: dict = field(default_factory=dict)  # DELTA, AV_LW, COVFRAC, CHI2, CHI2ND, NITER, CONVERGE, START
+    scalars: dict = field(default_factory=dict)  # DELTA, AV_LW, COVFRAC, CHI2, CHI2ND, NITER, CONVERGE, START, HOSTMOD
+    BULGE: np.ndarray | None = None  # (ny, nx) bulge morphology B, peak 1 (bulge-disk host), else None
+    F_BULGE: np.ndarray | None = None  # (nb,) the bulge's SED (its F_b^bulge B is in HOST_CUBE)
     grid: FitGrid | None = None  # how the input grid was mapped onto the fit grid (None: as given)
 
 
@@ -104,7 +106,7 @@ def _fit_batch(att, start, cfg, with_psf, Y, ivar, psf, host_score, dust_score):
         out = fit_galaxy(model, y, iv, start=start, cfg=cfg, host_score=host_score, dust_score=dust_score)
         p, pn = out["params"], out["params_nd"]
         return dict(out, model=model(p), model_nd=model(pn, dust=False), av=model.av_map(p),
-                    K=model.K(p.delta))
+                    K=model.K(p.delta), host=host_morphology(p), host_cube=model.host(p))
 
     return jax.vmap(one)(Y, ivar, psf)
 
@@ -194,7 +196,7 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
     """The products on the input grid (mapped back from the fit grid when it differs)."""
     g = prep.grid
     p, pn = out["params"], out["params_nd"]
-    S = np.asarray(p.S, np.float32)
+    S = np.asarray(out["host"], np.float32)  # the whole host's morphology (S for a single-SED host)
     F = np.exp(np.asarray(p.log_F, np.float64))
     av = np.asarray(out["av"], np.float32)
     w = np.clip(S, 0, None)
@@ -202,17 +204,28 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
     cov = float(np.sum(w * (av > AV_COVER)) / max(np.sum(w), 1e-30))
     scalars = dict(DELTA=float(p.delta), AV_LW=av_lw, COVFRAC=cov, CHI2=float(out["chi2"]),
                    CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), CONVERGE=bool(out["converged"]),
-                   START=start, PRIORS=priors)
+                   START=start, PRIORS=priors, HOSTMOD="single" if p.B is None else "bulge-disk")
     scale = float(g.k * g.k)  # F is per fit pixel: per input pixel it is F / k²
     S_in = g.map_to_input(S, outside=0.0)
+    host_cube = g.map_to_input(np.asarray(out["host_cube"], np.float32), outside=0.0, per_pixel_flux=True)
     model = g.map_to_input(np.asarray(out["model"], np.float32), outside=0.0, per_pixel_flux=True)
     model_nd = g.map_to_input(np.asarray(out["model_nd"], np.float32), outside=0.0, per_pixel_flux=True)
     mask_in = prep.mask_in | g.mask_to_input(prep.mask)
     ivar_in = np.where(mask_in[None], 0.0, prep.ivar_in)
+    bulge, f_bulge = None, None
+    if p.B is not None:
+        bulge = g.map_to_input(np.asarray(p.B, np.float32), outside=0.0)
+        f_bulge = np.exp(np.asarray(p.log_Fb, np.float64)) / scale
+        Fb = np.exp(np.asarray(p.log_Fb, np.float64)) * float(np.sum(p.B))
+        Fd = F * float(np.sum(p.S))
+        scalars["BT"] = float(Fb[-1] / max(Fb[-1] + Fd[-1], 1e-30))  # bulge share of the reddest band's host flux
+        b = np.asarray(p.bulge_shape, float)
+        e = min(float(np.hypot(b[4], b[5])), 0.999)
+        scalars.update(BRE=float(np.exp(b[2]) * g.k), BN=float(b[3]), BQ=float(np.sqrt((1 - e) / (1 + e))))
     return DustResult(
         AV=g.map_to_input(av), D=g.map_to_input(np.asarray(p.D, np.float32)), HOST=S_in,
-        HOST_CUBE=((F / scale)[:, None, None] * S_in[None]).astype(np.float32),
+        HOST_CUBE=host_cube.astype(np.float32),
         MODEL=model, MODEL_ND=model_nd,
         RESID=_resid(prep.Y_in, ivar_in, model), RESID_ND=_resid(prep.Y_in, ivar_in, model_nd),
         MASK=mask_in.astype(np.uint8), F=F / scale, F_ND=np.exp(np.asarray(pn.log_F, np.float64)) / scale,
-        scalars=scalars, grid=g)
+        scalars=scalars, grid=g, BULGE=bulge, F_BULGE=f_bulge)

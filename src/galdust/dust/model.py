@@ -5,6 +5,10 @@
 i.e. ``Y_b = PSF_b ∗ (F_b S D^{K_b(δ)})``: F > 0 the intrinsic host spectrum per band, S ≥ 0 the host
 morphology (peak 1), D ∈ (0, 1] the transmission map at the reference wavelength λ₀ and K_b(δ) the
 filter-integrated coefficients A_b / A_λ₀ of the tilted Calzetti curve.
+
+A host of two components (``galdust fit --host bulge-disk``) has a second SED and morphology, a
+bulge ``F_b^bulge B`` (B a Sérsic profile, peak 1; :func:`sersic_image`) under the same dust:
+``Y_b = PSF_b ∗ [(F_b S + F_b^bulge B) D^{K_b(δ)}]``; the single-SED host has ``B = None``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import jax.numpy as jnp
 from ..physics.attenuation import LAMBDA_REF, LAMBDA_V, BandAttenuation, attenuation_ratio
 from ..physics.psf import convolve_fft
 
-__all__ = ["DustParams", "DustModel", "D_MIN", "DELTA_RANGE"]
+__all__ = ["DustParams", "DustModel", "D_MIN", "DELTA_RANGE", "sersic_image", "host_morphology"]
 
 D_MIN = 1e-3  # A_λ₀ ≤ 7.5 mag
 DELTA_RANGE = (-1.0, 0.5)
@@ -30,6 +34,25 @@ class DustParams(NamedTuple):
     S: jnp.ndarray  # (H, W)
     D: jnp.ndarray  # (H, W)
     delta: jnp.ndarray  # ()
+    log_Fb: jnp.ndarray | None = None  # (n_band,) ln of the bulge's SED (bulge-disk host), else None
+    B: jnp.ndarray | None = None  # (H, W) bulge morphology, peak 1
+    bulge_shape: jnp.ndarray | None = None  # (6,) x0, y0 [px from the centre], ln R_e [px], n, e1, e2 of B
+
+
+def sersic_image(shape, x0, y0, log_re, n, e1, e2, soften: float = 0.25):
+    """A Sérsic profile of peak 1 on a pixel grid: centre (x0, y0) in pixels from the image centre,
+    effective radius e^log_re px (the geometric mean of the axes), index n, and shape (e1, e2) with
+    |e| < 1: ``r² = [(1 − e1) x² − 2 e2 x y + (1 + e1) y²] / √(1 − |e|²)``, the axis ratio
+    q = √((1 − |e|)/(1 + |e|)) (smooth at e = 0, unlike an angle); the radius is softened by
+    ``soften`` px so the cusp is finite on the grid."""
+    h, w = shape
+    yy, xx = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2.0 - y0, jnp.arange(w) - (w - 1) / 2.0 - x0, indexing="ij")
+    det = jnp.sqrt(jnp.maximum(1.0 - e1**2 - e2**2, 1e-4))
+    r = jnp.sqrt(((1.0 - e1) * xx**2 - 2.0 * e2 * xx * yy + (1.0 + e1) * yy**2) / det + soften**2)
+    bn = 2.0 * n - 1.0 / 3.0 + 0.009876 / n
+    r0 = soften
+    prof = jnp.exp(-bn * ((r / jnp.exp(log_re)) ** (1.0 / n) - (r0 / jnp.exp(log_re)) ** (1.0 / n)))
+    return prof / jnp.maximum(jnp.max(prof), 1e-30)
 
 
 class DustModel(eqx.Module):
@@ -52,8 +75,11 @@ class DustModel(eqx.Module):
         return jnp.exp(-0.4 * jnp.log(10.0) * self.K(delta)[:, None, None] * A[None])
 
     def host(self, p: DustParams):
-        """Unattenuated host cube F_b S (before the PSF)."""
-        return jnp.exp(p.log_F)[:, None, None] * p.S[None]
+        """Unattenuated host cube F_b S (+ F_b^bulge B for a bulge-disk host; before the PSF)."""
+        y = jnp.exp(p.log_F)[:, None, None] * p.S[None]
+        if p.B is not None:
+            y = y + jnp.exp(p.log_Fb)[:, None, None] * p.B[None]
+        return y
 
     def observe(self, y):
         """The PSF applied to a model cube (the identity without a PSF)."""
@@ -73,3 +99,12 @@ def make_model(bands, psf=None, *, wave_eff=None, lam_ref: float = LAMBDA_REF) -
     """A :class:`DustModel` for registry ``bands`` (``wave_eff`` for unknown ones) and PSF cube."""
     att = BandAttenuation(list(bands), lam_ref=lam_ref, wave_eff=wave_eff)
     return DustModel(att, None if psf is None else jnp.asarray(psf))
+
+
+def host_morphology(p: DustParams):
+    """The whole host's morphology (peak 1): S for a single-SED host; for a bulge-disk host, the
+    unattenuated host summed over bands, normalised to peak 1."""
+    if p.B is None:
+        return p.S
+    tot = jnp.sum(jnp.exp(p.log_F)) * p.S + jnp.sum(jnp.exp(p.log_Fb)) * p.B
+    return tot / jnp.maximum(jnp.max(tot), 1e-30)

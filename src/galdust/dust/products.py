@@ -1,10 +1,13 @@
 """Output files of ``galdust fit``: ``NAME.dust.fits``, ``NAME.json`` and ``NAME.png``.
 
 ``NAME.dust.fits``: primary HDU with no data and the summary keys; image HDUs on the input pixel
-grid with the input WCS: ``AV`` (mag at 0.551 µm), ``D`` (transmission at λ₀), ``HOST`` (S, peak 1),
-``HOST_CUBE`` (F_b S, input units), ``MODEL``, ``RESID`` ((data − model) √ivar, NaN where masked),
-and ``MASK`` (1 = zero-weighted pixel). Primary keys: ``BANDS``, ``DELTA``, ``AV_LW``, ``COVFRAC``,
-``CHI2``, ``CHI2ND``, ``NITER``, ``CONVERGE``, ``START``, ``HOSTF1..n``, ``LAMREF``, provenance.
+grid with the input WCS: ``AV`` (mag at 0.551 µm), ``D`` (transmission at λ₀), ``HOST`` (the whole
+unattenuated host's morphology, peak 1), ``HOST_CUBE`` (F_b S, plus the bulge for ``--host bulge-disk``,
+input units), ``MODEL``, ``RESID`` ((data − model) √ivar, NaN where masked), ``MASK`` (1 = zero-weighted
+pixel) and, for a bulge-disk host, ``BULGE`` (its Sérsic morphology, peak 1). Primary keys: ``BANDS``,
+``DELTA``, ``AV_LW``, ``COVFRAC``, ``CHI2``, ``CHI2ND``, ``NITER``, ``CONVERGE``, ``START``, ``HOSTMOD``,
+``HOSTF1..n`` (the disk's SED for a bulge-disk host), ``BULGEF1..n`` and ``BT`` (bulge-disk), ``LAMREF``,
+provenance.
 All files are written atomically and never replace an existing file without ``overwrite``.
 """
 
@@ -34,6 +37,11 @@ _COMMENTS = {
     "CONVERGE": "F converged before the iteration limit",
     "START": "initialisation (red or blue start)",
     "PRIORS": "learned priors (hsc: HSC host, dust: p(D|S))",
+    "HOSTMOD": "host model: single SED or bulge-disk",
+    "BT": "bulge share of the reddest band's host flux",
+    "BRE": "bulge effective radius [input px]",
+    "BN": "bulge Sersic index",
+    "BQ": "bulge axis ratio",
 }
 
 
@@ -46,6 +54,8 @@ def summary_dict(res: DustResult, obs: Observation) -> dict:
     s = dict(res.scalars)
     d = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in s.items()}
     d["HOSTF"] = {b: float(f) for b, f in zip(obs.bands, res.F)}
+    if res.F_BULGE is not None:
+        d["BULGEF"] = {b: float(f) for b, f in zip(obs.bands, res.F_BULGE)}
     d["BANDS"] = list(obs.bands)
     d["input"] = obs.source
     if res.grid is not None:
@@ -62,6 +72,9 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
         hdr[k] = (v, _COMMENTS.get(k, ""))
     for j, (b, f) in enumerate(zip(obs.bands, res.F)):
         hdr[f"HOSTF{j + 1}"] = (float(f), f"host SED F of {b} [input units]")
+    if res.F_BULGE is not None:
+        for j, (b, f) in enumerate(zip(obs.bands, res.F_BULGE)):
+            hdr[f"BULGEF{j + 1}"] = (float(f), f"bulge SED of {b} [input units]")
     hdr["LAMREF"] = (LAMBDA_REF, "reference wavelength of D [micron]")
     if res.grid is not None:
         for k, v in res.grid.header_cards().items():
@@ -72,9 +85,11 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
         hdr[k] = (v, c) if len(str(v)) + len(c) < 60 else v
     wcs_hdr = obs.wcs.to_header() if obs.wcs is not None else None
     hdus = [fits.PrimaryHDU(header=hdr)]
-    for name, arr, unit in (("AV", res.AV, "mag"), ("D", res.D, ""), ("HOST", res.HOST, ""),
-                            ("HOST_CUBE", res.HOST_CUBE, obs.unit), ("MODEL", res.MODEL, obs.unit),
-                            ("RESID", res.RESID, ""), ("MASK", res.MASK, "")):
+    maps = [("AV", res.AV, "mag"), ("D", res.D, ""), ("HOST", res.HOST, ""), ("HOST_CUBE", res.HOST_CUBE, obs.unit),
+            ("MODEL", res.MODEL, obs.unit), ("RESID", res.RESID, ""), ("MASK", res.MASK, "")]
+    if res.BULGE is not None:
+        maps.append(("BULGE", res.BULGE, ""))
+    for name, arr, unit in maps:
         h = fits.ImageHDU(np.asarray(arr, np.uint8 if name == "MASK" else np.float32),
                           header=wcs_hdr.copy() if wcs_hdr is not None else None, name=name)
         if unit:
