@@ -38,7 +38,7 @@ def test_results_do_not_depend_on_batching_and_a_bad_input_fails_alone():
     assert [r.AV.shape for r in good] == [(24, 24)] * 3 + [(20, 20)]  # two shape groups, input grids kept
     alone = dataclasses.replace(fitter, batch_size=1).fit([obs[1]])[0]
     np.testing.assert_allclose(alone.AV, good[1].AV, atol=1e-5)  # padding a batch changes nothing
-    assert alone.scalars["PRIORS"] == "none" and good[0].scalars["START"] == "blue"
+    assert alone.scalars["PRIORS"] == "none" and good[0].scalars["START"] == "red"  # auto: red for griz too
 
 
 def test_products_on_the_input_grid_are_consistent():

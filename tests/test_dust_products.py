@@ -39,7 +39,9 @@ def _fit(*args):
 
 def test_outputs_keys_and_failure_isolation(sims, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = _fit(sims / "gal_000000.fits", sims / "broken.fits", sims / "withwcs.fits", "--out", out)
+    # the blue start: in 60 iterations without priors it reaches the truth's dust level, which the
+    # default red start (near-zero dust at the start, the exponential prior on A) does not (0.007 of 0.264)
+    rc = _fit(sims / "gal_000000.fits", sims / "broken.fits", sims / "withwcs.fits", "--out", out, "--start", "blue")
     err = capsys.readouterr().err
     assert rc == 1  # one input failed, the others were written
     assert err.count("\n") == 1 and "broken.fits" in err, err
@@ -128,12 +130,19 @@ def test_dust_level_option(sims, tmp_path, capsys):
     rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--dust-level", "flat"])
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1
     # the gauge level on the embedded simulated galaxy (an inclined dusty disk, A_V,LW 0.32 mag),
-    # against its truth. Measured: A_V,LW 0.327, covering fraction 0.84 (T 0.81), map correlation
-    # 0.59 and median |ΔA_V| 0.14 mag where S > 0.1, χ² 0.933 against 0.997 dust-free
+    # against its truth, from the blue start (the colour map). Measured: A_V,LW 0.327, covering fraction
+    # 0.84 (T 0.81), map correlation 0.59 and median |ΔA_V| 0.14 mag where S > 0.1, χ² 0.933 against
+    # 0.997 dust-free. From the default (red) start it finds A_V,LW 0.26 (session 20)
     import galdust
 
     EXAMPLE = Path(galdust.__file__).parent / "data" / "examples" / "sim_dusty_galaxy.fits"
-    rc = main(["fit", str(EXAMPLE), "--out", str(tmp_path), "--dust-level", "gauge", "--max-iter", "120", "--quiet"])
+    rc = main(["fit", str(EXAMPLE), "--out", str(tmp_path / "red"), "--dust-level", "gauge", "--max-iter", "120",
+               "--quiet"])
+    assert rc == 0
+    with fits.open(tmp_path / "red" / "sim_dusty_galaxy.dust.fits") as h:
+        assert h[0].header["START"] == "red" and h[0].header["AV_LW"] > 0.2
+    rc = main(["fit", str(EXAMPLE), "--out", str(tmp_path), "--dust-level", "gauge", "--max-iter", "120", "--quiet",
+               "--start", "blue"])
     assert rc == 0
     with fits.open(tmp_path / "sim_dusty_galaxy.dust.fits") as h, fits.open(EXAMPLE) as t:
         hdr, th = h[0].header, t[0].header
@@ -152,8 +161,11 @@ def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path, monkeypatch):
     with fits.open(fitdir / "sim_dusty_galaxy.dust.fits") as h, \
             fits.open(tmp_path / "demo" / "sim_dusty_galaxy.fits") as truth:
         assert h[0].header["CHI2"] < h[0].header["CHI2ND"]
-        # the dust is found where it is: A_V,LW within 0.25 mag of the truth, maps correlated
-        assert abs(h[0].header["AV_LW"] - truth[0].header["T_AVLW"]) < 0.25
+        # the dust is found where it is (maps correlated), shrunk by the exponential prior on A from the
+        # default red start: measured A_V,LW 0.066 against a truth of 0.321, correlation 0.55 (session 20;
+        # the blue start, the default for griz until then, found more of it and invented 0.11 mag on
+        # dust-free hosts: docs/eval_dust.md)
+        assert 0.03 < h[0].header["AV_LW"] < truth[0].header["T_AVLW"]
         av, tav = h["AV"].data, truth["TRUE_AV"].data
         inner = truth["TRUE_S"].data > 0.1
         assert np.corrcoef(av[inner], tav[inner])[0, 1] > 0.4
@@ -166,3 +178,5 @@ def test_demo_fits_the_embedded_galaxy_with_priors(tmp_path, monkeypatch):
         with fits.open(fitdir / "hsc_cosmos_35_cut.dust.fits") as h:
             assert h[0].header["PRIORS"] == "hsc+dust" and h["AV"].data.shape == (40, 40)
             assert h[0].header["CHI2"] < h[0].header["CHI2ND"] and np.isfinite(h[0].header["AV_LW"])
+            # a red early-type galaxy: little dust (measured 0.043; 0.12-0.14 from the old blue start)
+            assert h[0].header["AV_LW"] <= 0.05

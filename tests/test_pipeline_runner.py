@@ -59,7 +59,7 @@ def test_run_against_a_scheduler_address_bad_inputs_become_error_rows(tmp_path, 
     for i in range(5):
         r = rows[f"g{i}"]
         assert r["status"] == "ok" and r["error"] is None and r["niter"] > 0 and r["runtime_s"] > 0
-        assert r["galdust_version"] and r["worker"] and r["start"] == "blue"
+        assert r["galdust_version"] and r["worker"] and r["start"] == "red"  # auto: the red start for griz too
         assert (out / f"g{i}.dust.fits").exists() and (out / f"g{i}.json").exists()
     with fits.open(out / "g0.dust.fits") as h:
         assert h[0].header["AV_LW"] == pytest.approx(rows["g0"]["av_lw"])

@@ -27,7 +27,10 @@ def evaluate_dust(
     hosts: Annotated[str, typer.Option(help="Host sets: realistic (stellar-population bulge, disk, clumps), "
                                             "isochromatic, dust-free (realistic hosts without dust), "
                                             "stress (extreme power-law colour gradients).")] = "realistic,dust-free",
-    starts: Annotated[str, typer.Option(help="red (griz + 2MASS J) and/or blue (griz).")] = "red,blue",
+    starts: Annotated[str, typer.Option(help="red and/or blue start.")] = "red,blue",
+    band_set: Annotated[str, typer.Option("--band-set", help="Bands simulated and fitted: auto (griz + 2MASS J "
+                                                             "for the red start, griz for the blue), grizJ or "
+                                                             "griz.")] = "auto",
     priors: Annotated[str, typer.Option(help="on, off (likelihood + exponential A prior only) and/or gauge "
                                              "(galdust fit --dust-level gauge).")] = "on,off",
     host_model: Annotated[str, typer.Option("--host-model", help="The fit's host model(s) (galdust fit --host): "
@@ -43,7 +46,7 @@ def evaluate_dust(
     import numpy as np
 
     from ..dust.api import make_fitter
-    from ..dust.evaluate import HOST_SETS, evaluate_config, format_table, summarise
+    from ..dust.evaluate import BAND_SETS, HOST_SETS, evaluate_config, format_table, summarise
     from ..io import atomic_path
 
     csv_path, md_path = out / "eval_dust.csv", out / "eval_dust.md"
@@ -53,6 +56,8 @@ def evaluate_dust(
     for h in _csv_list(hosts):
         if h not in HOST_SETS:
             raise UserError(f"unknown host set {h!r} ({', '.join(HOST_SETS)})")
+    if band_set != "auto" and band_set not in BAND_SETS:
+        raise UserError(f"unknown --band-set {band_set!r} (auto, {', '.join(BAND_SETS)})")
     for st in _csv_list(starts):
         if st not in ("red", "blue"):
             raise UserError(f"unknown start {st!r} (red, blue)")
@@ -74,13 +79,14 @@ def evaluate_dust(
                     t0 = time.perf_counter()
                     r = evaluate_config(n=n, snr=sn, snr_kind=snr_kind, hosts=h, start=st,
                                         priors=pr == "on", seed=seed, batch_size=batch_size,
-                                        fitter=fitters[pr])
+                                        fitter=fitters[pr], band_set=band_set)
                     dt = time.perf_counter() - t0
                     r = [dict(x, setting=pr, host_model=hm) for x in r]  # on, off or gauge (``priors`` is a bool)
                     rows += r
                     ok = [x for x in r if not x["error"]]
                     cov = np.array([x["covfrac"] for x in ok])
-                    title = (f"{st} start, {h} hosts, S/N {sn:g} ({snr_kind}), priors {pr}, fit host {hm}: "
+                    bs = band_set if band_set != "auto" else ("grizJ" if st == "red" else "griz")
+                    title = (f"{st} start ({bs}), {h} hosts, S/N {sn:g} ({snr_kind}), priors {pr}, fit host {hm}: "
                              f"{len(ok)} galaxies, {dt:.0f} s")
                     dusty = [x for x in ok if x["av_lw_true"] > 0.1]
                     better = sum(x["chi2"] < x["chi2_nd"] for x in dusty)

@@ -31,7 +31,7 @@ def fit(
     inputs: Annotated[list[str], typer.Argument(help="Cube FITS files (one galaxy each); with --bands, each "
                                                      "INPUT is a comma-separated list of per-band FITS.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    start: Annotated[str, typer.Option(help="auto (red if a band has λ_eff ≥ 1 µm), red or blue.")] = "auto",
+    start: Annotated[str, typer.Option(help="auto (the red start, for every band set), red or blue.")] = "auto",
     max_iter: Annotated[Optional[int], typer.Option("--max-iter", min=1, help="Iteration limit of the dust fit "
                                                     "(default 300; 1000 with --dust-level gauge).")] = None,
     dust_level: Annotated[str, typer.Option("--dust-level", help="How the dust level (a uniform screen, which the "

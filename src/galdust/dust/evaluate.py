@@ -140,16 +140,22 @@ def host_config(hosts: str, **kw):
                      dust_free=hosts == "dust-free", **kw)
 
 
+#: ``galdust evaluate dust --band-set``: the bands simulated and fitted ('auto': grizJ for the red start,
+#: griz for the blue start)
+BAND_SETS = {"grizJ": RED_BANDS, "griz": BLUE_BANDS}
+
+
 def evaluate_config(*, n: int, snr: float, snr_kind: str, hosts: str, start: str, priors: bool,
-                    seed: int, batch_size: int = 16, fitter=None, progress=None) -> list[dict]:
-    """Simulate ``n`` held-out galaxies of a host set (:data:`HOST_SETS`) and fit them through
-    :class:`DustFitter` (the same path as ``galdust fit``); one dict of metrics per galaxy."""
+                    seed: int, batch_size: int = 16, fitter=None, progress=None, band_set: str = "auto") -> list[dict]:
+    """Simulate ``n`` held-out galaxies of a host set (:data:`HOST_SETS`) in a band set
+    (:data:`BAND_SETS`) and fit them through :class:`DustFitter` (the same path as ``galdust fit``);
+    one dict of metrics per galaxy."""
     import dataclasses
 
     from ..simulate import simulate
     from .api import make_fitter
 
-    bands = RED_BANDS if start == "red" else BLUE_BANDS
+    bands = (RED_BANDS if start == "red" else BLUE_BANDS) if band_set == "auto" else BAND_SETS[band_set]
     cfg = host_config(hosts, bands=bands, snr=snr, snr_kind=snr_kind)
     sim = simulate(jax.random.PRNGKey(seed), n, cfg, batch=min(n, 32))
     obs = sim_observations(sim, cfg, f"sim{seed}_")
@@ -162,7 +168,8 @@ def evaluate_config(*, n: int, snr: float, snr_kind: str, hosts: str, start: str
     results = fitter.fit(obs, progress=progress)
     rows = []
     for i, res in enumerate(results):
-        base = dict(i=i, seed=seed, snr=snr, snr_kind=snr_kind, host=hosts, start=start, priors=priors,
+        base = dict(i=i, seed=seed, snr=snr, snr_kind=snr_kind, host=hosts, start=start, bands=",".join(bands),
+                    priors=priors,
                     covfrac=float(sim["covfrac"][i]), delta_true=float(sim["params"].delta[i]),
                     dgi_true=float(sim["params"].dgi[i]), bt_true=float(sim["params"].bt[i]),
                     fclump_true=float(sim["params"].f_clump[i]))
