@@ -1,6 +1,6 @@
 """Speed of the dust fit (galdust fit's engine) on 64×64 griz simulated galaxies; prints tables.
 
-    python bench/bench_fit.py [--n 64] [--batch 1 8 16 32] [--scarlet2-python PATH]
+    python bench/bench_fit.py [--n 64] [--batch 1 8 16 32] [--host single|bulge-disk] [--scarlet2-python PATH]
 
 * single galaxy: wall time of the first call (JIT compilation + fit) and of a second call on
   another galaxy (converged fit after JIT), through ``DustFitter`` (the ``galdust fit`` path:
@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from galdust.dust.evaluate import sim_observations
+from galdust.dust.fit import FitConfig
 from galdust.dust.job import DustFitter
 from galdust.io import write_cube
 from galdust.simulate import SimConfig, simulate
@@ -42,11 +43,14 @@ def main():
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 16, 32])
     ap.add_argument("--scarlet2-python", default=None, help="python of a venv with scarlet2 installed")
+    ap.add_argument("--host", default="single", help="the fit's host model (galdust fit --host)")
     a = ap.parse_args()
+    cfg = FitConfig(host=a.host)
     obs = observations(a.n)
-    print(f"device: {jax.devices()[0].platform}, {jax.device_count()} device(s); 64x64 griz, peak S/N 50")
+    print(f"device: {jax.devices()[0].platform}, {jax.device_count()} device(s); 64x64 griz, peak S/N 50, "
+          f"host {a.host}")
     print()
-    fitter = DustFitter.with_priors(batch_size=1)
+    fitter = DustFitter.with_priors(batch_size=1, cfg=cfg)
     t0 = time.perf_counter()
     r0 = fitter.fit(obs[:1])[0]
     t_first = time.perf_counter() - t0
@@ -68,7 +72,7 @@ def main():
         if b == 1:
             print(f"| 1 | {t_first:.1f} | {1.0 / np.median(times):.2f} |")
             continue
-        f = DustFitter.with_priors(batch_size=b)
+        f = DustFitter.with_priors(batch_size=b, cfg=cfg)
         t0 = time.perf_counter()
         f.fit(obs[:b])
         t_c = time.perf_counter() - t0

@@ -148,6 +148,13 @@ def test_fit_task_options_resolve_the_level_defaults():
     o = FitTask(dust_level="gauge").options()
     assert o["max_iter"] == 1000 and o["dust_level"] == "gauge"
     assert FitTask(max_iter=50, dust_level="gauge").options()["max_iter"] == 50
+    # the host model is part of a run's options only when it is not the default (old runs resume)
+    assert "host" not in FitTask().options() and FitTask(host="bulge-disk").options()["host"] == "bulge-disk"
+
+
+def test_run_fit_bad_host_is_a_one_line_error_before_any_cluster(tmp_path, capsys):
+    rc = main(["run", "fit", "--inputs", str(tmp_path / "*.fits"), "--out", str(tmp_path / "r"), "--host", "spiral"])
+    assert rc == 2 and capsys.readouterr().err.count("\n") == 1
 
 
 def test_run_posterior_default_is_the_tables_default_as_in_posterior_sample(tmp_path, cluster, capsys):

@@ -29,7 +29,7 @@ def fiducial():
 
 
 def test_thin_screen_is_exact_without_psf():
-    cfg = SimConfig(bands=BANDS, size=32, psf_fwhm=None, snr=None, isochromatic=True, screen=True)
+    cfg = SimConfig(bands=BANDS, size=32, psf_fwhm=None, snr=None, isochromatic=True, screen=True, hosts="stress")
     p = params_batch(cfg, 8, tau_disk=1.5, tau_ring=0.3, tau_clump=0.0, tau_patch=0.5)
     out = simulate(jax.random.PRNGKey(0), 8, cfg, params=p, batch=8)
     a_ref = -2.5 * np.log10(out["D"])
@@ -45,7 +45,7 @@ def test_thin_screen_is_exact_without_psf():
 
 
 def test_zero_dust_gives_zero_attenuation():
-    cfg = SimConfig(size=32, snr=None, dust_free=True)
+    cfg = SimConfig(size=32, snr=None, dust_free=True, hosts="stress")
     out = simulate(jax.random.PRNGKey(3), 8, cfg, batch=8)
     np.testing.assert_allclose(out["AV"], 0.0, atol=1e-5)
     np.testing.assert_allclose(out["D"], 1.0, atol=1e-5)
@@ -70,7 +70,8 @@ def test_fiducial_host_has_colour_gradients(fiducial):
     assert np.median(spread) > 0.2
 
 
-NOISY = SimConfig(size=32, snr=20.0)  # one compiled simulator (batches of 4) for the next two tests
+# the geometry and noise tests use the power-law hosts: no stellar-population SEDs to compile
+NOISY = SimConfig(size=32, snr=20.0, hosts="stress")  # one compiled simulator (batches of 4) for the next two tests
 
 
 def test_noise_matches_snr_definition():
@@ -89,7 +90,7 @@ def test_deterministic_and_batch_invariant():
 
 
 # one compiled simulator (noiseless 32x32, batches of 4) for the parameter scans below
-SCAN = SimConfig(size=32, snr=None)
+SCAN = SimConfig(size=32, snr=None, hosts="stress")
 
 
 def _av_lw(base, field, values):
@@ -150,11 +151,11 @@ def test_line_of_sight_sampling_resolves_thin_dust_without_stripes():
     # the column through a thin inclined dust disk at the default sampling vs a 256-sample reference
     from galdust.simulate.dusty_images import dust_column
 
-    cfg = SimConfig(size=48)
+    cfg = SimConfig(size=48, hosts="stress")
     p = params_batch(cfg, 12, seed=21, tau_disk=1.0, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0)
     p = p._replace(inc=jnp.linspace(0.2, 1.4, 12), h_zd=jnp.full(12, 0.5, jnp.float32))
     columns = jax.jit(jax.vmap(dust_column, in_axes=(0, None)), static_argnums=1)
-    col, ref = np.asarray(columns(p, cfg)), np.asarray(columns(p, SimConfig(size=48, n_los=256)))
+    col, ref = np.asarray(columns(p, cfg)), np.asarray(columns(p, SimConfig(size=48, n_los=256, hosts="stress")))
     r = (col / np.maximum(ref, 1e-9))[ref > 0.05]
     assert 0.9 < np.median(r) < 1.02
     assert np.percentile(r, 1) > 0.8 and np.percentile(r, 99) < 1.2
@@ -169,7 +170,7 @@ def test_uniformly_mixed_stars_and_dust_are_exact_without_psf():
     column would give e^{−Kτ}, off by up to 0.3 here."""
     from galdust.simulate.dusty_images import dust_column
 
-    cfg = SimConfig(bands=BANDS, size=32, psf_fwhm=None, snr=None, isochromatic=True, n_los=200)
+    cfg = SimConfig(bands=BANDS, size=32, psf_fwhm=None, snr=None, isochromatic=True, n_los=200, hosts="stress")
     taus = [0.3, 1.0, 3.0, 6.0] * 2
     p = params_batch(cfg, 8, seed=3, tau_ring=0.0, tau_clump=0.0, tau_patch=0.0, bt=0.0, f_clump=0.0,
                      arm_amp=0.0, dust_arm=0.0, r_trunc=1e4, r_trunc_d=1e4)

@@ -58,6 +58,7 @@ def run_cmd(
                                                     "(default 300; 1000 with --dust-level gauge).")] = None,
     dust_level: Annotated[str, typer.Option("--dust-level", help="fit: 'shrink' or 'gauge', as in galdust fit.")] = "shrink",
     start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
+    host: Annotated[str, typer.Option("--host", help="fit: 'single' or 'bulge-disk' host, as in galdust fit.")] = "single",
     no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,
     no_psf: Annotated[bool, typer.Option("--no-psf", help="fit: ignore input PSFs.")] = False,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="fit: do not mask neighbours; fir-map: do not "
@@ -90,7 +91,7 @@ def run_cmd(
     if task not in TASKS:
         raise UserError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
     opts = {"fit": dict(max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
-                        detect=not no_detect, plot=plot, dust_level=dust_level),
+                        detect=not no_detect, plot=plot, dust_level=dust_level, host=host),
             "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot,
                             exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
@@ -115,6 +116,10 @@ def run_cmd(
         if task == "fit":
             choose_start([1.0], start)
             level_config(dust_level)  # a one-line error before the cluster starts
+            from ..dust.fit import HOST_MODELS
+
+            if host not in HOST_MODELS:
+                raise ValueError(f"unknown --host {host!r} ({', '.join(HOST_MODELS)})")
         if model is not None and not Path(model).exists():
             raise ValueError(f"{model}: no such model")
         job = get_task(task, **opts)

@@ -32,12 +32,12 @@ def _one_line(e: BaseException) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, detect: bool, batch_size: int,
-                 dust_level: str = "shrink"):
+                 dust_level: str = "shrink", host: str = "single"):
     """One fitter per worker process and option set (loads the priors once): :func:`galdust.dust.api.make_fitter`."""
     from ..dust.api import make_fitter
 
     return make_fitter(level=dust_level, max_iter=max_iter, priors=priors, start=start, use_psf=use_psf,
-                       detect=detect, batch_size=batch_size)
+                       detect=detect, batch_size=batch_size, host=host)
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class FitTask:
     detect: bool = True
     plot: bool = False
     batch_size: int = 8
+    host: str = "single"  # galdust fit --host
 
     name = "fit"
     fields = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()),
@@ -64,7 +65,8 @@ class FitTask:
         gauge = self.dust_level == "gauge"
         o = dict(max_iter=self.max_iter or level_config(self.dust_level).max_iter,
                  priors=self.priors, start=self.start, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
-        return dict(o, dust_level=self.dust_level) if gauge else o  # as before the option: old runs resume
+        o = dict(o, dust_level=self.dust_level) if gauge else o  # as before the option: old runs resume
+        return dict(o, host=self.host) if self.host != "single" else o
 
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
         from .runner import discover
@@ -92,7 +94,7 @@ class FitTask:
                 rows[k] = dict(status="error", error=_one_line(e))
         if obs:
             fitter = _dust_fitter(self.max_iter, self.priors, self.start, self.use_psf, self.detect,
-                                  self.batch_size, self.dust_level)
+                                  self.batch_size, self.dust_level, self.host)
             results = fitter.fit(obs)
             for k, o, res in zip(where, obs, results):
                 if isinstance(res, Exception):
