@@ -91,7 +91,8 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
             s = res.scalars
             typer.echo(f"{name}: A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}  covfrac {s['COVFRAC']:.2f}  "
                        f"χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  {s['NITER']} it  "
-                       f"start {s['START']}  priors {s.get('PRIORS', '?')} -> {paths['fits']}")
+                       f"start {s['START']}  priors {s.get('PRIORS', '?')}"
+                       + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}")
         if report.written or report.seconds:
             typer.echo(f"fitted {len(report.written)} of {n_inputs} inputs in {report.seconds:.1f} s")
     for src, msg in report.failures:
