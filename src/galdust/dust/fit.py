@@ -53,6 +53,13 @@ learned priors (the learned dust prior added 0.15–0.3 mag of dust to dust-free
 galaxies with it). It recovers the dust of isochromatic hosts, but reads the colour gradients of
 fiducial hosts (red bulge, blue disk) as dust: numbers in ``docs/eval_dust.md``.
 
+A bulge-disk host (``host='bulge-disk'``, ``galdust fit --host bulge-disk``) adds a Sérsic bulge B with
+its own SED (``log_Fb``; shape: centre, ln R_e, n, e1, e2, projected to compact bulges: R_e ≤
+``BULGE_RE_R50`` × the host's half-light radius, 1 ≤ n ≤ 6) and a Gaussian prior of
+``bulge_colour_sigma`` mag on each bulge − disk colour. A free-form S can hold any part of the bulge
+with the disk's colours, so the bulge's SED is not identifiable, only the sum; measured trade-offs in
+``docs/eval_dust.md`` (session 20).
+
 Sequence (seed §3): a dust-free fit (D ≡ 1) of F and S from the red or blue start; then the dust
 fit of all parameters, from near-zero dust on the reddest band's morphology (red start) or from the
 colour A map of the blue start. Convergence: every band's F changes by less than ``tol`` (relative)
