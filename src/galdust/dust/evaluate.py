@@ -43,8 +43,10 @@ def effective_av_maps(S, D, delta, psf0=None, lam_ref: float = LAMBDA_REF, bump:
 
 def effective_av(model: DustModel, p: DustParams):
     """Post-PSF A_V map of a fit and its post-PSF host light, both (H, W)."""
+    from .model import host_morphology
+
     psf0 = None if model.psf is None else model.psf[0]
-    return effective_av_maps(p.S, p.D, p.delta, psf0, model.att.lam_ref, model.att.bump)
+    return effective_av_maps(host_morphology(p), p.D, p.delta, psf0, model.att.lam_ref, model.att.bump)
 
 
 def light_contour(light: np.ndarray, frac: float = 0.84) -> np.ndarray:
