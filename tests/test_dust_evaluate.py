@@ -3,6 +3,7 @@
 import csv
 
 import numpy as np
+import pytest
 
 from galdust.cli import main
 from galdust.dust.evaluate import STRUCTURE_MIN, format_table, galaxy_metrics, light_contour, summarise
@@ -46,3 +47,14 @@ def test_evaluate_dust_off_and_gauge(tmp_path):
     md = (out / "eval_dust.md").read_text()
     assert "priors off" in md and "priors gauge" in md
     assert main(["evaluate", "dust", "--out", str(tmp_path / "x"), "--priors", "maybe"]) == 2
+
+
+def test_host_sets_are_the_simulator_configurations_they_name():
+    from galdust.dust.evaluate import HOST_SETS, host_config
+
+    cfg = {h: host_config(h, size=16) for h in HOST_SETS}
+    assert cfg["realistic"].hosts == "realistic" and not cfg["realistic"].dust_free
+    assert cfg["dust-free"].hosts == "realistic" and cfg["dust-free"].dust_free
+    assert cfg["isochromatic"].isochromatic and cfg["stress"].hosts == "stress"
+    with pytest.raises(ValueError, match="unknown host set"):
+        host_config("fiducial")
