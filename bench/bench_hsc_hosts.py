@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from galdust.cli.demo import cutout
 from galdust.dust.api import fit_files
 from galdust.io import read_npz, write_cube
 
@@ -49,15 +50,7 @@ def cutouts(out: Path, size: int) -> list[tuple[Path, float]]:
             if snr < 50:
                 continue
             gi = -2.5 * np.log10(flux[0] / flux[2])
-            cy, cx, h = int(round(c["y"])), int(round(c["x"])), size // 2
-            cube = np.zeros((obs.cube.shape[0], size, size), np.float32)
-            iv = np.zeros_like(cube)
-            y0, x0 = cy - h, cx - h
-            ys = slice(max(y0, 0), min(y0 + size, obs.cube.shape[1]))
-            xs = slice(max(x0, 0), min(x0 + size, obs.cube.shape[2]))
-            ty, tx = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
-            cube[:, ty, tx] = obs.cube[:, ys, xs]
-            iv[:, ty, tx] = ivar[:, ys, xs]
+            cube, iv = cutout(obs.cube, ivar, int(round(c["y"])), int(round(c["x"])), size)
             path = write_cube(out / f"{name}_src{k}.fits", cube, obs.bands, ivar=iv, psf=obs.psf,
                               wave_eff=obs.wave_eff, overwrite=True,
                               header={"ORIGIN": (f"scarlet {name}.npz", "pmelchior/scarlet, MIT")})

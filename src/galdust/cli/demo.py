@@ -17,6 +17,21 @@ HSC_SCENES = (Path("../shared/data/hsc/hsc_cosmos_35.npz"),
               Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "hsc" / "hsc_cosmos_35.npz")
 
 
+def cutout(cube, ivar, cy: int, cx: int, size: int):
+    """size×size (cube, ivar) centred on pixel (cy, cx) of a scene; zero (no data) beyond its edges."""
+    import numpy as np
+
+    h = size // 2
+    out = np.zeros((cube.shape[0], size, size), np.float32)
+    iv = np.zeros_like(out)
+    y0, x0 = cy - h, cx - h
+    ys, xs = slice(max(y0, 0), min(y0 + size, cube.shape[1])), slice(max(x0, 0), min(x0 + size, cube.shape[2]))
+    ty, tx = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
+    out[:, ty, tx] = cube[:, ys, xs]
+    iv[:, ty, tx] = ivar[:, ys, xs]
+    return out, iv
+
+
 def _hsc_cutout(scene: Path, out: Path, size: int = 40, overwrite: bool = False) -> Path:
     """Cut a size×size cube FITS (IVAR, PSF) around the catalogued source of an HSC scene with the most
     flux within 10 px (the large red galaxy of hsc_cosmos_35)."""
@@ -30,14 +45,8 @@ def _hsc_cutout(scene: Path, out: Path, size: int = 40, overwrite: bool = False)
     yy, xx = np.mgrid[: det.shape[0], : det.shape[1]]
     flux = [det[(yy - c["y"]) ** 2 + (xx - c["x"]) ** 2 < 100].sum() for c in cat]  # r < 10 px: extended
     c = cat[int(np.argmax(flux))]
-    cy, cx, h = int(round(c["y"])), int(round(c["x"])), size // 2
-    cube = np.zeros((obs.cube.shape[0], size, size), np.float32)
-    ivar = np.zeros_like(cube)
-    y0, x0 = cy - h, cx - h
-    ys, xs = slice(max(y0, 0), min(y0 + size, det.shape[0])), slice(max(x0, 0), min(x0 + size, det.shape[1]))
-    ty, tx = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
-    cube[:, ty, tx] = obs.cube[:, ys, xs]
-    ivar[:, ty, tx] = obs.ivar[:, ys, xs]
+    cy, cx = int(round(c["y"])), int(round(c["x"]))
+    cube, ivar = cutout(obs.cube, obs.ivar, cy, cx, size)
     return write_cube(out, cube, obs.bands, ivar=ivar, psf=obs.psf, wave_eff=obs.wave_eff, overwrite=overwrite,
                       header={"ORIGIN": ("scarlet hsc_cosmos_35.npz", "pmelchior/scarlet, MIT"),
                               "CUTCEN": (f"{cy},{cx}", "cutout centre (y,x) in the scene")})
