@@ -28,6 +28,7 @@ def simulate(
     hosts: Annotated[str, typer.Option(help="Component SEDs: 'realistic' (stellar populations; bulge - disk "
                                             "colours as in real galaxies) or 'stress' (power laws, "
                                             "extreme colour gradients).")] = "realistic",
+    dust_free: Annotated[bool, typer.Option("--dust-free", help="The same galaxies without any dust.")] = False,
     n_los: Annotated[int, typer.Option(help="Samples along each line of sight.")] = 40,
     bulk: Annotated[bool, typer.Option("--bulk", help="Write one .npz array store (for prior training).")] = False,
     with_cubes: Annotated[bool, typer.Option("--with-cubes", help="Bulk: also store the image cubes.")] = False,
@@ -52,7 +53,8 @@ def simulate(
     if hosts not in HOSTS:
         raise UserError(f"--hosts {hosts!r}: one of {', '.join(HOSTS)}")
     cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
-                    snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic, hosts=hosts)
+                    snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic, hosts=hosts,
+                    dust_free=dust_free)
     if hosts == "realistic":
         try:
             channel_filters(band_list, cfg.lam_ref)
