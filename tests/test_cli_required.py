@@ -34,7 +34,7 @@ def test_simulate_info_and_simulate_sed(tmp_path, monkeypatch, capsys):
     _ok(["simulate-sed", "--out", "sed.parquet"], capsys)
     import pyarrow.parquet as pq
 
-    assert pq.read_table(tmp_path / "sed.parquet").num_rows == 5000
+    assert pq.read_table(tmp_path / "sed.parquet").num_rows == 1000
 
 
 def test_fit_with_defaults(tmp_path, capsys):

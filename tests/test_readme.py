@@ -145,6 +145,12 @@ def build_placeholders(d: Path, cmds: list[str]) -> None:
         _sim_cube(d / "cutouts" / "b.fits", 5)
         _sim_cube(d / "cutouts" / "deeper" / "c.fits", 6)  # found by 'cutouts/**/*.fits' only
         Table(dict(path=["cutouts/a.fits", "cutouts/b.fits"], name=["a", "b"])).write(d / "cutouts.csv")
+    if "--model my_net.eqx" in text:  # a network the user trained: the shipped one under that name
+        from galdust.models import shipped_path
+
+        src = shipped_path("amortized-dust")
+        shutil.copy(src, d / "my_net.eqx")
+        shutil.copy(src.with_suffix(".json"), d / "my_net.json")
     if "mymask.fits" in text:
         m = np.zeros((24, 24), np.uint8)
         m[:2] = 1

@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from . import demo, evaluate, fir, fit, posterior, run, simulate  # noqa: F401 - registers the commands
+from . import demo, evaluate, fir, fit, posterior, run, simulate, train  # noqa: F401 - registers the commands
 from ._app import UserError, _one_line, app
 from .fir import fir_train  # noqa: F401 - re-exported
 from .posterior import DEFAULT_POSTERIOR, NAMED_POSTERIORS  # noqa: F401 - re-exported

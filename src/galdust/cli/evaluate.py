@@ -27,7 +27,7 @@ def evaluate_dust(
     hosts: Annotated[str, typer.Option(help="Host sets: realistic (stellar-population bulge, disk, clumps), "
                                             "isochromatic, dust-free (realistic hosts without dust), "
                                             "stress (extreme power-law colour gradients).")] = "realistic,dust-free",
-    starts: Annotated[str, typer.Option(help="red and/or blue start.")] = "red,blue",
+    starts: Annotated[str, typer.Option(help="red, blue and/or amortized (the network's map) start.")] = "red,blue",
     band_set: Annotated[str, typer.Option("--band-set", help="Bands simulated and fitted: auto (griz + 2MASS J "
                                                              "for the red start, griz for the blue), grizJ or "
                                                              "griz.")] = "auto",
@@ -59,8 +59,8 @@ def evaluate_dust(
     if band_set != "auto" and band_set not in BAND_SETS:
         raise UserError(f"unknown --band-set {band_set!r} (auto, {', '.join(BAND_SETS)})")
     for st in _csv_list(starts):
-        if st not in ("red", "blue"):
-            raise UserError(f"unknown start {st!r} (red, blue)")
+        if st not in ("red", "blue", "amortized"):
+            raise UserError(f"unknown start {st!r} (red, blue, amortized)")
     for pr in _csv_list(priors):
         if pr not in ("on", "off", "gauge"):
             raise UserError(f"unknown priors setting {pr!r} (on, off, gauge)")

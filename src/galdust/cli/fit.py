@@ -31,7 +31,14 @@ def fit(
     inputs: Annotated[list[str], typer.Argument(help="Cube FITS files (one galaxy each); with --bands, each "
                                                      "INPUT is a comma-separated list of per-band FITS.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    start: Annotated[str, typer.Option(help="auto (the red start, for every band set), red or blue.")] = "auto",
+    method: Annotated[str, typer.Option("--method", help="'map': the iterative fit under the learned priors; "
+                                        "'amortized': one pass of a network trained on simulations, with a "
+                                        "per-pixel sigma (AV_ERR), for the band sets it was trained on "
+                                        "(galdust models).")] = "map",
+    model: Annotated[Optional[Path], typer.Option("--model", help="--method amortized: a network from galdust "
+                                                  "train amortized instead of the shipped one.")] = None,
+    start: Annotated[str, typer.Option(help="auto (the red start, for every band set), red, blue, or amortized "
+                                            "(from the amortised network's dust map and δ).")] = "auto",
     max_iter: Annotated[Optional[int], typer.Option("--max-iter", min=1, help="Iteration limit of the dust fit "
                                                     "(default 300; 1000 with --dust-level gauge).")] = None,
     dust_level: Annotated[str, typer.Option("--dust-level", help="How the dust level (a uniform screen, which the "
@@ -70,7 +77,7 @@ def fit(
     try:
         fitter = make_fitter(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start,
                              use_psf=not no_psf, detect=not no_detect, batch_size=min(batch_size, len(items)),
-                             host=host)
+                             host=host, method=method, model=model)
     except ValueError as e:
         raise UserError(str(e)) from None
     upd, close = _progress(len(items), "fitting", quiet)
@@ -91,7 +98,8 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
             s = res.scalars
             typer.echo(f"{name}: A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}  covfrac {s['COVFRAC']:.2f}  "
                        f"χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  {s['NITER']} it  "
-                       f"start {s['START']}  priors {s.get('PRIORS', '?')}"
+                       + (f"start {s['START']}  priors {s.get('PRIORS', '?')}" if s.get("METHOD") != "amortized"
+                          else f"(amortised, ± {s['AVLW_ERR']:.3f})")
                        + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}")
         if report.written or report.seconds:
             typer.echo(f"fitted {len(report.written)} of {n_inputs} inputs in {report.seconds:.1f} s")

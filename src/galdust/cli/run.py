@@ -59,6 +59,8 @@ def run_cmd(
     dust_level: Annotated[str, typer.Option("--dust-level", help="fit: 'shrink' or 'gauge', as in galdust fit.")] = "shrink",
     start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
     host: Annotated[str, typer.Option("--host", help="fit: 'single' or 'bulge-disk' host, as in galdust fit.")] = "single",
+    method: Annotated[str, typer.Option("--method", help="fit: 'map' or 'amortized' (one network pass), as in "
+                                                         "galdust fit.")] = "map",
     no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,
     no_psf: Annotated[bool, typer.Option("--no-psf", help="fit: ignore input PSFs.")] = False,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="fit: do not mask neighbours; fir-map: do not "
@@ -91,7 +93,7 @@ def run_cmd(
     if task not in TASKS:
         raise UserError(f"unknown task {task!r} (available: {', '.join(TASKS)})")
     opts = {"fit": dict(max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
-                        detect=not no_detect, plot=plot, dust_level=dust_level, host=host),
+                        detect=not no_detect, plot=plot, dust_level=dust_level, host=host, method=method),
             "fir-map": dict(model=str(model.resolve()) if model else None, detect=not no_detect, plot=plot,
                             exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
@@ -120,6 +122,16 @@ def run_cmd(
 
             if host not in HOST_MODELS:
                 raise ValueError(f"unknown --host {host!r} ({', '.join(HOST_MODELS)})")
+            from ..dust.api import METHODS
+
+            if method not in METHODS:
+                raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
+            if method == "amortized":
+                given = [o for o, v, d in (("--max-iter", max_iter, None), ("--dust-level", dust_level, "shrink"),
+                                           ("--start", start, "auto"), ("--host", host, "single"),
+                                           ("--no-priors", no_priors, False)) if v != d]
+                if given:
+                    raise ValueError(f"{', '.join(given)}: only for --method map")
         if model is not None and not Path(model).exists():
             raise ValueError(f"{model}: no such model")
         job = get_task(task, **opts)

@@ -121,7 +121,8 @@ def info(
 @app.command("simulate-sed")
 def simulate_sed(
     out: Annotated[Path, typer.Option("--out", help="Output table (.parquet or .csv).")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of galaxies.")] = 5000,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of galaxies (training sets: tens of thousands; "
+                                                   "the shipped posteriors used 220,000).")] = 1000,
     bands: Annotated[str, typer.Option(help="Comma-separated registry bands (below 6 µm).")] =
         "sdss_u,sdss_g,sdss_r,sdss_i,sdss_z",
     seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,

@@ -19,10 +19,10 @@ import numpy as np
 
 from ..io import Observation, read_observation
 from .fit import DUST_LEVELS, FitConfig, level_config
-from .init import choose_start
+from .init import AUTO_AMORTIZED, choose_start
 from .job import DustFitter, DustResult
 
-__all__ = ["make_fitter", "fit_config", "fit", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
+__all__ = ["METHODS", "make_fitter", "fit_config", "fit", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
 
 
 def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True,
@@ -35,15 +35,40 @@ def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool 
                                use_priors=bool(priors) and level != "gauge", host=host)
 
 
+#: ``galdust fit --method``: 'map' (the iterative fit under the priors) or 'amortized' (one network pass)
+METHODS = ("map", "amortized")
+
+
 def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool = True, start: str = "auto",
-                use_psf: bool = True, detect: bool = True, batch_size: int = 8, host: str = "single") -> DustFitter:
-    """A :class:`DustFitter` with ``galdust fit``'s options (same names, same defaults).
+                use_psf: bool = True, detect: bool = True, batch_size: int = 8, host: str = "single",
+                method: str = "map", model: str | Path | None = None):
+    """A fitter with ``galdust fit``'s options (same names, same defaults): a :class:`DustFitter`
+    (``method='map'``) or an :class:`~galdust.dust.amortized.AmortizedFitter` (``'amortized'``, the
+    shipped network or the file ``model``; the MAP-only options must keep their defaults).
 
     The learned priors (HSC host prior, conditional dust prior) are loaded when the configuration
     uses them."""
+    if method not in METHODS:
+        raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
+    if method == "amortized":
+        given = [name for name, v, d in (("--dust-level", level, "shrink"), ("--max-iter", max_iter, None),
+                                          ("--start", start, "auto"), ("--host", host, "single"),
+                                          ("--no-priors", not priors, False)) if v != d]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for --method map (the amortised network has no such setting)")
+        from .amortized import AmortizedFitter
+
+        # a network pass is cheap: batches of at least 64 (fewer inputs are not padded up to it)
+        return AmortizedFitter.load(model, batch_size=max(batch_size, 64), detect=detect)
+    if model is not None:
+        raise ValueError("--model: only for --method amortized")
     choose_start([1.0], start)  # ValueError for an unknown start, before anything is loaded
     cfg = fit_config(level, max_iter, priors, host)
     kw = dict(cfg=cfg, start=start, use_psf=use_psf, batch_size=batch_size, detect=detect)
+    if start == "amortized" or (start == "auto" and AUTO_AMORTIZED):
+        from .amortized import AmortizedFitter
+
+        kw["init_net"] = AmortizedFitter.load(batch_size=batch_size, detect=detect)
     return DustFitter.with_priors(**kw) if cfg.use_priors else DustFitter(**kw)
 
 

@@ -81,7 +81,7 @@ import numpy as np
 import optax
 
 from ..physics.psf import convolve_fft, gaussian_psf
-from .init import blue_start, footprint, red_start
+from .init import blue_start, footprint, net_start, red_start
 from .model import D_MIN, DELTA_RANGE, DustModel, DustParams, host_morphology, sersic_image
 
 __all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX", "LEVEL_GAUGE", "DUST_LEVELS", "level_config",
@@ -371,8 +371,9 @@ def _bulge_start(S, fp):
 
 
 def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitConfig(),
-               host_score: Callable | None = None, dust_score: Callable | None = None) -> dict:
-    """Fit one galaxy (``jax.vmap`` over Y, ivar for a batch); ``start`` is 'red' or 'blue' (static).
+               host_score: Callable | None = None, dust_score: Callable | None = None, init=None) -> dict:
+    """Fit one galaxy (``jax.vmap`` over Y, ivar for a batch); ``start`` is 'red', 'blue' or
+    'amortized' (static; ``init`` = (A map at λ₀, δ) of the amortised network).
 
     Pixels with ``ivar == 0`` (masked) carry no information. Returns a dict: ``params``
     (:class:`DustParams`), ``params_nd`` (the dust-free fit), ``chi2`` and ``chi2_nd`` (χ² per
@@ -383,18 +384,22 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     Y = jnp.where(ivar > 0, Y, 0.0)
     fp = _dilate(footprint(Y, ivar), 2)  # dust lives where the host is detected (and 2 px around)
     delta0 = jnp.float32(cfg.delta0)
+    if start == "amortized":
+        delta0 = jnp.clip(jnp.asarray(init[1], jnp.float32), *DELTA_RANGE)
     K0 = model.K(delta0)
     if start == "red":
         logF, S, D = red_start(Y, ivar, K0, fp)
     elif start == "blue":
         logF, S, D = blue_start(Y, ivar, K0, fp)
+    elif start == "amortized":
+        logF, S, D = net_start(Y, ivar, K0, fp, init[0])
     else:
-        raise ValueError(f"start must be 'red' or 'blue' here, not {start!r}")
+        raise ValueError(f"start must be 'red', 'blue' or 'amortized' here, not {start!r}")
     A_start = -2.5 * jnp.log10(jnp.clip(D, D_MIN, 1.0))
     bulge = cfg.host == "bulge-disk"
     # 1) dust-free fit of F and S. Blue start: from the observed (attenuated) morphology
     S_obs = S * jnp.mean(D[None] ** K0[:, None, None], axis=0)
-    S_nd0 = S_obs if start == "blue" else S
+    S_nd0 = S if start == "red" else S_obs
     seen = jnp.any(ivar > 0, axis=0)
     b0 = _bulge_start(S_nd0, fp) if bulge else None
     # bulges are compact: R_e ≈ 0.2–0.3 disk scale lengths (Courteau et al. 1996; MacArthur et al. 2003),

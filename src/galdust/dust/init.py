@@ -4,6 +4,8 @@ Both work on one galaxy's arrays and are jit/vmap-friendly (the choice between t
 
 * **Red start** (the default for every band set): the host morphology is the reddest band's image
   (the least attenuated), the host SED the band fluxes over it, and the dust starts near zero.
+* **Amortised start** (``--start amortized``): the amortised network's A map at λ₀ and δ
+  (:mod:`galdust.dust.amortized`), the host being the data dereddened by it.
 * **Blue start** (``--start blue``): in the footprint, the bluest 50 % of pixels (by their blue/red colour)
   give the host spectrum; each pixel's reddening relative to it, fitted as
   ``log Y_b = c − 0.4 K_b A`` over the bands (weighted least squares, A ≥ 0), gives a first A map,
@@ -16,11 +18,22 @@ import jax.numpy as jnp
 
 from ..physics.psf import convolve_fft, gaussian_psf
 
-__all__ = ["footprint", "red_start", "blue_start", "choose_start"]
+__all__ = ["footprint", "red_start", "blue_start", "net_start", "choose_start", "STARTS"]
 
 
-def choose_start(wave_eff, start: str = "auto") -> str:
-    """The start to use: 'red' or 'blue' as requested; ``auto`` is the red start for every band set.
+#: ``galdust fit --start``: 'amortized' starts from the amortised network's dust map and δ
+STARTS = ("auto", "red", "blue", "amortized")
+
+
+#: whether ``auto`` starts from the amortised network where it serves the bands: off, measured in
+#: docs/amortized_dust.md (session 21: from the network the MAP fit needs more iterations, not fewer, is
+#: no more accurate on dusty hosts and invents 0.016–0.035 mag on dust-free ones against 0.003–0.005)
+AUTO_AMORTIZED = False
+
+
+def choose_start(wave_eff, start: str = "auto", network: bool = False) -> str:
+    """The start to use: 'red', 'blue' or 'amortized' as requested; ``auto`` is the red start for every
+    band set (the network's start, ``network`` = it serves the bands, only with :data:`AUTO_AMORTIZED`).
 
     Until session 20 ``auto`` chose the blue start when no band reaches 1 µm (griz, HSC grizy). Measured
     (``galdust evaluate dust``, seed 1001, peak S/N 50, 64 galaxies per set, griz): on dust-free hosts
@@ -28,10 +41,12 @@ def choose_start(wave_eff, start: str = "auto") -> str:
     ≤ 0.03), the red start 0.003 (75 %); on realistic dusty hosts (f < 0.9) median |ΔA_V| 0.100 blue,
     0.061 red, map correlation 0.51 and 0.48; real HSC early types get A_V,LW 0.14–0.27 (blue) and
     0.003–0.043 (red). Tables in docs/eval_dust.md."""
-    if start not in ("auto", "red", "blue"):
-        raise ValueError(f"start must be auto, red or blue, not {start!r}")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
     del wave_eff  # every band set starts red (kept for the signature's callers)
-    return "red" if start == "auto" else start
+    if start == "auto":
+        return "amortized" if (network and AUTO_AMORTIZED) else "red"
+    return start
 
 
 def footprint(Y, ivar, nsig: float = 2.0):
@@ -78,10 +93,21 @@ def blue_start(Y, ivar, K, fp, a_max: float = 3.0):
     rm = jnp.sum(w * r, axis=0) / sw
     A = jnp.sum(w * (x - xm) * (r - rm), axis=0) / jnp.maximum(jnp.sum(w * (x - xm) ** 2, axis=0), 1e-12)
     A = jnp.where(good, jnp.clip(A, 0.0, a_max), 0.0)
-    D = 10.0 ** (-0.4 * A)
-    # unattenuated morphology: the observed flux at λ_ref-like bands divided by the transmission
-    S_obs = jnp.sum(jnp.where(fp, Y, 0.0), axis=0) / jnp.sum(F)
+    return _host_under(Y, K, fp, 10.0 ** (-0.4 * A))
+
+
+def _host_under(Y, K, fp, D):
+    """(log_F, S, D): the host that the dust D leaves, from the data dereddened by it."""
+    # unattenuated morphology: the observed flux summed over bands divided by the mean transmission
+    S_obs = jnp.sum(jnp.where(fp, Y, 0.0), axis=0)
     S = _positive_peak_normalised(S_obs / jnp.mean(D[None] ** K[:, None, None], axis=0), fp)
     Fa = jnp.sum(jnp.where(fp, Y, 0.0), axis=(1, 2)) / jnp.maximum(
         jnp.sum(S[None] * D[None] ** K[:, None, None], axis=(1, 2)), 1e-30)
     return jnp.log(jnp.maximum(Fa, 1e-30)), S, D
+
+
+def net_start(Y, ivar, K, fp, A, a_max: float = 3.0):
+    """(log_F, S, D) from a given A map at λ₀ (the amortised network's mean): the host it leaves."""
+    del ivar
+    A = jnp.where(fp, jnp.clip(A, 0.0, a_max), 0.0)
+    return _host_under(Y, K, fp, 10.0 ** (-0.4 * A))

@@ -49,6 +49,7 @@ class DustResult:
     BULGE: np.ndarray | None = None  # (ny, nx) bulge morphology B, peak 1 (bulge-disk host), else None
     F_BULGE: np.ndarray | None = None  # (nb,) the bulge's SED (its F_b^bulge B is in HOST_CUBE)
     grid: FitGrid | None = None  # how the input grid was mapped onto the fit grid (None: as given)
+    AV_ERR: np.ndarray | None = None  # (ny, nx) per-pixel σ of A_V (amortised method), else None
 
 
 @dataclass
@@ -100,15 +101,16 @@ def prepare(obs: Observation, *, mask: np.ndarray | None = None, detect: bool = 
 
 
 @eqx.filter_jit
-def _fit_batch(att, start, cfg, with_psf, Y, ivar, psf, host_score, dust_score):
-    def one(y, iv, k):
+def _fit_batch(att, start, cfg, with_psf, Y, ivar, psf, host_score, dust_score, A0, d0):
+    def one(y, iv, k, a0, dd0):
         model = DustModel(att, k if with_psf else None)
-        out = fit_galaxy(model, y, iv, start=start, cfg=cfg, host_score=host_score, dust_score=dust_score)
+        out = fit_galaxy(model, y, iv, start=start, cfg=cfg, host_score=host_score, dust_score=dust_score,
+                         init=(a0, dd0) if start == "amortized" else None)
         p, pn = out["params"], out["params_nd"]
         return dict(out, model=model(p), model_nd=model(pn, dust=False), av=model.av_map(p),
                     K=model.K(p.delta), host=host_morphology(p), host_cube=model.host(p))
 
-    return jax.vmap(one)(Y, ivar, psf)
+    return jax.vmap(one)(Y, ivar, psf, A0, d0)
 
 
 @dataclass
@@ -122,6 +124,7 @@ class DustFitter:
     use_psf: bool = True
     batch_size: int = 8
     detect: bool = True
+    init_net: object | None = None  # AmortizedFitter for start 'amortized'
 
     @classmethod
     def with_priors(cls, **kw) -> "DustFitter":
@@ -141,7 +144,12 @@ class DustFitter:
             try:
                 prep = prepare(obs, mask=masks[i], detect=self.detect)
                 psf = prep.grid.psf_to_fit(obs.psf) if (self.use_psf and obs.psf is not None) else None
-                start = choose_start(obs.wave_eff, self.start)
+                net_ok = self.init_net is not None and self.init_net.supports(obs.bands)
+                start = choose_start(obs.wave_eff, self.start, network=net_ok)
+                if start == "amortized":
+                    if self.init_net is None:
+                        raise ValueError("start 'amortized' needs the amortised network (make_fitter loads it)")
+                    self.init_net.check_bands(obs.bands, obs.source)
                 key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
                 prepared[i] = (prep, psf, start)
                 groups[key].append(i)
@@ -161,10 +169,16 @@ class DustFitter:
                 else:
                     psf = np.stack([prepared[i][1] for i in pad]).astype(np.float32)
                 try:
+                    A0 = np.zeros((len(pad),) + Y.shape[-2:], np.float32)
+                    d0 = np.zeros(len(pad), np.float32)
+                    if start == "amortized":
+                        preds = self.init_net.predict_prepared([(prepared[i][0], bands) for i in pad])
+                        A0 = np.stack([p["aref"] for p in preds]).astype(np.float32)
+                        d0 = np.array([p["delta"] for p in preds], np.float32)
                     out = _fit_batch(model.att, start, self.cfg, psf_shape is not None,
                                      jnp.asarray(Y), jnp.asarray(iv), jnp.asarray(psf),
                                      self.host_score if self.cfg.use_priors else None,
-                                     self.dust_score if self.cfg.use_priors else None)
+                                     self.dust_score if self.cfg.use_priors else None, jnp.asarray(A0), jnp.asarray(d0))
                     out = jax.tree.map(np.asarray, out)
                 except Exception as e:  # noqa: BLE001
                     for i in chunk:

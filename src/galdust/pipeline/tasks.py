@@ -32,12 +32,12 @@ def _one_line(e: BaseException) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, detect: bool, batch_size: int,
-                 dust_level: str = "shrink", host: str = "single"):
+                 dust_level: str = "shrink", host: str = "single", method: str = "map"):
     """One fitter per worker process and option set (loads the priors once): :func:`galdust.dust.api.make_fitter`."""
     from ..dust.api import make_fitter
 
     return make_fitter(level=dust_level, max_iter=max_iter, priors=priors, start=start, use_psf=use_psf,
-                       detect=detect, batch_size=batch_size, host=host)
+                       detect=detect, batch_size=batch_size, host=host, method=method)
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class FitTask:
     plot: bool = False
     batch_size: int = 8
     host: str = "single"  # galdust fit --host
+    method: str = "map"  # galdust fit --method
 
     name = "fit"
     fields = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()),
@@ -66,7 +67,10 @@ class FitTask:
         o = dict(max_iter=self.max_iter or level_config(self.dust_level).max_iter,
                  priors=self.priors, start=self.start, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
         o = dict(o, dust_level=self.dust_level) if gauge else o  # as before the option: old runs resume
-        return dict(o, host=self.host) if self.host != "single" else o
+        o = dict(o, host=self.host) if self.host != "single" else o
+        if self.method != "map":  # the MAP-only options do not apply
+            o = dict(method=self.method, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
+        return o
 
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
         from .runner import discover
@@ -94,7 +98,7 @@ class FitTask:
                 rows[k] = dict(status="error", error=_one_line(e))
         if obs:
             fitter = _dust_fitter(self.max_iter, self.priors, self.start, self.use_psf, self.detect,
-                                  self.batch_size, self.dust_level, self.host)
+                                  self.batch_size, self.dust_level, self.host, self.method)
             results = fitter.fit(obs)
             for k, o, res in zip(where, obs, results):
                 if isinstance(res, Exception):
