@@ -122,16 +122,9 @@ def run_cmd(
 
             if host not in HOST_MODELS:
                 raise ValueError(f"unknown --host {host!r} ({', '.join(HOST_MODELS)})")
-            from ..dust.api import METHODS
+            from ..dust.api import check_method
 
-            if method not in METHODS:
-                raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
-            if method == "amortized":
-                given = [o for o, v, d in (("--max-iter", max_iter, None), ("--dust-level", dust_level, "shrink"),
-                                           ("--start", start, "auto"), ("--host", host, "single"),
-                                           ("--no-priors", no_priors, False)) if v != d]
-                if given:
-                    raise ValueError(f"{', '.join(given)}: only for --method map")
+            check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors)
         if model is not None and not Path(model).exists():
             raise ValueError(f"{model}: no such model")
         job = get_task(task, **opts)

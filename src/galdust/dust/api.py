@@ -22,7 +22,7 @@ from .fit import DUST_LEVELS, FitConfig, level_config
 from .init import AUTO_AMORTIZED, choose_start
 from .job import DustFitter, DustResult
 
-__all__ = ["METHODS", "make_fitter", "fit_config", "fit", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
+__all__ = ["METHODS", "check_method", "make_fitter", "fit_config", "fit", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
 
 
 def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True,
@@ -39,6 +39,19 @@ def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool 
 METHODS = ("map", "amortized")
 
 
+def check_method(method: str, *, level: str = "shrink", max_iter: int | None = None, start: str = "auto",
+                 host: str = "single", priors: bool = True) -> None:
+    """ValueError (one line) for an unknown ``--method`` or MAP-only options given to the amortised one."""
+    if method not in METHODS:
+        raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
+    if method == "amortized":
+        given = [name for name, v, d in (("--dust-level", level, "shrink"), ("--max-iter", max_iter, None),
+                                          ("--start", start, "auto"), ("--host", host, "single"),
+                                          ("--no-priors", not priors, False)) if v != d]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for --method map (the amortised network has no such setting)")
+
+
 def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool = True, start: str = "auto",
                 use_psf: bool = True, detect: bool = True, batch_size: int = 8, host: str = "single",
                 method: str = "map", model: str | Path | None = None):
@@ -48,14 +61,8 @@ def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool
 
     The learned priors (HSC host prior, conditional dust prior) are loaded when the configuration
     uses them."""
-    if method not in METHODS:
-        raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
+    check_method(method, level=level, max_iter=max_iter, start=start, host=host, priors=priors)
     if method == "amortized":
-        given = [name for name, v, d in (("--dust-level", level, "shrink"), ("--max-iter", max_iter, None),
-                                          ("--start", start, "auto"), ("--host", host, "single"),
-                                          ("--no-priors", not priors, False)) if v != d]
-        if given:
-            raise ValueError(f"{', '.join(given)}: only for --method map (the amortised network has no such setting)")
         from .amortized import AmortizedFitter
 
         # a network pass is cheap: batches of at least 64 (fewer inputs are not padded up to it)
