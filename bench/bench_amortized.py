@@ -150,7 +150,7 @@ def main():
     head = ("| set | N (f<0.9) | amortised abs ΔA_V | MAP abs ΔA_V | amortised corr (N) | MAP corr | "
             "pixels in 68 % | A_V,LW in 68 % | dust-free ≤ 0.03 (net / MAP) | MAP iters: red / from net |")
     print(head)
-    print("|" + "---|" * head.count("|")[:-1] if False else "|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (head.count("|") - 1) + "|")
     curves = {}
     for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick)):
         sim, cfg, obs = _sim(hosts, bset, snr, psf, a.n, a.seed)

@@ -96,11 +96,14 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
     if not quiet:
         for name, res, paths in report.written:
             s = res.scalars
-            typer.echo(f"{name}: A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}  covfrac {s['COVFRAC']:.2f}  "
-                       f"χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  {s['NITER']} it  "
-                       + (f"start {s['START']}  priors {s.get('PRIORS', '?')}" if s.get("METHOD") != "amortized"
-                          else f"(amortised, ± {s['AVLW_ERR']:.3f})")
-                       + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}")
+            if s.get("METHOD") == "amortized":  # one network pass: the σ beside each value, no iterations
+                head = f"A_V,LW {s['AV_LW']:.3f} ± {s['AVLW_ERR']:.3f}  δ {s['DELTA']:+.2f} ± {s['DELTAERR']:.2f}"
+                how = "amortised"
+            else:
+                head = f"A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}"
+                how = f"{s['NITER']} it  start {s['START']}  priors {s.get('PRIORS', '?')}"
+            typer.echo(f"{name}: {head}  covfrac {s['COVFRAC']:.2f}  χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  "
+                       f"{how}" + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}")
         if report.written or report.seconds:
             typer.echo(f"fitted {len(report.written)} of {n_inputs} inputs in {report.seconds:.1f} s")
     for src, msg in report.failures:

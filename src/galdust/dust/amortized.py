@@ -340,7 +340,9 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
         log("sigma scale factors (68.3 % coverage on the calibration stores): "
             + ", ".join(f"{k} {v:.3f}" for k, v in scales.items()))
         cal_cfg = dict(cfg, sigma_scale=scales)
-        model = eqx.tree_at(lambda m: m.unet, AmortizedNet(cal_cfg, key=jax.random.PRNGKey(seed)), model.unet)
+        # the trained arrays in a network whose static σ factors are the new ones (built by shape only)
+        like = eqx.filter_eval_shape(AmortizedNet, cal_cfg, key=jax.random.PRNGKey(seed))
+        model = eqx.tree_at(lambda m: m.unet, like, model.unet)
         sidecar["config"] = cal_cfg
         sidecar["calibration"] = {"stores": [Path(p).name for p in calibrate], "coverage": 0.6827, "draws": 2,
                                   "sigma_scale": scales}
