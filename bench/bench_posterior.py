@@ -24,7 +24,8 @@ import jax.random as jr
 import numpy as np
 
 from galdust.posterior.data import read_catalog
-from galdust.posterior.model import load_model, luptitudes, percentiles
+from galdust.posterior.model import luptitudes, percentiles
+from galdust.posterior.kinds import load_model
 from galdust.posterior.redshift import cfm_features, cross_validate_redshift, sdss_table_features, zstats
 
 SDSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss" / "sdss_galaxies_dev.fits"

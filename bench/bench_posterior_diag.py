@@ -25,7 +25,8 @@ import numpy as np
 from galdust.posterior.data import read_catalog
 from galdust.posterior.diagnostics import (empirical_log_prior, rank_uniformity, sbc_ranks, tarp,
                                            wasserstein_per_property)
-from galdust.posterior.model import load_model, log_prob_batched, luptitudes, sample_batched
+from galdust.posterior.model import log_prob_batched, luptitudes, sample_batched
+from galdust.posterior.kinds import load_model
 
 
 def select(path, model, n):

@@ -23,7 +23,8 @@ import numpy as np
 
 from galdust.posterior.data import read_catalog
 from galdust.posterior.diagnostics import empirical_log_prior, tarp, wasserstein_per_property
-from galdust.posterior.model import load_model, log_prob_batched, sample_batched
+from galdust.posterior.model import log_prob_batched, sample_batched
+from galdust.posterior.kinds import load_model
 
 from bench_posterior_speed import rate  # bench/ is on sys.path when run as a script
 

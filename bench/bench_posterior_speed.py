@@ -25,7 +25,8 @@ import jax.random as jr
 import numpy as np
 
 from galdust.posterior.data import read_catalog
-from galdust.posterior.model import load_model, percentiles
+from galdust.posterior.model import percentiles
+from galdust.posterior.kinds import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SDSS = ROOT / ".." / "shared" / "data" / "sdss" / "sdss_galaxies_dev.fits"

@@ -47,7 +47,7 @@ def test_forest_and_calibrated_sigma(tmp_path):
 def test_per_pixel_training_weights_every_galaxy_once_and_keeps_galaxies_whole():
     """Two galaxies with the same colours: 1000 pixels at y = 0 and 10 pixels at y = 1. With 1/N_pix
     weights each galaxy counts once (prediction 0.5); without, the big one wins."""
-    from galdust.fir.model import _folds
+    from galdust.ml.trees import folds
 
     rng = np.random.default_rng(0)
     n_f = len(feature_names())
@@ -62,7 +62,7 @@ def test_per_pixel_training_weights_every_galaxy_once_and_keeps_galaxies_whole()
     assert np.mean(m_u.predict(X[:5])["Td"][0]) < 0.1
     assert m_w.meta["per_pixel"] and not m_u.meta["per_pixel"]
     g = np.repeat(np.arange(20), 7)
-    f = _folds(len(g), 4, 0, g)
+    f = folds(len(g), 4, 0, g)
     assert all(len(set(f[g == k])) == 1 for k in range(20)) and set(f) == {0, 1, 2, 3}
 
 

@@ -88,7 +88,7 @@ def test_posterior_run_with_the_sdss_redshift_model(tmp_path, cluster, capsys):
     from galdust.cli import DEFAULT_POSTERIOR, NAMED_POSTERIORS
     from galdust.pipeline.tasks import PosteriorTask
     from galdust.posterior.data import read_catalog
-    from galdust.posterior.model import load_model
+    from galdust.posterior.kinds import load_model
     from galdust.posterior.redshift import RedshiftModel, cfm_features, sdss_table_features
 
     table = _sdss_table(tmp_path / "sdss.fits")

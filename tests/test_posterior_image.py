@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from galdust.posterior.image import ImageEncoder, build_image_model, image_model_from_photometric, train_image_cfm
-from galdust.posterior.model import build, load_model, percentiles
+from galdust.posterior.model import build, percentiles
+from galdust.posterior.kinds import load_model
 
 
 def _blobs(n, size=32, seed=0):
@@ -54,7 +55,7 @@ def test_image_model_learns_what_only_the_image_shows(tmp_path):
     half = np.median(pct[:, 0, 2] - pct[:, 0, 0]) / 2  # the image narrows the posterior well below the prior
     assert half < 0.3
     assert np.mean((tw[:, 0] >= pct[:, 0, 0]) & (tw[:, 0] <= pct[:, 0, 2])) > 0.6  # and it holds the truth
-    path = save_image_model(tmp_path / "img.eqx", m, dict(steps=hist[-1][0]))
+    path = save_image_model(tmp_path / "img.eqx", m, dict(steps=hist.step))
     back, meta = load_model(path)
     assert meta["kind"] == "cfm-image"
     again, _ = percentiles(back, tf[:8], jr.PRNGKey(4), 200, 10, images=ti[:8])

@@ -12,7 +12,8 @@ from astropy.table import Table
 
 from galdust.cli import main
 from galdust.posterior.data import StackedImages, read_catalog, read_simulations
-from galdust.posterior.model import build, load_model, luptitudes, save_model
+from galdust.posterior.model import build, luptitudes, save_model
+from galdust.posterior.kinds import load_model
 
 BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 SOFT = (1.16, 0.65, 1.07, 1.63, 5.07)
@@ -73,7 +74,7 @@ def _model(key=0, width=16):
 
 def test_weights_round_trip_and_the_density_in_physical_units(tmp_path):
     m = _model()
-    save_model(tmp_path / "m.eqx", m, dict(kind="test"))
+    save_model(tmp_path / "m.eqx", m, dict(note="test"))
     m2, meta = load_model(tmp_path / "m.eqx")
     c = m.features(np.full((1, 5), 50.0))[0]
     assert np.allclose(m2.velocity(0.3, jnp.ones(3), c), m.velocity(0.3, jnp.ones(3), c))
@@ -99,7 +100,7 @@ def _zero_velocity(m):
 
 def test_posterior_sample_cli_schema(tmp_path, capsys):
     m = _zero_velocity(_model())
-    save_model(tmp_path / "m.eqx", m, dict(kind="test"))
+    save_model(tmp_path / "m.eqx", m, dict(note="test"))
     sdss_table(tmp_path / "sdss.fits", n=6, nan_flux=(2, 3), extinction=0.1, z=(0.02, 0.2))
     out = tmp_path / "post.fits"
     args = ["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--model", str(tmp_path / "m.eqx"),
@@ -157,7 +158,7 @@ def test_a_model_given_z_samples_the_properties_at_that_z(tmp_path):
     np.testing.assert_allclose(r["log_mstar_p50"][ok], mean[0], atol=0.15 * std[0])
     assert np.isnan(r["log_mstar_p50"][3]) and "no usable redshift in Z" in r["note"][3]
     # a model without z as input refuses the column; one with it needs the column
-    save_model(tmp_path / "m.eqx", _zero_velocity(_model()), dict(kind="test"))
+    save_model(tmp_path / "m.eqx", _zero_velocity(_model()), dict(note="test"))
     assert main(args[:4] + ["--model", str(tmp_path / "m.eqx"), "--out", str(tmp_path / "x.fits"),
                             "--redshift-column", "Z"]) == 2
     assert main(args[:4] + ["--model", str(tmp_path / "mz.eqx"), "--out", str(tmp_path / "y.fits")]) == 2
@@ -175,7 +176,7 @@ def test_rows_outside_the_training_domain_are_flagged(tmp_path):
     why = outside(dom, np.r_[flux[:2], faint], SOFT, BANDS)
     assert why[:2] == ["", ""] and all(w.startswith("outside the training domain: u ") for w in why[2:])
     m = _zero_velocity(_model())
-    save_model(tmp_path / "m.eqx", m, dict(kind="test", domain=dom))
+    save_model(tmp_path / "m.eqx", m, dict(note="test", domain=dom))
     sdss_table(tmp_path / "sdss.fits", n=4, extinction=0.0, z=(0.02, 0.2))
     t = Table.read(tmp_path / "sdss.fits")
     t["MODELFLUX"][1] = t["MODELFLUX"][1] / 1e3

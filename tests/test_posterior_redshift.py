@@ -94,7 +94,7 @@ def test_quantiles_recover_a_known_law_with_calibrated_intervals(tmp_path):
 
 def test_train_z_and_sample_cli(tmp_path, capsys):
     from galdust.cli import main
-    from galdust.posterior.model import load_model
+    from galdust.posterior.kinds import load_model
     from galdust.posterior.redshift import cfm_features
 
     _sdss_table(tmp_path / "train.fits", n=32, seed=0)  # each row costs its CFM summary: 300 one-step samples
@@ -151,7 +151,7 @@ def test_shipped_model_on_the_sdss_galaxies_it_was_trained_on(shared_data):
     calibrated out of fold, so they over-cover the training rows)."""
     from galdust.cli import DEFAULT_POSTERIOR, NAMED_POSTERIORS
     from galdust.posterior.data import read_catalog
-    from galdust.posterior.model import load_model
+    from galdust.posterior.kinds import load_model
     from galdust.posterior.redshift import cfm_features
 
     path = shared_data / "sdss" / "sdss_galaxies_dev.fits"

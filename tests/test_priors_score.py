@@ -1,14 +1,12 @@
 """DSM maths: the Gaussian case has an analytic score, −x / (s0² + σ²)."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from galdust.nn import MLP
+from galdust.nn.train import adam, fit
 from galdust.priors.score import dsm_loss, ve_denoise
-from galdust.priors.train import make_train_step
 
 S0 = 0.5
 
@@ -20,14 +18,12 @@ def test_score_net_trained_on_gaussian_recovers_analytic_score():
     def eps_fn(m, xt, cond, s):
         return m(xt / jnp.sqrt(S0**2 + s**2), jnp.log(s))
 
-    opt = optax.adam(optax.cosine_decay_schedule(3e-3, 1500, 0.05))
-    step = make_train_step(eps_fn, opt, 0.1, 2.0, ema_decay=0.99)
-    ema, state = net, opt.init(eqx.filter(net, eqx.is_array))
-    key = jax.random.PRNGKey(1)
-    for i in range(1500):
-        kx, kn, key = jax.random.split(key, 3)
-        x = S0 * jax.random.normal(kx, (256, dim))
-        net, ema, state, loss = step(net, ema, state, x, None, kn, jnp.float32(i))
+    def loss(m, x, key):
+        return dsm_loss(lambda a, c, s: eps_fn(m, a, c, s), x, None, key, 0.1, 2.0)
+
+    # the package's training loop, compiled blocks of steps drawing x ~ N(0, s0²) on the device
+    ema = fit(net, loss, adam(3e-3, 1500), steps=1500, seed=1, sample=lambda _, k: S0 * jax.random.normal(k, (256, dim)),
+              data=(), ema=0.99).model
     for sigma in (0.2, 0.5, 1.0):
         # evaluate where the perturbed density lives: x ~ N(0, s0² + σ²)
         xs = jax.random.normal(jax.random.PRNGKey(5), (512, dim)) * np.sqrt(S0**2 + sigma**2)

@@ -7,11 +7,12 @@ shipped file by name; :func:`describe` reads a sidecar's headline metrics for ``
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DATA_DIR", "ShippedModel", "SHIPPED", "shipped_path", "describe"]
+__all__ = ["DATA_DIR", "ShippedModel", "SHIPPED", "shipped_path", "galaxygrad_file", "describe"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -73,13 +74,20 @@ SHIPPED: dict[str, ShippedModel] = {
 }
 
 
+def galaxygrad_file(name: str = "eqx_hsc_ScoreNet64.eqx") -> Path | None:
+    """Path of a weights file inside the installed galaxygrad wheel, without importing it."""
+    spec = importlib.util.find_spec("galaxygrad")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / name
+    return p if p.exists() else None
+
+
 def shipped_path(name: str) -> Path:
     """The file (or folder) of a shipped model by name (KeyError with the names for another)."""
     if name not in SHIPPED:
         raise KeyError(f"no shipped model {name!r} (one of: {', '.join(SHIPPED)})")
     if name == "hsc-host-prior":
-        from .priors.host import galaxygrad_file
-
         p = galaxygrad_file()
         if p is None:
             from .weights import WeightsError

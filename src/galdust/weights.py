@@ -2,6 +2,9 @@
 
 ``save(path, model, sidecar)`` writes ``path`` (``.eqx``) and ``path.with_suffix('.json')``
 atomically; the sidecar records the SHA-256 of the weights, checked by :func:`load`. No pickle.
+Models of several files (the xgboost forests, boosters and classifiers) live in a folder:
+``save_folder(directory, write_files, sidecar_name, sidecar)`` writes it atomically with a sidecar
+recording the SHA-256 of every file, checked by :func:`load_folder`.
 """
 
 from __future__ import annotations
@@ -10,16 +13,16 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 
 from . import __version__
-from .io import atomic_path
+from .io import atomic_dir, atomic_path
 
-__all__ = ["save", "load", "read_sidecar", "git_commit", "sha256", "WeightsError"]
+__all__ = ["save", "load", "save_folder", "load_folder", "read_sidecar", "git_commit", "sha256", "WeightsError"]
 
 
 class WeightsError(RuntimeError):
@@ -95,3 +98,41 @@ def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, 
     like = eqx.filter_eval_shape(skeleton, meta) if by_shape else skeleton(meta)
     model = eqx.tree_deserialise_leaves(path, like)
     return model, meta
+
+
+def save_folder(directory: str | os.PathLike, write_files: Callable[[Path], Iterable[str] | None], sidecar_name: str,
+                sidecar: dict[str, Any], *, overwrite: bool = False) -> Path:
+    """Write a model of several files: ``write_files(tmp)`` fills a temporary folder, renamed onto
+    ``directory`` once the sidecar ``sidecar_name`` is written. The sidecar records the SHA-256 of the
+    files ``write_files`` returns the names of (None: every file it wrote), checked by :func:`load_folder`."""
+    directory = Path(directory)
+    with atomic_dir(directory, overwrite) as tmp:
+        names = write_files(tmp)
+        if names is None:
+            names = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
+        meta = dict(sidecar)
+        meta.setdefault("galdust_version", __version__)
+        meta.setdefault("commit", git_commit())
+        meta["files"] = {n: sha256(tmp / n) for n in names if n != sidecar_name}
+        (tmp / sidecar_name).write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
+    return directory
+
+
+def load_folder(directory: str | os.PathLike, sidecar_name: str, *, check_hash: bool = True) -> dict[str, Any]:
+    """The sidecar of a model folder, after checking the SHA-256 of every file it records (a sidecar
+    without hashes, written before they were recorded, is returned unchecked)."""
+    directory = Path(directory)
+    side = directory / sidecar_name
+    if not side.is_file():
+        raise WeightsError(f"{side}: sidecar missing ({directory} is not a model folder)")
+    try:
+        meta = json.loads(side.read_text())
+    except ValueError as e:
+        raise WeightsError(f"{side}: not a JSON sidecar ({' '.join(str(e).split())[:200]})") from None
+    for name, digest in (meta.get("files") or {}).items():
+        f = directory / name
+        if not f.is_file():
+            raise WeightsError(f"{f}: file missing from the model folder (its sidecar {sidecar_name} records it)")
+        if check_hash and sha256(f) != digest:
+            raise WeightsError(f"{f}: SHA-256 does not match {sidecar_name} (corrupt or replaced file)")
+    return meta

@@ -28,7 +28,8 @@ def fir_predict(
     import numpy as np
 
     from ..fir.data import read_photometry
-    from ..fir.model import DEFAULT_MODEL, FIRModel, build_features
+    from ..fir.features import build_features
+    from ..fir.model import DEFAULT_MODEL, FIRModel
     from ..io import atomic_path
 
     if out.exists() and not overwrite:
@@ -74,7 +75,8 @@ def fir_train(
     """Retrain the global FIR model (random forest + calibrated Gaussian-NLL σ), with 4-fold CV, and
     distil it into the fast per-pixel MLP."""
     from ..fir.data import read_photometry, read_properties
-    from ..fir.model import band_dropout_features, cross_validate, nan_to_none, train_model, training_set
+    from ..fir.features import band_dropout_features
+    from ..fir.model import cross_validate, nan_to_none, train_model, training_set
     from ..weights import git_commit
 
     if (out / "fir_model.json").exists() and not overwrite:
@@ -99,15 +101,23 @@ def fir_train(
     model = train_model(X, Y, seed=seed, augment=aug)
     extra["train_seconds"] = round(time.perf_counter() - t1, 1)
     if distill_:
-        _distill_into(model, ph, distill_steps, seed)
+        _distill_into(model, ph, distill_steps, seed, f"{out}.ckpt-fast")
     model.save(out, extra=extra)
+    from ..nn.train import remove_checkpoint
+
+    remove_checkpoint(f"{out}.ckpt-fast")
     typer.echo(f"trained on {len(names)} galaxies in {extra['train_seconds']} s -> {out}")
 
 
-def _distill_into(model, ph, steps: int, seed: int) -> None:
+def _distill_into(model, ph, steps: int, seed: int, checkpoint) -> None:
+    """Distil ``model``'s trees into its MLP (resumable from ``checkpoint`` after an interruption)."""
     from ..fir.fast import distill
+    from ..nn.train import CheckpointMismatch
 
-    student, meta = distill(model, ph, steps=steps, seed=seed)
+    try:
+        student, meta = distill(model, ph, steps=steps, seed=seed, checkpoint=checkpoint, log=typer.echo)
+    except CheckpointMismatch as e:
+        raise UserError(str(e)) from None
     model.fast, model.meta["fast"] = student, meta
     for t, v in meta["fidelity"].items():
         if isinstance(v, dict):
@@ -131,8 +141,11 @@ def fir_distill(
     if not (model / "fir_model.json").exists():
         raise UserError(f"{model}: not a FIR model folder (no fir_model.json)")
     m = FIRModel.load(model)
-    _distill_into(m, read_photometry(photometry), steps, seed)
+    _distill_into(m, read_photometry(photometry), steps, seed, f"{model}.ckpt-fast")
     m.save(model)
+    from ..nn.train import remove_checkpoint
+
+    remove_checkpoint(f"{model}.ckpt-fast")
     typer.echo(f"-> {model / 'fast.eqx'}")
 
 

@@ -88,14 +88,14 @@ def posterior_train(
         if init is not None and warm_start is not None:
             raise UserError("--init and --warm-start exclude each other")
         if init is not None:
-            from ..posterior.model import load_model
+            from ..posterior.kinds import load_model
 
             model, init_meta = load_model(init)
             if init_meta.get("kind") != "cfm-image" or list(model.props) != plist:
                 raise UserError(f"{init}: not an image model of the properties {', '.join(plist)}")
         elif warm_start is not None:
             from ..posterior.image import image_model_from_photometric
-            from ..posterior.model import load_model
+            from ..posterior.kinds import load_model
 
             try:
                 phot, phot_meta = load_model(warm_start)
@@ -110,31 +110,32 @@ def posterior_train(
             model = build_image_model(plist, cat.bands, soft, ib, [SKY_PIX[b] for b in ib], theta, flux, width=width,
                                       key=jr.fold_in(key, 1))
         t0 = time.perf_counter()
-        prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
 
         class _Rows:  # the kept rows of the memory-mapped images, read batch by batch
             def __getitem__(self, i):
                 return imgs[rows[i]]
 
-        model, hist = train_image_cfm(model, theta, flux, _Rows(), key=jr.fold_in(key, 2 if init is None else 3),
-                                      max_steps=max_steps, batch=batch, lr=lr, progress=prog)
+        model, res = _train(train_image_cfm, out, model, theta, flux, _Rows(),
+                            key=jr.fold_in(key, 2 if init is None else 3), max_steps=max_steps, batch=batch, lr=lr,
+                            log=None if quiet else typer.echo)
         # the --init model's history, time and runs come first: the sidecar describes the whole chain
         prev = init_meta if init is not None else {}
-        hist = [tuple(h) for h in prev.get("history", [])] + [(h[0] + prev.get("steps", 0), h[1], h[2]) for h in hist]
+        hist = [_hist_entry(h) for h in prev.get("history", [])] + [
+            dict(h, step=h["step"] + prev.get("steps", 0)) for h in res.history]
         dt = time.perf_counter() - t0 + prev.get("train_seconds", 0.0)
         init_s, warm_s = (None if x is None else str(x) for x in (init, warm_start))
-        runs = prev.get("runs", []) + [dict(steps=hist[-1][0] - prev.get("steps", 0), lr=lr, batch=batch, init=init_s,
-                                            warm_start=warm_s)]
+        runs = prev.get("runs", []) + [dict(steps=res.step, lr=lr, batch=batch, init=init_s, warm_start=warm_s)]
         from ..posterior.domain import fit_domain
 
         save_image_model(out, model, dict(sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
                                           domain=fit_domain(flux, soft, cat.bands),
                                           n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
-                                          steps=hist[-1][0], batch=batch, train_seconds=round(dt, 1),
+                                          steps=hist[-1]["step"], batch=batch, train_seconds=round(dt, 1),
                                           init=init_s, warm_start=warm_s, runs=runs,
-                                          best_val_loss=min(h[2] for h in hist), history=hist))
-        typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s ({hist[-1][0]} steps) "
-                   f"-> {out}")
+                                          best_val_loss=min(h["val"] for h in hist), history=hist))
+        _done(out)
+        typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s "
+                   f"({hist[-1]['step']} steps) -> {out}")
         return
     gval = gval[keep]
     model = build(plist, cat.bands, soft, theta, flux, width=width, key=jr.fold_in(key, 1), given=tuple(glist),
@@ -142,9 +143,8 @@ def posterior_train(
     cond = np.asarray(model.features(flux, gval if glist else None))
     z = (theta - np.asarray(model.theta_mean)) / np.asarray(model.theta_std)
     t0 = time.perf_counter()
-    prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
-    vel, hist = train_cfm(model.velocity, z, cond, key=jr.fold_in(key, 2), max_steps=max_steps, batch=batch, lr=lr,
-                          progress=prog)
+    vel, res = _train(train_cfm, out, model.velocity, z, cond, key=jr.fold_in(key, 2), max_steps=max_steps,
+                      batch=batch, lr=lr, log=None if quiet else typer.echo)
     model = eqx_replace_velocity(model, vel)
     dt = time.perf_counter() - t0
     from ..posterior.domain import fit_domain
@@ -152,9 +152,34 @@ def posterior_train(
     save_model(out, model, dict(kind="cfm-photometry", sims=[str(p) for p in sims],
                                 domain=fit_domain(flux, soft, cat.bands),
                                 sims_provenance=sims_provenance(sims), n_train=int(keep.sum()), r_limit=r_limit,
-                                seed=seed, steps=hist[-1][0], train_seconds=round(dt, 1),
-                                best_val_loss=min(h[2] for h in hist), history=hist))
-    typer.echo(f"trained on {int(keep.sum())} simulated galaxies in {dt:.0f} s ({hist[-1][0]} steps) -> {out}")
+                                seed=seed, steps=res.step, train_seconds=round(dt, 1),
+                                best_val_loss=res.best_val, history=res.history))
+    _done(out)
+    typer.echo(f"trained on {int(keep.sum())} simulated galaxies in {dt:.0f} s ({res.step} steps) -> {out}")
+
+
+def _train(trainer, out: Path, *args, stage: str = "", **kw):
+    """``trainer(*args, checkpoint=OUT.ckpt[-stage], **kw)``: resumable after an interruption (the
+    checkpoints go once the weights are written, :func:`_done`); another run's checkpoint is a
+    one-line error."""
+    from ..nn.train import CheckpointMismatch
+
+    try:
+        return trainer(*args, checkpoint=f"{out}.ckpt{'-' + stage if stage else ''}", **kw)
+    except CheckpointMismatch as e:
+        raise UserError(str(e)) from None
+
+
+def _done(out: Path, stages=("",)) -> None:
+    from ..nn.train import remove_checkpoint
+
+    for stage in stages:
+        remove_checkpoint(f"{out}.ckpt{'-' + stage if stage else ''}")
+
+
+def _hist_entry(h):
+    """A history entry of an older sidecar ((step, train, val) lists) as the training loop writes it."""
+    return h if isinstance(h, dict) else dict(step=h[0], train=h[1], val=h[2])
 
 
 def eqx_replace_velocity(model, vel):
@@ -203,8 +228,7 @@ def posterior_train_vaenf(
     sig = tuple(SKY_PIX[b] for b in ImageConfig().image_bands)
     soft = tuple(SDSS_SKY_NMGY[b] for b in cat.bands)
     t0 = time.perf_counter()
-    prog = None if quiet else (lambda s, tl, vl, vm: typer.echo(f"VAE step {s}: train {tl:.1f} validation {vl:.1f} "
-                                                                 f"(MSE {vm:.4f})"))
+    log = None if quiet else typer.echo
     ch = (16, 32, 64)
     if init_vae is not None:
         from ..posterior.vaenf import load_vaenf
@@ -219,9 +243,10 @@ def posterior_train_vaenf(
         latent, ch, beta, vae_steps = pmeta["config"]["latent"], tuple(pmeta["config"]["vae_channels"]), \
             pmeta["config"]["beta"], pmeta["vae_steps"]
     else:
-        vae, vh = train_vae(VAE(3, latent, ch, key=jr.fold_in(key, 1)), imgs, sig, key=jr.fold_in(key, 2), beta=beta,
-                            steps=vae_steps, progress=prog)
-        t_vae = time.perf_counter() - t0
+        vae, vres = _train(train_vae, out, VAE(3, latent, ch, key=jr.fold_in(key, 1)), imgs, sig, stage="vae",
+                           key=jr.fold_in(key, 2), beta=beta, steps=vae_steps, log=log)
+        vh = vres.history
+        t_vae = vres.seconds
     lat = encode_means(vae, imgs, sig)
     cond = np.concatenate([lat, photometric_features(cat.flux, soft, colours=True)], axis=1)
     theta = np.stack([cat.truth[p] for p in PROPS_NF], 1)
@@ -231,10 +256,10 @@ def posterior_train_vaenf(
     flow_cfg = dict(layers=flow_layers, width=flow_width, depth=2, knots=8)
     c = (cond - cm) / cs
     t1 = time.perf_counter()
-    fp, hp = train_flow(make_flow(len(PROPS_NF), c.shape[1], key=jr.fold_in(key, 3), **flow_cfg), (theta - pm) / ps, c,
-                        key=jr.fold_in(key, 4), max_epochs=flow_epochs)
-    fl, hl = train_flow(make_flow(len(LINES), c.shape[1], key=jr.fold_in(key, 5), **flow_cfg), (lines - lm) / ls, c,
-                        key=jr.fold_in(key, 6), max_epochs=flow_epochs)
+    fp, hp = _train(train_flow, out, make_flow(len(PROPS_NF), c.shape[1], key=jr.fold_in(key, 3), **flow_cfg),
+                    (theta - pm) / ps, c, stage="flow-props", key=jr.fold_in(key, 4), max_epochs=flow_epochs, log=log)
+    fl, hl = _train(train_flow, out, make_flow(len(LINES), c.shape[1], key=jr.fold_in(key, 5), **flow_cfg),
+                    (lines - lm) / ls, c, stage="flow-lines", key=jr.fold_in(key, 6), max_epochs=flow_epochs, log=log)
     t_flow = time.perf_counter() - t1
     total = time.perf_counter() - t0 + (t_vae if init_vae is not None else 0.0)  # VAE + flows, however trained
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
@@ -248,13 +273,19 @@ def posterior_train_vaenf(
     save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
                                 domain=fit_domain(cat.flux, soft, cat.bands),
                                 n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
-                                vae_history=vh, vae_val_mse=vh[-1][3], vae_seconds=round(t_vae, 1),
+                                vae_history=vh, vae_val_mse=_vae_mse(vh[-1]), vae_seconds=round(t_vae, 1),
                                 vae_from=str(init_vae) if init_vae is not None else None,
-                                flow_props=hp, flow_lines=hl, flow_seconds=round(t_flow, 1),
+                                flow_props=hp.history, flow_lines=hl.history, flow_seconds=round(t_flow, 1),
                                 train_seconds=round(total, 1)))
+    _done(out, ("vae", "flow-props", "flow-lines"))
     typer.echo(f"trained on {len(cat.flux)} galaxies in {total:.0f} s "
                f"(VAE {t_vae:.0f} s{' in ' + str(init_vae) if init_vae else ''}, "
-               f"reconstruction MSE {vh[-1][3]:.4f}; flows {t_flow:.0f} s) -> {out}")
+               f"reconstruction MSE {_vae_mse(vh[-1]):.4f}; flows {t_flow:.0f} s) -> {out}")
+
+
+def _vae_mse(h) -> float:
+    """The validation reconstruction MSE of a VAE history entry (older sidecars: a list)."""
+    return float(h["val"]["mse"]) if isinstance(h, dict) else float(h[3])
 
 
 @posterior_app.command("distill")
@@ -275,7 +306,8 @@ def posterior_distill(
     import numpy as np
 
     from ..posterior.data import read_catalog, sims_provenance
-    from ..posterior.model import load_model, luptitudes
+    from ..posterior.model import luptitudes
+    from ..posterior.kinds import load_model
     from ..posterior.onestep import distill_sampler, save_onestep
 
     if out.exists() and not overwrite:
@@ -289,7 +321,6 @@ def posterior_distill(
     if r_limit is not None:
         keep &= luptitudes(cat.flux, teacher.soft)[:, teacher.bands.index("sdss_r")] < r_limit
     t0 = time.perf_counter()
-    prog = None if quiet else (lambda s, tl, vl: typer.echo(f"step {s}: train {tl:.4f} validation {vl:.4f}"))
     gval = None
     if teacher.given:
         missing = [p for p in teacher.given if p not in cat.truth]
@@ -299,8 +330,8 @@ def posterior_distill(
         gval = np.stack([cat.truth[p] for p in teacher.given], axis=1)
         keep &= np.all(np.isfinite(gval), axis=1)
         gval = gval[keep]
-    m, hist = distill_sampler(teacher, cat.flux[keep], key=jr.PRNGKey(seed), n_pairs=pairs, steps=steps,
-                              teacher_steps=teacher_steps, progress=prog, given=gval)
+    m, res = _train(distill_sampler, out, teacher, cat.flux[keep], key=jr.PRNGKey(seed), n_pairs=pairs, steps=steps,
+                    teacher_steps=teacher_steps, given=gval, log=None if quiet else typer.echo)
     dt = time.perf_counter() - t0
     from ..posterior.domain import fit_domain
 
@@ -309,7 +340,8 @@ def posterior_distill(
                               sims_provenance=sims_provenance([sims])[0],
                               n_conditions=int(keep.sum()), r_limit=r_limit, pairs=pairs, steps=steps,
                               teacher_steps=teacher_steps, seed=seed, train_seconds=round(dt, 1),
-                              best_val_loss=min(h[2] for h in hist), history=hist))
+                              best_val_loss=res.best_val, history=res.history))
+    _done(out)
     typer.echo(f"distilled in {dt:.0f} s -> {out}")
 
 
@@ -331,7 +363,7 @@ def posterior_train_z(
     import numpy as np
 
     from ..posterior.data import read_catalog
-    from ..posterior.model import load_model
+    from ..posterior.kinds import load_model
     from ..posterior.redshift import CFM_PROPS, PARAMS, cfm_features, sdss_table_features, train_redshift
 
     if out.exists() and not overwrite:

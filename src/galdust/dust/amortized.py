@@ -24,10 +24,7 @@ mean of the present bands, ``ln(σ_b/s)`` and the presence mask; absent slots ar
 from __future__ import annotations
 
 import functools
-import json
 import math
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ..nn import CondUNet
 
@@ -240,10 +236,10 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
     are scaled to 68.3 % coverage (:func:`calibrate_sigma`; the factors go into the sidecar's config).
     A finished run resumed with ``calibrate`` only recalibrates. ``init``: weights to start from
     (fine-tuning; ``config['beta_nll']`` > 0 trains with the β-NLL)."""
-    from ..io import atomic_path
+    from ..nn.train import adam, fit, stderr_log
     from ..weights import git_commit, save
 
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    log = log or stderr_log
     out = Path(out)
     cfg = dict(DEFAULT_CONFIG, **(config or {}))
     arr, meta = _load_stores(data, cfg["slots"])
@@ -253,33 +249,13 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
     tr, va = _split(n, n_val, seed)
     sets_idx = [slot_index(cfg["slots"], s) for s in cfg["band_sets"]]
     batch_fn = make_batch_fn(cfg, sets_idx)
-    sched = optax.warmup_cosine_decay_schedule(0.0, lr, min(200, max(steps // 10, 1)), max(steps, 1), lr * 0.02)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(sched))
     model = AmortizedNet(cfg, key=jax.random.PRNGKey(seed))
     if init is not None:  # fine-tuning: start from these weights (same architecture)
         model = eqx.tree_at(lambda m: m.unet, model, load_amortized(init)[0].unet)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    ckpt = out.with_name(out.name + ".ckpt.eqx")
-    ckpt_meta = ckpt.with_suffix(".json")
-    start, history, elapsed0 = 0, [], 0.0
-    if ckpt.exists() and ckpt_meta.exists():
-        m = json.loads(ckpt_meta.read_text())
-        if m["config"] != cfg or m["seed"] != seed or m["batch"] != batch or m["steps_target"] != steps:
-            raise ValueError(f"{ckpt}: written with another config/seed/batch/steps; remove it to restart")
-        model, opt_state = eqx.tree_deserialise_leaves(ckpt, (model, opt_state))
-        start, history, elapsed0 = m["step"], m["history"], m["elapsed_s"]
-        log(f"resuming from {ckpt} at step {start}")
-
     beta = float(cfg.get("beta_nll", 0.0))
 
-    def batch_loss(net, b):
+    def batch_loss(net, b, _key=None):
         return jnp.mean(jax.vmap(lambda *a: nll_loss(net, *a, beta=beta))(*b))
-
-    @eqx.filter_jit
-    def step_fn(net, opt_state, b):
-        loss, grads = eqx.filter_value_and_grad(batch_loss)(net, b)
-        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(net, eqx.is_array))
-        return eqx.apply_updates(net, updates), opt_state, loss
 
     loss_jit = eqx.filter_jit(batch_loss)
     base = jax.random.PRNGKey(seed)
@@ -288,51 +264,28 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
         keys = jax.random.split(key, len(rows))
         return batch_fn(keys, *(jnp.asarray(arr[k][rows]) for k in ("cube", "AV", "D", "S", "delta", "av_lw")))
 
-    def validate(net):
-        tot = 0.0
-        nb = max(len(va) // batch, 1)
-        for j in range(nb):
-            rows = va[j * batch:(j + 1) * batch]
-            tot += float(loss_jit(net, draw(rows, jax.random.PRNGKey(777 + j))))
-        return tot / nb
-
-    t0 = time.perf_counter()
-    losses: list[float] = []
-    step = start
-
-    def checkpoint(step):
-        val = validate(model)
-        history.append({"step": step, "train": float(np.mean(losses[-ckpt_every:])) if losses else None,
-                        "val": val, "elapsed_s": elapsed0 + time.perf_counter() - t0})
-        with atomic_path(ckpt, overwrite=True) as tmp:
-            eqx.tree_serialise_leaves(tmp, (model, opt_state))
-        with atomic_path(ckpt_meta, overwrite=True) as tmp:
-            tmp.write_text(json.dumps({"config": cfg, "seed": seed, "batch": batch, "step": step,
-                                       "steps_target": steps, "history": history,
-                                       "elapsed_s": history[-1]["elapsed_s"]}, indent=1))
-        log(f"step {step}: val NLL {val:.4f}")
-
-    while step < steps:
-        if ((max_minutes is not None and (time.perf_counter() - t0) / 60 > max_minutes)
-                or (stop_at is not None and step >= stop_at)):
-            log(f"stopping at step {step} (rerun to resume)")
-            checkpoint(step)
-            return {"stopped_at": step}
-        k = jax.random.fold_in(base, step)
-        k_rows, k_b = jax.random.split(k)
+    def host_sample(step):  # step k's rows, orientations, band sets and noise, from fold_in(seed, k)
+        k_rows, k_b = jax.random.split(jax.random.fold_in(base, step))
         rows = np.sort(np.asarray(jax.random.choice(k_rows, len(tr), (batch,), replace=False)))
-        model, opt_state, loss = step_fn(model, opt_state, draw(tr[rows], k_b))
-        step += 1
-        losses.append(float(loss))
-        if step % 50 == 0:
-            rate = (step - start) / (time.perf_counter() - t0)
-            log(f"step {step}/{steps} loss {np.mean(losses[-50:]):.4f} ({rate:.2f} steps/s)")
-        if step % ckpt_every == 0 and step < steps:
-            checkpoint(step)
-    checkpoint(step)
+        return draw(tr[rows], k_b)
+
+    def validate(net):
+        nb = max(len(va) // batch, 1)
+        return sum(float(loss_jit(net, draw(va[j * batch:(j + 1) * batch], jax.random.PRNGKey(777 + j))))
+                   for j in range(nb)) / nb
+
+    res = fit(model, batch_loss, adam(lr, steps, warmup=min(200, max(steps // 10, 1)), final=0.02, clip=1.0),
+              steps=steps, seed=seed, host_sample=host_sample, validate=validate, eval_every=ckpt_every,
+              checkpoint=out.with_name(out.name + ".ckpt"),
+              match={"config": cfg, "batch": batch, "lr": lr, "n_val": n_val, "init": None if init is None else str(init),
+                     "stores": [m["file"] for m in meta]},
+              max_minutes=max_minutes, stop_at=stop_at, log=log, name="amortized")
+    if not res.done:
+        return {"stopped_at": res.step}
+    model, history = res.model, res.history
     sidecar = {"kind": "amortized-dust", "config": cfg, "seed": seed, "init": None if init is None else str(init),
                "data": {"stores": meta, "n_train": int(len(tr)), "n_val": int(len(va))},
-               "training": {"steps": step, "batch": batch, "lr": lr, "optimizer": "adam+cosine, clip 1.0",
+               "training": {"steps": res.step, "batch": batch, "lr": lr, "optimizer": "adam+cosine, clip 1.0",
                             "wall_s": history[-1]["elapsed_s"], "device": jax.devices()[0].platform},
                "metrics": {"val_nll": history[-1]["val"]}, "history": history, "commit": git_commit()}
     if calibrate:
@@ -347,7 +300,7 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
         sidecar["calibration"] = {"stores": [Path(p).name for p in calibrate], "coverage": 0.6827, "draws": 2,
                                   "sigma_scale": scales}
     save(out, model, sidecar)
-    log(f"wrote {out} after {step} steps")
+    log(f"wrote {out} after {res.step} steps")
     return sidecar
 
 
@@ -356,7 +309,7 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     """Factors for the σ of the pixels (A_V inside each galaxy's 2 % isophote), of δ and of A_V,LW such
     that 68.3 % of the truths lie within ±σ, on held-out noiseless stores (not the training ones)
     seen ``draws`` times through the training's noise, band-set and orientation draws."""
-    from .evaluate import light_contour
+    from .metrics import light_contour
 
     arr, _ = _load_stores(data, config["slots"])
     sets_idx = [slot_index(config["slots"], s) for s in config["band_sets"]]

@@ -6,14 +6,9 @@ pixel (mean ``a_scale`` mag at λ₀): it leaves well-measured dust alone (its p
 small where the colour noise σ_A is) but stops pure noise from being fitted as positive dust in
 faint pixels, which A ≥ 0 would otherwise turn into a positive bias. The default mean, 0.12 mag,
 is the maximum-likelihood exponential fit to the training simulations: the mean truth A_λ₀ of the
-pixels in the detection footprint of 256 galaxies of the dust prior's training seed (peak S/N 50).
-Measured on 150 development galaxies (seed 2001, not the evaluation seed; peak S/N 50, f < 0.9;
-``bench/bench_fit_settings.py``) against a mean of 1 mag, it lowers the median |ΔA_V| from
-0.099 / 0.221 / 0.118 to 0.085 / 0.135 / 0.063 mag (red start fiducial, blue start fiducial /
-isochromatic hosts) and raises it from 0.086 to 0.094 (red start, isochromatic). The price: map
-correlations 0.04–0.07 lower, and real dust underestimated more (a stronger pull toward the least
-dust). The learned priors enter through their scores, added to the
-likelihood gradient (as in scarlet2 and the seed). Free parameters and their Adam step sizes:
+pixels in the detection footprint of the dust prior's training galaxies (what it gains and costs
+against a weaker prior, measured: ``docs/eval_dust.md``). The learned priors enter through their
+scores, added to the likelihood gradient (as in scarlet2 and the seed). Free parameters and their Adam step sizes:
 
 * ``log_F`` (per band): step ``lr_F`` in ln-flux;
 * ``S`` > 0, peak 1 (F absorbs the scale), as ln S: step ``lr_S`` is a relative change, the same
@@ -25,9 +20,9 @@ likelihood gradient (as in scarlet2 and the seed). Free parameters and their Ada
 
 All step sizes follow a cosine decay to ``lr_final`` of their value at the iteration limit.
 
-The two score networks cost about 85 % of an iteration on a CPU (5.4 ms per iteration with both). ``prior_every`` = k evaluates them
-once per block of k Adam steps and reuses the scores within the block (the likelihood gradient is
-recomputed every step). A block, not a ``cond`` on the step counter, because under ``vmap`` a
+The two score networks cost most of an iteration (timings: ``docs/eval_dust.md``). ``prior_every``
+= k evaluates them once per block of k Adam steps and reuses the scores within the block (the
+likelihood gradient is recomputed every step). A block, not a ``cond`` on the step counter, because under ``vmap`` a
 ``cond`` runs both branches. The fit then stops on a block boundary: at most k − 1 steps past
 ``max_iter`` or past convergence.
 
@@ -38,20 +33,17 @@ least dust the colours allow, i.e. toward a map whose least-attenuated pixels ar
 fails, as the seed documents for its fit, when dust covers nearly all the light (covering fraction
 > 0.9, the thin-screen degeneracy). An explicit alternative (``gauge_q`` > 0, off by default): after
 each step shift A so that the least-attenuated ``gauge_q`` of the host light is dust-free, with F
-compensated. Alone, on noisy data, it was worse: with ``a_scale = 0.1`` a dust-free test galaxy
-(peak S/N 100) got a light-weighted A_λ₀ of 0.71 mag with it and 0.01 without, because noise
-clipped at A = 0 turns into positive dust. The price of the exponential prior is measured: on
-galaxies with real dust it shrinks A strongly (on the evaluation at peak S/N 50, red start, the fit
-recovers a median 13–38 % of the light-weighted A_V of galaxies with A_V > 0.1 and f < 0.9), and it
-pins δ at the steep end (−1), where a colour costs the least A.
+compensated. Alone, on noisy data, it was worse, because noise clipped at A = 0 turns into positive
+dust. The price of the exponential prior: on galaxies with real dust it shrinks A strongly, and it
+pins δ at the steep end (−1), where a colour costs the least A (both measured in ``docs/eval_dust.md``).
 
 :data:`LEVEL_GAUGE` (``galdust fit --dust-level gauge``) is the alternative that works on
 noisy data: A may go below 0 during the fit (``a_min``; the product is clipped to A ≥ 0 at the end),
 so noise averages out instead of being clipped into dust; a Laplacian penalty smooths the map; the
 gauge quantile is taken on the map smoothed by ``gauge_smooth`` px; no exponential prior and no
-learned priors (the learned dust prior added 0.15–0.3 mag of dust to dust-free development
-galaxies with it). It recovers the dust of isochromatic hosts, but reads the colour gradients of
-fiducial hosts (red bulge, blue disk) as dust: numbers in ``docs/eval_dust.md``.
+learned priors (the learned dust prior added dust to dust-free development galaxies with it). It
+recovers the dust of isochromatic hosts, but reads the colour gradients of fiducial hosts (red bulge,
+blue disk) as dust: numbers in ``docs/eval_dust.md``.
 
 A bulge-disk host (``host='bulge-disk'``, ``galdust fit --host bulge-disk``) adds a Sérsic bulge B with
 its own SED (``log_Fb``; shape: centre, ln R_e, n, e1, e2, projected to compact bulges: R_e ≤
@@ -276,7 +268,7 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
     Jitted with the arrays (model, data, priors' weights) as arguments, so that :func:`fit_galaxy`
     called outside a jit (one galaxy in a notebook, galaxy after galaxy) compiles each loop once per
     shape and setting: as a bare ``lax.while_loop`` its body closed over the data, and every call
-    compiled it anew (33 compilations, 27 s, in the dust tests). Inside ``galdust fit``'s jitted
+    compiled it anew (``docs/eval_dust.md``). Inside ``galdust fit``'s jitted
     batch it is inlined."""
     fit_dust = dust if fit_dust is None else fit_dust
     bulge = cfg.host == "bulge-disk"

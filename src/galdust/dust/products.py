@@ -134,7 +134,7 @@ def plot_fit(path: str | Path, res: DustResult, obs: Observation, *, overwrite: 
     import matplotlib.pyplot as plt
 
     from ..report import rgb
-    from .evaluate import light_contour
+    from .metrics import light_contour
 
     data = np.where(np.isfinite(obs.cube), obs.cube, 0.0)
     stretch = float(np.percentile(np.abs(data), 99.5)) or 1.0

@@ -29,10 +29,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
 from .data import TARGETS, UVMIR_BANDS, Photometry
-from .model import build_features
+from .features import build_features
 
 __all__ = ["FastFIR", "distill_inputs", "distill", "save_fast", "load_fast", "FAST_NAME"]
 
@@ -122,8 +121,11 @@ def _teacher(model, X) -> np.ndarray:
 
 
 def distill(model, phot: Photometry, *, n: int = 400_000, n_val: int = 40_000, width: int = 128, depth: int = 2,
-            steps: int = 6000, batch: int = 2048, lr: float = 2e-3, seed: int = 0, progress=None):
-    """Train a :class:`FastFIR` on ``model``'s (a ``FIRModel``) outputs; returns (student, metrics)."""
+            steps: int = 6000, batch: int = 2048, lr: float = 2e-3, seed: int = 0, checkpoint=None, log=None):
+    """Train a :class:`FastFIR` on ``model``'s (a ``FIRModel``) outputs (:func:`galdust.nn.train.fit`,
+    resumable from ``checkpoint``); returns (student, metrics)."""
+    from ..nn.train import adam, digest, fit
+
     t0 = time.perf_counter()
     n_extra = len(model.features) - len(build_features(Photometry([""], np.ones((1, len(UVMIR_BANDS))),
                                                                   np.ones((1, len(UVMIR_BANDS))),
@@ -151,40 +153,16 @@ def distill(model, phot: Photometry, *, n: int = 400_000, n_val: int = 40_000, w
     mlp = eqx.nn.MLP(nf + n_ind, 2 * k, width, depth, activation=jax.nn.gelu, key=key)
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     student = FastFIR(mlp, f32(fill), f32(xm), f32(xs), f32(ym), f32(ys), tuple(TARGETS), indicators)
-    opt = optax.adamw(optax.cosine_decay_schedule(lr, steps, 0.02), weight_decay=1e-5)
-    state = opt.init(eqx.filter(student, eqx.is_array))
-
-    def step(s, st, xb, yb):
-        def loss(s):
-            return jnp.mean(((s.raw(xb) - yb) / s.y_std) ** 2)
-
-        lval, g = eqx.filter_value_and_grad(loss)(s)
-        upd, st = opt.update(g, st, eqx.filter(s, eqx.is_array))
-        return eqx.apply_updates(s, upd), st, lval
-
-    @eqx.filter_jit
-    def block(s, st, X, Y, idx):
-        """One Adam step per row of ``idx`` (k, batch), in one compiled scan (one dispatch per block)."""
-        params, static = eqx.partition(s, eqx.is_array)
-
-        def body(c, i):
-            p, st = c
-            p, st, lval = step(eqx.combine(p, static), st, X[i], Y[i])
-            return (eqx.filter(p, eqx.is_array), st), lval
-
-        (params, st), losses = jax.lax.scan(body, (params, st), idx)
-        return eqx.combine(params, static), st, losses
-
-    rng = np.random.default_rng(seed + 1)
     Xd, Yd = jnp.asarray(Xt, jnp.float32), jnp.asarray(Yt, jnp.float32)
-    done = 0
-    while done < steps:
-        m = min(1000, steps - done)
-        idx = rng.integers(0, n, (m, batch))  # the same draws as one row per step
-        student, state, losses = block(student, state, Xd, Yd, jnp.asarray(idx))
-        done += m
-        if progress is not None and done % 1000 == 0:
-            progress(done, float(losses[-1]))
+
+    def sample(d, k):
+        i = jr.randint(k, (batch,), 0, n)
+        return d[0][i], d[1][i]
+
+    student = fit(student, lambda s, b, _: jnp.mean(((s.raw(b[0]) - b[1]) / s.y_std) ** 2),
+                  adam(lr, steps, final=0.02, weight_decay=1e-5), steps=steps, seed=seed, sample=sample, data=(Xd, Yd),
+                  trainable=eqx.is_array, checkpoint=checkpoint, match={"batch": batch, "lr": lr, "data": digest(Xt, Yt)},
+                  log=log, name="FIR distillation").model
     pv = student.predict(Xv)
     mu_t, sig_t = Yv[:, :k], np.exp(Yv[:, k:])
     met = {}

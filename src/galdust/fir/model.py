@@ -1,13 +1,7 @@
-"""Global far-infrared dust-property model: features, random forest + Gaussian-NLL boosted σ.
+"""Global far-infrared dust-property model: random forest + Gaussian-NLL boosted σ.
 
-Method (Dobbels et al. 2020, "D20"): features are logs of UV–MIR fluxes normalised by WISE 3.4 µm
-(intensive, distance-free), plus colours of neighbouring and diagnostic band pairs (trees do not
-form differences of features themselves), plus the *linear* flux ratios f_b / f_W1 of every band's
-measured flux, non-detections included. The last are ours: a log feature must drop a band measured
-below 3σ or at a negative value, yet such a measurement still says "faint". WISE 22 µm is below 3σ
-for 44 % of the development galaxies (dust-poor early types); with the linear ratios the 4-fold CV
-RMSE fell from 0.280 / 0.442 / 3.65 K to about 0.25 / 0.42 / 3.55 K (log sL_d / log sM_d / T_d).
-Per target (log sL_d, log sM_d, T_d):
+Method (Dobbels et al. 2020, "D20"), on the features of :mod:`galdust.fir.features`. Per target
+(log sL_d, log sM_d, T_d):
 
 * the prediction μ is a random forest (xgboost's random-forest mode: bagged, column-subsampled
   trees; missing bands are handled natively by the trees' default directions);
@@ -17,90 +11,33 @@ Per target (log sL_d, log sM_d, T_d):
   cross-fitted (trained on 9/10 of the rows, predicted on the other 1/10, ten times), so the factor
   rests on every training row rather than on one small split.
 
-Everything is saved as xgboost JSON plus a JSON sidecar (never pickle).
+Everything is saved as xgboost JSON plus a JSON sidecar with their SHA-256 (never pickle). Why these
+settings, with the measurements that chose them: ``docs/fir_model.md``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..ml.trees import n_threads
+from ..ml.trees import folds, load_booster, n_threads, out_of_fold
 from ..models import shipped_path
-from .data import TARGETS, UVMIR_BANDS, Photometry
+from ..weights import load_folder, save_folder
+from .data import TARGETS, Photometry
+from .features import COLOURS, band_dropout_features, build_features, feature_names, features_in_bands
 
-__all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "training_set", "FIRModel", "train_model",
-           "cross_validate", "metrics"]
+__all__ = ["DEFAULT_MODEL", "feature_names", "build_features", "features_in_bands", "band_dropout_features",
+           "COLOURS", "training_set", "FIRModel", "train_model", "cross_validate", "metrics"]
 
-_IDX = {b: i for i, b in enumerate(UVMIR_BANDS)}
+SIDECAR = "fir_model.json"
 #: folds of the out-of-fold forest residuals that the σ model learns from
 OOF_FOLDS = 5
-#: band-dropout copies per training galaxy for the σ models (:func:`band_dropout_features`). Without
-#: them σ was too small for galaxies seen through fewer bands: 4-fold CV (seeds 0–5,
-#: bench/bench_fir_calibration.py) on the galaxies seen through another galaxy's bands gave χ² 1.41 /
-#: 1.02 / 1.31 (log sL_d / log sM_d / T_d); with one copy 0.91 / 0.90 / 0.91 and a held-out NLL lower
-#: by 0.10 / 0.04 / 0.06, while with all bands χ² (0.99 / 0.98 / 1.00 -> 1.00 / 1.01 / 1.01) and NLL
-#: (within 0.006) hardly moved (two copies: slightly worse with all bands)
+#: band-dropout copies per training galaxy for the σ models (:func:`band_dropout_features`): without
+#: them σ was too small for galaxies seen through fewer bands (``docs/fir_model.md``)
 DROPOUT_COPIES = 1
-#: extra colours (log flux ratios) added to the W1-normalised fluxes
-COLOURS = (("galex_fuv", "galex_nuv"), ("galex_nuv", "sdss_r"), ("sdss_u", "sdss_r"), ("sdss_g", "sdss_i"),
-           ("sdss_r", "2mass_ks"), ("wise_w3", "wise_w2"), ("wise_w4", "wise_w3"), ("wise_w3", "2mass_ks"),
-           ("wise_w4", "2mass_ks"), ("irac_4", "irac_3"), ("irac_4", "2mass_ks"), ("galex_fuv", "wise_w4"),
-           ("galex_nuv", "wise_w3"))
-
-
-def feature_names() -> list[str]:
-    others = [b for b in UVMIR_BANDS if b != "wise_w1"]
-    return ([f"log_{b}_w1" for b in others] + [f"log_{a}_{b}" for a, b in COLOURS]
-            + [f"lin_{b}_w1" for b in others])
-
-
-def build_features(phot: Photometry) -> tuple[np.ndarray, np.ndarray]:
-    """(X (N, n_feat) with NaN for missing, usable (N,) bool: has a normalising band).
-
-    Columns as :func:`feature_names`: log flux ratios to the normalising band and log colours of
-    detected bands, then linear ratios of the measured fluxes (non-detections included)."""
-    f = np.asarray(phot.flux, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lf = np.where(f > 0, np.log10(f), np.nan)
-    norm = lf[:, _IDX["wise_w1"]]
-    # IRAC 3.6 µm stands in for WISE 3.4 µm when the latter is missing (same stellar emission)
-    norm = np.where(np.isfinite(norm), norm, lf[:, _IDX["irac_1"]])
-    usable = np.isfinite(norm)
-    cols = [lf[:, _IDX[b]] - norm for b in UVMIR_BANDS if b != "wise_w1"]
-    cols += [lf[:, _IDX[a]] - lf[:, _IDX[b]] for a, b in COLOURS]
-    meas = phot.measured_flux()
-    lin_norm = 10.0**norm
-    cols += [meas[:, _IDX[b]] / lin_norm for b in UVMIR_BANDS if b != "wise_w1"]
-    return np.stack(cols, axis=1), usable
-
-
-def features_in_bands(phot: Photometry, rows, keep) -> np.ndarray:
-    """Features of ``rows`` of ``phot`` with every band outside ``keep`` missing; ``keep`` is a band
-    mask over ``UVMIR_BANDS``, one for all rows (n_band,) or one per row (len(rows), n_band)."""
-    rows = np.asarray(rows)
-    keep = np.asarray(keep, bool)
-    sub = Photometry([phot.names[i] for i in rows], np.where(keep, phot.flux[rows], np.nan),
-                     np.where(keep, phot.err[rows], np.nan), phot.upper[rows] & keep,
-                     measured=np.where(keep, phot.measured_flux()[rows], np.nan))
-    return build_features(sub)[0]
-
-
-def band_dropout_features(phot: Photometry, rows, n_copies: int, seed: int = 0) -> np.ndarray:
-    """(n_copies, len(rows), n_feat): features of ``rows`` of ``phot``, each copy seen through the
-    bands of another row drawn at random (its detected bands; W1 always kept), as a galaxy looks in a
-    catalogue that lacks some surveys."""
-    rows = np.asarray(rows)
-    rng = np.random.default_rng(seed)
-    f = np.asarray(phot.flux, float)
-    has = (np.isfinite(f) & (f > 0))[rows]
-    has[:, _IDX["wise_w1"]] = True
-    return np.stack([features_in_bands(phot, rows, has[rng.integers(0, len(rows), len(rows))])
-                     for _ in range(n_copies)])
 
 
 def training_set(phot: Photometry, props: dict) -> tuple[np.ndarray, dict[str, np.ndarray], list[str], list[int]]:
@@ -139,11 +76,7 @@ DEFAULT_MODEL = shipped_path("fir")
 RF_PARAMS = dict(n_estimators=200, max_depth=8, subsample=0.8, colsample_bynode=0.3, min_child_weight=2,
                  learning_rate=1.0, reg_lambda=1e-5)
 # σ model: shallow, few rounds and large leaves. A σ model that fits its training residuals closely
-# has noisy σ, and the calibration factor, set from held-out rows where noisy small σ inflate
-# mean((r/σ)²), then overestimates σ: with 150 rounds and min_child_weight 5 the 4-fold CV χ² was
-# 0.87 / 0.87 / 1.07 ± 0.14 (mean of 6 CV seeds; log sL_d / log sM_d / T_d), with 50 rounds,
-# min_child_weight 20 and a 10-fold cross-fitted factor 0.99 / 0.98 / 1.00 ± 0.02 and a lower
-# held-out Gaussian NLL (-1.32 / -0.49 / 1.72 against -1.20 / -0.41 / 1.90).
+# has noisy σ, and the calibration factor then overestimates σ (``docs/fir_model.md``)
 SIGMA_PARAMS = dict(max_depth=3, eta=0.05, subsample=0.8, colsample_bynode=0.6, min_child_weight=20, reg_lambda=1.0)
 SIGMA_ROUNDS = 50
 
@@ -173,7 +106,7 @@ class FIRModel:
     fast: object = None  # a distilled galdust.fir.fast.FastFIR (maps use it), or None
 
     def predict_pixels(self, X: np.ndarray, exact: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """As :meth:`predict`, by the distilled MLP when the model has one (≥10× faster), else the trees."""
+        """As :meth:`predict`, by the distilled MLP when the model has one (faster), else the trees."""
         return self.predict(X) if exact or self.fast is None else self.fast.predict(X)
 
     def predict(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -192,38 +125,38 @@ class FIRModel:
         return out
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """Write the model folder atomically (a temporary folder renamed onto ``directory``)."""
-        from ..io import atomic_dir
+        """Write the model folder atomically (a temporary folder renamed onto ``directory``); the
+        sidecar records the SHA-256 of the trees (``fast.eqx`` has its own sidecar)."""
 
-        directory = Path(directory)
-        with atomic_dir(directory, overwrite=True) as tmp:
+        def write(tmp: Path) -> list[str]:
+            names = []
             for t, m in self.models.items():
                 m.forest.save_model(tmp / f"{t}.forest.json")
                 m.sigma.save_model(tmp / f"{t}.sigma.json")
-            meta = dict(self.meta, features=self.features, targets=list(self.models),
-                        scales={t: m.scale for t, m in self.models.items()}, **(extra or {}))
-            (tmp / "fir_model.json").write_text(json.dumps(meta, indent=2) + "\n")
+                names += [f"{t}.forest.json", f"{t}.sigma.json"]
             if self.fast is not None:
                 from .fast import save_fast
 
                 save_fast(tmp, self.fast, self.meta.get("fast", {}))
-        return directory
+            return names
+
+        meta = dict(self.meta, features=self.features, targets=list(self.models),
+                    scales={t: m.scale for t, m in self.models.items()}, **(extra or {}))
+        return save_folder(directory, write, SIDECAR, meta, overwrite=True)
 
     @classmethod
     def load(cls, directory: str | Path) -> "FIRModel":
         import xgboost as xgb
 
+        from .fast import load_fast
+
         directory = Path(directory)
-        meta = json.loads((directory / "fir_model.json").read_text())
+        meta = load_folder(directory, SIDECAR)
         models = {}
         for t in meta["targets"]:
             f = xgb.XGBRFRegressor()
             f.load_model(directory / f"{t}.forest.json")
-            s = xgb.Booster()
-            s.load_model(directory / f"{t}.sigma.json")
-            models[t] = _TargetModel(f, s, float(meta["scales"][t]))
-        from .fast import load_fast
-
+            models[t] = _TargetModel(f, load_booster(directory / f"{t}.sigma.json"), float(meta["scales"][t]))
         return cls(models, meta["features"], meta, load_fast(directory))
 
 
@@ -243,26 +176,13 @@ def _fit_sigma(X, r, seed, w=None, params=None, rounds=SIGMA_ROUNDS):
     return xgb.train(params, d, rounds, obj=_nll_objective)
 
 
-def _folds(n, k, seed, groups=None):
-    """Fold index per row: rows at random, or whole groups (galaxies) at random."""
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        return rng.permutation(n) % k
-    u, inv = np.unique(np.asarray(groups), return_inverse=True)
-    return (rng.permutation(len(u)) % k)[inv]
-
-
 def _oof(views, y, k, seed, w=None, groups=None):
     """Out-of-fold forest predictions (k folds) on the training set, one array per view of the rows
     (``views[0]`` is what the forests learn from; the others, e.g. fewer bands, are only predicted)."""
-    fold = _folds(len(y), k, seed, groups)
-    preds = [np.empty(len(y)) for _ in views]
-    for f in range(k):
-        tr = fold != f
-        m = _fit_forest(views[0][tr], y[tr], seed + f, None if w is None else w[tr])
-        for v, p in zip(views, preds):
-            p[fold == f] = m.predict(v[fold == f])
-    return preds
+    p = out_of_fold(folds(len(y), k, seed, groups), k,
+                    lambda tr, f: _fit_forest(views[0][tr], y[tr], seed + f, None if w is None else w[tr]),
+                    lambda m, te: np.stack([m.predict(v[te]) for v in views], axis=1))
+    return list(p.T)
 
 
 def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib_frac: float = 0.1,
@@ -305,7 +225,7 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
         # calibration factor from σ predicted on held-out rows: cross-fitted over 1/calib_frac folds
         # (every row is held out once, so the factor rests on all rows, not on one small split)
         n_cal = max(2, int(round(1.0 / calib_frac)))
-        cfold = np.tile(_folds(len(yt), n_cal, seed + 1, gt), len(views))  # a row's copies share its folds
+        cfold = np.tile(folds(len(yt), n_cal, seed + 1, gt), len(views))  # a row's copies share its folds
         s_cal = np.full(len(r), np.nan)
         for c in range(n_cal):
             held = cfold == c
@@ -333,7 +253,7 @@ def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int 
     rows (each fold trains on its rows' copies); ``test_views``: other feature matrices of the same
     rows (e.g. fewer bands), predicted by each fold's model too (``views[name]`` = oof_mu, oof_sigma)."""
     X = np.asarray(X, np.float32)
-    fold = np.random.default_rng(seed).permutation(len(X)) % k
+    fold = folds(len(X), k, seed)
     views = dict(full=X, **(test_views or {}))
     mu = {v: {t: np.full(len(X), np.nan) for t in TARGETS} for v in views}
     sg = {v: {t: np.full(len(X), np.nan) for t in TARGETS} for v in views}

@@ -4,13 +4,23 @@
 else the cores this process may run on (its CPU affinity: one on a pinned Dask worker, all of a
 SLURM allocation), never a hard-coded number (two trainings with two threads each on two cores ran
 8× slower than one after the other).
+
+:func:`folds` and :func:`out_of_fold`: the k-fold split and out-of-fold predictions on the training set
+that the σ models and calibration factors learn from; :func:`load_booster`: an xgboost booster from its
+JSON file (model folders are written and checked by :func:`galdust.weights.save_folder` /
+:func:`galdust.weights.load_folder`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-__all__ = ["n_threads"]
+import numpy as np
+
+__all__ = ["n_threads", "folds", "out_of_fold", "load_booster"]
 
 
 def n_threads() -> int:
@@ -23,3 +33,35 @@ def n_threads() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def folds(n: int, k: int, seed: int, groups=None) -> np.ndarray:
+    """Fold index (0 … k−1) per row: rows at random, or whole groups (e.g. galaxies) at random."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.permutation(n) % k
+    u, inv = np.unique(np.asarray(groups), return_inverse=True)
+    return (rng.permutation(len(u)) % k)[inv]
+
+
+def out_of_fold(fold: np.ndarray, k: int, fit: Callable[[np.ndarray, int], Any],
+                predict: Callable[[Any, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Out-of-fold predictions (n, ...): for each fold f, ``model = fit(train_mask, f)`` on the other
+    folds' rows and ``predict(model, test_mask)`` for the rows of fold f."""
+    out = None
+    for f in range(k):
+        te = fold == f
+        p = np.asarray(predict(fit(fold != f, f), te), float)
+        if out is None:
+            out = np.empty((len(fold),) + p.shape[1:])
+        out[te] = p
+    return out
+
+
+def load_booster(path: str | os.PathLike):
+    """An ``xgboost.Booster`` read from its JSON file."""
+    import xgboost as xgb
+
+    b = xgb.Booster()
+    b.load_model(str(Path(path)))
+    return b

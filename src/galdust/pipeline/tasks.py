@@ -263,7 +263,7 @@ class FirMapTask:
 
 @functools.lru_cache(maxsize=2)
 def _posterior_model(path: str):
-    from ..posterior.model import load_model
+    from ..posterior.kinds import load_model
 
     return load_model(path)[0]
 

@@ -107,8 +107,10 @@ def z_draws(zq: np.ndarray, keys, n: int) -> np.ndarray:
 
 def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int = 0, samples: int = 1000,
                    steps: int = 100, zmodel=None, zfeat: np.ndarray | None = None, images=None,
-                   keep_samples: bool = False, batch: int = 64, given: np.ndarray | None = None, at_z=None):
-    """(p16/p50/p84 (n, n_prop, 3), samples or None) of each row of ``flux`` (n, n_band) [nmgy].
+                   keep_samples: bool = False, batch: int = 64, given: np.ndarray | None = None, at_z=None,
+                   columns: bool = False):
+    """(p16/p50/p84 (n, n_prop, 3), samples or None) of each row of ``flux`` (n, n_band) [nmgy]; with
+    ``columns``, also the extra columns of the model's kind (a dict, e.g. the VAE-NF's lines).
 
     ``model``: a loaded photometric or image posterior; ``zmodel``: a loaded
     :class:`galdust.posterior.redshift.RedshiftModel` with its photometric features ``zfeat`` (n, k):
@@ -116,7 +118,7 @@ def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int =
     conditioned on them (``model.given``, e.g. spectroscopic z). ``at_z`` (with ``zmodel``): a model
     conditioned on z; the properties are then its samples at redshifts drawn from the ``zmodel``'s
     posterior (one per sample), and the returned properties are ``at_z.props`` + z."""
-    from .model import percentiles, sample_given
+    from .model import sample_given
 
     keys = object_keys(seed, names)
     if at_z is not None and zmodel is not None:
@@ -130,15 +132,15 @@ def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int =
         pct = np.concatenate([pct, zq[:, None, :]], axis=1)
         if keep_samples:
             s = np.concatenate([s, zs.astype(np.float32)], axis=2)
-        return pct, (s if keep_samples else None)
-    pct, smp = percentiles(model, np.asarray(flux, float), keys, samples, steps, keep_samples=keep_samples,
-                           images=images, batch=batch, given=given)
+        return (pct, (s if keep_samples else None)) + (({},) if columns else ())
+    pct, smp, extra = model.summarise(np.asarray(flux, float), keys, n_samples=samples, n_steps=steps, images=images,
+                                      given=given, keep_samples=keep_samples, batch=batch)
     if zmodel is not None:
         from .redshift import cfm_features
 
         zq = zmodel.predict(np.c_[np.asarray(zfeat, float), cfm_features(model, np.asarray(flux, float))])
         pct[:, list(model.props).index("z"), :] = zq
-    return pct, smp
+    return (pct, smp, extra) if columns else (pct, smp)
 
 
 @dataclass
@@ -198,17 +200,15 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     and the z columns repeat it."""
     import time
 
-    import jax.random as jr
-
     from .data import read_catalog
-    from .model import load_model
+    from .kinds import load_model
     from .redshift import RedshiftModel, sdss_table_features
 
     plan = resolve_model(model, catalog, known_z=redshift_column is not None)
     zmodel = RedshiftModel.load(plan.zmodel) if plan.zmodel is not None else None
     m, meta = load_model(plan.cfm)
     at_z = load_model(plan.at_z)[0] if plan.at_z is not None else None
-    given_names = tuple(getattr(m, "given", ()))
+    given_names = tuple(m.given)
     if redshift_column is not None and given_names != ("z",):
         raise InputError(f"{plan.label}: not a model conditioned on z (--redshift-column needs cfm-onestep-z, "
                          f"cfm-phot-z or a model trained with --given z)")
@@ -225,30 +225,14 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     t0 = time.perf_counter()
     zfeat = sdss_table_features(catalog)[0][ok] if zmodel is not None else None  # SDSS tables only
     imgs = None
-    if hasattr(m, "encoder") or hasattr(m, "vae"):
+    if m.needs_images:
         if images is None:
             raise InputError(f"{plan.label}: an image model; give the cutouts with --images")
         imgs = _read_images(images, len(cat.names), ok)
-    extra = {}
-    if hasattr(m, "vae"):
-        from .vaenf import LINES, summarise
-
-        res = summarise(m, cat.flux[ok], imgs, jr.PRNGKey(seed), samples)
-        pct, smp = res["props"], (res["samples"] if keep_samples else None)
-        for j, ln in enumerate(LINES):
-            for k, q in enumerate(("p16", "p50", "p84")):
-                extra[f"{ln}_{q}"] = res["lines"][:, j, k]  # log10 flux [1e-17 erg/s/cm2]
-            extra[f"{ln}_pdet"] = res["p_det"][:, j]
-        for k, c in enumerate(("sf", "composite", "agn")):
-            extra[f"p_bpt_{c}"] = res["bpt"][:, k]
-        extra["f_lines_detected"] = res["f_lines"]
-        for k, q in enumerate(("p16", "p50", "p84")):
-            extra[f"av_balmer_{q}"] = res["av_balmer"][:, k]
-    else:
-        pct, smp = summarise_rows(m, cat.flux[ok], [n for n, g in zip(cat.names, ok) if g], seed=seed,
-                                  samples=samples, steps=steps, zmodel=zmodel, zfeat=zfeat, images=imgs,
-                                  keep_samples=keep_samples, given=None if zgiven is None else zgiven[ok, None],
-                                  at_z=at_z)
+    pct, smp, extra = summarise_rows(m, cat.flux[ok], [n for n, g in zip(cat.names, ok) if g], seed=seed,
+                                     samples=samples, steps=steps, zmodel=zmodel, zfeat=zfeat, images=imgs,
+                                     keep_samples=keep_samples, given=None if zgiven is None else zgiven[ok, None],
+                                     at_z=at_z, columns=True)
     dt = time.perf_counter() - t0
     n = len(cat.names)
     cols = {"name": cat.names}
@@ -269,7 +253,7 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
 
     flag = np.zeros(n, np.int16)
     notes = list(cat.notes)
-    if ok.any() and hasattr(m, "soft"):
+    if ok.any():
         for i, why in zip(np.nonzero(ok)[0], outside(meta.get("domain"), cat.flux[ok], m.soft, m.bands)):
             if why:
                 flag[i], notes[i] = 1, why

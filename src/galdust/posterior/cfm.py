@@ -13,14 +13,12 @@ adds the standardisation (and its Jacobian) and the features.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
 __all__ = ["VelocityMLP", "cfm_loss", "train_cfm", "sample", "log_prob", "SIGMA_PATH"]
 
@@ -53,86 +51,38 @@ def cfm_loss(model, theta1, cond, key, sigma: float = SIGMA_PATH):
 
 def train_cfm(model, theta, cond, *, key, val_frac: float = 0.1, batch: int = 1024, lr: float = 1e-3,
               weight_decay: float = 1e-4, max_steps: int = 20000, eval_every: int = 250, patience: int = 8,
-              progress: Callable[[int, float, float], None] | None = None):
-    """AdamW with cosine decay and early stopping on a held-out split (best weights kept).
+              checkpoint=None, log=None):
+    """AdamW with cosine decay and early stopping on a held-out split (best weights kept), by
+    :func:`galdust.nn.train.fit` (resumable from ``checkpoint``).
 
-    Returns (model, history) with history = list of (step, train loss, validation loss).
-    """
+    Returns (model, :class:`~galdust.nn.train.Trained`)."""
+    from ..nn.train import adam, digest, fit
+
     theta, cond = jnp.asarray(theta, jnp.float32), jnp.asarray(cond, jnp.float32)
     n = theta.shape[0]
     kp, key = jr.split(key)
     perm = jr.permutation(kp, n)
     n_val = max(int(val_frac * n), 1)
     vi, ti = perm[:n_val], perm[n_val:]
-    sched = optax.cosine_decay_schedule(lr, max_steps, alpha=0.05)
-    opt = optax.adamw(sched, weight_decay=weight_decay)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    state = opt.init(params)
+    b = min(batch, len(ti))
 
-    def step(params, state, idx, k):
-        def loss_fn(p):
-            return cfm_loss(eqx.combine(p, static), theta[idx], cond[idx], k)
-
-        loss, g = jax.value_and_grad(loss_fn)(params)
-        upd, state = opt.update(g, state, params)
-        return optax.apply_updates(params, upd), state, loss
-
-    @eqx.filter_jit
-    def steps(params, state, key, n: int):
-        """``n`` Adam steps in one compiled call (a scan): one dispatch per evaluation interval instead
-        of one per step, which is most of a small model's training time on a CPU."""
-
-        def body(carry, _):
-            params, state, key = carry
-            key, kb, kl = jr.split(key, 3)
-            idx = ti[jr.randint(kb, (min(batch, len(ti)),), 0, len(ti))]
-            params, state, loss = step(params, state, idx, kl)
-            return (params, state, key), loss
-
-        (params, state, key), losses = jax.lax.scan(body, (params, state, key), None, length=n)
-        return params, state, key, losses
-
-    @eqx.filter_jit
-    def val_loss(params, k):
-        m = eqx.combine(params, static)
-        ks = jr.split(k, 4)  # average over path noise: a steadier early-stopping signal
-        return jnp.mean(jnp.stack([cfm_loss(m, theta[vi], cond[vi], kk) for kk in ks]))
+    def sample(data, k):
+        th, c, ti = data
+        idx = ti[jr.randint(k, (b,), 0, len(ti))]
+        return th[idx], c[idx]
 
     kv = jr.PRNGKey(12345)  # the same validation noise at every evaluation
-    keys = [key]
 
-    def do_steps(params, state, n):
-        params, state, keys[0], losses = steps(params, state, keys[0], n)
-        return params, state, losses
+    @eqx.filter_jit
+    def val_loss(m):
+        ks = jr.split(kv, 4)  # average over path noise: a steadier early-stopping signal
+        return jnp.mean(jnp.stack([cfm_loss(m, theta[vi], cond[vi], kk) for kk in ks]))
 
-    params, hist = early_stopping(do_steps, lambda p: float(val_loss(p, kv)), params, state, max_steps=max_steps,
-                                  eval_every=eval_every, patience=patience, progress=progress)
-    return eqx.combine(params, static), hist
-
-
-def early_stopping(do_steps, val_loss, params, state, *, max_steps: int, eval_every: int, patience: int,
-                   progress=None):
-    """The training loop: ``do_steps(params, state, n) -> (params, state, losses (n,))`` runs the ``n``
-    steps up to the next evaluation; every ``eval_every`` steps (and at ``max_steps``)
-    ``val_loss(params)``; stop after ``patience`` evaluations without improvement (1e-4).
-    Returns (best params, history of (step, mean train loss, validation loss))."""
-    best, best_loss, bad, hist, s = params, math.inf, 0, [], 0
-    while s < max_steps:
-        n = min(eval_every, max_steps - s)
-        params, state, losses = do_steps(params, state, n)
-        s += n
-        vl = val_loss(params)
-        tl = float(jnp.mean(jnp.asarray(losses)))
-        hist.append((s, tl, vl))
-        if progress is not None:
-            progress(s, tl, vl)
-        if vl < best_loss - 1e-4:
-            best, best_loss, bad = params, vl, 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    return best, hist
+    res = fit(model, lambda m, bt, k: cfm_loss(m, *bt, k), adam(lr, max_steps, weight_decay=weight_decay),
+              steps=max_steps, seed=key, sample=sample, data=(theta, cond, ti), validate=lambda m: float(val_loss(m)),
+              eval_every=eval_every, keep_best=True, patience=patience, checkpoint=checkpoint,
+              match={"batch": batch, "lr": lr, "data": digest(theta, cond)}, log=log, name="cfm")
+    return res.model, res
 
 
 def _rk4(f, y, t0, t1, n_steps):

@@ -10,19 +10,18 @@ cuts the CNN's cost 4× so that the model trains on 2 CPU cores in tens of minut
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
 from ..nn import conv2d
-from .cfm import VelocityMLP, cfm_loss, early_stopping
-from .model import PosteriorModel, luptitudes
+from .cfm import VelocityMLP, cfm_loss
+from .base import FlowMatchingPosterior, luptitudes
 
 __all__ = ["ImageEncoder", "ImagePosteriorModel", "build_image_model", "image_model_from_photometric",
            "train_image_cfm", "save_image_model", "load_image_model", "CHANNELS"]
@@ -60,7 +59,11 @@ class ImageEncoder(eqx.Module):
         return x.mean(axis=(1, 2))
 
 
-class ImagePosteriorModel(eqx.Module):
+class ImagePosteriorModel(FlowMatchingPosterior):
+    """p(θ | photometry, gri cutouts): a CFM conditioned on [image embedding, photometric features]."""
+
+    KIND: ClassVar[str] = "cfm-image"
+    needs_images: ClassVar[bool] = True
     encoder: ImageEncoder
     velocity: VelocityMLP
     theta_mean: jnp.ndarray
@@ -73,11 +76,7 @@ class ImagePosteriorModel(eqx.Module):
     image_bands: tuple = eqx.field(static=True)
     image_sigma: tuple = eqx.field(static=True)  # sky σ per native pixel [nmgy]
     bin: int = eqx.field(static=True, default=2)
-
-    # the photometric features, sampling and log density are the photometric model's
-    features = PosteriorModel.features
-    sample = PosteriorModel.sample
-    log_prob = PosteriorModel.log_prob
+    given: tuple = eqx.field(static=True, default=())  # (none: the photometric features only)
 
     def stretch(self, images) -> jnp.ndarray:
         return stretch(images, self.image_sigma, self.bin)
@@ -85,7 +84,7 @@ class ImagePosteriorModel(eqx.Module):
     def embed(self, images) -> jnp.ndarray:
         return jax.vmap(self.encoder)(self.stretch(images))
 
-    def conditions(self, flux, images, batch: int = 512) -> jnp.ndarray:
+    def conditions(self, flux, images=None, given=None, batch: int = 512) -> jnp.ndarray:
         """Conditioning vectors [embedding, photometric features] (n, 256 + n_band)."""
         f = eqx.filter_jit(lambda m, im: m.embed(im))
         emb = jnp.concatenate([f(self, images[i : i + batch]) for i in range(0, len(images), batch)])
@@ -126,58 +125,38 @@ def image_model_from_photometric(phot, image_bands, image_sigma, *, channels=CHA
 
 def train_image_cfm(model: ImagePosteriorModel, theta, flux, images, *, key, val_frac: float = 0.05,
                     batch: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4, max_steps: int = 5000,
-                    eval_every: int = 250, patience: int = 8, max_val: int = 2048,
-                    progress: Callable[[int, float, float], None] | None = None):
-    """Joint AdamW training of encoder and velocity on the CFM loss; early stopping, best weights kept.
+                    eval_every: int = 250, patience: int = 8, max_val: int = 2048, checkpoint=None, log=None):
+    """Joint AdamW training of encoder and velocity on the CFM loss; early stopping, best weights kept
+    (:func:`galdust.nn.train.fit`, resumable from ``checkpoint``). Returns (model, ``Trained``).
 
     ``theta`` (n, d) physical units, ``flux`` (n, b) nmgy, ``images`` (n, C, H, W) (any float array,
-    e.g. a float16 memory map: batches are converted as they are drawn).
+    e.g. a float16 memory map: batches are read and converted as they are drawn).
     """
+    from ..nn.train import adam, digest, fit
+
     z = ((np.asarray(theta, np.float64) - np.asarray(model.theta_mean)) / np.asarray(model.theta_std)).astype(np.float32)
     phot = np.asarray(model.features(flux), np.float32)
     n = len(z)
-    rng = np.random.default_rng(int(jr.randint(key, (), 0, 2**31 - 1)))
-    perm = rng.permutation(n)
+    seed = int(jr.randint(key, (), 0, 2**31 - 1))
+    perm = np.random.default_rng(seed).permutation(n)
     n_val = min(max(int(val_frac * n), 1), max_val)
     vi, ti = np.sort(perm[:n_val]), perm[n_val:]
-    sched = optax.cosine_decay_schedule(lr, max_steps, alpha=0.05)
-    opt = optax.adamw(sched, weight_decay=weight_decay)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    state = opt.init(params)
 
-    def loss_fn(p, img, th, ph, k):
-        m = eqx.combine(p, static)
-        cond = jnp.concatenate([m.embed(img), ph], axis=1)
-        return cfm_loss(m.velocity, th, cond, k)
+    def loss(m, b, k):
+        img, th, ph = b
+        return cfm_loss(m.velocity, th, jnp.concatenate([m.embed(img), ph], axis=1), k)
 
-    @eqx.filter_jit
-    def step(p, s, img, th, ph, k):
-        lval, g = jax.value_and_grad(loss_fn)(p, img, th, ph, k)
-        upd, s = opt.update(g, s, p)
-        return optax.apply_updates(p, upd), s, lval
+    def host_sample(step):  # step k's rows from (seed, k): the same after a resume
+        idx = np.sort(ti[np.random.default_rng([seed, step]).integers(0, len(ti), batch)])
+        return jnp.asarray(np.asarray(images[idx], np.float32)), jnp.asarray(z[idx]), jnp.asarray(phot[idx])
 
-    @eqx.filter_jit
-    def val_loss(p, img, th, ph, k):
-        return jnp.mean(jnp.stack([loss_fn(p, img, th, ph, kk) for kk in jr.split(k, 4)]))
-
-    v_img = jnp.asarray(np.asarray(images[vi], np.float32))
-    v_th, v_ph = jnp.asarray(z[vi]), jnp.asarray(phot[vi])
-    kv = jr.PRNGKey(12345)
-    keys = [key]
-
-    def do_steps(params, state, n):  # one step per call: each batch of images is read from the (mapped) array
-        losses = []
-        for _ in range(n):
-            idx = np.sort(ti[rng.integers(0, len(ti), batch)])
-            keys[0], kl = jr.split(keys[0])
-            params, state, loss = step(params, state, jnp.asarray(np.asarray(images[idx], np.float32)),
-                                       jnp.asarray(z[idx]), jnp.asarray(phot[idx]), kl)
-            losses.append(loss)
-        return params, state, jnp.stack(losses)
-
-    params, hist = early_stopping(do_steps, lambda p: float(val_loss(p, v_img, v_th, v_ph, kv)), params, state,
-                                  max_steps=max_steps, eval_every=eval_every, patience=patience, progress=progress)
-    return eqx.combine(params, static), hist
+    val = (jnp.asarray(np.asarray(images[vi], np.float32)), jnp.asarray(z[vi]), jnp.asarray(phot[vi]))
+    val_loss = eqx.filter_jit(lambda m, b: jnp.mean(jnp.stack([loss(m, b, k) for k in jr.split(jr.PRNGKey(12345), 4)])))
+    res = fit(model, loss, adam(lr, max_steps, weight_decay=weight_decay), steps=max_steps, seed=key,
+              host_sample=host_sample, validate=lambda m: float(val_loss(m, val)), eval_every=eval_every,
+              keep_best=True, patience=patience, checkpoint=checkpoint,
+              match={"batch": batch, "lr": lr, "data": digest(z, phot, val[0])}, log=log, name="image cfm")
+    return res.model, res
 
 
 def save_image_model(path: str | Path, model: ImagePosteriorModel, sidecar: dict) -> Path:

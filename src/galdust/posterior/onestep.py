@@ -11,24 +11,25 @@ accuracy is measured on held-out simulations (coverage, NMAD) against the teache
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
+from .base import Posterior
 from .cfm import _rk4
-from .model import PosteriorModel
 
 __all__ = ["OneStepPosterior", "distill_sampler", "save_onestep", "load_onestep"]
 
 
-class OneStepPosterior(eqx.Module):
-    """Same interface as :class:`galdust.posterior.model.PosteriorModel` for sampling."""
+class OneStepPosterior(Posterior):
+    """A CFM distilled into one network evaluation per sample (no exact density)."""
+
+    KIND: ClassVar[str] = "cfm-onestep"
 
     net: eqx.nn.MLP
     theta_mean: jnp.ndarray
@@ -39,8 +40,6 @@ class OneStepPosterior(eqx.Module):
     bands: tuple = eqx.field(static=True)
     soft: tuple = eqx.field(static=True)
     given: tuple = eqx.field(static=True, default=())
-
-    features = PosteriorModel.features  # the same standardised luptitudes
 
     def map(self, theta0, cond):
         """Standardised sample from standardised noise ``theta0`` (d,) and condition (c,)."""
@@ -53,7 +52,7 @@ class OneStepPosterior(eqx.Module):
         return jax.vmap(lambda t: self.map(t, cond))(th0) * self.theta_std + self.theta_mean
 
 
-def _teacher_pairs(teacher: PosteriorModel, cond, key, n_pairs: int, n_steps: int, chunk: int = 8192):
+def _teacher_pairs(teacher, cond, key, n_pairs: int, n_steps: int, chunk: int = 8192):
     d = len(teacher.props)
 
     @eqx.filter_jit
@@ -78,11 +77,16 @@ def _teacher_pairs(teacher: PosteriorModel, cond, key, n_pairs: int, n_steps: in
     return th0, np.asarray(cond[idx], np.float32), th1
 
 
-def distill_sampler(teacher: PosteriorModel, flux: np.ndarray, *, key, n_pairs: int = 200_000,
+def distill_sampler(teacher, flux: np.ndarray, *, key, n_pairs: int = 200_000,
                     teacher_steps: int = 20, width: int = 256, depth: int = 3, steps: int = 10000,
-                    batch: int = 1024, lr: float = 1e-3, val_frac: float = 0.05, progress=None, given=None):
+                    batch: int = 1024, lr: float = 1e-3, val_frac: float = 0.05, given=None, checkpoint=None,
+                    log=None):
     """Train a :class:`OneStepPosterior` on the teacher's ODE map at the fluxes of ``flux`` (n, b)
-    (and the known properties ``given`` (n, k) of a teacher conditioned on them)."""
+    (and the known properties ``given`` (n, k) of a teacher conditioned on them), by
+    :func:`galdust.nn.train.fit` (best validated weights; resumable from ``checkpoint``). Returns
+    (model, ``Trained``)."""
+    from ..nn.train import adam, digest, fit
+
     cond = np.asarray(teacher.features(flux, given), np.float32)
     kp, km, kt = jr.split(key, 3)
     th0, c, th1 = _teacher_pairs(teacher, cond, kp, n_pairs, teacher_steps)
@@ -93,50 +97,22 @@ def distill_sampler(teacher: PosteriorModel, flux: np.ndarray, *, key, n_pairs: 
     model = OneStepPosterior(net, teacher.theta_mean, teacher.theta_std, teacher.cond_mean, teacher.cond_std,
                              teacher.props, teacher.bands, teacher.soft, teacher.given)
     n_val = max(int(val_frac * n_pairs), 1)
-    X0, C, Y = jnp.asarray(th0), jnp.asarray(c), jnp.asarray(th1)
-    opt = optax.adamw(optax.cosine_decay_schedule(lr, steps, 0.02), weight_decay=1e-5)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    state = opt.init(params)
+    data = (jnp.asarray(th0), jnp.asarray(c), jnp.asarray(th1))
 
-    def loss_fn(p, i):
-        m = eqx.combine(p, static)
-        pred = jax.vmap(m.map)(X0[i], C[i])
-        return jnp.mean(jnp.sum((pred - Y[i]) ** 2, axis=1))
+    def loss_fn(m, b, _key=None):
+        x0, cc, y = b
+        return jnp.mean(jnp.sum((jax.vmap(m.map)(x0, cc) - y) ** 2, axis=1))
 
-    def step(p, s, i):
-        lval, g = jax.value_and_grad(loss_fn)(p, i)
-        upd, s = opt.update(g, s, p)
-        return optax.apply_updates(p, upd), s, lval
+    def sample(d, k):
+        i = jr.randint(k, (batch,), n_val, n_pairs)
+        return tuple(a[i] for a in d)
 
-    @eqx.filter_jit
-    def block(p, s, idx):
-        """One step per row of ``idx`` (k, batch) in one compiled scan (one dispatch per block)."""
-
-        def body(c, i):
-            p, s, lval = step(*c, i)
-            return (p, s), lval
-
-        (p, s), losses = jax.lax.scan(body, (p, s), idx)
-        return p, s, losses
-
-    val_idx = jnp.arange(n_val)
-    val = eqx.filter_jit(loss_fn)
-    rng = np.random.default_rng(int(jr.randint(kt, (), 0, 2**31 - 1)))
-    hist, best, best_v, s = [], params, math.inf, 0
-    while s < steps:
-        m = min(500 - s % 500, steps - s)  # up to the next validation
-        idx = rng.integers(n_val, n_pairs, (m, batch))  # the same draws as one row per step
-        params, state, losses = block(params, state, jnp.asarray(idx))
-        s += m
-        lval = losses[-1]
-        if s % 500 == 0 or s == steps:
-            v = float(val(params, val_idx))
-            hist.append((s, float(lval), v))
-            if v < best_v:
-                best, best_v = params, v
-            if progress is not None:
-                progress(s, float(lval), v)
-    return eqx.combine(best, static), hist
+    val = tuple(a[:n_val] for a in data)
+    vloss = eqx.filter_jit(loss_fn)
+    res = fit(model, loss_fn, adam(lr, steps, final=0.02, weight_decay=1e-5), steps=steps, seed=kt, sample=sample,
+              data=data, validate=lambda m: float(vloss(m, val)), eval_every=500, keep_best=True,
+              checkpoint=checkpoint, match={"batch": batch, "lr": lr, "data": digest(*data)}, log=log, name="one-step")
+    return res.model, res
 
 
 def save_onestep(path: str | Path, model: OneStepPosterior, sidecar: dict) -> Path:

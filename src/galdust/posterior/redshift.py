@@ -1,9 +1,9 @@
 """Redshift of SDSS galaxies: gradient-boosted quantile regression on the photometry and on the
 simulation-trained CFM's posterior (``galdust posterior train-z`` / ``sample --model z-sdss``).
 
-The simulator alone does not give SDSS-grade redshifts (its quiescent galaxies are too red: 18 %
-outliers on real SDSS galaxies), and 2,500 real galaxies alone give σ_NMAD ≈ 0.014. This model
-uses both: xgboost quantile regression (16, 50, 84 %) of z on
+Neither the simulator alone (its quiescent galaxies are too red) nor a few thousand real galaxies
+alone give SDSS-grade redshifts (measurements: ``docs/sim_to_real.md``). This model uses both:
+xgboost quantile regression (16, 50, 84 %) of z on
 
 * extinction-corrected ugriz model luptitudes and adjacent colours,
 * Petrosian − model luptitudes per band (the light profile's concentration),
@@ -19,20 +19,21 @@ redshifts. The CFM features use the same noise draws for every row (common rando
 galaxy's prediction does not depend on its place in the table.
 
 Model folder: ``booster.json`` (xgboost JSON, one booster, three quantiles) and the sidecar
-``z_model.json`` (features, calibration factor, training rows and data digest, cross-validated metrics).
+``z_model.json`` (features, calibration factor, training rows and data digest, cross-validated metrics,
+SHA-256 of the booster; :func:`galdust.weights.save_folder`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..io import InputError
-from ..ml.trees import n_threads
+from ..ml.trees import folds, load_booster, n_threads, out_of_fold
+from ..weights import load_folder, read_sidecar, save_folder
 
 __all__ = ["FEATURES", "QUANTILES", "RedshiftModel", "sdss_table_features", "cfm_features", "train_redshift",
            "cross_validate_redshift", "zstats", "is_redshift_model", "redshift_cfm_path"]
@@ -44,8 +45,8 @@ PHOT_FEATURES = ([f"{b}" for b in BANDS] + [f"{a}-{b}" for a, b in zip(BANDS, BA
 CFM_PROPS = ("log_mstar", "log_sfr", "logzsol", "dn4000", "av", "z")
 CFM_FEATURES = [f"cfm_{p}_{q}" for p in CFM_PROPS for q in ("p16", "p50", "p84")]
 FEATURES = PHOT_FEATURES + CFM_FEATURES
-# chosen by 5-fold CV on the 2,500 development galaxies (two fold seeds): depth 6 / 1,500 trees gave
-# σ_NMAD 0.0130 against 0.0134 for depth 4 / 1,000 trees and depth 3 / 2,000 trees
+SIDECAR = "z_model.json"
+# chosen by 5-fold CV on the development galaxies (docs/sim_to_real.md)
 PARAMS = dict(n_estimators=1500, max_depth=6, learning_rate=0.01, subsample=0.8, colsample_bytree=0.8,
               min_child_weight=5)
 CFM_SAMPLES, CFM_STEPS = 300, 20
@@ -133,11 +134,8 @@ def _widen(q, s):
 
 
 def _oof(X, y, seed, k, params=None):
-    fold = np.random.default_rng(seed).permutation(len(y)) % k
-    q = np.empty((len(y), 3))
-    for f in range(k):
-        q[fold == f] = np.sort(_fit(X[fold != f], y[fold != f], seed, params).predict(X[fold == f]), axis=1)
-    return q
+    return out_of_fold(folds(len(y), k, seed), k, lambda tr, f: _fit(X[tr], y[tr], seed, params),
+                       lambda m, te: np.sort(m.predict(X[te]), axis=1))
 
 
 def _scale(q, y) -> float:
@@ -150,7 +148,7 @@ def _scale(q, y) -> float:
 def cross_validate_redshift(X, y, seed: int = 0, k: int = 5, params=None) -> tuple[np.ndarray, dict]:
     """k-fold out-of-fold quantiles (n, 3), each fold's interval widened by a factor that nested CV on
     that fold's training galaxies sets; and their :func:`zstats` with the factors."""
-    fold = np.random.default_rng(seed).permutation(len(y)) % k
+    fold = folds(len(y), k, seed)
     q, scales = np.empty((len(y), 3)), []
     for f in range(k):
         tr, te = fold != f, fold == f
@@ -181,17 +179,9 @@ class RedshiftModel:
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         """Write the model folder (``booster.json``, xgboost JSON, and the sidecar ``z_model.json``)
         atomically: a temporary folder renamed onto ``directory``."""
-        from .. import __version__
-        from ..io import atomic_dir
-        from ..weights import git_commit
-
-        with atomic_dir(directory, overwrite) as tmp:
-            self.booster.save_model(str(tmp / "booster.json"))
-            meta = dict(self.meta, kind="z-sdss", features=self.features, scale=self.scale, quantiles=list(QUANTILES))
-            meta.setdefault("galdust_version", __version__)
-            meta.setdefault("commit", git_commit())
-            (tmp / "z_model.json").write_text(json.dumps(meta, indent=1) + "\n")
-        return Path(directory)
+        meta = dict(self.meta, kind="z-sdss", features=self.features, scale=self.scale, quantiles=list(QUANTILES))
+        return save_folder(directory, lambda tmp: self.booster.save_model(str(tmp / "booster.json")), SIDECAR, meta,
+                           overwrite=overwrite)
 
     def cfm_path(self, shipped_dir: str | Path) -> Path:
         """The CFM whose posterior this model reads: the shipped file of that name when its digest
@@ -203,32 +193,23 @@ class RedshiftModel:
         import xgboost as xgb
 
         directory = Path(directory)
+        meta = load_folder(directory, SIDECAR)
         try:
-            meta = json.loads((directory / "z_model.json").read_text())
-            b = xgb.Booster()
-            b.load_model(str(directory / "booster.json"))
+            return cls(load_booster(directory / "booster.json"), float(meta["scale"]), list(meta["features"]), meta)
         except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as e:
             raise InputError(f"{directory}: cannot read a redshift model ({' '.join(str(e).split())[:200]})") from None
-        return cls(b, float(meta["scale"]), list(meta["features"]), meta)
 
 
 def is_redshift_model(path: str | Path) -> bool:
-    return (Path(path) / "z_model.json").is_file()
+    return (Path(path) / SIDECAR).is_file()
 
 
 def redshift_cfm_path(directory: str | Path, shipped_dir: str | Path) -> Path:
     """``RedshiftModel.cfm_path`` from the model folder's sidecar alone (without reading the booster)."""
-    directory = Path(directory)
-    try:
-        meta = json.loads((directory / "z_model.json").read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{directory}: cannot read a redshift model ({' '.join(str(e).split())[:200]})") from None
-    return _cfm_path(meta, shipped_dir)
+    return _cfm_path(load_folder(directory, SIDECAR, check_hash=False), shipped_dir)
 
 
 def _cfm_path(meta: dict, shipped_dir: str | Path) -> Path:
-    from ..weights import read_sidecar
-
     shipped = Path(shipped_dir) / meta["cfm"]
     if shipped.exists() and read_sidecar(shipped).get("sha256") == meta.get("cfm_sha256"):
         return shipped

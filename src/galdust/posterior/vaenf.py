@@ -22,22 +22,20 @@
 
 from __future__ import annotations
 
-import functools
 import math
-import time
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 
 from ..nn import conv2d
 from .image import stretch
-from .model import row_keys, luptitudes, map_chunks
+from .base import Posterior, luptitudes, map_chunks, row_keys
 
 __all__ = ["VAE", "train_vae", "make_flow", "flow_skeleton", "train_flow", "VAENFModel", "LINES", "PROPS_NF", "F_LIM",
            "bpt_class", "balmer_av", "censor_lines", "save_vaenf", "load_vaenf", "photometric_features"]
@@ -108,45 +106,36 @@ class VAE(eqx.Module):
 
 
 def train_vae(vae: VAE, images, sigma, *, key, beta: float = 1.0, steps: int = 4000, batch: int = 256,
-              lr: float = 1e-3, val: int = 1024, progress=None):
-    """Adam on the negative ELBO; ``images`` (n, C, 64, 64) nmgy (a memory map is fine). Returns
-    (vae, history of (step, train loss, validation loss, validation MSE)); best weights kept."""
+              lr: float = 1e-3, val: int = 1024, checkpoint=None, log=None):
+    """Adam on the negative ELBO (:func:`galdust.nn.train.fit`, resumable from ``checkpoint``);
+    ``images`` (n, C, 64, 64) nmgy (a memory map is fine). Best weights kept. Returns (vae,
+    ``Trained``; each validation a dict of the loss and the reconstruction MSE)."""
+    from ..nn.train import adam, digest, fit
+
     n = len(images)
-    rng = np.random.default_rng(int(jr.randint(key, (), 0, 2**31 - 1)))
+    seed = int(jr.randint(key, (), 0, 2**31 - 1))
     vi = np.arange(min(val, n // 10 or 1))
     ti = np.arange(len(vi), n)
-    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, 0.05))
-    params, static = eqx.partition(vae, eqx.is_inexact_array)
-    state = opt.init(params)
 
-    def batch_loss(p, x, k):
-        m = eqx.combine(p, static)
+    def batch_loss(m, x, k):
         l, mse = jax.vmap(lambda xi, ki: m.loss(xi, ki, beta))(x, jr.split(k, x.shape[0]))
         return jnp.mean(l), jnp.mean(mse)
 
-    @eqx.filter_jit
-    def step(p, s, raw, k):
-        (lval, _), g = jax.value_and_grad(batch_loss, has_aux=True)(p, stretch(raw, sigma), k)
-        upd, s = opt.update(g, s, p)
-        return optax.apply_updates(p, upd), s, lval
+    def host_sample(step):  # step k's rows from (seed, k): the same after a resume
+        idx = np.sort(ti[np.random.default_rng([seed, step]).integers(0, len(ti), batch)])
+        return jnp.asarray(np.asarray(images[idx], np.float32))
 
     vx = stretch(np.asarray(images[vi], np.float32), sigma)
     vloss = eqx.filter_jit(batch_loss)
-    best, best_v, hist, run = params, math.inf, [], []
-    for s in range(1, steps + 1):
-        idx = np.sort(ti[rng.integers(0, len(ti), batch)])
-        key, kk = jr.split(key)
-        params, state, lval = step(params, state, jnp.asarray(np.asarray(images[idx], np.float32)), kk)
-        run.append(lval)
-        if s % 250 == 0 or s == steps:
-            vl, vm = vloss(params, vx, jr.PRNGKey(7))
-            hist.append((s, float(jnp.mean(jnp.stack(run))), float(vl), float(vm)))
-            run = []
-            if progress is not None:
-                progress(*hist[-1])
-            if float(vl) < best_v:
-                best, best_v = params, float(vl)
-    return eqx.combine(best, static), hist
+
+    def validate(m):
+        vl, vm = vloss(m, vx, jr.PRNGKey(7))
+        return {"loss": float(vl), "mse": float(vm)}
+
+    res = fit(vae, lambda m, raw, k: batch_loss(m, stretch(raw, sigma), k)[0], adam(lr, steps), steps=steps, seed=key,
+              host_sample=host_sample, validate=validate, eval_every=250, keep_best=True, checkpoint=checkpoint,
+              match={"batch": batch, "lr": lr, "beta": beta, "data": digest(vx)}, log=log, name="VAE")
+    return res.model, res
 
 
 def encode_means(vae: VAE, images, sigma, batch: int = 1024) -> np.ndarray:
@@ -215,68 +204,39 @@ def _concrete_couplings(flow, knots: int):
     return flow
 
 
-def train_flow(flow, x, cond, *, key, lr: float = 1e-3, max_epochs: int = 60, patience: int = 6, batch: int = 512):
-    """Maximum likelihood: Adam with the learning rate decayed over ``max_epochs`` on a cosine to 2 %
-    (the validation loss of the properties' flow fell from 1.07 at a constant rate to 0.95 nats on
-    50,000 galaxies), early stopping on a 10 % validation split, best weights kept.
-
-    The loop of flowjax's ``fit_to_data`` (same split, shuffles, batches, random keys, patience and
-    choice of the best epoch), with each epoch one compiled program instead of one dispatch per
-    batch and a dozen small eager ops: on a CPU its per-batch dispatch and op-by-op compilation
-    were most of a small flow's training time."""
+def train_flow(flow, x, cond, *, key, lr: float = 1e-3, max_epochs: int = 60, patience: int = 6, batch: int = 512,
+               checkpoint=None, log=None):
+    """Maximum likelihood (:func:`galdust.nn.train.fit`, resumable from ``checkpoint``): Adam with the
+    learning rate decayed over ``max_epochs`` on a cosine to 2 %, random batches, validation on a
+    10 % split once per epoch's worth of steps, early stopping after ``patience`` validations without
+    improvement, best weights kept. Returns (flow, ``Trained``)."""
     import paramax
 
-    t0 = time.perf_counter()
+    from ..nn.train import adam, digest, fit
+
     x, cond = jnp.asarray(x, jnp.float32), jnp.asarray(cond, jnp.float32)
     n = x.shape[0]
-    steps = max_epochs * math.ceil((n - int(0.1 * n)) / batch)
-    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, 0.02))
-    params, static = eqx.partition(flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable))
-    state = opt.init(params)
     key, sub = jr.split(typed_key(key))
     n_train = n - round(0.1 * n)
     perm = jr.permutation(sub, n)
     tx, tc, vx, vc = x[perm][:n_train], cond[perm][:n_train], x[perm][n_train:], cond[perm][n_train:]
+    b = min(batch, n_train)
+    per_epoch = max(n_train // b, 1)
 
-    def loss(p, xb, cb):
-        return -paramax.unwrap(eqx.combine(p, static)).log_prob(xb, cb).mean()
+    def loss(f, xb, cb):
+        return -paramax.unwrap(f).log_prob(xb, cb).mean()
 
-    def batches(a, size):
-        size = min(size, a.shape[0])
-        m = a.shape[0] // size
-        return a[: m * size].reshape(m, size, *a.shape[1:])
+    def sample(data, k):
+        idx = jr.randint(k, (b,), 0, data[0].shape[0])
+        return data[0][idx], data[1][idx]
 
-    @eqx.filter_jit
-    def epoch(p, s, tx, tc, vx, vc, key):
-        key, k1, k2 = jr.split(key, 3)
-        pt, pv = jr.permutation(k1, tx.shape[0]), jr.permutation(k2, vx.shape[0])
-        tx, tc, vx, vc = tx[pt], tc[pt], vx[pv], vc[pv]
-
-        def train_step(carry, b):
-            p, s, key = carry
-            key, _ = jr.split(key)  # flowjax draws a key per batch; the likelihood loss ignores it
-            lval, g = eqx.filter_value_and_grad(loss)(p, *b)
-            upd, s = opt.update(g, s, params=p)
-            return (eqx.apply_updates(p, upd), s, key), lval
-
-        def val_step(p, key, b):
-            key, _ = jr.split(key)
-            return key, loss(p, *b)
-
-        (p, s, key), lt = jax.lax.scan(train_step, (p, s, key), (batches(tx, batch), batches(tc, batch)))
-        key, lv = jax.lax.scan(functools.partial(val_step, p), key, (batches(vx, batch), batches(vc, batch)))
-        return p, s, tx, tc, vx, vc, key, lt.mean(), lv.mean()
-
-    best, hist = params, dict(train=[], val=[])
-    for _ in range(max_epochs):
-        params, state, tx, tc, vx, vc, key, lt, lv = epoch(params, state, tx, tc, vx, vc, key)
-        hist["train"].append(float(lt))
-        hist["val"].append(float(lv))
-        if hist["val"][-1] == min(hist["val"]):
-            best = params
-        elif len(hist["val"]) - 1 - int(np.argmin(hist["val"])) > patience:
-            break
-    return eqx.combine(best, static), dict(hist, seconds=round(time.perf_counter() - t0, 1))
+    vloss = eqx.filter_jit(loss)
+    res = fit(flow, lambda f, bt, _: loss(f, *bt), adam(lr, max_epochs * per_epoch, final=0.02),
+              steps=max_epochs * per_epoch, seed=key, sample=sample, data=(tx, tc),
+              validate=lambda f: float(vloss(f, vx, vc)), eval_every=per_epoch, keep_best=True, patience=patience,
+              is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable), checkpoint=checkpoint,
+              match={"batch": batch, "lr": lr, "data": digest(x, cond)}, log=log, name="flow")
+    return res.model, res
 
 
 def censor_lines(flux, rng) -> np.ndarray:
@@ -318,7 +278,11 @@ def photometric_features(flux, soft, colours: bool = True) -> np.ndarray:
 # ----------------------------------------------------------------------------- the model
 
 
-class VAENFModel(eqx.Module):
+class VAENFModel(Posterior):
+    """p(θ, lines | photometry, gri cutouts): VAE latents + photometric features condition two flows."""
+
+    KIND: ClassVar[str] = "vae-nf"
+    needs_images: ClassVar[bool] = True
     vae: VAE
     flow_props: eqx.Module
     flow_lines: eqx.Module
@@ -328,8 +292,9 @@ class VAENFModel(eqx.Module):
     soft: tuple = eqx.field(static=True)
     image_sigma: tuple = eqx.field(static=True)
     colours: bool = eqx.field(static=True, default=False)
+    given: tuple = eqx.field(static=True, default=())  # (none)
 
-    def conditions(self, flux, images) -> jnp.ndarray:
+    def conditions(self, flux, images=None, given=None) -> jnp.ndarray:
         lat = encode_means(self.vae, images, self.image_sigma)
         c = np.concatenate([lat, photometric_features(flux, self.soft, self.colours)], axis=1)
         return (jnp.asarray(c, jnp.float32) - self.stats["cond_mean"]) / self.stats["cond_std"]
@@ -345,6 +310,26 @@ class VAENFModel(eqx.Module):
     def sample(self, cond, key, n_samples: int = 1000, n_steps: int = 1):
         """Property samples only (the interface of the CFM models; ``n_steps`` ignored)."""
         return self.sample_both(cond, key, n_samples)[0]
+
+    def summarise(self, flux, key, *, n_samples: int = 1000, n_steps: int = 1, images=None, given=None,
+                  keep_samples: bool = False, batch: int = 64):
+        """The properties' percentiles (and samples), and the lines' columns: ``<line>_p16/p50/p84``
+        (log10 flux [1e-17 erg/s/cm2]), ``<line>_pdet``, ``p_bpt_sf/composite/agn``,
+        ``f_lines_detected``, ``av_balmer_p16/p50/p84`` (:func:`summarise`)."""
+        if images is None:
+            raise ValueError(f"{self.KIND}: this posterior model needs image cutouts")
+        res = summarise(self, flux, images, key, n_samples, batch)
+        cols = {}
+        for j, ln in enumerate(LINES):
+            for k, q in enumerate(("p16", "p50", "p84")):
+                cols[f"{ln}_{q}"] = res["lines"][:, j, k]
+            cols[f"{ln}_pdet"] = res["p_det"][:, j]
+        for k, c in enumerate(("sf", "composite", "agn")):
+            cols[f"p_bpt_{c}"] = res["bpt"][:, k]
+        cols["f_lines_detected"] = res["f_lines"]
+        for k, q in enumerate(("p16", "p50", "p84")):
+            cols[f"av_balmer_{q}"] = res["av_balmer"][:, k]
+        return res["props"], (res["samples"] if keep_samples else None), cols
 
 
 @eqx.filter_jit

@@ -23,14 +23,13 @@ too; it is used only when asked for by name, :func:`fallback_host_prior`.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..models import DATA_DIR, SHIPPED
+from ..models import DATA_DIR, SHIPPED, galaxygrad_file
 from ..nn import CondUNet, MixerScoreNet
 from ..weights import WeightsError, load
 from .score import ve_denoise, vp_denoise
@@ -44,15 +43,6 @@ LOG_SCALE = 0.1  # galaxygrad's x' = log(x + 1) / 0.1
 FALLBACK_WEIGHTS = DATA_DIR / SHIPPED["host-prior-sim"].path
 GALAXYGRAD_MISSING = ("the HSC host prior needs galaxygrad's weights file eqx_hsc_ScoreNet64.eqx, which is not "
                       "installed (pip install galaxygrad==0.2.1)")
-
-
-def galaxygrad_file(name: str = "eqx_hsc_ScoreNet64.eqx") -> Path | None:
-    """Path of a weights file inside the installed galaxygrad wheel, without importing it."""
-    spec = importlib.util.find_spec("galaxygrad")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(list(spec.submodule_search_locations)[0]) / name
-    return p if p.exists() else None
 
 
 def pad_to(x, size: int = SIZE, value: float = 0.0):

@@ -28,11 +28,13 @@ populations carry their own systematics), and no reweighting can move a colour l
 of reweighting, one offset per band (r fixed) is fitted by minimising the maximum mean discrepancy of the
 colours, the template-calibration step of photometric-redshift codes (Ilbert et al. 2006; Brammer et
 al. 2008). They are stored with the weights and applied by the simulator with this population.
+
+Model folder: the parameter classifiers (xgboost JSON) and the sidecar ``population.json`` with their
+SHA-256 (:func:`galdust.weights.save_folder`). What the shipped population gives: ``docs/sim_to_real.md``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,41 +134,31 @@ class Population:
         return lw - self.log_norm
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
-        from .. import __version__
-        from ..io import atomic_dir
-        from ..weights import git_commit, sha256
+        from ..weights import save_folder
 
-        with atomic_dir(directory, overwrite) as tmp:
-            files = []
-            for i, b in enumerate(self.boosters):
-                name = f"theta_classifier_{i}.json"
+        names = [f"theta_classifier_{i}.json" for i in range(len(self.boosters))]
+
+        def write(tmp: Path) -> None:
+            for b, name in zip(self.boosters, names):
                 b.save_model(str(tmp / name))
-                files.append(dict(file=name, sha256=sha256(tmp / name)))
-            meta = dict({k: v for k, v in self.meta.items() if not k.startswith("_")}, kind="population", theta=list(THETA_NAMES), observables=list(OBS_NAMES),
-                        clip=self.clip, zeropoints=self.zeropoints, log_norm=self.log_norm,
-                        log_w_max=self.log_w_max, boosters=files)
-            meta.setdefault("galdust_version", __version__)
-            meta.setdefault("commit", git_commit())
-            (tmp / SIDECAR).write_text(json.dumps(meta, indent=1, default=float) + "\n")
-        return Path(directory)
+
+        meta = dict({k: v for k, v in self.meta.items() if not k.startswith("_")}, kind="population",
+                    theta=list(THETA_NAMES), observables=list(OBS_NAMES), clip=self.clip, zeropoints=self.zeropoints,
+                    log_norm=self.log_norm, log_w_max=self.log_w_max, boosters=[dict(file=n) for n in names])
+        return save_folder(directory, write, SIDECAR, meta, overwrite=overwrite)
 
     @classmethod
     def load(cls, directory: str | Path) -> "Population":
         import xgboost as xgb
 
         from ..io import InputError
-        from ..weights import WeightsError, sha256
+        from ..ml.trees import load_booster
+        from ..weights import load_folder
 
         directory = Path(directory)
+        meta = load_folder(directory, SIDECAR)
         try:
-            meta = json.loads((directory / SIDECAR).read_text())
-            boosters = []
-            for f in meta["boosters"]:
-                if sha256(directory / f["file"]) != f["sha256"]:
-                    raise WeightsError(f"{directory / f['file']}: SHA-256 does not match {SIDECAR}")
-                b = xgb.Booster()
-                b.load_model(str(directory / f["file"]))
-                boosters.append(b)
+            boosters = [load_booster(directory / f["file"]) for f in meta["boosters"]]
         except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as e:
             raise InputError(f"{directory}: cannot read population weights ({' '.join(str(e).split())[:200]})") \
                 from None
@@ -263,7 +255,6 @@ def calibrate(theta: np.ndarray, flux_model: np.ndarray, noise: Callable, z: np.
     pop.log_norm = float(np.log(np.mean(np.exp(lw[sel]))))
     pop.meta["_last"] = dict(X=X, selected=sel, log_weight=lw - pop.log_norm)
     # the rejection envelope: the 99.5th percentile of the selected galaxies' weights. The rarest 0.5 %
-    # are truncated to it (about a tenth of the weight; the acceptance of the broad prior is 7 % instead
-    # of 0.4 % with no truncation)
+    # are truncated to it (what that costs and gains in acceptance: docs/sim_to_real.md)
     pop.log_w_max = float(np.quantile(lw[sel], ENVELOPE_QUANTILE) - pop.log_norm)
     return pop, hist

@@ -1,4 +1,5 @@
-"""Shared network blocks (equinox): the HSC MLP-Mixer score net and a noise-conditional U-Net.
+"""Shared network blocks (equinox): the HSC MLP-Mixer score net and a noise-conditional U-Net;
+:mod:`galdust.nn.train` is the one training loop every network of the package uses.
 
 All modules act on one example (channels first); batch with ``jax.vmap``.
 """
