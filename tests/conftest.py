@@ -21,6 +21,14 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The longest files first (the README's blocks: ~5 min in one process), so that pytest-xdist's
+    ``--dist loadfile`` starts them at once and the other process takes the many short files
+    meanwhile, instead of one process running them alone at the end (collection order is by name)."""
+    first = ("test_readme.py", "test_population.py", "test_fir_model.py")
+    items.sort(key=lambda it: first.index(it.path.name) if it.path.name in first else len(first))
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _JAX_CACHE is not None:
         shutil.rmtree(_JAX_CACHE, ignore_errors=True)

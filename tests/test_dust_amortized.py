@@ -53,23 +53,20 @@ def test_encoding_ignores_absent_bands_and_the_flux_scale():
     assert np.all(np.asarray(x1)[4::5][4] == 0) and float(np.sum(w1)) == pytest.approx(1.0, rel=1e-5)
 
 
-def test_training_resumes_on_the_uninterrupted_trajectory(store, tmp_path):
-    straight = train_amortized([store], tmp_path / "a.eqx", steps=6, batch=4, n_val=4, ckpt_every=3,
-                               config=TINY, log=lambda s: None, calibrate=[store])
-    assert np.isfinite(straight["metrics"]["val_nll"])
+def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
+    # an interrupted run: stop after 4 steps (a checkpoint, no weights yet), then the same command
+    # resumes (that the resumed trajectory is the uninterrupted one, bit for bit, is the shared
+    # loop's: tests/test_nn_train.py, tests/test_priors_train.py) and calibrates the σ
+    kw = dict(steps=6, batch=4, n_val=4, ckpt_every=3, config=TINY, log=lambda s: None)
+    assert train_amortized([store], tmp_path / "a.eqx", stop_at=4, **kw) == {"stopped_at": 4}
+    assert not (tmp_path / "a.eqx").exists()
+    side = train_amortized([store], tmp_path / "a.eqx", calibrate=[store], **kw)
+    assert side["training"]["steps"] == 6 and [h["step"] for h in side["history"]] == [3, 6]
+    assert np.isfinite(side["metrics"]["val_nll"])
     # σ calibration: the factors that give 68.3 % coverage are in the sidecar and in the loaded model
-    scales = straight["calibration"]["sigma_scale"]
+    scales = side["calibration"]["sigma_scale"]
     fitter = AmortizedFitter.load(tmp_path / "a.eqx")
     assert fitter.net.sigma_scale == (scales["pixel"], scales["delta"], scales["av_lw"]) and min(scales.values()) > 0
-    # an interrupted run: stop after 4 steps (a checkpoint), then the same command resumes
-    stop = train_amortized([store], tmp_path / "b.eqx", steps=6, batch=4, n_val=4, ckpt_every=3,
-                           config=TINY, log=lambda s: None, stop_at=4)
-    assert stop == {"stopped_at": 4}
-    train_amortized([store], tmp_path / "b.eqx", steps=6, batch=4, n_val=4, ckpt_every=3, config=TINY,
-                    log=lambda s: None)
-    a = (tmp_path / "a.eqx").read_bytes()
-    b = (tmp_path / "b.eqx").read_bytes()
-    assert a == b
     side = json.loads((tmp_path / "a.json").read_text())
     assert side["data"]["stores"][0]["seed"] == 3 and side["config"]["widths"] == TINY["widths"]
 

@@ -7,6 +7,7 @@ import pytest
 
 from galdust.fir.data import TARGETS
 from galdust.fir.model import FIRModel, feature_names, metrics, train_model
+from galdust.ml.trees import FitCache
 
 
 def _table(n, seed):
@@ -67,7 +68,7 @@ def test_per_pixel_training_weights_every_galaxy_once_and_keeps_galaxies_whole()
 
 
 @pytest.mark.slow
-def test_band_dropout_copies_teach_sigma_what_a_missing_band_costs():
+def test_band_dropout_copies_teach_sigma_what_a_missing_band_costs(tmp_path):
     """Feature 0 carries the signal; training rows always have it. Test rows without it can only get
     the prior mean, so their error is large: σ learnt without copies misses that (χ² ≫ 1), σ learnt
     with copies that lack feature 0 covers it (χ² ≈ 1), and rows with all features keep their σ."""
@@ -84,8 +85,13 @@ def test_band_dropout_copies_teach_sigma_what_a_missing_band_costs():
     Xt, Yt = table(400)
     Xt_no_f0 = Xt.copy()
     Xt_no_f0[:, 0] = np.nan
-    plain = train_model(X, Y, seed=1)
-    aug = train_model(X, Y, seed=1, augment=no_f0[None])
+    cache = FitCache(tmp_path / "fits")  # one training's fits, read back by the other where they are the same
+    forests, sigmas = (lambda k=k: len(list((tmp_path / "fits").glob(f"*.{k}.json")))
+                       for k in ("XGBRFRegressor", "Booster"))
+    plain = train_model(X, Y, seed=1, cache=cache)
+    n_forests, n_sigmas = forests(), sigmas()
+    aug = train_model(X, Y, seed=1, augment=no_f0[None], cache=cache)
+    assert forests() == n_forests and sigmas() == 2 * n_sigmas  # the copies change the σ models only
     assert plain.meta["dropout_copies"] == 0 and aug.meta["dropout_copies"] == 1
     for t in TARGETS:
         chi2 = {name: {view: np.mean(((m.predict(Z)[t][0] - Yt[t]) / m.predict(Z)[t][1]) ** 2)

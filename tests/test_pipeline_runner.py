@@ -44,7 +44,7 @@ def test_prepare_out_refuses_foreign_folders_and_changed_options(tmp_path):
 
 
 def test_run_against_a_scheduler_address_bad_inputs_become_error_rows(tmp_path, good_inputs, bad_inputs, cluster,
-                                                                      capsys):
+                                                                      capsys, monkeypatch):
     out = tmp_path / "run"
     args = ["run", "fit", "--inputs", str(tmp_path / "in" / "*.fits"), "--out", str(out), "--scheduler",
             cluster.scheduler_address, "--batch-size", "4", "--quiet", *FAST]
@@ -70,6 +70,12 @@ def test_run_against_a_scheduler_address_bad_inputs_become_error_rows(tmp_path, 
     assert main(args + ["--retry-errors"]) == 1
     assert "0 ok, 5 errors, 5 already done" in capsys.readouterr().out
     assert pq.read_table(out / "catalog.parquet").num_rows == 10
+    # with nothing left to run, a re-run starts no local cluster
+    import galdust.pipeline.runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "local_cluster", lambda *a, **k: pytest.fail("a cluster for nothing to run"))
+    local = [a for a in args if a not in ("--scheduler", cluster.scheduler_address)]
+    assert main(local) == 0 and "0 ok, 0 errors, 10 already done" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ def setup():
     cfg = SEDConfig()
     grid = S.load_sps()
     fs = S.filter_set(cfg.bands)
-    p, t = _draw(jax.random.PRNGKey(1), 24000, cfg, grid, fs, 4096)
+    p, t = _draw(jax.random.PRNGKey(1), 12000, cfg, grid, fs, 4096)
     kn = jax.random.PRNGKey(2)
 
     def noise(flux):
@@ -25,7 +25,7 @@ def setup():
         return np.asarray(a), np.asarray(b)
 
     # the 'real' population: old, massive galaxies favoured (weight ∝ exp(2 (log M* − 10)) · 1[ssfr < −10.5] + 0.2)
-    pr, tr = _draw(jax.random.PRNGKey(3), 24000, cfg, grid, fs, 4096)
+    pr, tr = _draw(jax.random.PRNGKey(3), 12000, cfg, grid, fs, 4096)
     ssfr = tr["log_sfr"] - tr["log_mstar"]
     w_true = np.exp(2 * (pr["logm"] - 10)) * (ssfr < -10.5) + 0.2
     keep = np.random.default_rng(0).random(len(w_true)) < w_true / w_true.max()
@@ -38,7 +38,7 @@ def setup():
 def test_calibration_recovers_a_known_population(setup, tmp_path):
     cfg, grid, fs, p, t, noise, Xr, logm_real, ssfr_real = setup
     th = theta_features(p, t)
-    assert th.shape == (24000, len(THETA_NAMES))
+    assert th.shape == (12000, len(THETA_NAMES))
     pop, hist = calibrate(th, t["flux"], noise, p["z"], Xr, rounds=1, iterations=3, seed=0, zeropoints=False,
                           log=lambda s: None)
     X = observed_features(*noise(t["flux"]), p["z"])

@@ -94,9 +94,6 @@ class Observation:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.cube.shape)  # type: ignore[return-value]
 
-    def with_ivar(self, ivar: np.ndarray) -> "Observation":
-        return replace(self, ivar=np.asarray(ivar, np.float32))
-
 
 # ----------------------------------------------------------------------------- validation
 
@@ -128,7 +125,7 @@ def _validate(
     wave_hdr,
     src: str,
     *,
-    noise_from_background: bool,
+    warn_masked: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[str, ...], tuple[float, ...], list[str]]:
     notes: list[str] = []
     cube = np.asarray(cube)
@@ -146,9 +143,7 @@ def _validate(
     bands, waves = _band_wavelengths(bands, wave_hdr, src)
     cube = cube.astype(np.float32)
     bad = ~np.isfinite(cube)
-    if ivar is not None:
-        if not np.issubdtype(np.asarray(ivar).dtype, np.number):
-            raise InputError(f"{src}: noise array (IVAR/VAR/ERR) is not numeric")
+    if ivar is not None:  # the readers checked that noise and PSF arrays are numeric
         ivar = np.asarray(ivar, dtype=np.float64)
         if ivar.shape != cube.shape:
             raise InputError(f"{src}: inverse variance shape {ivar.shape} does not match image {cube.shape}")
@@ -166,15 +161,11 @@ def _validate(
             raise InputError(f"{src}: band {bands[b]} has no pixel with both finite data and positive weight")
     n_bad = int(bad.sum())
     if n_bad:
-        msg = f"{src}: {n_bad} NaN/inf pixel values masked (zero weight)"
-        warnings.warn(msg, stacklevel=3)
-        notes.append(msg)
-        if n_bad == bad.size:
-            raise InputError(f"{src}: every pixel is NaN or inf")
+        notes.append(f"{src}: {n_bad} NaN/inf pixel values masked (zero weight)")
+        if warn_masked:  # False where the caller made the NaNs itself (masks, resampling)
+            warnings.warn(notes[-1], stacklevel=3)
     cube = np.where(bad, 0.0, cube).astype(np.float32)
     if ivar is None:
-        if not noise_from_background:
-            raise InputError(f"{src}: no noise information (IVAR, VAR or ERR)")
         sig = np.array([background_sigma(cube[b], ~bad[b]) for b in range(nb)])
         if np.any(~(sig > 0)):
             raise InputError(f"{src}: cannot estimate the noise (constant image); give an IVAR HDU")
@@ -184,8 +175,6 @@ def _validate(
         notes.append(msg)
     ivar = np.where(bad, 0.0, ivar).astype(np.float32)
     if psf is not None:
-        if not np.issubdtype(np.asarray(psf).dtype, np.number):
-            raise InputError(f"{src}: PSF array is not numeric")
         psf = np.asarray(psf, dtype=np.float64)
         if psf.ndim == 2:
             psf = np.broadcast_to(psf, (nb,) + psf.shape).copy()
@@ -210,9 +199,9 @@ def _split_list(value) -> list[str] | None:
 
 
 @contextlib.contextmanager
-def _open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
-    """Open a FITS file and read every data unit now, turning read failures (corrupt or truncated
-    files) into :class:`InputError`; errors raised by the caller's block pass through untouched."""
+def open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
+    """galdust's one FITS opener: open a FITS file and read every data unit now, turning read failures
+    (corrupt or truncated files) into :class:`InputError`; errors of the caller's block pass untouched."""
     src = str(path)
     if not os.path.exists(src):
         raise InputError(f"{src}: no such file")
@@ -236,9 +225,6 @@ def _open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
         yield hdul
 
 
-open_fits = _open_fits  # the one FITS opener of galdust (galdust fit, fir map, masks, PSF files)
-
-
 def _first_image(hdul: fits.HDUList, src: str) -> np.ndarray:
     hdu = next((h for h in hdul if h.data is not None), None)
     if hdu is None:
@@ -246,7 +232,7 @@ def _first_image(hdul: fits.HDUList, src: str) -> np.ndarray:
     return np.asarray(hdu.data)
 
 
-def _celestial_wcs(header: fits.Header) -> WCS | None:
+def celestial_wcs(header: fits.Header) -> WCS | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
@@ -274,14 +260,11 @@ def _noise_ivar(hdul: fits.HDUList, data, src: str, noise_hdu: int | None, noise
         raise InputError(f"{src}: unknown noise kind {noise_kind!r} ({', '.join(NOISE_KINDS)})")
     if noise_hdu is not None:
         arr, kind, what = _hdu_index(hdul, noise_hdu, src, "noise").data, noise_kind, f"noise HDU {noise_hdu}"
-    elif "IVAR" in names:
-        arr, kind, what = hdul["IVAR"].data, "ivar", "IVAR"
-    elif "VAR" in names:
-        arr, kind, what = hdul["VAR"].data, "var", "VAR"
-    elif "ERR" in names:
-        arr, kind, what = hdul["ERR"].data, "sigma", "ERR"
-    else:
-        return None
+    else:  # the first of the named HDUs
+        what = next((n for n in ("IVAR", "VAR", "ERR") if n in names), None)
+        if what is None:
+            return None
+        arr, kind = hdul[what].data, {"IVAR": "ivar", "VAR": "var", "ERR": "sigma"}[what]
     arr = _numeric(arr, src, what)
     if kind == "ivar":
         return arr  # its shape and sign are checked with the image's
@@ -316,16 +299,13 @@ def _apply_mask(data, ivar, mask):
     return data, (None if ivar is None else np.where(mask, 0.0, ivar))
 
 
-celestial_wcs = _celestial_wcs
-
-
 def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_kind: str = "ivar",
               mask_hdu: int | None = None) -> Observation:
     """Read a cube FITS (format (a) in the module docstring); ``noise_hdu`` / ``mask_hdu``: HDU
     indices of the noise (of ``noise_kind`` 'ivar', 'var' or 'sigma') and of a mask (nonzero = bad)
     when they are not named IVAR/VAR/ERR/MASK."""
     src = str(path)
-    with _open_fits(src) as hdul:
+    with open_fits(src) as hdul:
         names = [h.name.upper() for h in hdul]
         sci = hdul["SCI"] if "SCI" in names else hdul[0]
         if sci.data is None:
@@ -343,15 +323,11 @@ def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_ki
         psf = _numeric(hdul["PSF"].data, src, "PSF") if "PSF" in names else None
         data = np.asarray(sci.data)
         unit = str(hdr.get("BUNIT", phdr.get("BUNIT", "")))
-        wcs = _celestial_wcs(hdr)
+        wcs = celestial_wcs(hdr)
     if mask is not None and np.issubdtype(data.dtype, np.number):
         data, ivar = _apply_mask(data, ivar, mask)
-    with warnings.catch_warnings():
-        if mask is not None:
-            warnings.filterwarnings("ignore", message=".*NaN/inf pixel values masked.*")
-        cube, ivar, psf, bands_t, waves_t, notes = _validate(
-            data, ivar, psf, bands, wave_vals, src, noise_from_background=True
-        )
+    cube, ivar, psf, bands_t, waves_t, notes = _validate(data, ivar, psf, bands, wave_vals, src,
+                                                         warn_masked=mask is None)
     return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes))
 
 
@@ -368,21 +344,8 @@ def _check_shape(arr, data, src, what):
         raise InputError(f"{src}: {what} shape {np.shape(arr)} does not match image {np.shape(data)}")
 
 
-def _stack_planes(paths, shape, what: str) -> np.ndarray:
-    """One 2-D image per band from ``paths``, all of one shape (``shape`` if given)."""
-    planes = []
-    for p in paths:
-        with _open_fits(p) as hdul:
-            planes.append(_first_image(hdul, str(p)))
-    want = shape if shape is not None else planes[0].shape
-    for p, q in zip(paths, planes):
-        if q.shape != want:
-            raise InputError(f"{p}: {what} image shape {q.shape} differs from {want}")
-    return np.stack(planes)
-
-
 def _read_psf_file(path, src_band: str) -> np.ndarray:
-    with _open_fits(path) as hdul:
+    with open_fits(path) as hdul:
         arr = _first_image(hdul, str(path))
     arr = _numeric(arr, str(path), "PSF")
     if arr.ndim == 3 and arr.shape[0] == 1:
@@ -396,13 +359,12 @@ def read_band_files(
     paths: Sequence[str | os.PathLike],
     bands: Sequence[str],
     *,
-    ivar_paths: Sequence[str | os.PathLike] | None = None,
     psf_paths: Sequence[str | os.PathLike] | None = None,
     noise_hdu: int | None = None,
     noise_kind: str = "ivar",
     mask_hdu: int | None = None,
 ) -> Observation:
-    """Read one 2-D FITS image per band (format (b)); optional per-band IVAR and PSF files.
+    """Read one 2-D FITS image per band (format (b)); optional per-band PSF files.
 
     Each file may carry its own noise (IVAR/VAR/ERR HDU, or HDU ``noise_hdu`` of ``noise_kind``),
     mask (MASK HDU or ``mask_hdu``) and PSF (a PSF HDU, or ``psf_paths``, one per band, sampled at that
@@ -417,8 +379,8 @@ def read_band_files(
     if psf_paths is not None and len(psf_paths) not in (0, len(paths)):
         raise InputError(f"{psf_paths[0]}: {len(psf_paths)} PSF files for {len(paths)} bands")
     planes, ivars, psfs, wcss, units = [], [], [], [], []
-    for i, p in enumerate(paths):
-        with _open_fits(p) as hdul:
+    for p in paths:
+        with open_fits(p) as hdul:
             names = [h.name.upper() for h in hdul]
             hdu = hdul["SCI"] if "SCI" in names else next((h for h in hdul if h.data is not None), None)
             if hdu is None or hdu.data is None:
@@ -434,15 +396,11 @@ def read_band_files(
             mask = _mask_array(hdul, d, str(p), mask_hdu)
             d, iv = _apply_mask(d, iv, mask)
             psf = _numeric(hdul["PSF"].data, str(p), "PSF") if "PSF" in names else None
-            wcss.append(_celestial_wcs(hdu.header))
+            wcss.append(celestial_wcs(hdu.header))
             units.append(str(hdu.header.get("BUNIT", "")))
         planes.append(np.asarray(d, np.float64))
         ivars.append(iv)
         psfs.append(psf)
-    if ivar_paths:
-        for i, q in enumerate(_stack_planes(ivar_paths, None, "inverse-variance")):
-            _check_shape(q, planes[i], str(ivar_paths[i]), "inverse-variance")
-            ivars[i] = q
     if psf_paths:
         psfs = [_read_psf_file(q, b) for q, b in zip(psf_paths, bands)]
     notes: list[str] = []
@@ -452,10 +410,10 @@ def read_band_files(
         planes, ivars, psfs, wcs, notes = _to_common_grid(paths, bands, planes, ivars, psfs, wcss)
     else:
         wcs = wcss[0]
-    if any(v is None for v in ivars):  # a band without noise: estimated from its background
-        ivar = None if all(v is None for v in ivars) else _fill_ivar(planes, ivars, paths)
-    else:
-        ivar = np.stack(ivars)
+    if all(v is None for v in ivars):  # no noise at all: _validate estimates it
+        ivar = None
+    else:  # a band without noise: estimated from its background
+        ivar = np.stack([_background_ivar(p, d) if v is None else v for p, d, v in zip(paths, planes, ivars)])
     psf = None
     if any(q is not None for q in psfs):
         if any(q is None for q in psfs):
@@ -463,12 +421,8 @@ def read_band_files(
             raise InputError(f"{missing[0]}: no PSF for this band while other bands have one (give --psf for every band)")
         psf = _pad_psfs(psfs)
     src = ",".join(str(p) for p in paths)
-    with warnings.catch_warnings():
-        if notes:
-            warnings.filterwarnings("ignore", message=".*NaN/inf pixel values masked.*")
-        cube, ivar, psf, bands_t, waves_t, vnotes = _validate(
-            np.stack(planes), ivar, psf, list(bands), None, str(paths[0]), noise_from_background=True
-        )
+    cube, ivar, psf, bands_t, waves_t, vnotes = _validate(np.stack(planes), ivar, psf, list(bands), None,
+                                                          str(paths[0]), warn_masked=not notes)
     return Observation(cube, ivar, bands_t, waves_t, psf, wcs, units[0], src, tuple(notes + vnotes))
 
 
@@ -481,17 +435,13 @@ def _same_grid(a: WCS, b: WCS) -> bool:
             and np.allclose(a.wcs.crpix, b.wcs.crpix, atol=1e-3))
 
 
-def _fill_ivar(planes, ivars, paths):
-    out = []
-    for p, d, v in zip(paths, planes, ivars):
-        if v is None:
-            good = np.isfinite(d)
-            sig = background_sigma(d, good)
-            if not sig > 0:
-                raise InputError(f"{p}: cannot estimate the noise (constant image); give its inverse variance")
-            v = np.where(good, 1.0 / sig**2, 0.0)
-        out.append(v)
-    return np.stack(out)
+def _background_ivar(path, d) -> np.ndarray:
+    """The inverse variance of a band without noise information, from its sigma-clipped background."""
+    good = np.isfinite(d)
+    sig = background_sigma(d, good)
+    if not sig > 0:
+        raise InputError(f"{path}: cannot estimate the noise (constant image); give its inverse variance")
+    return np.where(good, 1.0 / sig**2, 0.0)
 
 
 def _pad_psfs(psfs: list[np.ndarray]) -> np.ndarray:
@@ -526,10 +476,7 @@ def _to_common_grid(paths, bands, planes, ivars, psfs, wcss):
         good = np.isfinite(d)
         out_p.append(reproject_flux(np.where(good, d, np.nan), w, wcs_t, shape))
         if v is None:
-            sig = background_sigma(d, good)
-            if not sig > 0:
-                raise InputError(f"{p}: cannot estimate the noise (constant image); give its inverse variance")
-            v = np.where(good, 1.0 / sig**2, 0.0)
+            v = _background_ivar(p, d)
         out_i.append(reproject_ivar(np.where(good, v, 0.0), w, wcs_t, shape))
         try:
             out_psf.append(None if q is None else resample_psf(q, s, s_t))
@@ -583,11 +530,7 @@ def read_npz(path: str | os.PathLike, survey: str = "hsc") -> Observation:
         # flagged pixels carry no information: NaN makes _validate give them zero weight and keeps
         # them out of a background-noise estimate
         images = np.where(bad_px, np.nan, images.astype(np.float64))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*NaN/inf pixel values masked.*")
-        cube, ivar, psf, bands_t, waves_t, notes = _validate(
-            images, ivar, psfs, bands, None, src, noise_from_background=True
-        )
+    cube, ivar, psf, bands_t, waves_t, notes = _validate(images, ivar, psfs, bands, None, src, warn_masked=False)
     return Observation(cube, ivar, bands_t, waves_t, psf, None, "", src, tuple(notes))
 
 
@@ -618,7 +561,7 @@ def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[
 def _with_psf_files(obs: Observation, files: Sequence[str]) -> Observation:
     """The observation with its PSF from files: one (band, py, px) cube, or one 2-D stamp per band."""
     if len(files) == 1:
-        with _open_fits(files[0]) as hdul:
+        with open_fits(files[0]) as hdul:
             arr = _numeric(_first_image(hdul, files[0]), files[0], "PSF")
         stamps = list(arr) if arr.ndim == 3 else [arr]
     else:

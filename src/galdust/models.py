@@ -29,6 +29,11 @@ class ShippedModel:
     metrics: tuple[tuple[str, str], ...] = ()
 
 
+#: a posterior's headline numbers: its best validation loss, and on held-out simulations (recorded by
+#: bench/record_diagnostics.py) TARP's largest coverage deviation and the mean 16-84 % coverage
+_POSTERIOR_METRICS = (("best val loss", "best_val_loss"), ("TARP dev", "diagnostics.tarp_max_dev"),
+                      ("68% coverage", "diagnostics.coverage_68_mean"))
+
 SHIPPED: dict[str, ShippedModel] = {
     "hsc-host-prior": ShippedModel("score prior", "", "", "p(S): galaxygrad's HSC 64x64 score network (its wheel)"),
     "dust-prior": ShippedModel("score prior", "weights/dust_prior.eqx", "weights/dust_prior.json",
@@ -48,22 +53,22 @@ SHIPPED: dict[str, ShippedModel] = {
                              (("rms vs trees sL_d", "fidelity.log_sLd.rms_dmu"), ("T_d", "fidelity.Td.rms_dmu"))),
     "cfm-phot": ShippedModel("equinox", "posterior/cfm_phot_sdss.eqx", "posterior/cfm_phot_sdss.json",
                              "posterior: photometric conditional flow matching (100-step RK4)",
-                             (("best val loss", "best_val_loss"),)),
+                             _POSTERIOR_METRICS),
     "cfm-onestep": ShippedModel("equinox", "posterior/cfm_phot_sdss_onestep.eqx",
                                 "posterior/cfm_phot_sdss_onestep.json", "posterior: one-step sampler distilled from cfm-phot",
-                                (("best val loss", "best_val_loss"),)),
+                                _POSTERIOR_METRICS),
     "cfm-phot-z": ShippedModel("equinox", "posterior/cfm_phot_sdss_z.eqx", "posterior/cfm_phot_sdss_z.json",
                                "posterior at a known redshift: photometric CFM conditioned on z",
-                               (("best val loss", "best_val_loss"),)),
+                               _POSTERIOR_METRICS),
     "cfm-onestep-z": ShippedModel("equinox", "posterior/cfm_phot_sdss_z_onestep.eqx",
                                   "posterior/cfm_phot_sdss_z_onestep.json",
                                   "posterior at a known redshift: one-step sampler distilled from cfm-phot-z",
-                                  (("best val loss", "best_val_loss"),)),
+                                  _POSTERIOR_METRICS),
     "cfm-image": ShippedModel("equinox", "posterior/cfm_image.eqx", "posterior/cfm_image.json",
-                              "posterior: image + photometry CFM (gri cutouts)", (("best val loss", "best_val_loss"),)),
+                              "posterior: image + photometry CFM (gri cutouts)", _POSTERIOR_METRICS),
     "vae-nf": ShippedModel("equinox", "posterior/vaenf.eqx", "posterior/vaenf.json",
                            "posterior: VAE + conditional normalizing flows (properties and lines)",
-                           (("VAE val MSE", "vae_val_mse"),)),
+                           (("VAE val MSE", "vae_val_mse"),) + _POSTERIOR_METRICS[1:]),
     "population-sdss": ShippedModel("xgboost", "population/sdss", "population/sdss/population.json",
                                     "simulator prior calibrated to real SDSS photometry (simulate-sed --prior sdss)",
                                     (("C2ST AUC held-out real", "c2st_heldout"),

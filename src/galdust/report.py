@@ -7,15 +7,14 @@ from pathlib import Path
 import numpy as np
 
 
-def rgb(cube: np.ndarray, stretch: float | None = None, Q: float = 8.0, channels=None) -> np.ndarray:
+def rgb(cube: np.ndarray, stretch: float | None = None, Q: float = 8.0) -> np.ndarray:
     """Lupton et al. (2004) asinh RGB of a (band, y, x) cube: reddest band → red.
 
     ``stretch`` defaults to the 99.5th percentile of the summed image, so galaxies of any flux
-    scale look alike. ``channels`` picks three band indices (default: last, middle, first).
+    scale look alike. Channels: the last, middle and first bands.
     """
     nb = cube.shape[0]
-    if channels is None:
-        channels = (nb - 1, nb // 2, 0) if nb >= 3 else (nb - 1, 0, 0)
+    channels = (nb - 1, nb // 2, 0) if nb >= 3 else (nb - 1, 0, 0)
     img = np.stack([cube[c] for c in channels]).astype(float)
     tot = img.mean(axis=0)
     if stretch is None:

@@ -60,15 +60,14 @@ def reproject_ivar(ivar: np.ndarray, wcs_in: WCS, wcs_out: WCS, shape_out: tuple
     return np.where(ok, scale / np.where(ok, v, 1.0), 0.0)
 
 
-def resample_psf(psf: np.ndarray, scale_in: float, scale_out: float, size: int | None = None) -> np.ndarray:
+def resample_psf(psf: np.ndarray, scale_in: float, scale_out: float) -> np.ndarray:
     """A (py, px) PSF sampled at ``scale_in`` resampled to pixels of ``scale_out`` (same units), about
-    its centre pixel; odd ``size`` (default: covering the input stamp), unit sum."""
+    its centre pixel; odd size covering the input stamp, unit sum."""
     from scipy import ndimage
 
     psf = np.asarray(psf, float)
     py, px = psf.shape
-    if size is None:
-        size = int(np.ceil(max(py, px) * scale_in / scale_out))
+    size = int(np.ceil(max(py, px) * scale_in / scale_out))
     size += 1 - size % 2
     r = np.arange(size) - size // 2
     f = scale_out / scale_in

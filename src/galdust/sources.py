@@ -21,9 +21,7 @@ The fit models one galaxy; other sources in the cutout must not be explained by 
    reddest band) a peak must also be separated in that band's own S/N image, by a saddle below
    ``saddle_red`` (0.15) × the lower peak: dust lanes and the gaps between spiral arms and clumps
    are shallow in the red (at 1 µm the attenuation is a fifth of that at λ₀), while the sky
-   between two sources is dark in every band. Without it, 17 of 48 simulated single galaxies
-   (development seed 2001, peak S/N 50, griz + J) had more than 1 % of their own light masked;
-   with it, 4;
+   between two sources is dark in every band (what it changed, measured: ``docs/eval_dust.md``);
 6. the remaining basins (other sources), grown by ``grow`` pixels but not into the target's own
    basin, are masked (weight zero).
 
@@ -96,8 +94,6 @@ def segment(cube, ivar, *, nsig: float = 4.0, smooth: float = 1.0, min_area: int
     ny, nx = cube.shape[-2:]
     snr = snr_image(cube, ivar, smooth)
     lab, n = ndimage.label(snr > nsig, structure=np.ones((3, 3)))
-    if n == 0:
-        return np.zeros((ny, nx), bool), np.zeros((ny, nx), bool), snr
     area = ndimage.sum(np.ones_like(snr), lab, index=np.arange(1, n + 1))
     detected = np.isin(lab, 1 + np.flatnonzero(area >= min_area))
     if not detected.any():
@@ -122,14 +118,11 @@ def segment(cube, ivar, *, nsig: float = 4.0, smooth: float = 1.0, min_area: int
     return target, others, snr
 
 
-def detect_neighbours(cube: np.ndarray, ivar: np.ndarray, *, nsig: float = 4.0, smooth: float = 1.0,
-                      grow: int = 2, min_area: int = 5, saddle: float = 0.5,
-                      centre: tuple[float, float] | None = None, red: int | None = None,
-                      saddle_red: float = 0.15) -> np.ndarray:
-    """Boolean (ny, nx) mask of pixels belonging to neighbouring sources (True = masked); ``red``:
-    index of the reddest band (see the module docstring)."""
-    target, others, _ = segment(cube, ivar, nsig=nsig, smooth=smooth, min_area=min_area, saddle=saddle,
-                                centre=centre, red=red, saddle_red=saddle_red)
+def detect_neighbours(cube: np.ndarray, ivar: np.ndarray, *, grow: int = 2, **options) -> np.ndarray:
+    """Boolean (ny, nx) mask of pixels belonging to neighbouring sources (True = masked); ``options``
+    go to :func:`segment` (e.g. ``nsig``, and ``red``: the index of the reddest band; see the module
+    docstring)."""
+    target, others, _ = segment(cube, ivar, **options)
     if grow > 0 and others.any():
         others = ndimage.binary_dilation(others, structure=np.ones((3, 3)), iterations=grow) & ~target
     return others

@@ -6,6 +6,7 @@ and exit with status 2, without a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -37,8 +38,13 @@ def _main(
     version: Annotated[
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Threads of the tree models (FIR, "
+                                                   "redshift, population); default: GALDUST_THREADS, else the cores "
+                                                   "this process may use.")] = None,
 ):
     """galdust: dust maps, far-infrared dust properties and galaxy posteriors from images."""
+    if threads is not None:  # read by galdust.ml.trees.n_threads (and inherited by local Dask workers)
+        os.environ["GALDUST_THREADS"] = str(threads)
 
 
 def _progress(total: int, label: str, quiet: bool = False):

@@ -15,8 +15,6 @@ evaluate_app = typer.Typer(help="Evaluate galdust's jobs against simulated truth
 app.add_typer(evaluate_app, name="evaluate")
 
 
-
-
 @evaluate_app.command("dust")
 def evaluate_dust(
     out: Annotated[Path, typer.Option("--out", help="Output folder (per-galaxy CSV + summary tables).")],
@@ -53,22 +51,16 @@ def evaluate_dust(
     for p in (csv_path, md_path):
         if p.exists() and not overwrite:
             raise UserError(f"{p}: exists (use --overwrite to replace it)")
-    for h in _csv_list(hosts):
-        if h not in HOST_SETS:
-            raise UserError(f"unknown host set {h!r} ({', '.join(HOST_SETS)})")
-    if band_set != "auto" and band_set not in BAND_SETS:
-        raise UserError(f"unknown --band-set {band_set!r} (auto, {', '.join(BAND_SETS)})")
-    for st in _csv_list(starts):
-        if st not in ("red", "blue", "amortized"):
-            raise UserError(f"unknown start {st!r} (red, blue, amortized)")
-    for pr in _csv_list(priors):
-        if pr not in ("on", "off", "gauge"):
-            raise UserError(f"unknown priors setting {pr!r} (on, off, gauge)")
     from ..dust.fit import HOST_MODELS
 
-    for hm in _csv_list(host_model):
-        if hm not in HOST_MODELS:
-            raise UserError(f"unknown --host-model {hm!r} ({', '.join(HOST_MODELS)})")
+    for values, allowed, what in ((_csv_list(hosts), HOST_SETS, "host set"),
+                                  ([band_set], ("auto", *BAND_SETS), "--band-set"),
+                                  (_csv_list(starts), ("red", "blue", "amortized"), "start"),
+                                  (_csv_list(priors), ("on", "off", "gauge"), "priors setting"),
+                                  (_csv_list(host_model), HOST_MODELS, "--host-model")):
+        for v in values:
+            if v not in allowed:
+                raise UserError(f"unknown {what} {v!r} ({', '.join(allowed)})")
     rows, blocks = [], []
     for hm, pr in ((hm, pr) for hm in _csv_list(host_model) for pr in _csv_list(priors)):
         fitters = {"on": make_fitter(host=hm) if pr == "on" else None, "off": make_fitter(host=hm, priors=False),

@@ -77,6 +77,8 @@ def fir_train(
     from ..fir.data import read_photometry, read_properties
     from ..fir.features import band_dropout_features
     from ..fir.model import cross_validate, nan_to_none, train_model, training_set
+    from ..ml.trees import FitCache
+    from ..nn.train import remove_checkpoint
     from ..weights import git_commit
 
     if (out / "fir_model.json").exists() and not overwrite:
@@ -90,22 +92,22 @@ def fir_train(
     extra = dict(training_rows=len(names), photometry=str(photometry), properties=str(properties),
                  commit=git_commit(), dropout_copies=dropout_copies)
     aug = band_dropout_features(ph, keep, dropout_copies, seed) if dropout_copies else None
+    cache = FitCache(f"{out}.ckpt-trees")  # killed and run again, the training reads back what it had fitted
     if cv:
-        res = cross_validate(X, Y, names, k=4, seed=seed, augment=aug)
+        res = cross_validate(X, Y, names, k=4, seed=seed, augment=aug, cache=cache)
         extra["cv"] = nan_to_none(res["metrics"])
         extra["cv_seconds"] = round(time.perf_counter() - t0, 1)
         for t, mm in res["metrics"].items():
             typer.echo(f"CV {t}: RMSE {mm['rmse']:.3f} ± {mm['rmse_err']:.3f}, R² {mm['r2']:.3f}, "
                        f"bias {mm['bias']:+.3f} ± {mm['bias_err']:.3f}, χ² {mm['chi2']:.2f}")
     t1 = time.perf_counter()
-    model = train_model(X, Y, seed=seed, augment=aug)
+    model = train_model(X, Y, seed=seed, augment=aug, cache=cache)
     extra["train_seconds"] = round(time.perf_counter() - t1, 1)
     if distill_:
         _distill_into(model, ph, distill_steps, seed, f"{out}.ckpt-fast")
     model.save(out, extra=extra)
-    from ..nn.train import remove_checkpoint
-
     remove_checkpoint(f"{out}.ckpt-fast")
+    cache.clear()
     typer.echo(f"trained on {len(names)} galaxies in {extra['train_seconds']} s -> {out}")
 
 

@@ -110,5 +110,3 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
         typer.echo(f"galdust: error: {msg}" if msg.startswith(src) else f"galdust: error: {src}: {msg}", err=True)
     if report.failures:
         raise typer.Exit(1)
-
-

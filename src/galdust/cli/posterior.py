@@ -380,10 +380,14 @@ def posterior_train_z(
     t0 = time.perf_counter()
     Xf = np.c_[X[ok], cfm_features(c, cat.flux[ok])]
     params = None if trees == PARAMS["n_estimators"] else dict(PARAMS, n_estimators=trees)
-    m = train_redshift(Xf, z[ok], seed=seed, k=folds, source=str(catalog), params=params)
+    from ..ml.trees import FitCache
+
+    cache = FitCache(f"{out}.ckpt-trees")  # killed and run again, the training reads back what it had fitted
+    m = train_redshift(Xf, z[ok], seed=seed, k=folds, source=str(catalog), params=params, cache=cache)
     m.meta.update(cfm=cfm_path.name, cfm_path=str(cfm_path.resolve()), cfm_sha256=cmeta.get("sha256"),
                   rows_skipped=int((~ok).sum()), train_seconds=round(time.perf_counter() - t0, 1))
     m.save(out, overwrite)
+    cache.clear()
     cv = m.meta["cv"]
     typer.echo(f"trained on {m.meta['n_train']} galaxies in {m.meta['train_seconds']:.0f} s; {folds}-fold CV: "
                f"sigma_NMAD {cv['nmad']:.4f}, outliers {100 * cv['outliers']:.2f} %, 16-84 % coverage "

@@ -86,7 +86,7 @@ def run_cmd(
     from ..dust.fit import level_config
     from ..dust.init import choose_start
     from ..pipeline.runner import RunError, local_cluster, prepare_out, run
-    from ..pipeline.tasks import TASKS, get_task
+    from ..pipeline.tasks import TASKS
 
     if not inputs and catalog is None:
         raise UserError("give --inputs 'GLOB' or --catalog TABLE")
@@ -127,27 +127,30 @@ def run_cmd(
             check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors)
         if model is not None and not Path(model).exists():
             raise ValueError(f"{model}: no such model")
-        job = get_task(task, **opts)
+        job = TASKS[task](**opts)
         items = job.discover(inputs or [], catalog)
         prepare_out(out, job)
     except (RunError, ValueError) as e:
         raise UserError(str(e)) from None
     from distributed import Client
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = local_cluster(workers)
-        client = Client(cluster)
+    opened = []  # the client, then the local cluster it runs on: closed in that order
+
+    def connect():  # only when some input is left to run (a finished run re-run starts no cluster)
+        if scheduler:
+            opened.append(Client(scheduler))
+        else:
+            opened.append(local_cluster(workers))
+            opened.insert(0, Client(opened[0]))
+        return opened[0]
+
     upd, close = _run_progress(quiet)
     try:
-        s = run(job, items, out, client, retry_errors=retry_errors, progress=upd)
+        s = run(job, items, out, connect, retry_errors=retry_errors, progress=upd)
     finally:
         close()
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        for r in opened:
+            r.close()
     typer.echo(f"{task}: {s.ok} ok, {s.errors} errors, {s.skipped} already done, of {s.total} inputs in "
                f"{s.wall_s:.1f} s ({s.rate:.2f} objects/s) -> {s.catalog}"
                + (f"; {s.earlier_errors} earlier error rows kept (--retry-errors re-attempts them)"

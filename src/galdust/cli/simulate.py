@@ -192,7 +192,6 @@ def simulate_sed(
     for t in TRUTHS + (("bt", "incl_deg", "av_disk") if images else ()):
         cols[t] = np.asarray(sim[t])[keep]
     table = pa.table(cols)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if images:
         img_path = out.with_suffix(".images.npy")
         with atomic_path(img_path, overwrite) as tmp:
@@ -287,8 +286,11 @@ def calibrate_population(
         a, b = add_noise(kn, jnp.asarray(flux), cfg.bands, cfg)
         return np.asarray(a), np.asarray(b)
 
+    from ..ml.trees import FitCache
+
+    cache = FitCache(f"{out}.ckpt-trees")  # killed and run again, the calibration reads back its classifiers
     pop, hist = calibrate(theta_features(params, truths), truths["flux"], noise, params["z"], X[fit_rows],
-                          rounds=rounds, iterations=iterations, seed=seed, log=typer.echo)
+                          rounds=rounds, iterations=iterations, seed=seed, log=typer.echo, cache=cache)
     if len(held):
         from ..simulate.population import c2st_auc
 
@@ -305,6 +307,7 @@ def calibrate_population(
                     n_broad=n, seed=seed, rounds=rounds, iterations=iterations, history=hist,
                     train_seconds=round(time.perf_counter() - t0, 1))
     pop.save(out, overwrite)
+    cache.clear()
     typer.echo(f"-> {out} (zero-points {pop.zeropoints}; acceptance of the broad prior "
                f"{np.exp(-pop.log_w_max):.3f} or more)")
 

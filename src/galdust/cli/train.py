@@ -37,8 +37,7 @@ def train_amortized_cmd(
     """Train the amortised dust-map network (Gaussian NLL; noise, band set and orientation drawn per step)."""
     from ..dust.amortized import train_amortized
 
-    if out.suffix != ".eqx":
-        out = out.with_suffix(".eqx")
+    out = out.with_suffix(".eqx")
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     for p in list(data) + list(calibrate or []) + ([init] if init else []):

@@ -160,7 +160,8 @@ def _augment8(k, a):
 def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
     """Concatenate bulk stores written by ``galdust simulate --bulk --with-cubes --snr 0``; every
     store must hold all the model's slots (in any order)."""
-    cubes, AV, D, S, delta, av_lw, meta = [], [], [], [], [], [], []
+    fields = {"AV": "AV", "D": "D", "S": "S", "delta": "p_delta", "av_lw": "av_lw"}  # our name: the store's
+    arr, meta = {k: [] for k in ("cube", *fields)}, []
     for p in paths:
         with np.load(p, allow_pickle=False) as d:
             if "cube" not in d.files:
@@ -173,17 +174,12 @@ def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
             if np.any(sig > 0):
                 raise ValueError(f"{p}: has noise; training adds its own (simulate with --snr 0)")
             order = [bands.index(b) for b in slots]
-            cubes.append(np.asarray(d["cube"][:, order], np.float32))
-            AV.append(np.asarray(d["AV"], np.float32))
-            D.append(np.asarray(d["D"], np.float32))
-            S.append(np.asarray(d["S"], np.float32))
-            delta.append(np.asarray(d["p_delta"], np.float32))
-            av_lw.append(np.asarray(d["av_lw"], np.float32))
+            arr["cube"].append(np.asarray(d["cube"][:, order], np.float32))
+            for k, name in fields.items():
+                arr[k].append(np.asarray(d[name], np.float32))
             meta.append({"file": Path(p).name, "seed": int(d["seed"]), "n": int(len(d["S"])),
                          "simulator_config": str(d["config"])})
-    arr = dict(cube=np.concatenate(cubes), AV=np.concatenate(AV), D=np.concatenate(D), S=np.concatenate(S),
-               delta=np.concatenate(delta), av_lw=np.concatenate(av_lw))
-    return arr, meta
+    return {k: np.concatenate(v) for k, v in arr.items()}, meta
 
 
 def _split(n: int, n_val: int, seed: int):
@@ -396,11 +392,9 @@ class AmortizedFitter:
         _, h, w = prep.Y.shape
         if h > self.size or w > self.size:
             raise ValueError(f"fit grid {h}x{w} larger than the network's {self.size}x{self.size}")
-        Y = np.zeros((ns, h, w), np.float32)
-        iv = np.zeros((ns, h, w), np.float32)
-        Y[idx], iv[idx] = prep.Y, np.where(prep.mask[None], 0.0, prep.ivar)
-        Yp, off = _pad_to(Y, self.size)
-        ivp, _ = _pad_to(iv, self.size)
+        Yi = np.zeros((2, ns, h, w), np.float32)  # data and inverse variance per slot
+        Yi[0, idx], Yi[1, idx] = prep.Y, np.where(prep.mask[None], 0.0, prep.ivar)
+        (Yp, ivp), off = _pad_to(Yi, self.size)
         present = np.zeros(ns, np.float32)
         present[idx] = 1.0
         return Yp, ivp, present, off
@@ -464,7 +458,7 @@ def amortized_result(pred: dict, prep, obs):
     read as one SED times one morphology (the reddest band's): ``MODEL = F_b S D^K_b``, so ``CHI2``
     says how well a single-SED host under this dust describes the data; ``CHI2ND`` is the same with
     no dust."""
-    from .job import AV_COVER, DustResult, _resid
+    from .job import AV_COVER, _on_input
 
     g = prep.grid
     Y = np.where(prep.mask[None], 0.0, prep.Y).astype(np.float64)
@@ -488,25 +482,16 @@ def amortized_result(pred: dict, prep, obs):
     F_nd, S_nd = single(Y)
     model = F[:, None, None] * S[None] * trans
     model_nd = F_nd[:, None, None] * S_nd[None]
-    good = ivar > 0
-    n = max(int(good.sum()), 1)
+    n = max(int((ivar > 0).sum()), 1)
     chi2 = float(np.sum((Y - model) ** 2 * ivar) / n)
     chi2_nd = float(np.sum((Y - model_nd) ** 2 * ivar) / n)
-    w = S
-    cov = float(np.sum(w * (av > AV_COVER)) / max(np.sum(w), 1e-30))
+    cov = float(np.sum(S * (av > AV_COVER)) / max(np.sum(S), 1e-30))
     scale = float(g.k * g.k)
     scalars = dict(DELTA=delta, DELTAERR=float(pred["delta_sig"]), AV_LW=max(float(pred["av_lw"]), 0.0),
                    AVLW_ERR=float(pred["av_lw_sig"]), COVFRAC=cov, CHI2=chi2, CHI2ND=chi2_nd, NITER=0,
                    CONVERGE=True, START="none", PRIORS="none", HOSTMOD="single", METHOD="amortized")
-    mask_in = prep.mask_in | g.mask_to_input(prep.mask)
-    ivar_in = np.where(mask_in[None], 0.0, prep.ivar_in)
-    model_in = g.map_to_input(model.astype(np.float32), outside=0.0, per_pixel_flux=True)
-    model_nd_in = g.map_to_input(model_nd.astype(np.float32), outside=0.0, per_pixel_flux=True)
-    res = DustResult(
-        AV=g.map_to_input(av), D=g.map_to_input(D.astype(np.float32)), HOST=g.map_to_input(S.astype(np.float32), outside=0.0),
+    return _on_input(
+        prep, model, model_nd, AV=g.map_to_input(av), D=g.map_to_input(D.astype(np.float32)),
+        HOST=g.map_to_input(S.astype(np.float32), outside=0.0),
         HOST_CUBE=g.map_to_input((F[:, None, None] * S[None]).astype(np.float32), outside=0.0, per_pixel_flux=True),
-        MODEL=model_in, MODEL_ND=model_nd_in,
-        RESID=_resid(prep.Y_in, ivar_in, model_in), RESID_ND=_resid(prep.Y_in, ivar_in, model_nd_in),
-        MASK=mask_in.astype(np.uint8), F=F / scale, F_ND=F_nd / scale, scalars=scalars, grid=g,
-        AV_ERR=g.map_to_input(np.asarray(pred["av_sig"], np.float32)))
-    return res
+        F=F / scale, F_ND=F_nd / scale, scalars=scalars, AV_ERR=g.map_to_input(np.asarray(pred["av_sig"], np.float32)))

@@ -22,7 +22,7 @@ from .fit import DUST_LEVELS, FitConfig, level_config
 from .init import AUTO_AMORTIZED, choose_start
 from .job import DustFitter, DustResult
 
-__all__ = ["METHODS", "check_method", "make_fitter", "fit_config", "fit", "fit_observations", "fit_files", "FitReport", "DUST_LEVELS"]
+__all__ = ["METHODS", "check_method", "make_fitter", "fit_config", "fit", "fit_files", "FitReport", "DUST_LEVELS"]
 
 
 def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True,
@@ -77,12 +77,6 @@ def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool
 
         kw["init_net"] = AmortizedFitter.load(batch_size=batch_size, detect=detect)
     return DustFitter.with_priors(**kw) if cfg.use_priors else DustFitter(**kw)
-
-
-def fit_observations(fitter: DustFitter, observations: Sequence[Observation],
-                     masks: Sequence[np.ndarray | None] | None = None, progress=None) -> list[DustResult | Exception]:
-    """One :class:`DustResult` (or the exception that stopped it) per observation, in order."""
-    return fitter.fit(list(observations), masks, progress=progress)
 
 
 def fit(observations, *, mask: np.ndarray | None = None, **fitter_options):
@@ -147,7 +141,7 @@ def fit_files(inputs: Sequence[str | Sequence[str]], out: str | Path, *, fitter:
         fitter_options.setdefault("batch_size", min(8, len(obs_list)))
         fitter = make_fitter(**fitter_options)
     t0 = time.perf_counter()
-    results = fit_observations(fitter, obs_list, [mask] * len(obs_list), progress=progress)
+    results = fitter.fit(obs_list, [mask] * len(obs_list), progress=progress)
     report.seconds = time.perf_counter() - t0
     for obs, name, res in zip(obs_list, names, results):
         if isinstance(res, Exception):

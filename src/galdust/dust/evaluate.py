@@ -1,16 +1,6 @@
 """Evaluation of dust fits against simulated truth (the seed's Figure 4 as tables): simulated
-observations, fits, and the metrics of :mod:`.metrics` (re-exported here).
-
-The simulator's truth maps are *after* the PSF: its A_V map is ``−2.5 log10(obs_V / host_V)`` of
-the PSF-convolved V-band images. The fit's maps are *before* the PSF, so we compare like with like:
-the fit's effective A_V map is ``−2.5 log10(PSF ∗ (S D^{K_V}) / PSF ∗ S)`` with the PSF of the first
-band (the simulator convolves its truth channels with that one). Metrics per galaxy:
-
-* ``dAV``: fit − truth host-light-weighted A_V (each weighted by its own post-PSF host light);
-* ``corr``: Pearson correlation of the two A_V maps inside the truth's 84 % host-light contour
-  (the brightest pixels holding 84 % of the host's V light);
-* ``av_sd_true``, ``av_sd_fit``: the spread (standard deviation) of each A_V map inside that contour:
-  a correlation measures structure, and a truth map that hardly varies has none to recover.
+observations, fits, and the per-galaxy metrics of :mod:`.metrics` (re-exported here), which also
+says how the fit's pre-PSF maps are compared with the simulator's post-PSF truth.
 """
 
 from __future__ import annotations
@@ -21,8 +11,6 @@ import numpy as np
 from .metrics import (COVFRAC_BINS, STRUCTURE_MIN, effective_av, effective_av_maps, galaxy_metrics,  # noqa: F401
                       light_contour, summarise)
 
-
-# ----------------------------------------------------------------------------- the evaluation run
 
 RED_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j")  # red start: a band at λ_eff ≥ 1 µm
 BLUE_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")

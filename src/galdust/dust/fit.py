@@ -120,15 +120,11 @@ class FitConfig:
             raise ValueError(f"unknown host model {self.host!r} ({', '.join(HOST_MODELS)})")
 
 
-#: the "gauge" way to fix the dust level (opt-in, ``galdust fit --dust-level gauge``): A may dip
-#: below 0 during the fit so that pixel noise averages out instead of being clipped into positive
-#: dust; a Laplacian penalty smooths the map; after every step a uniform screen is removed so that
-#: the least-attenuated 10 % of the host light (A smoothed by a 2-px Gaussian) is dust-free; no
-#: exponential prior on A, no learned dust prior; after the final clip to A ≥ 0 (the product has
-#: D ≤ 1), F and S are refitted for 200 small steps under the clipped map (``polish_iter``; kept
+#: the "gauge" way to fix the dust level (opt-in, ``galdust fit --dust-level gauge``; see the module
+#: docstring): after every step a uniform screen is removed so that the least-attenuated 10 % of the
+#: host light (A smoothed by a 2-px Gaussian) is dust-free; after the final clip to A ≥ 0 (the product
+#: has D ≤ 1), F and S are refitted for 200 small steps under the clipped map (``polish_iter``; kept
 #: where it lowers χ²), so that the clip does not leave the dust fit worse than the dust-free one.
-#: Measured in docs/eval_dust.md: it removes the default's shrinkage of real dust (isochromatic
-#: hosts) but reads the colour gradients of fiducial hosts (red bulge, blue disk) as dust.
 LEVEL_GAUGE = dict(a_scale=0.0, a_min=-3.0, gauge_q=0.1, gauge_smooth=2.0, smooth=30.0, lr_A=0.1,
                    max_iter=1000, min_iter=1000, use_priors=False, polish_iter=200)
 #: ``--dust-level`` names: 'shrink' is the default :class:`FitConfig`, 'gauge' is :data:`LEVEL_GAUGE`
@@ -267,9 +263,7 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
 
     Jitted with the arrays (model, data, priors' weights) as arguments, so that :func:`fit_galaxy`
     called outside a jit (one galaxy in a notebook, galaxy after galaxy) compiles each loop once per
-    shape and setting: as a bare ``lax.while_loop`` its body closed over the data, and every call
-    compiled it anew (``docs/eval_dust.md``). Inside ``galdust fit``'s jitted
-    batch it is inlined."""
+    shape and setting (``docs/eval_dust.md``); inside ``galdust fit``'s jitted batch it is inlined."""
     fit_dust = dust if fit_dust is None else fit_dust
     bulge = cfg.host == "bulge-disk"
     opt = _optimizer(cfg, max_iter, fit_dust, lr_scale)
@@ -320,10 +314,7 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
         stable = jnp.where(change < cfg.tol, stable + 1, 0)
         return new, s, i + 1, stable, change
 
-    def block(state):
-        # the score networks dominate the cost of an iteration: evaluate them once per block of
-        # ``prior_every`` Adam steps (a block, not a cond on the counter: under vmap a cond would
-        # run both branches)
+    def block(state):  # the priors' scores once per block of ``prior_every`` steps (module docstring)
         pg = prior_grads(state[0])
         return jax.lax.fori_loop(0, cfg.prior_every, lambda _, st: step(st, pg), state)
 

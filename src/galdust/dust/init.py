@@ -25,22 +25,16 @@ __all__ = ["footprint", "red_start", "blue_start", "net_start", "choose_start", 
 STARTS = ("auto", "red", "blue", "amortized")
 
 
-#: whether ``auto`` starts from the amortised network where it serves the bands: off, measured in
-#: docs/amortized_dust.md (session 21: from the network the MAP fit needs more iterations, not fewer, is
-#: no more accurate on dusty hosts and invents 0.016–0.035 mag on dust-free ones against 0.003–0.005)
+#: whether ``auto`` starts from the amortised network where it serves the bands: off (measured in
+#: docs/amortized_dust.md: from the network the MAP fit needs more iterations and is no more accurate)
 AUTO_AMORTIZED = False
 
 
 def choose_start(wave_eff, start: str = "auto", network: bool = False) -> str:
     """The start to use: 'red', 'blue' or 'amortized' as requested; ``auto`` is the red start for every
     band set (the network's start, ``network`` = it serves the bands, only with :data:`AUTO_AMORTIZED`).
-
-    Until session 20 ``auto`` chose the blue start when no band reaches 1 µm (griz, HSC grizy). Measured
-    (``galdust evaluate dust``, seed 1001, peak S/N 50, 64 galaxies per set, griz): on dust-free hosts
-    with realistic colour gradients the blue start invents a median A_V,LW of 0.108 mag (8 % of them
-    ≤ 0.03), the red start 0.003 (75 %); on realistic dusty hosts (f < 0.9) median |ΔA_V| 0.100 blue,
-    0.061 red, map correlation 0.51 and 0.48; real HSC early types get A_V,LW 0.14–0.27 (blue) and
-    0.003–0.043 (red). Tables in docs/eval_dust.md."""
+    Why the red start even without a band at 1 µm (the blue start invents dust on dust-free hosts
+    with colour gradients): docs/eval_dust.md, session-20 section."""
     if start not in STARTS:
         raise ValueError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
     del wave_eff  # every band set starts red (kept for the signature's callers)
@@ -52,9 +46,8 @@ def choose_start(wave_eff, start: str = "auto", network: bool = False) -> str:
 def footprint(Y, ivar, nsig: float = 2.0):
     """Pixels of the galaxy: the inverse-variance-weighted detection image, smoothed by a 2-px
     Gaussian, above ``nsig`` times its noise."""
-    w = ivar
-    det = jnp.sum(Y * w, axis=0)
-    noise = jnp.sqrt(jnp.sum(w, axis=0))
+    det = jnp.sum(Y * ivar, axis=0)
+    noise = jnp.sqrt(jnp.sum(ivar, axis=0))
     snr = det / jnp.maximum(noise, 1e-30)
     k = jnp.asarray(gaussian_psf(2.0, 1)[0])
     sm = convolve_fft(snr, k) / jnp.sqrt(jnp.sum(k**2))

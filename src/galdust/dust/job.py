@@ -19,14 +19,13 @@ import numpy as np
 
 from ..io import InputError, Observation
 from .fit import FitConfig, fit_galaxy
-from .grid import FIT_SIZE, FitGrid, plan_grid
+from .grid import FitGrid, plan_grid
 from .init import choose_start
 from ..sources import detect_neighbours
 from .model import DustModel, host_morphology, make_model
 
-__all__ = ["DustFitter", "DustResult", "Prepared", "prepare", "MAX_SIZE", "AV_COVER"]
+__all__ = ["DustFitter", "DustResult", "Prepared", "prepare", "AV_COVER"]
 
-MAX_SIZE = FIT_SIZE  # the priors' image size: larger inputs are cropped/rebinned (galdust.dust.grid)
 AV_COVER = 0.02  # A_V threshold of the covering fraction (as the simulator's truth)
 
 
@@ -198,6 +197,18 @@ def _resid(Y, ivar, M):
     return np.where(ivar > 0, r, np.nan).astype(np.float32)
 
 
+def _on_input(prep: Prepared, model, model_nd, **fields) -> DustResult:
+    """A :class:`DustResult` with the fit-grid model cubes (with and without dust) mapped to the input
+    grid, their residuals and the mask there; ``fields``: the other products, on the input grid."""
+    g = prep.grid
+    model, model_nd = (g.map_to_input(np.asarray(m, np.float32), outside=0.0, per_pixel_flux=True)
+                       for m in (model, model_nd))
+    mask_in = prep.mask_in | g.mask_to_input(prep.mask)
+    ivar_in = np.where(mask_in[None], 0.0, prep.ivar_in)
+    return DustResult(MODEL=model, MODEL_ND=model_nd, RESID=_resid(prep.Y_in, ivar_in, model),
+                      RESID_ND=_resid(prep.Y_in, ivar_in, model_nd), MASK=mask_in.astype(np.uint8), grid=g, **fields)
+
+
 def _prior_names(host_score, dust_score, use_priors: bool) -> str:
     """Which learned priors a fit used, for the output header (``PRIORS``)."""
     if not use_priors or (host_score is None and dust_score is None):
@@ -220,12 +231,7 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
                    CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), CONVERGE=bool(out["converged"]),
                    START=start, PRIORS=priors, HOSTMOD="single" if p.B is None else "bulge-disk")
     scale = float(g.k * g.k)  # F is per fit pixel: per input pixel it is F / k²
-    S_in = g.map_to_input(S, outside=0.0)
     host_cube = g.map_to_input(np.asarray(out["host_cube"], np.float32), outside=0.0, per_pixel_flux=True)
-    model = g.map_to_input(np.asarray(out["model"], np.float32), outside=0.0, per_pixel_flux=True)
-    model_nd = g.map_to_input(np.asarray(out["model_nd"], np.float32), outside=0.0, per_pixel_flux=True)
-    mask_in = prep.mask_in | g.mask_to_input(prep.mask)
-    ivar_in = np.where(mask_in[None], 0.0, prep.ivar_in)
     bulge, f_bulge = None, None
     if p.B is not None:
         bulge = g.map_to_input(np.asarray(p.B, np.float32), outside=0.0)
@@ -236,10 +242,7 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
         b = np.asarray(p.bulge_shape, float)
         e = min(float(np.hypot(b[4], b[5])), 0.999)
         scalars.update(BRE=float(np.exp(b[2]) * g.k), BN=float(b[3]), BQ=float(np.sqrt((1 - e) / (1 + e))))
-    return DustResult(
-        AV=g.map_to_input(av), D=g.map_to_input(np.asarray(p.D, np.float32)), HOST=S_in,
-        HOST_CUBE=host_cube.astype(np.float32),
-        MODEL=model, MODEL_ND=model_nd,
-        RESID=_resid(prep.Y_in, ivar_in, model), RESID_ND=_resid(prep.Y_in, ivar_in, model_nd),
-        MASK=mask_in.astype(np.uint8), F=F / scale, F_ND=np.exp(np.asarray(pn.log_F, np.float64)) / scale,
-        scalars=scalars, grid=g, BULGE=bulge, F_BULGE=f_bulge)
+    return _on_input(
+        prep, out["model"], out["model_nd"], AV=g.map_to_input(av), D=g.map_to_input(np.asarray(p.D, np.float32)),
+        HOST=g.map_to_input(S, outside=0.0), HOST_CUBE=host_cube.astype(np.float32), F=F / scale,
+        F_ND=np.exp(np.asarray(pn.log_F, np.float64)) / scale, scalars=scalars, BULGE=bulge, F_BULGE=f_bulge)

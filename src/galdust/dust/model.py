@@ -50,8 +50,7 @@ def sersic_image(shape, x0, y0, log_re, n, e1, e2, soften: float = 0.25):
     det = jnp.sqrt(jnp.maximum(1.0 - e1**2 - e2**2, 1e-4))
     r = jnp.sqrt(((1.0 - e1) * xx**2 - 2.0 * e2 * xx * yy + (1.0 + e1) * yy**2) / det + soften**2)
     bn = 2.0 * n - 1.0 / 3.0 + 0.009876 / n
-    r0 = soften
-    prof = jnp.exp(-bn * ((r / jnp.exp(log_re)) ** (1.0 / n) - (r0 / jnp.exp(log_re)) ** (1.0 / n)))
+    prof = jnp.exp(-bn * ((r / jnp.exp(log_re)) ** (1.0 / n) - (soften / jnp.exp(log_re)) ** (1.0 / n)))
     return prof / jnp.maximum(jnp.max(prof), 1e-30)
 
 

@@ -55,8 +55,7 @@ def output_paths(out_dir: str | Path, name: str) -> dict[str, Path]:
 
 
 def summary_dict(res: DustResult, obs: Observation) -> dict:
-    s = dict(res.scalars)
-    d = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in s.items()}
+    d = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in res.scalars.items()}
     d["HOSTF"] = {b: float(f) for b, f in zip(obs.bands, res.F)}
     if res.F_BULGE is not None:
         d["BULGEF"] = {b: float(f) for b, f in zip(obs.bands, res.F_BULGE)}
@@ -104,8 +103,8 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
             h.header["BANDS"] = ",".join(obs.bands)
         hdus.append(h)
     with atomic_path(path, overwrite) as tmp:
-        # every card was made and checked by astropy above; verifying them again on output costs a
-        # quarter of the write (2 ms of 7 per file), which the amortised method's throughput feels
+        # every card was made and checked by astropy above: verifying them again on output would cost
+        # the amortised method's throughput (docs/amortized_dust.md)
         fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="ignore")
     return Path(path)
 
@@ -148,11 +147,9 @@ def plot_fit(path: str | Path, res: DustResult, obs: Observation, *, overwrite: 
         n = np.sum(np.isfinite(r), axis=0)
         return np.sqrt(np.nansum(r**2, axis=0) / np.maximum(n, 1))
 
-    vmax = 3.0
-    im = ax[3].imshow(np.nan_to_num(chi(res.RESID_ND)), origin="lower", cmap="magma", vmin=0, vmax=vmax)
-    ax[3].set_title(f"|resid|/σ dust-free (χ²={res.scalars['CHI2ND']:.2f})")
-    ax[4].imshow(np.nan_to_num(chi(res.RESID)), origin="lower", cmap="magma", vmin=0, vmax=vmax)
-    ax[4].set_title(f"|resid|/σ with dust (χ²={res.scalars['CHI2']:.2f})")
+    for a, r, what, key in ((ax[3], res.RESID_ND, "dust-free", "CHI2ND"), (ax[4], res.RESID, "with dust", "CHI2")):
+        im = a.imshow(np.nan_to_num(chi(r)), origin="lower", cmap="magma", vmin=0, vmax=3.0)
+        a.set_title(f"|resid|/σ {what} (χ²={res.scalars[key]:.2f})")
     fig.colorbar(im, ax=[ax[3], ax[4]], shrink=0.6)
     im = ax[5].imshow(res.AV, origin="lower", cmap="inferno", vmin=0, vmax=max(float(np.percentile(res.AV, 99.5)), 0.1))
     for frac, ls in ((0.5, "-"), (0.84, "--")):
@@ -163,10 +160,8 @@ def plot_fit(path: str | Path, res: DustResult, obs: Observation, *, overwrite: 
     ax[6].imshow(res.MASK, origin="lower", cmap="gray_r", vmin=0, vmax=1)
     ax[6].set_title(f"zero-weighted pixels ({int(res.MASK.sum())})")
     w = np.asarray(obs.wave_eff)
-    obs_f = np.nansum(res.MODEL, axis=(1, 2))
-    host_f = np.nansum(res.HOST_CUBE, axis=(1, 2))
-    ax[7].plot(w, host_f, "o-", color="tab:blue", label="unattenuated host")
-    ax[7].plot(w, obs_f, "s-", color="tab:red", label="attenuated (model)")
+    ax[7].plot(w, np.nansum(res.HOST_CUBE, axis=(1, 2)), "o-", color="tab:blue", label="unattenuated host")
+    ax[7].plot(w, np.nansum(res.MODEL, axis=(1, 2)), "s-", color="tab:red", label="attenuated (model)")
     ax[7].set_xlabel("λ_eff [µm]")
     ax[7].set_ylabel(f"flux [{obs.unit or 'input units'}]")
     ax[7].set_xticks(w)

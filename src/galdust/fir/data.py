@@ -101,10 +101,7 @@ def read_photometry(path: str | Path) -> Photometry:
             if "C" in flag or "A" in flag:
                 continue
             measured[i, j] = f
-            if "N" in flag or not (f > 0):
-                upper[i, j] = True
-                continue
-            if math.isfinite(e) and e > 0 and f < 3 * e:  # below 3σ: a non-detection
+            if "N" in flag or not (f > 0) or (math.isfinite(e) and e > 0 and f < 3 * e):  # non-detection (< 3σ)
                 upper[i, j] = True
                 continue
             flux[i, j], err[i, j] = f, e

@@ -13,12 +13,10 @@ import numpy as np
 
 from .data import TARGETS, UVMIR_BANDS, Photometry
 from .maps import make_maps
-from .mock import make_mock, truth_on_grid
+from .mock import W1, make_mock, truth_on_grid
 
 __all__ = ["template_pool", "galaxy_folds", "global_fold_models", "train_pixel_models", "validate_maps",
            "summarise_pixels"]
-
-W1 = UVMIR_BANDS.index("wise_w1")
 
 
 def template_pool(phot: Photometry, props: dict, min_bands: int = 12) -> np.ndarray:

@@ -161,7 +161,8 @@ def distill(model, phot: Photometry, *, n: int = 400_000, n_val: int = 40_000, w
 
     student = fit(student, lambda s, b, _: jnp.mean(((s.raw(b[0]) - b[1]) / s.y_std) ** 2),
                   adam(lr, steps, final=0.02, weight_decay=1e-5), steps=steps, seed=seed, sample=sample, data=(Xd, Yd),
-                  trainable=eqx.is_array, checkpoint=checkpoint, match={"batch": batch, "lr": lr, "data": digest(Xt, Yt)},
+                  trainable=eqx.is_array, checkpoint=checkpoint, ckpt_every=1000,
+                  match={"batch": batch, "lr": lr, "data": digest(Xt, Yt)},
                   log=log, name="FIR distillation").model
     pv = student.predict(Xv)
     mu_t, sig_t = Yv[:, :k], np.exp(Yv[:, k:])

@@ -151,12 +151,17 @@ def common_grid(images: list[BandImage], pixscale: float | None = None) -> tuple
     ny, nx = ref.data.shape
     c = ref.wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2)
     n = int(np.ceil(max(ny, nx) * ref.pixscale / pixscale))
+    return tan_wcs(c.ra.deg, c.dec.deg, pixscale, n), (n, n)
+
+
+def tan_wcs(ra: float, dec: float, pixscale: float, n: int) -> WCS:
+    """A north-up, east-left TAN grid of n×n pixels of ``pixscale`` arcsec centred on (ra, dec) [deg]."""
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [c.ra.deg, c.dec.deg]
+    w.wcs.crval = [ra, dec]
     w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
     w.wcs.cdelt = [-pixscale / 3600.0, pixscale / 3600.0]
-    return w, (n, n)
+    return w
 
 
 def ellipse_mask(shape, x0: float, y0: float, a: float, q: float, pa_deg: float) -> np.ndarray:

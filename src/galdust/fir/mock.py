@@ -17,7 +17,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from .data import UVMIR_BANDS
-from .maps import FWHM_TO_SIGMA, TYPICAL_FWHM, BandImage
+from .maps import FWHM_TO_SIGMA, TYPICAL_FWHM, BandImage, tan_wcs
 
 __all__ = ["NATIVE_PIXSCALE", "MockGalaxy", "make_mock", "truth_on_grid"]
 
@@ -37,18 +37,8 @@ class MockGalaxy:
     h: float  # scale length [arcsec]
     q: float  # axis ratio
     pa: float  # deg
-    log_sed: dict[str, np.ndarray]  # per template ('A', 'B'): log10(f_b / f_W1) of the bands used
     truth: dict[str, np.ndarray]  # per template: log_sLd, log_sMd, Td
     bands: list[str]
-
-
-def _wcs(ra, dec, pixscale, n):
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
-    w.wcs.cdelt = [-pixscale / 3600.0, pixscale / 3600.0]
-    return w
 
 
 def _radius_and_light(mock: MockGalaxy, wcs: WCS, shape, oversample: int = 1):
@@ -95,13 +85,13 @@ def make_mock(sed_a: np.ndarray, sed_b: np.ndarray, truth_a: dict, truth_b: dict
     idx = [UVMIR_BANDS.index(b) for b in bands]
     la = np.log10(sed_a[idx] / sed_a[W1])
     lb = np.log10(sed_b[idx] / sed_b[W1])
-    mock = MockGalaxy([], ra, dec, h, q, pa, {"A": la, "B": lb}, {"A": truth_a, "B": truth_b}, bands)
+    mock = MockGalaxy([], ra, dec, h, q, pa, {"A": truth_a, "B": truth_b}, bands)
     total_light = 2 * np.pi * h**2 * q  # ∫ exp(-r/h) dA [arcsec²]
     images = []
     for j, b in enumerate(bands):
         ps = NATIVE_PIXSCALE[b]
         n = int(np.ceil(fov / ps))
-        w = _wcs(ra, dec, ps, n)
+        w = tan_wcs(ra, dec, ps, n)
         r, light = _radius_and_light(mock, w, (n, n), oversample=2)
         m = _mix(mock, r)
         f = w1_total * light / total_light * ps**2 * 10.0 ** ((1 - m) * la[j] + m * lb[j])  # Jy per subpixel·4

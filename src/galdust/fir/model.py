@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ml.trees import folds, load_booster, n_threads, out_of_fold
+from ..ml.trees import FitCache, folds, load_booster, n_threads, out_of_fold
 from ..models import shipped_path
 from ..weights import load_folder, save_folder
 from .data import TARGETS, Photometry
@@ -160,27 +160,33 @@ class FIRModel:
         return cls(models, meta["features"], meta, load_fast(directory))
 
 
-def _fit_forest(X, y, seed, w=None):
+def _fit_forest(X, y, seed, w=None, cache=None):
     import xgboost as xgb
 
-    m = xgb.XGBRFRegressor(**RF_PARAMS, random_state=seed, n_jobs=n_threads(), tree_method="hist")
-    m.fit(X, y, sample_weight=w)
-    return m
+    def fit():
+        m = xgb.XGBRFRegressor(**RF_PARAMS, random_state=seed, n_jobs=n_threads(), tree_method="hist")
+        return m.fit(X, y, sample_weight=w)
+
+    return (cache or FitCache())(fit, X, y, np.zeros(0) if w is None else w, seed, RF_PARAMS)
 
 
-def _fit_sigma(X, r, seed, w=None, params=None, rounds=SIGMA_ROUNDS):
+def _fit_sigma(X, r, seed, w=None, params=None, rounds=SIGMA_ROUNDS, cache=None):
     import xgboost as xgb
 
-    d = xgb.DMatrix(X, label=r, weight=w, missing=np.nan)
-    params = dict(params or SIGMA_PARAMS, seed=seed, nthread=n_threads(), base_score=float(np.log(np.std(r) + 1e-12)))
-    return xgb.train(params, d, rounds, obj=_nll_objective)
+    params = dict(params or SIGMA_PARAMS, seed=seed, base_score=float(np.log(np.std(r) + 1e-12)))
+
+    def fit():
+        d = xgb.DMatrix(X, label=r, weight=w, missing=np.nan)
+        return xgb.train(dict(params, nthread=n_threads()), d, rounds, obj=_nll_objective)
+
+    return (cache or FitCache())(fit, X, r, np.zeros(0) if w is None else w, params, rounds)
 
 
-def _oof(views, y, k, seed, w=None, groups=None):
+def _oof(views, y, k, seed, w=None, groups=None, cache=None):
     """Out-of-fold forest predictions (k folds) on the training set, one array per view of the rows
     (``views[0]`` is what the forests learn from; the others, e.g. fewer bands, are only predicted)."""
     p = out_of_fold(folds(len(y), k, seed, groups), k,
-                    lambda tr, f: _fit_forest(views[0][tr], y[tr], seed + f, None if w is None else w[tr]),
+                    lambda tr, f: _fit_forest(views[0][tr], y[tr], seed + f, None if w is None else w[tr], cache),
                     lambda m, te: np.stack([m.predict(v[te]) for v in views], axis=1))
     return list(p.T)
 
@@ -189,7 +195,7 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
                 weights: np.ndarray | None = None, groups: np.ndarray | None = None,
                 features: list[str] | None = None, oof_folds: int = OOF_FOLDS,
                 sigma_params: dict | None = None, sigma_rounds: int = SIGMA_ROUNDS,
-                augment: np.ndarray | None = None) -> FIRModel:
+                augment: np.ndarray | None = None, cache=None) -> FIRModel:
     """Train the forests (all rows), σ models (out-of-fold residuals) and σ calibration.
 
     ``sigma_params`` / ``sigma_rounds`` replace the σ model's xgboost settings (default
@@ -202,7 +208,7 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
 
     Per-pixel training (Dobbels & Baes 2021): ``groups`` = galaxy of each pixel (out-of-fold
     predictions and the calibration folds keep galaxies whole) and ``weights`` = 1/N_pix(galaxy), so
-    that every galaxy counts once.
+    that every galaxy counts once. ``cache``: a :class:`~galdust.ml.trees.FitCache` (a killed run resumes).
     """
     import xgboost as xgb
 
@@ -219,7 +225,7 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
         wt = None if weights is None else np.asarray(weights, float)[ok]
         gt = None if groups is None else np.asarray(groups)[ok]
         views = [Xt] + [a[ok] for a in copies]  # every view of the same rows
-        r = np.concatenate([p - yt for p in _oof(views, yt, oof_folds, seed, wt, gt)])
+        r = np.concatenate([p - yt for p in _oof(views, yt, oof_folds, seed, wt, gt, cache)])
         Xs = np.concatenate(views)
         ws = None if wt is None else np.tile(wt, len(views))
         # calibration factor from σ predicted on held-out rows: cross-fitted over 1/calib_frac folds
@@ -232,13 +238,13 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
             if not held.any() or held.all():  # fewer groups than folds
                 continue
             sig = _fit_sigma(Xs[~held], r[~held], seed + c, None if ws is None else ws[~held], sigma_params,
-                             sigma_rounds)
+                             sigma_rounds, cache)
             s_cal[held] = np.exp(sig.predict(xgb.DMatrix(Xs[held], missing=np.nan)))
         cal = np.isfinite(s_cal)
         cal[len(yt):] = False  # the factor is set on the rows as given; the copies shape σ, not its scale
         scale = float(np.sqrt(np.average((r[cal] / s_cal[cal]) ** 2, weights=None if ws is None else ws[cal])))
-        sig = _fit_sigma(Xs, r, seed, ws, sigma_params, sigma_rounds)  # all rows; keep the held-out factor
-        models[t] = _TargetModel(_fit_forest(Xt, yt, seed, wt), sig, scale)
+        sig = _fit_sigma(Xs, r, seed, ws, sigma_params, sigma_rounds, cache)  # all rows; the held-out factor
+        models[t] = _TargetModel(_fit_forest(Xt, yt, seed, wt, cache), sig, scale)
     return FIRModel(models, features or feature_names(), dict(seed=seed, n_train=int(len(X)), rf_params=RF_PARAMS,
                                                               sigma_params=sigma_params, sigma_rounds=sigma_rounds,
                                                               per_pixel=groups is not None,

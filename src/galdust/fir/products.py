@@ -22,14 +22,12 @@ MAP_KEYS = ("LOG_SLD", "LOG_SMD", "TD")
 _UNITS = {"LOG_SLD": "dex", "LOG_SMD": "dex", "TD": "K"}
 
 
-def write_fir_fits(path: str | Path, fm: FIRMaps, *, overwrite: bool = False, extra_header: dict | None = None) -> Path:
+def write_fir_fits(path: str | Path, fm: FIRMaps, *, overwrite: bool = False) -> Path:
     hdr = fits.Header()
     hdr["BANDS"] = (",".join(fm.bands), "input bands")
     hdr["FWHM"] = (round(fm.fwhm, 3), "common PSF FWHM [arcsec]")
     hdr["PIXSCALE"] = (round(fm.pixscale, 4), "pixel scale [arcsec]")
     hdr["NPRED"] = (int(fm.mask.sum()), "pixels predicted")
-    for k, v in (extra_header or {}).items():
-        hdr[k] = v
     for k, v, c in provenance_cards():
         hdr[k] = (v, c) if len(str(v)) + len(c) < 60 else v
     for i, note in enumerate(fm.notes):

@@ -1,21 +1,6 @@
 """Physics layer: filter curves and attenuation laws (no other galdust imports)."""
 
-from .attenuation import (
-    LAMBDA_REF,
-    LAMBDA_V,
-    R_V,
-    BandAttenuation,
-    attenuation_ratio,
-    av_from_aref,
-    band_coefficients,
-    drude_bump,
-    k_calzetti,
-    k_modified,
-)
-from .filters import Filter, UnknownBandError, filter_names, get_filter, is_known
+from .attenuation import k_calzetti
+from .filters import filter_names
 
-__all__ = [
-    "LAMBDA_REF", "LAMBDA_V", "R_V", "BandAttenuation", "attenuation_ratio", "av_from_aref",
-    "band_coefficients", "drude_bump", "k_calzetti", "k_modified", "Filter", "UnknownBandError",
-    "filter_names", "get_filter", "is_known",
-]
+__all__ = ["k_calzetti", "filter_names"]  # the rest: import from galdust.physics.attenuation / .filters

@@ -139,7 +139,6 @@ class BandAttenuation(eqx.Module):
         mode: str = "integrated",
         bump: bool = False,
         wave_eff: Sequence[float | None] | None = None,
-        f_lambda=None,
     ):
         if mode not in ("integrated", "effective"):
             raise ValueError(f"mode must be 'integrated' or 'effective', not {mode!r}")
@@ -155,7 +154,7 @@ class BandAttenuation(eqx.Module):
             else:
                 f = get_filter(b)
                 waves.append(np.asarray(f.wave))
-                weights.append(f.weights(None if f_lambda is None else f_lambda(f.wave)))
+                weights.append(f.weights())
         # stack on a common grid length; single-point bands are padded with zero weight
         n = max(len(w) for w in waves)
         W = np.zeros((len(waves), n))

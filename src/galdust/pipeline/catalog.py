@@ -17,7 +17,6 @@ How
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,8 +116,5 @@ def consolidate(out: str | Path, sch: pa.Schema) -> pa.Table:
         with atomic_path(out / CATALOG, overwrite=True) as tmp:
             pq.write_table(table, tmp)
         for p in parts:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+            p.unlink(missing_ok=True)
     return table

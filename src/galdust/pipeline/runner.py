@@ -72,11 +72,16 @@ def discover(patterns: Sequence[str] = (), catalog: str | Path | None = None) ->
             name = str(r["name"]) if "name" in t.colnames else input_name(p)
             items.append((name, str(p)))
     for pat in patterns:
-        found = sorted(glob.glob(os.path.expanduser(pat), recursive=True))
-        if not found:
-            raise InputError(f"{pat}: no input matches")
-        items += [(input_name(p), p) for p in found if not os.path.isdir(p)]
+        items += [(input_name(p), p) for p in glob_inputs(pat) if not os.path.isdir(p)]
     return unique_items(items)
+
+
+def glob_inputs(pattern: str) -> list[str]:
+    """The paths matching ``pattern`` (``~`` expanded, ``**`` recursive), sorted; an InputError if none."""
+    found = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+    if not found:
+        raise InputError(f"{pattern}: no input matches")
+    return found
 
 
 def unique_items(items: list[tuple]) -> list[tuple]:
@@ -149,6 +154,7 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
         max_in_flight: int | None = None, consolidate_every: float = 30.0,
         progress: Callable[[int, int, int], None] | None = None) -> RunSummary:
     """Process every input of ``items`` that has no row in ``out`` yet; see the module docstring.
+    ``client``: a Dask client, or a function returning one, called only if some input is left to run.
 
     ``progress(done, errors, todo)`` is called after each batch (counts of this run).
     """
@@ -169,9 +175,12 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
     earlier_errors = sum(st == "error" for n, st in status.items() if n in names) if not retry_errors else 0
     bs = max(1, int(getattr(task, "batch_size", 1)))
     pending: deque = deque(list(todo[i : i + bs]) for i in range(0, len(todo), bs))
-    max_in_flight = max_in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    if todo:
+        if not hasattr(client, "submit"):  # a function that connects: called only when there is work
+            client = client()
+        max_in_flight = max_in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
     inflight: dict = {}
-    ac = as_completed()
+    ac = as_completed() if todo else []  # (as_completed needs a client)
     ok = err = 0
     last = time.perf_counter()
 
@@ -265,9 +274,8 @@ def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2, pi
     from distributed import LocalCluster
 
     n = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes XLA's allocate/free cycles page-fault: the fit
-    # ran 1.55x slower with it (measured, bench/bench_run.py); unset it, and set the thread caps before
-    # the worker interpreters start.
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes XLA's allocate/free cycles page-fault (README,
+    # bench/bench_run.py); unset it, and set the thread caps before the worker interpreters start.
     cfg = {"distributed.scheduler.allowed-failures": allowed_failures,
            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     cfg.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in SINGLE_THREAD_ENV.items()})

@@ -4,7 +4,6 @@ A task is a small frozen dataclass (shipped to the workers by pickling its optio
 models) with
 
 * ``fields``: the summary columns it adds to the catalogue (name, arrow type);
-* ``outputs(out, name)``: the files one object produces (the ones a single-object command writes);
 * ``discover(patterns, catalog)``: the work items ``(name, input)`` or ``(name, input, params)`` from
   ``--inputs`` globs and/or a ``--catalog`` table (``input`` is what the catalogue's ``input`` column
   records; ``params`` a small dict of per-object options such as a distance or the fluxes of a row);
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-__all__ = ["FitTask", "FirMapTask", "PosteriorTask", "TASKS", "get_task"]
+__all__ = ["FitTask", "FirMapTask", "PosteriorTask", "TASKS"]
 
 
 def _one_line(e: BaseException) -> str:
@@ -77,12 +76,6 @@ class FitTask:
 
         return discover(patterns, catalog)
 
-    def outputs(self, out: Path, name: str) -> list[Path]:
-        from ..dust.products import output_paths
-
-        p = output_paths(out, name)
-        return [p["fits"], p["json"]] + ([p["png"]] if self.plot else [])
-
     def run_batch(self, items: list[tuple[str, str]], out: Path) -> list[dict]:
         from ..dust.products import output_paths, plot_fit, write_dust_fits, write_json
         from ..io import read_observation
@@ -121,21 +114,9 @@ class FitTask:
         return [dict(rows[k], name=it[0], input=it[1], runtime_s=dt) for k, it in enumerate(items)]
 
 
-def get_task(name: str, **options):
-    try:
-        cls = TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r} (one of: {', '.join(TASKS)})") from None
-    return cls(**options)
-
-
 # ----------------------------------------------------------------------------- fir-map
 
 IMAGE_SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts")
-
-
-def _split_list(text: str) -> list[str]:
-    return [x.strip() for x in str(text).replace(";", ",").split(",") if x.strip()]
 
 
 @functools.lru_cache(maxsize=2)
@@ -185,15 +166,10 @@ class FirMapTask:
     def options(self) -> dict:
         return dict(model=self.model, detect=self.detect, plot=self.plot, exact=self.exact)
 
-    def outputs(self, out: Path, name: str) -> list[Path]:
-        return [out / f"{name}.fir.fits"] + ([out / f"{name}.fir.png"] if self.plot else [])
-
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
-        import glob
         import math
-        import os
 
-        from ..io import InputError
+        from ..io import InputError, _split_list
 
         items: list[tuple] = []
         if catalog is not None:
@@ -206,7 +182,8 @@ class FirMapTask:
                 raise InputError(f"{catalog}: no 'images' (band files) or 'path' (folder) column "
                                  f"(columns: {', '.join(t.colnames)})")
             for i, r in enumerate(t):
-                files = [Path(x) if Path(x).is_absolute() else catalog.parent / x for x in _split_list(r[col])]
+                files = [Path(x) if Path(x).is_absolute() else catalog.parent / x
+                         for x in _split_list(str(r[col]).replace(";", ","))]
                 inp = ";".join(str(f) for f in files) if col == "images" else str(files[0]) if files else ""
                 if col == "images" and len(files) == 1:
                     inp += ";"  # a one-file list, not a folder
@@ -220,12 +197,10 @@ class FirMapTask:
                     except (TypeError, ValueError):
                         pass
                 items.append((name, inp, params))
+        from .runner import glob_inputs, unique_items
+
         for pat in patterns:
-            found = sorted(glob.glob(os.path.expanduser(pat), recursive=True))
-            if not found:
-                raise InputError(f"{pat}: no input matches")
-            items += [(Path(p.rstrip("/")).name, p.rstrip("/"), {}) for p in found]
-        from .runner import unique_items
+            items += [(Path(p.rstrip("/")).name, p.rstrip("/"), {}) for p in glob_inputs(pat)]
 
         return unique_items(items)
 
@@ -364,25 +339,18 @@ class PosteriorTask:
         return dict(model=self.model_path, samples=self.samples, steps=self.steps, seed=self.seed,
                     save_samples=self.save_samples, redshift_column=self.redshift_column)
 
-    def outputs(self, out: Path, name: str) -> list[Path]:
-        return [out / f"{name}.samples.fits"] if self.save_samples else []
-
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
-        import glob
         import json
-        import os
 
         import numpy as np
 
         from ..io import InputError
         from ..posterior.data import read_catalog
+        from .runner import glob_inputs, unique_items
 
         tables = [Path(catalog)] if catalog is not None else []
         for pat in patterns:
-            found = sorted(glob.glob(os.path.expanduser(pat), recursive=True))
-            if not found:
-                raise InputError(f"{pat}: no input matches")
-            tables += [Path(p) for p in found]
+            tables += [Path(p) for p in glob_inputs(pat)]
         side = json.loads(Path(self.cfm_path).with_suffix(".json").read_text())
         if side.get("kind") == "cfm-image":
             raise InputError(f"{self.model_path}: an image model; galdust run posterior takes photometric models "
@@ -415,8 +383,6 @@ class PosteriorTask:
                 if zfeat is not None:
                     params["zfeat"] = [float(x) for x in zfeat[i]]
                 items.append((prefix + n, f"{t}#{i}", params))
-        from .runner import unique_items
-
         return unique_items(items)
 
     def run_batch(self, items: list[tuple], out: Path) -> list[dict]:

@@ -60,11 +60,9 @@ def resolve_model(model: str | Path | None, catalog: str | Path | None = None, k
     default for ``catalog``, see the module docstring; with ``known_z`` the model conditioned on z)."""
     from .redshift import is_redshift_model, redshift_cfm_path
 
-    if model is None and known_z:
-        label = DEFAULT_KNOWN_Z
-        path = NAMED_POSTERIORS[label]
-    elif model is None:
-        label = DEFAULT_SDSS if catalog is not None and is_sdss_table(catalog) else DEFAULT_OTHER
+    if model is None:
+        sdss = not known_z and catalog is not None and is_sdss_table(catalog)
+        label = DEFAULT_KNOWN_Z if known_z else DEFAULT_SDSS if sdss else DEFAULT_OTHER
         path = NAMED_POSTERIORS[label]
     else:
         label = str(model)
@@ -121,11 +119,12 @@ def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int =
     from .model import sample_given
 
     keys = object_keys(seed, names)
-    if at_z is not None and zmodel is not None:
+    flux = np.asarray(flux, float)
+    if zmodel is not None:
         from .redshift import cfm_features
 
-        flux = np.asarray(flux, float)
         zq = zmodel.predict(np.c_[np.asarray(zfeat, float), cfm_features(model, flux)])
+    if at_z is not None and zmodel is not None:
         zs = z_draws(zq, keys, samples)
         s = sample_given(at_z, flux, zs, keys, steps, batch)
         pct = np.percentile(s, [16.0, 50.0, 84.0], axis=1).transpose(1, 2, 0)
@@ -133,12 +132,9 @@ def summarise_rows(model, flux: np.ndarray, names: Sequence[str], *, seed: int =
         if keep_samples:
             s = np.concatenate([s, zs.astype(np.float32)], axis=2)
         return (pct, (s if keep_samples else None)) + (({},) if columns else ())
-    pct, smp, extra = model.summarise(np.asarray(flux, float), keys, n_samples=samples, n_steps=steps, images=images,
+    pct, smp, extra = model.summarise(flux, keys, n_samples=samples, n_steps=steps, images=images,
                                       given=given, keep_samples=keep_samples, batch=batch)
     if zmodel is not None:
-        from .redshift import cfm_features
-
-        zq = zmodel.predict(np.c_[np.asarray(zfeat, float), cfm_features(model, np.asarray(flux, float))])
         pct[:, list(model.props).index("z"), :] = zq
     return (pct, smp, extra) if columns else (pct, smp)
 

@@ -18,7 +18,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 
 __all__ = ["VelocityMLP", "cfm_loss", "train_cfm", "sample", "log_prob", "SIGMA_PATH"]
 
@@ -127,9 +126,3 @@ def log_prob(velocity, theta1, cond, n_steps: int = 100):
     th0, int_div = _rk4(f, (theta1, jnp.zeros(())), 1.0, 0.0, n_steps)
     # integrating from 1 to 0 accumulates −∫₀¹ div v into int_div
     return -0.5 * jnp.sum(th0**2) - 0.5 * d * math.log(2 * math.pi) + int_div
-
-
-def standardiser(x: np.ndarray):
-    """(mean, std) per column, std ≥ 1e-6."""
-    x = np.asarray(x, np.float64)
-    return x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)

@@ -58,10 +58,9 @@ def read_catalog(path: str | Path, bands=SDSS_BANDS) -> Catalog:
             raise InputError(f"{path}: an SDSS table has ugriz; the model wants {', '.join(bands)}")
         ext = np.asarray(t["EXTINCTION"], float) if "EXTINCTION" in t.colnames else np.zeros_like(f)
         corr = 10 ** (0.4 * ext)
+        ivar = np.asarray(t["MODELFLUX_IVAR"], float) if "MODELFLUX_IVAR" in t.colnames else np.zeros_like(f)
         with np.errstate(divide="ignore", invalid="ignore"):
-            err = np.where(np.asarray(t["MODELFLUX_IVAR"], float) > 0,
-                           1 / np.sqrt(np.asarray(t["MODELFLUX_IVAR"], float)), np.nan) if "MODELFLUX_IVAR" in t.colnames \
-                else np.full_like(f, np.nan)
+            err = np.where(ivar > 0, 1 / np.sqrt(ivar), np.nan)
         flux, flux_err = f * corr, err * corr
         names = [str(x) for x in (t["OBJID"] if "OBJID" in t.colnames else range(n))]
         if "Z" in t.colnames:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import InputError
-from ..ml.trees import folds, load_booster, n_threads, out_of_fold
+from ..ml.trees import FitCache, folds, load_booster, n_threads, out_of_fold
 from ..weights import load_folder, read_sidecar, save_folder
 
 __all__ = ["FEATURES", "QUANTILES", "RedshiftModel", "sdss_table_features", "cfm_features", "train_redshift",
@@ -76,10 +76,7 @@ def sdss_table_features(path: str | Path):
         raise InputError(f"{path}: MODELFLUX must be (n, 5) ugriz, got {f.shape}")
     corr = 10 ** (0.4 * np.asarray(t["EXTINCTION"], float)) if "EXTINCTION" in t.colnames else np.ones_like(f)
     m = _lupt(f * corr)
-    if "PETROFLUX" in t.colnames:
-        pm = _lupt(np.asarray(t["PETROFLUX"], float) * corr) - m
-    else:
-        pm = np.full_like(m, np.nan)
+    pm = _lupt(np.asarray(t["PETROFLUX"], float) * corr) - m if "PETROFLUX" in t.colnames else np.full_like(m, np.nan)
 
     def nir(name):
         if name not in t.colnames:
@@ -96,6 +93,7 @@ def sdss_table_features(path: str | Path):
 def cfm_features(cfm, flux, key=None) -> np.ndarray:
     """The CFM posterior summary features (n, len(CFM_FEATURES)) of ugriz fluxes (n, 5) [nmgy], with
     the same noise draws for every row."""
+    import jax.numpy as jnp
     import jax.random as jr
 
     from .model import percentiles
@@ -103,8 +101,6 @@ def cfm_features(cfm, flux, key=None) -> np.ndarray:
     key = jr.PRNGKey(0) if key is None else key
     if tuple(cfm.props) != CFM_PROPS:
         raise ValueError(f"the redshift model reads a CFM of {', '.join(CFM_PROPS)}; this one infers {cfm.props}")
-    import jax.numpy as jnp
-
     keys = jnp.tile(jnp.asarray(key)[None], (len(flux), 1))  # the same key for every row
     pct, _ = percentiles(cfm, flux, keys, CFM_SAMPLES, CFM_STEPS)
     return pct.reshape(len(flux), -1)  # (prop, quantile), as CFM_FEATURES
@@ -120,21 +116,23 @@ def zstats(z_true, z_pred, lo=None, hi=None) -> dict:
     return out
 
 
-def _fit(X, y, seed, params=None):
+def _fit(X, y, seed, params=None, cache=None):
     import xgboost as xgb
 
-    m = xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(QUANTILES), n_jobs=n_threads(),
-                         random_state=seed, **(params or PARAMS))
-    m.fit(X, y)
-    return m
+    def fit():
+        m = xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(QUANTILES), n_jobs=n_threads(),
+                             random_state=seed, **(params or PARAMS))
+        return m.fit(X, y)
+
+    return (cache or FitCache())(fit, X, y, seed, params or PARAMS, QUANTILES)
 
 
 def _widen(q, s):
     return np.c_[q[:, 1] - s * (q[:, 1] - q[:, 0]), q[:, 1], q[:, 1] + s * (q[:, 2] - q[:, 1])]
 
 
-def _oof(X, y, seed, k, params=None):
-    return out_of_fold(folds(len(y), k, seed), k, lambda tr, f: _fit(X[tr], y[tr], seed, params),
+def _oof(X, y, seed, k, params=None, cache=None):
+    return out_of_fold(folds(len(y), k, seed), k, lambda tr, f: _fit(X[tr], y[tr], seed, params, cache),
                        lambda m, te: np.sort(m.predict(X[te]), axis=1))
 
 
@@ -145,16 +143,17 @@ def _scale(q, y) -> float:
     return float(grid[np.argmin(np.abs(np.asarray(cov) - 0.68))])
 
 
-def cross_validate_redshift(X, y, seed: int = 0, k: int = 5, params=None) -> tuple[np.ndarray, dict]:
+def cross_validate_redshift(X, y, seed: int = 0, k: int = 5, params=None, cache=None) -> tuple[np.ndarray, dict]:
     """k-fold out-of-fold quantiles (n, 3), each fold's interval widened by a factor that nested CV on
-    that fold's training galaxies sets; and their :func:`zstats` with the factors."""
+    that fold's training galaxies sets; and their :func:`zstats` with the factors. ``cache``: a
+    :class:`~galdust.ml.trees.FitCache` (a killed run resumes)."""
     fold = folds(len(y), k, seed)
     q, scales = np.empty((len(y), 3)), []
     for f in range(k):
         tr, te = fold != f, fold == f
-        s = _scale(_oof(X[tr], y[tr], seed + 1, k, params), y[tr])
+        s = _scale(_oof(X[tr], y[tr], seed + 1, k, params, cache), y[tr])
         scales.append(s)
-        q[te] = _widen(np.sort(_fit(X[tr], y[tr], seed, params).predict(X[te]), axis=1), s)
+        q[te] = _widen(np.sort(_fit(X[tr], y[tr], seed, params, cache).predict(X[te]), axis=1), s)
     return q, dict(zstats(y, q[:, 1], q[:, 0], q[:, 2]), k=k, seed=seed, scales=scales)
 
 
@@ -219,14 +218,15 @@ def _cfm_path(meta: dict, shipped_dir: str | Path) -> Path:
     return other
 
 
-def train_redshift(X, y, *, seed: int = 0, k: int = 5, source: str = "", params=None) -> RedshiftModel:
+def train_redshift(X, y, *, seed: int = 0, k: int = 5, source: str = "", params=None, cache=None) -> RedshiftModel:
     """Fit on all rows; the calibration factor from k-fold out-of-fold quantiles; the sidecar carries
-    the nested-CV metrics (:func:`cross_validate_redshift`)."""
+    the nested-CV metrics (:func:`cross_validate_redshift`). ``cache``: a
+    :class:`~galdust.ml.trees.FitCache` (a killed run resumes)."""
     ok = np.isfinite(y)
     X, y = np.asarray(X, np.float32)[ok], np.asarray(y, float)[ok]
-    _, cv = cross_validate_redshift(X, y, seed, k, params)
-    scale = _scale(_oof(X, y, seed + 1, k, params), y)
-    m = _fit(X, y, seed, params)
+    _, cv = cross_validate_redshift(X, y, seed, k, params, cache)
+    scale = _scale(_oof(X, y, seed + 1, k, params, cache), y)
+    m = _fit(X, y, seed, params, cache)
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes() + y.tobytes()).hexdigest()[:16]
     meta = dict(n_train=int(len(y)), seed=seed, params=params or PARAMS, data=source, data_digest=digest, cv=cv)
     return RedshiftModel(m.get_booster(), scale, list(FEATURES), meta)

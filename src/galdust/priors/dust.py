@@ -72,5 +72,3 @@ def dust_prior(sigma: float = 0.02, weights: str | Path | None = None) -> DustPr
     """The shipped (or given) conditional dust prior at noise level ``sigma`` (D units)."""
     net, meta = load(weights or DEFAULT_WEIGHTS, lambda m: unet_from_config(m["config"]))
     return DustPrior(net, float(sigma), float(meta["config"].get("sigma_data", 0.25)))
-
-

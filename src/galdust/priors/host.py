@@ -70,8 +70,8 @@ def _batched(fn, x, n_core: int):
 @eqx.filter_jit
 def _apply(fn, x, n_core: int):
     """``fn`` (a prior's bound method) on one example or vmapped over leading axes, compiled once per
-    shape: called outside a jit (a notebook, a test) the network is not dispatched op by op (the dust
-    prior's API test: 20.5 -> 7.9 s); inside a jit (the fit) it is inlined."""
+    shape: called outside a jit (a notebook, a test) the network is not dispatched op by op
+    (``docs/eval_dust.md``); inside a jit (the fit) it is inlined."""
     return fn(x) if x.ndim == n_core else _batched(fn, x, n_core)
 
 

@@ -35,10 +35,7 @@ def dsm_loss(eps_model: Callable, x, cond, key, sigma_min: float, sigma_max: flo
         sigmas = sample_sigmas(k1, b, sigma_min, sigma_max)
     eps = jax.random.normal(k2, x.shape, x.dtype)
     xt = x + sigmas.reshape((b,) + (1,) * (x.ndim - 1)) * eps
-    if cond is None:
-        pred = jax.vmap(lambda a, s: eps_model(a, None, s))(xt, sigmas)
-    else:
-        pred = jax.vmap(eps_model)(xt, cond, sigmas)
+    pred = jax.vmap(eps_model)(xt, cond, sigmas)  # a None cond (no leaves) reaches eps_model as None
     return jnp.mean((pred + eps) ** 2)
 
 

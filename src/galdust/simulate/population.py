@@ -85,6 +85,14 @@ def _classifier(seed: int, depth: int, n: int, min_child_weight: float):
                              n_jobs=n_threads(), random_state=seed, tree_method="hist")
 
 
+def _fit_classifier(cache, seed: int, depth: int, n: int, min_child_weight: float, X, y, w):
+    """:func:`_classifier` fitted to (X, y, w), or read back from ``cache`` (a FitCache) after a kill."""
+    from ..ml.trees import FitCache
+
+    return (cache or FitCache())(lambda: _classifier(seed, depth, n, min_child_weight).fit(X, y, sample_weight=w),
+                                 X, y, w, seed, depth, n, min_child_weight)
+
+
 def _odds(p, clip):
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.clip(p / (1 - p), 1.0 / clip, clip)
@@ -204,12 +212,13 @@ def fit_zeropoints(colours_sim, w_sim, colours_real, start, *, seed: int = 0, n:
 
 def calibrate(theta: np.ndarray, flux_model: np.ndarray, noise: Callable, z: np.ndarray, real_obs: np.ndarray, *,
               rounds: int = 3, iterations: int = 3, clip: float = 20.0, seed: int = 0, zeropoints: bool = True,
-              log: Callable[[str], None] = print) -> tuple[Population, list[dict]]:
+              log: Callable[[str], None] = print, cache=None) -> tuple[Population, list[dict]]:
     """Fit ν(θ) (and the zero-points) so that the simulation matches ``real_obs`` (:func:`observed_features`).
 
     ``theta`` (n, len(THETA_NAMES)) and ``flux_model`` (n, 5) ugriz noiseless [nmgy] of a broad
     simulation; ``noise(flux) -> (noisy, err)`` its noise model (fixed draws); ``z`` its redshifts.
-    ``rounds`` alternations of zero-point fit and ``iterations`` OmniFold updates each.
+    ``rounds`` alternations of zero-point fit and ``iterations`` OmniFold updates each. ``cache``: a
+    :class:`~galdust.ml.trees.FitCache` (a killed run resumes).
     Returns the population and a history (per round: zero-points, the in-sample C2ST AUC, ESS); the
     last round's observables and selection are in ``pop.meta['_last']`` (not saved) for held-out tests.
     """
@@ -229,14 +238,14 @@ def calibrate(theta: np.ndarray, flux_model: np.ndarray, noise: Callable, z: np.
             Xo = np.r_[X[sel], real_obs]
             yo = np.r_[np.zeros(sel.sum()), np.ones(len(real_obs))]
             wo = np.r_[nu[sel] / nu[sel].sum() * len(real_obs), np.ones(len(real_obs))]
-            c1 = _classifier(seed + 10 * rnd + it, 3, 200, 20.0).fit(Xo, yo, sample_weight=wo)
+            c1 = _fit_classifier(cache, seed + 10 * rnd + it, 3, 200, 20.0, Xo, yo, wo)
             # the selected galaxies' total weight is kept (the real catalogue says nothing about how
             # many galaxies the selection misses); unselected ones keep theirs
             odds = _odds(c1.predict_proba(X[sel])[:, 1], clip)
             w = nu.copy()
             w[sel] = nu[sel] * odds * nu[sel].sum() / (nu[sel] * odds).sum()
-            c2 = _classifier(seed + 100 + 10 * rnd + it, 5, 300, 50.0).fit(
-                np.r_[theta, theta], np.r_[np.ones(n), np.zeros(n)], sample_weight=np.r_[w, nu] * (2 * n / (w.sum() + nu.sum())))
+            c2 = _fit_classifier(cache, seed + 100 + 10 * rnd + it, 5, 300, 50.0, np.r_[theta, theta],
+                                 np.r_[np.ones(n), np.zeros(n)], np.r_[w, nu] * (2 * n / (w.sum() + nu.sum())))
             nu = nu * _odds(c2.predict_proba(theta)[:, 1], clip)
             nu /= nu[sel].mean()
             boosters.append(c2.get_booster())

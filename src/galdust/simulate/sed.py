@@ -205,6 +205,4 @@ def simulate_photometry(key, n: int, cfg: SEDConfig = SEDConfig(), grid: S.SPSGr
     return out
 
 
-@eqx.filter_jit
-def _batched_truths(grid, fs, params):
-    return sed_truths(grid, fs, params)
+_batched_truths = eqx.filter_jit(sed_truths)

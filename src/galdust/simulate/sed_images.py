@@ -146,13 +146,8 @@ def simulate_images(key, n: int, cfg: ImageConfig = ImageConfig(), grid: S.SPSGr
         sky = jnp.asarray([SKY_PIX[b] for b in cfg.image_bands])
         imgs = imgs + sky[:, None, None] * jax.random.normal(jax.random.fold_in(ki, i), imgs.shape)
         outs.append(jax.tree.map(lambda a, m=m: np.asarray(a[:m]), (imgs.astype(jnp.float32), flux, truths, extra)))
-    imgs = np.concatenate([o[0] for o in outs])
-    flux = np.concatenate([o[1] for o in outs])
+    imgs, flux, truths, extra = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
     noisy, sig = add_noise(kn, jnp.asarray(flux), cfg.sed.bands, cfg.sed)
-    out = dict(images=imgs, image_sigma=np.array([SKY_PIX[b] for b in cfg.image_bands], np.float32),
-               flux=np.asarray(noisy), flux_err=np.asarray(sig), flux_true=flux)
-    for k in TRUTHS:
-        out[k] = np.concatenate([o[2][k] for o in outs])
-    for k in ("bt", "incl_deg", "av_disk"):
-        out[k] = np.concatenate([o[3][k] for o in outs])
-    return out
+    return dict(images=imgs, image_sigma=np.array([SKY_PIX[b] for b in cfg.image_bands], np.float32),
+                flux=np.asarray(noisy), flux_err=np.asarray(sig), flux_true=flux,
+                **{k: truths[k] for k in TRUTHS}, **{k: extra[k] for k in ("bt", "incl_deg", "av_disk")})

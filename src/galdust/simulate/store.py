@@ -5,7 +5,6 @@ This is the I/O edge of the simulator (the simulator itself only returns arrays)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from ..io import OutputExistsError, atomic_path, provenance_cards, write_cube
 from ..physics.filters import get_filter
 from .dusty_images import SimConfig, params_table
 
-__all__ = ["write_galaxies", "write_bulk", "read_bulk", "truth_table"]
+__all__ = ["write_galaxies", "write_bulk", "truth_table"]
 
 
 def truth_table(sim: dict, cfg: SimConfig, names: list[str]) -> dict[str, np.ndarray]:
@@ -44,7 +43,7 @@ def _write_table(cols: dict[str, np.ndarray], out: Path, overwrite: bool) -> Non
 
 
 def write_galaxies(sim: dict, cfg: SimConfig, out: str | Path, *, overwrite: bool = False, prefix: str = "gal",
-                   psf: np.ndarray | None = None, progress: Callable[[int], None] | None = None) -> list[Path]:
+                   psf: np.ndarray | None = None) -> list[Path]:
     """One cube FITS per galaxy (input format (a) of :mod:`galdust.io`) with truth HDUs, and truth tables.
 
     HDUs: primary = observed cube (header BANDS, WAVEEFF, truth scalars ``T_*``), ``IVAR``, ``PSF``
@@ -102,8 +101,6 @@ def write_galaxies(sim: dict, cfg: SimConfig, out: str | Path, *, overwrite: boo
             },
             overwrite=overwrite,
         )
-        if progress is not None:
-            progress(i + 1)
     _write_table(truth_table(sim, cfg, names), out, overwrite)
     return paths
 
@@ -144,11 +141,5 @@ def write_bulk(sim: dict, cfg: SimConfig, path: str | Path, *, seed: int, overwr
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     return path
-
-
-def read_bulk(path: str | Path) -> dict[str, np.ndarray]:
-    """Load a bulk store written by :func:`write_bulk` into memory."""
-    with np.load(path, allow_pickle=False) as d:
-        return {k: d[k] for k in d.files}
 
 
