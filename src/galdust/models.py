@@ -8,7 +8,6 @@ shipped file by name; :func:`describe` reads a sidecar's headline metrics for ``
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +119,9 @@ def describe(name: str) -> dict:
     files = [f for f in p.rglob("*") if f.is_file()] if p.is_dir() else [p]
     side = {}
     if m.sidecar:
-        side = json.loads((DATA_DIR / m.sidecar).read_text())
+        from .weights import read_sidecar
+
+        side = read_sidecar(DATA_DIR / m.sidecar)
     metrics = {label: _get(side, key) for label, key in m.metrics}
     return dict(name=name, kind=m.kind, what=m.what, bytes=sum(f.stat().st_size for f in files), metrics=metrics,
                 commit=side.get("commit"))

@@ -322,13 +322,11 @@ class PosteriorTask:
 
     @property
     def props(self) -> list[str]:
-        import json
+        from ..weights import read_sidecar
 
         if self.at_z_path is not None:
-            side = Path(self.at_z_path).with_suffix(".json")
-            return list(json.loads(side.read_text())["config"]["props"]) + ["z"]
-        side = Path(self.cfm_path).with_suffix(".json")
-        props = list(json.loads(side.read_text())["config"]["props"])
+            return list(read_sidecar(self.at_z_path)["config"]["props"]) + ["z"]
+        props = list(read_sidecar(self.cfm_path)["config"]["props"])
         return props + ["z"] if self.redshift_column is not None else props
 
     @property
@@ -340,8 +338,6 @@ class PosteriorTask:
                     save_samples=self.save_samples, redshift_column=self.redshift_column)
 
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
-        import json
-
         import numpy as np
 
         from ..io import InputError
@@ -351,8 +347,10 @@ class PosteriorTask:
         tables = [Path(catalog)] if catalog is not None else []
         for pat in patterns:
             tables += [Path(p) for p in glob_inputs(pat)]
-        side = json.loads(Path(self.cfm_path).with_suffix(".json").read_text())
-        if side.get("kind") == "cfm-image":
+        from ..weights import read_sidecar
+
+        side = read_sidecar(self.cfm_path)
+        if side.get("kind") in ("cfm-image", "vae-nf"):
             raise InputError(f"{self.model_path}: an image model; galdust run posterior takes photometric models "
                              f"(use galdust posterior sample --images)")
         bands = tuple(side["config"]["bands"])
