@@ -166,7 +166,7 @@ def save_image_model(path: str | Path, model: ImagePosteriorModel, sidecar: dict
                image_bands=list(model.image_bands), image_sigma=list(model.image_sigma), bin=model.bin,
                channels=[c.out_channels for c in model.encoder.convs], width=model.velocity.net.width_size,
                depth=model.velocity.net.depth)
-    return save(path, model, dict(sidecar, kind="cfm-image", config=cfg))
+    return save(path, model, dict(sidecar, kind=ImagePosteriorModel.KIND, config=cfg))
 
 
 def _skeleton(meta):

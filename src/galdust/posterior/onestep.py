@@ -122,7 +122,7 @@ def save_onestep(path: str | Path, model: OneStepPosterior, sidecar: dict) -> Pa
                width=model.net.width_size, depth=model.net.depth)
     if model.given:
         cfg["given"] = list(model.given)
-    return save(path, model, dict(sidecar, kind="cfm-onestep", config=cfg))
+    return save(path, model, dict(sidecar, kind=OneStepPosterior.KIND, config=cfg))
 
 
 def _skeleton(meta):

@@ -365,7 +365,7 @@ def summarise(model: VAENFModel, flux, images, key, n_samples: int = 1000, batch
 def save_vaenf(path: str | Path, model: VAENFModel, sidecar: dict) -> Path:
     from ..weights import save
 
-    return save(path, model, dict(sidecar, kind="vae-nf"))
+    return save(path, model, dict(sidecar, kind=VAENFModel.KIND))
 
 
 def _skeleton(meta):
