@@ -22,7 +22,8 @@ import equinox as eqx
 from . import __version__
 from .io import atomic_dir, atomic_path
 
-__all__ = ["save", "load", "save_folder", "load_folder", "read_sidecar", "git_commit", "sha256", "WeightsError"]
+__all__ = ["save", "load", "save_folder", "load_folder", "read_sidecar", "git_commit", "sha256", "digest",
+           "WeightsError"]
 
 
 class WeightsError(RuntimeError):
@@ -35,6 +36,21 @@ def sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def digest(*values) -> str:
+    """A short SHA-256 of arrays (shape, dtype, bytes) and JSON-able settings: the key of a training's
+    checkpoint (the same data and settings, or start again) and of a tree fit kept to resume."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for v in values:
+        if hasattr(v, "shape") and hasattr(v, "dtype"):
+            a = np.ascontiguousarray(np.asarray(v))
+            h.update(str((a.shape, a.dtype.str)).encode() + a.tobytes())
+        else:
+            h.update(json.dumps(v, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:24]
 
 
 def git_commit() -> str:

@@ -165,7 +165,7 @@ def _train(trainer, out: Path, *args, stage: str = "", **kw):
     from ..nn.train import CheckpointMismatch
 
     try:
-        return trainer(*args, checkpoint=f"{out}.ckpt{'-' + stage if stage else ''}", **kw)
+        return trainer(*args, checkpoint=_ckpt(out, stage), **kw)
     except CheckpointMismatch as e:
         raise UserError(str(e)) from None
 
@@ -174,7 +174,12 @@ def _done(out: Path, stages=("",)) -> None:
     from ..nn.train import remove_checkpoint
 
     for stage in stages:
-        remove_checkpoint(f"{out}.ckpt{'-' + stage if stage else ''}")
+        remove_checkpoint(_ckpt(out, stage))
+
+
+def _ckpt(out: Path, stage: str) -> str:
+    """The checkpoint prefix of a training (stage) of the model ``out``: ``OUT.ckpt[-stage]``."""
+    return f"{out}.ckpt{'-' + stage if stage else ''}"
 
 
 def _hist_entry(h):

@@ -13,8 +13,6 @@ JSON file (model folders are written and checked by :func:`galdust.weights.save_
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -84,13 +82,9 @@ class FitCache:
         the same ``key`` (the arrays and settings it depends on) in an earlier run."""
         if self.folder is None:
             return fit()
-        h = hashlib.sha256()
-        for k in key:
-            if isinstance(k, np.ndarray):
-                h.update(str((k.shape, k.dtype.str)).encode() + np.ascontiguousarray(k).tobytes())
-            else:
-                h.update(json.dumps(k, sort_keys=True, default=str).encode())
-        name = h.hexdigest()[:24]
+        from ..weights import digest
+
+        name = digest(*key)
         for f in self.folder.glob(f"{name}.*.json"):
             import xgboost as xgb
 

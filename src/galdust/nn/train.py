@@ -24,7 +24,6 @@ sampler.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
@@ -40,6 +39,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+
+from ..weights import digest
 
 __all__ = ["fit", "adam", "Trained", "digest", "remove_checkpoint", "CheckpointMismatch"]
 
@@ -78,16 +79,6 @@ def adam(lr: float, steps: int, *, final: float = 0.05, warmup: int = 0, clip: f
         sched = optax.cosine_decay_schedule(lr, max(steps, 1), final)
     opt = optax.adamw(sched, weight_decay=weight_decay) if weight_decay else optax.adam(sched)
     return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
-
-
-def digest(*arrays) -> str:
-    """A short SHA-256 of arrays (a checkpoint's ``match``: the same data, or start again)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(np.asarray(a))
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
 
 
 def _score(v) -> float:
