@@ -174,6 +174,8 @@ def fit(model, loss: Callable, optimizer, *, steps: int, seed=0, sample: Callabl
             tmp.write_text(json.dumps(dict(state, match=want), indent=1, default=float) + "\n")
 
     def evaluate():
+        """Validate (and log); the best weights so far are kept in ``best``."""
+        nonlocal best
         v = validate(current()) if validate is not None else None
         tl = float(np.mean(losses)) if losses else None
         state["history"].append({"step": state["step"], "train": tl, "val": v, "elapsed_s": round(elapsed(), 2)})
@@ -181,20 +183,19 @@ def fit(model, loss: Callable, optimizer, *, steps: int, seed=0, sample: Callabl
         vs = "" if v is None else f" validation {_score(v):.4f}"
         log(f"{name} step {state['step']}/{steps}:" + ("" if tl is None else f" train {tl:.4f}") + vs)
         if v is None or not (keep_best or patience):
-            return False
+            return
         sc = _score(v)  # patience counts validations that gain less than min_delta; the best is the best
         state["bad"] = 0 if sc < state["best_score"] - min_delta else state["bad"] + 1
         if sc < state["best_score"]:
             state["best_score"] = sc
-            return True
-        return False
+            if keep_best:
+                best = ema_p if ema is not None else params
 
     while not state["done"]:
         k = state["step"]
         if k >= steps or (patience and state["bad"] >= patience):
             if not state["history"] or state["history"][-1]["step"] != k:
-                if evaluate() and keep_best:
-                    best = ema_p if ema is not None else params
+                evaluate()
             state["done"] = True
             save_ckpt()
             break
@@ -219,8 +220,7 @@ def fit(model, loss: Callable, optimizer, *, steps: int, seed=0, sample: Callabl
                     f"({rate:.2f} steps/s)")
         k = state["step"]
         if k % eval_every == 0 and k < steps:
-            if evaluate() and keep_best:
-                best = ema_p if ema is not None else params
+            evaluate()
         if k % ckpt_every == 0 and k < steps:
             save_ckpt()
     chosen = best if keep_best and best is not None else (ema_p if ema is not None else params)
