@@ -8,7 +8,7 @@ import pytest
 from galdust.cli import main
 from galdust.fir.model import DEFAULT_MODEL, FIRModel
 
-COLS = ["name", "log_sLd", "log_sLd_err", "log_sMd", "log_sMd_err", "Td", "Td_err", "note"]
+COLS = ["name", "log_sLd", "log_sLd_err", "log_sMd", "log_sMd_err", "Td", "Td_err", "flag", "note"]
 
 
 def test_shipped_model_has_cv_metrics_in_its_sidecar():
@@ -45,7 +45,8 @@ def test_cross_validation_of_the_recipe_recomputed(shared_data, monkeypatch):
 
 def test_predict_galdust_format_with_a_bad_row(tmp_path, capsys):
     p = tmp_path / "phot.csv"
-    # a star-forming spiral-like SED (Jy), the same galaxy without WISE/IRAC, and one with few bands
+    # a star-forming spiral-like SED (Jy), the same galaxy without WISE/IRAC, one with few bands, and
+    # one whose 22 µm is 300x brighter (no galaxy the model learnt from is like it)
     sed = dict(galex_fuv=0.01, galex_nuv=0.015, sdss_u=0.05, sdss_g=0.15, sdss_r=0.25, sdss_i=0.32, sdss_z=0.38,
                **{"2mass_j": 0.5, "2mass_h": 0.55, "2mass_ks": 0.45}, wise_w1=0.25, wise_w2=0.15,
                wise_w3=0.35, wise_w4=0.6)
@@ -58,15 +59,19 @@ def test_predict_galdust_format_with_a_bad_row(tmp_path, capsys):
                                                              (sed[b], 0.02 * sed[b]))])
         w.writerow(["few"] + [x for b in bands for x in ((sed[b], 0.02 * sed[b]) if b in ("sdss_r", "wise_w1")
                                                           else ("", ""))])
+        w.writerow(["hot"] + [x for b in bands for x in (sed[b] * (300 if b == "wise_w4" else 1), 0.02 * sed[b])])
     out = tmp_path / "pred.csv"
     assert main(["fir", "predict", "--photometry", str(p), "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out)))
-    assert list(rows[0]) == COLS and [r["name"] for r in rows] == ["full", "nonorm", "few"]
+    assert list(rows[0]) == COLS and [r["name"] for r in rows] == ["full", "nonorm", "few", "hot"]
     full = rows[0]
     assert -4 < float(full["log_sLd"]) < 0.5 and -5 < float(full["log_sMd"]) < -1 and 10 < float(full["Td"]) < 45
     assert all(float(full[k]) > 0 for k in ("log_sLd_err", "log_sMd_err", "Td_err"))
     assert rows[1]["log_sLd"] == "" and "normalise" in rows[1]["note"]
     assert np.isfinite(float(rows[2]["Td"])) and "missing" in rows[2]["note"]
+    assert [r["flag"] for r in rows] == ["0", "0", "0", "1"] and "domain" not in rows[0]["note"]
+    assert np.isfinite(float(rows[3]["Td"])) and "log_wise_w4_w1" in rows[3]["note"]  # answered, flagged, why
+    assert "1 flagged outside the model's training domain" in capsys.readouterr().out
     assert main(["fir", "predict", "--photometry", str(p), "--out", str(out)]) == 2  # no clobber
     assert "exists" in capsys.readouterr().err
 

@@ -22,7 +22,8 @@ def fir_predict(
     model: Annotated[Optional[Path], typer.Option("--model", help="Model folder (default: the shipped one).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
-    """Predict log sL_d, log sM_d and T_d (with calibrated σ) for every row of a photometry table."""
+    """Predict log sL_d, log sM_d and T_d (with calibrated σ) for every row of a photometry table; rows
+    outside the model's training domain are answered with flag = 1 and a note naming why."""
     import csv
 
     import numpy as np
@@ -38,23 +39,26 @@ def fir_predict(
     m = FIRModel.load(model or DEFAULT_MODEL)
     X, usable = build_features(ph)
     pred = m.predict(X)
-    cols = ["name", "log_sLd", "log_sLd_err", "log_sMd", "log_sMd_err", "Td", "Td_err", "note"]
+    why = m.outside(X)  # rows outside the training domain: answered, flagged
+    cols = ["name", "log_sLd", "log_sLd_err", "log_sMd", "log_sMd_err", "Td", "Td_err", "flag", "note"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, overwrite) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for i, name in enumerate(ph.names):
             if not usable[i]:
-                w.writerow([name, "", "", "", "", "", "", "no WISE 3.4 um or IRAC 3.6 um flux to normalise by"])
+                w.writerow([name, "", "", "", "", "", "", 0, "no WISE 3.4 um or IRAC 3.6 um flux to normalise by"])
                 continue
             row = [name]
             for t in ("log_sLd", "log_sMd", "Td"):
                 mu, sg = pred[t][0][i], pred[t][1][i]
                 row += [f"{mu:.4f}", f"{sg:.4f}"]
             n_missing = int(np.sum(~np.isfinite(ph.flux[i])))
-            row.append(f"{n_missing} of {ph.flux.shape[1]} bands missing" if n_missing else "")
-            w.writerow(row)
-    typer.echo(f"predicted {int(usable.sum())} of {len(ph.names)} rows -> {out}")
+            notes = [why[i]] + ([f"{n_missing} of {ph.flux.shape[1]} bands missing"] if n_missing else [])
+            w.writerow(row + [int(bool(why[i])), "; ".join(n for n in notes if n)])
+    n_flag = sum(bool(why[i]) for i in np.nonzero(usable)[0])
+    typer.echo(f"predicted {int(usable.sum())} of {len(ph.names)} rows -> {out}"
+               + (f" ({n_flag} flagged outside the model's training domain: see note)" if n_flag else ""))
 
 
 @fir_app.command("train")

@@ -11,6 +11,11 @@ Method (Dobbels et al. 2020, "D20"), on the features of :mod:`galdust.fir.featur
   cross-fitted (trained on 9/10 of the rows, predicted on the other 1/10, ten times), so the factor
   rests on every training row rather than on one small split.
 
+The sidecar also keeps the training domain (:mod:`galdust.ml.domain`: the range of every log flux
+ratio and colour over the training galaxies, and the galaxies themselves for a nearest-neighbour
+test); :meth:`FIRModel.outside` says why a row falls outside it, and ``galdust fir predict`` flags
+such rows.
+
 Everything is saved as xgboost JSON plus a JSON sidecar with their SHA-256 (never pickle). Why these
 settings, with the measurements that chose them: ``docs/fir_model.md``.
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ml.domain import fit_neighbours, fit_ranges, outside_notes
 from ..ml.trees import FitCache, folds, load_booster, n_threads, out_of_fold
 from ..models import shipped_path
 from ..weights import load_folder, save_folder
@@ -123,6 +129,15 @@ class FIRModel:
             s = m.sigma.predict(dm)
             out[t] = (mu.astype(float), (m.scale * np.exp(s)).astype(float))
         return out
+
+    def outside(self, X: np.ndarray) -> list[str]:
+        """Per row of ``X`` (:func:`build_features`): '' inside the training domain, else a note naming
+        the features out of range (no note when the model has no stored domain)."""
+        dom = self.meta.get("domain")
+        if not dom:
+            return [""] * len(X)
+        cols = [self.features.index(f) for f in dom["features"]]
+        return outside_notes(dom, np.asarray(X, float)[:, cols])
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
         """Write the model folder atomically (a temporary folder renamed onto ``directory``); the
@@ -245,10 +260,12 @@ def train_model(X: np.ndarray, Y: dict[str, np.ndarray], *, seed: int = 0, calib
         scale = float(np.sqrt(np.average((r[cal] / s_cal[cal]) ** 2, weights=None if ws is None else ws[cal])))
         sig = _fit_sigma(Xs, r, seed, ws, sigma_params, sigma_rounds, cache)  # all rows; the held-out factor
         models[t] = _TargetModel(_fit_forest(Xt, yt, seed, wt, cache), sig, scale)
-    return FIRModel(models, features or feature_names(), dict(seed=seed, n_train=int(len(X)), rf_params=RF_PARAMS,
-                                                              sigma_params=sigma_params, sigma_rounds=sigma_rounds,
-                                                              per_pixel=groups is not None,
-                                                              dropout_copies=len(copies)))
+    features = features or feature_names()
+    logs = [i for i, f in enumerate(features) if f.startswith("log_")]  # the linear ratios repeat them
+    domain = dict(fit_ranges(X[:, logs], [features[i] for i in logs]), neighbours=fit_neighbours(X[:, logs]))
+    return FIRModel(models, features, dict(domain=domain, seed=seed, n_train=int(len(X)), rf_params=RF_PARAMS,
+                                           sigma_params=sigma_params, sigma_rounds=sigma_rounds,
+                                           per_pixel=groups is not None, dropout_copies=len(copies)))
 
 
 def cross_validate(X, Y: dict[str, np.ndarray], names, *, k: int = 4, seed: int = 0, oof_folds: int = OOF_FOLDS,

@@ -2,15 +2,16 @@
 
 A model trained on simulations answers any row, also one unlike every galaxy it saw (fainter than its
 magnitude cut, colours no simulated galaxy has). Each model's sidecar keeps, from its training set,
-the range of its inputs: the asinh magnitudes and adjacent-band colours, 0.1–99.9 percentiles
-widened by a tenth of the range on each side (``lo``, ``hi``), and the faintest r it was trained
-on. :func:`outside` names, per row, the inputs out of range ('' when inside); ``galdust posterior
+the range of its inputs (:mod:`galdust.ml.domain`): the asinh magnitudes and adjacent-band colours.
+:func:`outside` names, per row, the inputs out of range ('' when inside); ``galdust posterior
 sample`` writes them in the ``note`` column and sets ``flag`` = 1 (the row is answered, not trusted).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..ml.domain import fit_ranges, outside_notes
 
 __all__ = ["domain_features", "fit_domain", "outside"]
 
@@ -27,11 +28,7 @@ def domain_features(flux, soft, bands) -> tuple[np.ndarray, list[str]]:
 def fit_domain(flux, soft, bands, q: float = 0.001, pad: float = 0.1) -> dict:
     """The input ranges of a training set's fluxes (n, n_band) [nmgy] (a JSON-able dict)."""
     X, names = domain_features(np.asarray(flux, float), soft, bands)
-    X = X[np.isfinite(X).all(axis=1)]
-    lo, hi = np.quantile(X, q, axis=0), np.quantile(X, 1 - q, axis=0)
-    span = hi - lo
-    return dict(features=names, lo=(lo - pad * span).round(4).tolist(), hi=(hi + pad * span).round(4).tolist(),
-                quantile=q, pad=pad, n=int(len(X)))
+    return fit_ranges(X[np.isfinite(X).all(axis=1)], names, q, pad)
 
 
 def outside(domain: dict | None, flux, soft, bands) -> list[str]:
@@ -39,11 +36,4 @@ def outside(domain: dict | None, flux, soft, bands) -> list[str]:
     flux = np.asarray(flux, float)
     if not domain:
         return [""] * len(flux)
-    X, names = domain_features(flux, soft, bands)
-    lo, hi = np.asarray(domain["lo"]), np.asarray(domain["hi"])
-    out = []
-    for row in X:
-        bad = [f"{n} {v:.2f} > {h:.2f}" if v > h else f"{n} {v:.2f} < {lo_:.2f}"
-               for n, v, lo_, h in zip(names, row, lo, hi) if np.isfinite(v) and (v > h or v < lo_)]
-        out.append("outside the training domain: " + "; ".join(bad) if bad else "")
-    return out
+    return outside_notes(domain, domain_features(flux, soft, bands)[0])
