@@ -231,3 +231,44 @@ def test_atomic_dir_renames_only_a_finished_folder(tmp_path):
     with atomic_dir(d, overwrite=True) as tmp:
         (tmp / "b.json").write_text("2")
     assert sorted(p.name for p in d.iterdir()) == ["b.json"] and len(list(tmp_path.iterdir())) == 1
+
+
+def test_write_image_fits_is_the_file_astropy_writes(tmp_path):
+    """The text-assembled extension headers give, card for card (keys and values) and byte for byte
+    of data, what astropy's HDUList.writeto gives: WCS, quotes, a long string (CONTINUE), uint8 and
+    float images."""
+    from galdust.io import fits_card, write_image_fits
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval, w.wcs.crpix, w.wcs.cdelt = [150.1, 2.2], [32.5, 32.5], [-4.7e-5, 4.7e-5]
+    prim = fits.Header()
+    prim["BANDS"] = ("sdss_g,sdss_r", "band names")
+    prim["GDCMD"] = "galdust fit " + " ".join(f"/long/path/galaxy_{i}.fits" for i in range(12))
+    prim["CHI2"] = (1.0123456789, "reduced chi2")
+    rng = np.random.default_rng(0)
+    imgs = [("AV", rng.normal(size=(8, 8)).astype(np.float32), "mag"),
+            ("CUBE", rng.normal(size=(2, 8, 8)).astype(np.float32), "it's nMgy"),
+            ("MASK", (rng.random((8, 8)) > 0.5).astype(np.uint8), "")]
+    wcs_cards = w.to_header().tostring(endcard=False, padding=False)
+    write_image_fits(tmp_path / "ours.fits", prim, [
+        (n, a, wcs_cards + (fits_card("BUNIT", u) if u else "") + (fits_card("BANDS", "sdss_g,sdss_r") if a.ndim == 3 else ""))
+        for n, a, u in imgs])
+    hdus = [fits.PrimaryHDU(header=prim)]
+    for n, a, u in imgs:
+        h = fits.ImageHDU(a, header=w.to_header(), name=n)
+        if u:
+            h.header["BUNIT"] = u
+        if a.ndim == 3:
+            h.header["BANDS"] = "sdss_g,sdss_r"
+        hdus.append(h)
+    fits.HDUList(hdus).writeto(tmp_path / "astropy.fits")
+    with fits.open(tmp_path / "ours.fits") as ours, fits.open(tmp_path / "astropy.fits") as ref:
+        ours.verify("exception")
+        assert len(ours) == len(ref) == 4
+        for x, y in zip(ours, ref):
+            assert dict(x.header.items()) == dict(y.header.items())  # EXTNAME may sit elsewhere
+            assert (x.data is None and y.data is None) or (x.data.dtype == y.data.dtype and np.array_equal(x.data, y.data))
+        assert WCS(ours["AV"].header).wcs.compare(w.wcs) and ours[0].header["GDCMD"] == prim["GDCMD"]
+    with pytest.raises(OutputExistsError):
+        write_image_fits(tmp_path / "ours.fits", prim, [])

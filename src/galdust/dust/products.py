@@ -22,7 +22,7 @@ import numpy as np
 from astropy.io import fits
 
 from .. import __version__
-from ..io import Observation, OutputExistsError, atomic_path, provenance_cards
+from ..io import Observation, OutputExistsError, atomic_path, fits_card, provenance_cards, write_image_fits
 from ..physics.attenuation import LAMBDA_REF
 from .job import AV_COVER, DustResult
 
@@ -86,26 +86,19 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
         hdr["BUNIT"] = obs.unit
     for k, v, c in provenance_cards(command, [obs.source]):
         hdr[k] = (v, c) if len(str(v)) + len(c) < 60 else v
-    wcs_hdr = obs.wcs.to_header() if obs.wcs is not None else None
-    hdus = [fits.PrimaryHDU(header=hdr)]
+    wcs_cards = obs.wcs.to_header().tostring(endcard=False, padding=False) if obs.wcs is not None else ""
     maps = [("AV", res.AV, "mag"), ("D", res.D, ""), ("HOST", res.HOST, ""), ("HOST_CUBE", res.HOST_CUBE, obs.unit),
             ("MODEL", res.MODEL, obs.unit), ("RESID", res.RESID, ""), ("MASK", res.MASK, "")]
     if res.BULGE is not None:
         maps.append(("BULGE", res.BULGE, ""))
     if res.AV_ERR is not None:
         maps.insert(1, ("AV_ERR", res.AV_ERR, "mag"))
+    images = []
     for name, arr, unit in maps:
-        h = fits.ImageHDU(np.asarray(arr, np.uint8 if name == "MASK" else np.float32),
-                          header=wcs_hdr.copy() if wcs_hdr is not None else None, name=name)
-        if unit:
-            h.header["BUNIT"] = unit
-        if np.ndim(arr) == 3:
-            h.header["BANDS"] = ",".join(obs.bands)
-        hdus.append(h)
-    with atomic_path(path, overwrite) as tmp:
-        # every card was made and checked by astropy above: verifying them again on output would cost
-        # the amortised method's throughput (docs/amortized_dust.md)
-        fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="ignore")
+        cards = wcs_cards + (fits_card("BUNIT", unit) if unit else "")
+        cards += fits_card("BANDS", ",".join(obs.bands)) if np.ndim(arr) == 3 else ""
+        images.append((name, np.asarray(arr, np.uint8 if name == "MASK" else np.float32), cards))
+    write_image_fits(path, hdr, images, overwrite=overwrite)
     return Path(path)
 
 
