@@ -10,9 +10,10 @@ never out of range.
 Ranges miss a row whose every feature is usual but whose combination is not (an elliptical's colours,
 each within the range of spirals). With ``neighbours``, the domain also keeps the training rows
 (standardised features) and flags a row whose k-th nearest training row is farther than the
-``quantile`` of the training rows' own leave-one-out distances (:func:`fit_neighbours`). Used by the posterior models (:mod:`galdust.posterior.domain`: asinh magnitudes
-and colours) and the FIR model (:meth:`galdust.fir.model.FIRModel.outside`: log flux ratios and
-colours).
+``quantile`` of the training rows' own leave-one-out distances (:func:`fit_neighbours`).
+
+Used by the posterior models (:mod:`galdust.posterior.domain`: asinh magnitudes and colours) and the
+FIR model (:meth:`galdust.fir.model.FIRModel.outside`: log flux ratios and colours, and neighbours).
 """
 
 from __future__ import annotations
@@ -95,17 +96,23 @@ def _bounds(domain: dict):
             np.array([np.nan if v is None else v for v in domain["hi"]], float))
 
 
-def outside_mask(domain: dict | None, X) -> np.ndarray:
-    """(n,) bool: the rows of ``X`` (columns as ``domain["features"]``) with a feature out of range."""
-    X = np.asarray(X, float)
-    if not domain:
-        return np.zeros(len(X), bool)
+def _test(domain: dict, X: np.ndarray):
+    """(n, f) features out of range, (n,) neighbour distances (None without neighbours), (n,) flagged."""
     lo, hi = _bounds(domain)
     with np.errstate(invalid="ignore"):
-        bad = ((X < lo) | (X > hi)).any(axis=1)
-    if domain.get("neighbours"):
-        bad |= neighbour_distance(domain, X) > domain["neighbours"]["threshold"]
-    return bad
+        out_range = (X < lo) | (X > hi)
+    bad = out_range.any(axis=1)
+    nb = domain.get("neighbours")
+    dist = neighbour_distance(domain, X) if nb else None
+    if nb:
+        bad |= dist > nb["threshold"]
+    return out_range, dist, bad
+
+
+def outside_mask(domain: dict | None, X) -> np.ndarray:
+    """(n,) bool: the rows of ``X`` (columns as ``domain["features"]``) outside the domain."""
+    X = np.asarray(X, float)
+    return _test(domain, X)[2] if domain else np.zeros(len(X), bool)
 
 
 def outside_notes(domain: dict | None, X) -> list[str]:
@@ -114,14 +121,13 @@ def outside_notes(domain: dict | None, X) -> list[str]:
     out = [""] * len(X)
     if not domain:
         return out
+    out_range, dist, bad = _test(domain, X)
     lo, hi = _bounds(domain)
-    names = domain["features"]
     nb = domain.get("neighbours")
-    dist = neighbour_distance(domain, X) if nb else None
-    for i in np.nonzero(outside_mask(domain, X))[0]:
-        bad = [f"{n} {v:.2f} > {h:.2f}" if v > h else f"{n} {v:.2f} < {lo_:.2f}"
-               for n, v, lo_, h in zip(names, X[i], lo, hi) if v > h or v < lo_]
+    for i in np.nonzero(bad)[0]:
+        why = [f"{n} {X[i, j]:.2f} > {hi[j]:.2f}" if X[i, j] > hi[j] else f"{n} {X[i, j]:.2f} < {lo[j]:.2f}"
+               for j, n in enumerate(domain["features"]) if out_range[i, j]]
         if nb and dist[i] > nb["threshold"]:
-            bad.append(f"far from every training row ({nb['k']}-NN distance {dist[i]:.2f} > {nb['threshold']:.2f})")
-        out[i] = PREFIX + "; ".join(bad)
+            why.append(f"far from every training row ({nb['k']}-NN distance {dist[i]:.2f} > {nb['threshold']:.2f})")
+        out[i] = PREFIX + "; ".join(why)
     return out
