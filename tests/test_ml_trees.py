@@ -2,18 +2,22 @@ import os
 
 import pytest
 
-from galdust.ml.trees import n_threads
+from galdust.ml.trees import ROWS_PER_THREAD, n_threads
 
 
 def test_threads_follow_the_environment_then_the_cpu_affinity(monkeypatch):
     monkeypatch.setenv("GALDUST_THREADS", "3")
     assert n_threads() == 3
+    assert n_threads(100) == 3  # the user's choice wins, whatever the rows
     monkeypatch.setenv("GALDUST_THREADS", "zero")
     with pytest.raises(ValueError, match="GALDUST_THREADS"):
         n_threads()
     monkeypatch.delenv("GALDUST_THREADS")
     if hasattr(os, "sched_getaffinity"):
         assert n_threads() == len(os.sched_getaffinity(0))
+        assert n_threads(10 * ROWS_PER_THREAD) == len(os.sched_getaffinity(0))
+    # a small training set trains on one thread (threads that wait for each other cost more)
+    assert n_threads(600) == 1 and n_threads(ROWS_PER_THREAD - 1) == 1
 
 
 class Killed(Exception):

@@ -179,7 +179,7 @@ def _fit_forest(X, y, seed, w=None, cache=None):
     import xgboost as xgb
 
     def fit():
-        m = xgb.XGBRFRegressor(**RF_PARAMS, random_state=seed, n_jobs=n_threads(), tree_method="hist")
+        m = xgb.XGBRFRegressor(**RF_PARAMS, random_state=seed, n_jobs=n_threads(len(y)), tree_method="hist")
         return m.fit(X, y, sample_weight=w)
 
     return (cache or FitCache())(fit, X, y, np.zeros(0) if w is None else w, seed, RF_PARAMS)
@@ -192,7 +192,7 @@ def _fit_sigma(X, r, seed, w=None, params=None, rounds=SIGMA_ROUNDS, cache=None)
 
     def fit():
         d = xgb.DMatrix(X, label=r, weight=w, missing=np.nan)
-        return xgb.train(dict(params, nthread=n_threads()), d, rounds, obj=_nll_objective)
+        return xgb.train(dict(params, nthread=n_threads(len(r))), d, rounds, obj=_nll_objective)
 
     return (cache or FitCache())(fit, X, r, np.zeros(0) if w is None else w, params, rounds)
 

@@ -1,9 +1,10 @@
 """Shared settings of galdust's tree models (xgboost: the FIR forests and σ models, the SDSS redshift model).
 
 :func:`n_threads`: the threads one tree training or prediction uses: ``GALDUST_THREADS`` when set,
-else the cores this process may run on (its CPU affinity: one on a pinned Dask worker, all of a
-SLURM allocation), never a hard-coded number (two trainings with two threads each on two cores ran
-much slower than one after the other: docs/implementation.md).
+else one for fewer than :data:`ROWS_PER_THREAD` rows, else the cores this process may run on (its
+CPU affinity: one on a pinned Dask worker, all of a SLURM allocation), never a hard-coded number (two
+trainings with two threads each on two cores ran much slower than one after the other, and two
+threads on a few hundred rows 4.6× slower than one: docs/implementation.md).
 
 :func:`folds` and :func:`out_of_fold`: the k-fold split and out-of-fold predictions on the training set
 that the σ models and calibration factors learn from; :func:`load_booster`: an xgboost booster from its
@@ -21,16 +22,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["n_threads", "folds", "out_of_fold", "load_booster", "FitCache"]
+__all__ = ["ROWS_PER_THREAD", "n_threads", "folds", "out_of_fold", "load_booster", "FitCache"]
 
 
-def n_threads() -> int:
+#: below this many training rows a tree model trains on one thread: xgboost's threads wait for each
+#: other at every tree node (passively, OMP_WAIT_POLICY=PASSIVE, as they must beside other processes),
+#: which cost more than the work they share. Measured on 2 cores (200-tree forest, depth 8, 30
+#: features): 155 rows 0.15 s on one thread, 0.71 s on two; 5,000 rows 0.95 / 1.22 s; 50,000 rows
+#: 2.6 / 2.1 s.
+ROWS_PER_THREAD = 50_000
+
+
+def n_threads(n_rows: int | None = None) -> int:
+    """Threads for a tree model trained on ``n_rows`` rows (None: the cores available)."""
     env = os.environ.get("GALDUST_THREADS")
     if env:
         try:
             return max(1, int(env))
         except ValueError:
             raise ValueError(f"GALDUST_THREADS={env!r}: expected a positive integer") from None
+    if n_rows is not None and n_rows < ROWS_PER_THREAD:
+        return 1
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)

@@ -120,7 +120,7 @@ def _fit(X, y, seed, params=None, cache=None):
     import xgboost as xgb
 
     def fit():
-        m = xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(QUANTILES), n_jobs=n_threads(),
+        m = xgb.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(QUANTILES), n_jobs=n_threads(len(y)),
                              random_state=seed, **(params or PARAMS))
         return m.fit(X, y)
 

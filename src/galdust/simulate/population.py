@@ -75,22 +75,24 @@ def observed_features(flux, flux_err, z) -> np.ndarray:
     return np.column_stack([m[:, 2], m[:, :-1] - m[:, 1:], snr, np.asarray(z, float)])
 
 
-def _classifier(seed: int, depth: int, n: int, min_child_weight: float):
+def _classifier(seed: int, depth: int, n: int, min_child_weight: float, n_rows: int | None = None):
     import xgboost as xgb
 
     from ..ml.trees import n_threads
 
     return xgb.XGBClassifier(n_estimators=n, max_depth=depth, learning_rate=0.05, subsample=0.8,
                              colsample_bytree=0.8, min_child_weight=min_child_weight, reg_lambda=5.0,
-                             n_jobs=n_threads(), random_state=seed, tree_method="hist")
+                             n_jobs=n_threads(n_rows), random_state=seed, tree_method="hist")
 
 
 def _fit_classifier(cache, seed: int, depth: int, n: int, min_child_weight: float, X, y, w):
     """:func:`_classifier` fitted to (X, y, w), or read back from ``cache`` (a FitCache) after a kill."""
     from ..ml.trees import FitCache
 
-    return (cache or FitCache())(lambda: _classifier(seed, depth, n, min_child_weight).fit(X, y, sample_weight=w),
-                                 X, y, w, seed, depth, n, min_child_weight)
+    def fit():
+        return _classifier(seed, depth, n, min_child_weight, len(y)).fit(X, y, sample_weight=w)
+
+    return (cache or FitCache())(fit, X, y, w, seed, depth, n, min_child_weight)
 
 
 def _odds(p, clip):
@@ -112,7 +114,7 @@ def c2st_auc(X_sim, w_sim, X_real, *, seed: int = 0, n_max: int = 5000) -> float
     X, y = np.r_[X_sim[ia], X_real[ib]], np.r_[np.ones(m), np.zeros(m)]
     p = np.zeros(len(y))
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y):
-        p[te] = _classifier(seed, 3, 200, 1.0).fit(X[tr], y[tr]).predict_proba(X[te])[:, 1]
+        p[te] = _classifier(seed, 3, 200, 1.0, len(tr)).fit(X[tr], y[tr]).predict_proba(X[te])[:, 1]
     return float(roc_auc_score(y, p))
 
 
