@@ -92,3 +92,20 @@ def test_bulge_disk_host_adds_the_bulge_and_single_host_morphology_is_S():
                                np.array([0.5, 1.0, 2.0])[:, None, None] * np.asarray(B)[None], rtol=1e-5, atol=1e-6)
     hm = np.asarray(host_morphology(pb))
     assert hm.max() == pytest.approx(1.0)
+
+
+def test_a_nucleus_is_a_point_source_of_its_own_sed_added_to_the_host():
+    from galdust.dust.model import NUCLEUS_SIGMA, host_morphology, point_image
+
+    N = point_image((15, 15), 0.0, 0.0)
+    assert float(N[7, 7]) == pytest.approx(1.0) and float(N.sum()) == pytest.approx(2 * np.pi * NUCLEUS_SIGMA**2, rel=0.05)
+    Nx = np.asarray(point_image((15, 15), 1.0, -2.0))  # x0, y0 in px from the centre
+    assert np.unravel_index(np.argmax(Nx), Nx.shape) == (5, 8)
+    m = make_model(BANDS)
+    S = jnp.zeros((15, 15)).at[3, 3].set(1.0)
+    p = DustParams(jnp.log(jnp.array([1.0, 2.0, 3.0])), S, jnp.ones((15, 15)), jnp.float32(0.0))
+    pn = p._replace(log_Fn=jnp.log(jnp.array([3.0, 2.0, 1.0])), N=N)
+    np.testing.assert_allclose(np.asarray(m.host(pn) - m.host(p)),
+                               np.array([3.0, 2.0, 1.0])[:, None, None] * np.asarray(N)[None], rtol=1e-5, atol=1e-6)
+    hm = np.asarray(host_morphology(pn))  # the summed host: the nucleus (6 over the bands) ties with S (6)
+    assert hm[7, 7] == pytest.approx(1.0) and hm[3, 3] == pytest.approx(1.0, abs=1e-6) and hm.max() == pytest.approx(1.0)

@@ -126,6 +126,21 @@ def test_bulge_disk_host_outputs_and_a_bad_host_is_a_one_line_error(sims, tmp_pa
     assert d["HOSTMOD"] == "bulge-disk" and len(d["BULGEF"]) == nb
 
 
+def test_a_host_with_a_nucleus_writes_its_sed_share_and_place(sims, tmp_path):
+    assert _fit(sims / "gal_000000.fits", "--out", tmp_path, "--host", "bulge-disk-nucleus") == 0
+    with fits.open(tmp_path / "gal_000000.dust.fits") as h:
+        hdr = h[0].header
+        ny, nx = h["HOST"].data.shape
+        nb = len(hdr["BANDS"].split(","))
+        assert hdr["HOSTMOD"] == "bulge-disk-nucleus" and "BULGE" in h and 0.0 <= hdr["NUCF"] <= 1.0
+        # the nucleus starts at the light's peak and stays within the bulge's bounds of it
+        peak = np.unravel_index(np.nanargmax(h["HOST"].data), (ny, nx))
+        assert abs(hdr["NUCX"] - peak[1]) < 0.15 * nx and abs(hdr["NUCY"] - peak[0]) < 0.15 * ny
+        assert all(hdr[f"NUCFLX{j + 1}"] >= 0 for j in range(nb))
+    d = json.loads((tmp_path / "gal_000000.json").read_text())
+    assert d["HOSTMOD"] == "bulge-disk-nucleus" and len(d["NUCLEUSF"]) == nb and "BULGEF" in d
+
+
 def test_dust_level_option(sims, tmp_path, capsys):
     rc = main(["fit", str(sims / "gal_000000.fits"), "--out", str(tmp_path), "--dust-level", "flat"])
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1

@@ -52,6 +52,13 @@ its own SED (``log_Fb``; shape: centre, ln R_e, n, e1, e2, projected to compact 
 with the disk's colours, so the bulge's SED is not identifiable, only the sum; measured trade-offs in
 ``docs/eval_dust.md`` (session 20).
 
+A nucleus (``host='nucleus'``: the single-SED host plus a point source; ``'bulge-disk-nucleus'``: the
+bulge-disk host plus one) is an unresolved source (:func:`galdust.dust.model.point_image`) with its own
+SED (``log_Fn``, no prior on its colours: AGN and nuclear star clusters span any) and a free sub-pixel
+centre, bounded like the bulge's, under the same dust. It starts at the light's peak with 5 % of the
+peak pixel's flux in every band. It can take a red or blue centre as small as the PSF, which a single
+SED reads as dust; the price is that compact dust on the nucleus itself is read as a red nucleus.
+
 Sequence (seed §3): a dust-free fit (D ≡ 1) of F and S from the red or blue start; then the dust
 fit of all parameters, from near-zero dust on the reddest band's morphology (red start) or from the
 colour A map of the blue start. Convergence: every band's F changes by less than ``tol`` (relative)
@@ -74,13 +81,19 @@ import optax
 
 from ..physics.psf import convolve_fft, gaussian_psf
 from .init import blue_start, footprint, net_start, red_start
-from .model import D_MIN, DELTA_RANGE, DustModel, DustParams, host_morphology, sersic_image
+from .model import D_MIN, DELTA_RANGE, DustModel, DustParams, host_morphology, point_image, sersic_image
 
 __all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX", "LEVEL_GAUGE", "DUST_LEVELS", "level_config",
-           "HOST_MODELS"]
+           "HOST_MODELS", "host_parts"]
 
-#: ``galdust fit --host``: one SED for the whole host, or a Sérsic bulge with its own SED plus a free-form disk
-HOST_MODELS = ("single", "bulge-disk")
+#: ``galdust fit --host``: one SED for the whole host, or a Sérsic bulge with its own SED plus a free-form
+#: disk; either with a nucleus (a point source with its own SED)
+HOST_MODELS = ("single", "bulge-disk", "nucleus", "bulge-disk-nucleus")
+
+
+def host_parts(host: str) -> tuple[bool, bool]:
+    """(bulge, nucleus): which components a ``--host`` model adds to the free-form host."""
+    return host.startswith("bulge-disk"), host.endswith("nucleus")
 
 _LN10_04 = 0.4 * jnp.log(10.0)
 A_MAX = float(-2.5 * jnp.log10(D_MIN))
@@ -111,7 +124,7 @@ class FitConfig:
     a_min: float = 0.0  # lower bound of A during the fit (< 0: noise is not clipped into positive dust)
     gauge_smooth: float = 0.0  # Gaussian σ (px) of the A map whose light quantile sets the gauge
     polish_iter: int = 0  # after the final clip to A ≥ 0: F, S refitted under the fixed dust map (kept if χ² falls)
-    host: str = "single"  # HOST_MODELS: 'bulge-disk' adds a Sérsic bulge with its own SED
+    host: str = "single"  # HOST_MODELS: 'bulge-disk' adds a Sérsic bulge with its own SED, '…nucleus' a point source
     lr_bulge: float = 0.02  # bulge shape (centre px, ln R_e, n, ellipticity)
     bulge_colour_sigma: float = 0.2  # Gaussian prior σ (mag) on each bulge − disk colour, relative to the reddest band (0: none)
 
@@ -147,6 +160,8 @@ class _Free(NamedTuple):
     delta: jnp.ndarray
     log_Fb: jnp.ndarray  # (n_band,) bulge SED (bulge-disk host; unused for a single host)
     bulge: jnp.ndarray  # (6,) x0, y0 [px from the centre], ln R_e [px], n, e1, e2
+    log_Fn: jnp.ndarray  # (n_band,) nucleus SED (host with a nucleus; unused otherwise)
+    nuc: jnp.ndarray  # (2,) x0, y0 of the nucleus [px from the centre]
 
 
 #: bounds of the bulge's shape: centre within ±BULGE_OFFSET of the image size, R_e, Sérsic n, |e|
@@ -154,21 +169,25 @@ BULGE_OFFSET, BULGE_RE, BULGE_N, BULGE_E = 0.15, (0.5, 0.2), (1.0, 6.0), 0.85
 BULGE_RE_R50 = 0.4  # R_e ≤ this × the host's half-light radius
 
 
-def _to_params(q: _Free, bulge: bool = False) -> DustParams:
+def _to_params(q: _Free, bulge: bool = False, nucleus: bool = False) -> DustParams:
     p = DustParams(q.log_F, jnp.exp(q.log_S), jnp.exp(-_LN10_04 * q.A), q.delta)
     if bulge:
         p = p._replace(log_Fb=q.log_Fb, B=sersic_image(q.log_S.shape, *q.bulge), bulge_shape=q.bulge)
+    if nucleus:
+        p = p._replace(log_Fn=q.log_Fn, N=point_image(q.log_S.shape, *q.nuc), nucleus_pos=q.nuc)
     return p
 
 
-def _from_start(log_F, S, A, delta, log_Fb=None, bulge=None) -> _Free:
+def _from_start(log_F, S, A, delta, log_Fb=None, bulge=None, log_Fn=None, nuc=None) -> _Free:
     log_Fb = jnp.full_like(log_F, -30.0) if log_Fb is None else log_Fb
     bulge = jnp.array([0.0, 0.0, jnp.log(1.5), 2.0, 0.0, 0.0]) if bulge is None else bulge
-    return _Free(log_F, jnp.log(jnp.clip(S, 1e-6, None)), A, delta, log_Fb, bulge)
+    log_Fn = jnp.full_like(log_F, -30.0) if log_Fn is None else log_Fn
+    nuc = jnp.zeros(2, jnp.float32) if nuc is None else nuc
+    return _Free(log_F, jnp.log(jnp.clip(S, 1e-6, None)), A, delta, log_Fb, bulge, log_Fn, nuc)
 
 
 def _labels(_):
-    return _Free("F", "S", "A", "delta", "Fb", "Bp")
+    return _Free("F", "S", "A", "delta", "Fb", "Bp", "Fn", "Np")
 
 
 def _adam(lr, n_iter, final):
@@ -177,12 +196,14 @@ def _adam(lr, n_iter, final):
 
 def _optimizer(cfg: FitConfig, n_iter: int, fit_dust: bool, lr_scale: float = 1.0):
     f = cfg.lr_final
-    bulge = cfg.host == "bulge-disk"
+    bulge, nucleus = host_parts(cfg.host)
     tx = {"F": _adam(lr_scale * cfg.lr_F, n_iter, f), "S": _adam(lr_scale * cfg.lr_S, n_iter, f),
           "A": _adam(cfg.lr_A, n_iter, f) if fit_dust else optax.set_to_zero(),
           "delta": _adam(cfg.lr_delta, n_iter, f) if fit_dust else optax.set_to_zero(),
           "Fb": _adam(lr_scale * cfg.lr_F, n_iter, f) if bulge else optax.set_to_zero(),
-          "Bp": _adam(lr_scale * cfg.lr_bulge, n_iter, f) if bulge else optax.set_to_zero()}
+          "Bp": _adam(lr_scale * cfg.lr_bulge, n_iter, f) if bulge else optax.set_to_zero(),
+          "Fn": _adam(lr_scale * cfg.lr_F, n_iter, f) if nucleus else optax.set_to_zero(),
+          "Np": _adam(lr_scale * cfg.lr_bulge, n_iter, f) if nucleus else optax.set_to_zero()}
     return optax.multi_transform(tx, _labels)
 
 
@@ -222,11 +243,14 @@ def _project(q: _Free, K, fp, seen, gauge_q: float = 0.0, a_min: float = 0.0, ga
         A = A - a0
         log_F = log_F - _LN10_04 * K * a0
         log_Fb = q.log_Fb - _LN10_04 * K * a0
+        log_Fn = q.log_Fn - _LN10_04 * K * a0
     else:
-        log_Fb = q.log_Fb
+        log_Fb, log_Fn = q.log_Fb, q.log_Fn
     lo = jnp.where(seen, a_min, 0.0)  # no D > 1 where there are no data
     A = jnp.where(fp, jnp.clip(A, lo, A_MAX), 0.0)
-    return _Free(log_F, log_S, A, jnp.clip(q.delta, *DELTA_RANGE), log_Fb, _bulge_bounds(q.bulge, A.shape, re_max))
+    off = BULGE_OFFSET * min(A.shape)
+    return _Free(log_F, log_S, A, jnp.clip(q.delta, *DELTA_RANGE), log_Fb, _bulge_bounds(q.bulge, A.shape, re_max),
+                 log_Fn, jnp.clip(q.nuc, -off, off))
 
 
 def _bulge_bounds(b, shape, re_max=None):
@@ -241,10 +265,10 @@ def _bulge_bounds(b, shape, re_max=None):
                       jnp.clip(b[3], *BULGE_N), b[4] * shrink, b[5] * shrink])
 
 
-def _predict(model: DustModel, q: _Free, dust: bool, bulge: bool = False):
+def _predict(model: DustModel, q: _Free, dust: bool, bulge: bool = False, nucleus: bool = False):
     """The model cube from the fit's coordinates; a negative A (D > 1) is honoured here, so that
     ``a_min`` < 0 lets noise average out (:meth:`DustModel.transmission_from_A`)."""
-    y = model.host(_to_params(q, bulge))
+    y = model.host(_to_params(q, bulge, nucleus))
     return model.observe(y * model.transmission_from_A(q.A, q.delta) if dust else y)
 
 
@@ -265,14 +289,14 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
     called outside a jit (one galaxy in a notebook, galaxy after galaxy) compiles each loop once per
     shape and setting (``docs/eval_dust.md``); inside ``galdust fit``'s jitted batch it is inlined."""
     fit_dust = dust if fit_dust is None else fit_dust
-    bulge = cfg.host == "bulge-disk"
+    bulge, nucleus = host_parts(cfg.host)
     opt = _optimizer(cfg, max_iter, fit_dust, lr_scale)
     gauge = cfg.gauge_q if fit_dust else 0.0
     seen = jnp.any(ivar > 0, axis=0)
     a_min = cfg.a_min if fit_dust else 0.0
 
     def loss(q):
-        r = Y - _predict(model, q, dust, bulge)
+        r = Y - _predict(model, q, dust, bulge, nucleus)
         nll = 0.5 * jnp.sum(ivar * r**2)
         if dust and cfg.smooth > 0:
             nll = nll + cfg.smooth * _laplacian_penalty(q.A)
@@ -292,7 +316,7 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
         if fit_dust and cfg.use_priors and dust_score is not None:
             D = jnp.exp(-_LN10_04 * q.A)
             # conditioned on the whole host's morphology (S itself for a single-SED host)
-            sD = dust_score(jnp.minimum(D, 1.0), host_morphology(_to_params(q, bulge)))
+            sD = dust_score(jnp.minimum(D, 1.0), host_morphology(_to_params(q, bulge, nucleus)))
             z = z._replace(A=-cfg.dust_weight * sD * (-_LN10_04 * D))
         return z
 
@@ -379,30 +403,36 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     else:
         raise ValueError(f"start must be 'red', 'blue' or 'amortized' here, not {start!r}")
     A_start = -2.5 * jnp.log10(jnp.clip(D, D_MIN, 1.0))
-    bulge = cfg.host == "bulge-disk"
+    bulge, nucleus = host_parts(cfg.host)
     # 1) dust-free fit of F and S. Blue start: from the observed (attenuated) morphology
     S_obs = S * jnp.mean(D[None] ** K0[:, None, None], axis=0)
     S_nd0 = S if start == "red" else S_obs
     seen = jnp.any(ivar > 0, axis=0)
-    b0 = _bulge_start(S_nd0, fp) if bulge else None
+    b0 = _bulge_start(S_nd0, fp) if (bulge or nucleus) else None
     # bulges are compact: R_e ≈ 0.2–0.3 disk scale lengths (Courteau et al. 1996; MacArthur et al. 2003),
     # so R_e ≤ BULGE_RE_R50 × the whole host's half-light radius (≈ 0.5 scale lengths of a pure disk):
     # a larger, flatter "bulge" would be a second colour map free to mimic a dust disk
     re_max = BULGE_RE_R50 * _half_light_radius(S_nd0, fp) if bulge else None
-    # a bulge-disk host starts with a small, round bulge of the disk's colours at the light's peak
-    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0, logF + jnp.log(0.2), b0), K0, fp, seen,
-                     re_max=re_max)
+    # a bulge-disk host starts with a small, round bulge of the disk's colours at the light's peak, a
+    # nucleus there with 5 % of the peak pixel's flux
+    n0 = None if b0 is None else b0[:2]
+    q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0, logF + jnp.log(0.2), b0,
+                                 logF + jnp.log(0.05), n0), K0, fp, seen, re_max=re_max)
     q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter, re_max=re_max)
-    p_nd = _to_params(q_nd, bulge)
+    p_nd = _to_params(q_nd, bulge, nucleus)
     chi2_nd = reduced_chi2(model, p_nd, Y, ivar, dust=False)
     # 2) dust fit from the start's own (S, A): red = reddest band's morphology with near-zero dust,
     #    blue = the colour-corrected morphology and its first A map. A bulge-disk host starts with the
     #    dust-free fit's bulge and SEDs (the bulge's colours are measured there) and the start's host
-    #    less that bulge as its disk (not the dust-free fit's S, where dust lanes are already holes)
-    if bulge:
-        # the disk: the start's host in the reddest band less the dust-free fit's bulge there
-        B_nd = sersic_image(S.shape, *q_nd.bulge)
-        disk_red = jnp.exp(logF[-1]) * S - jnp.exp(q_nd.log_Fb[-1]) * B_nd
+    #    less that bulge as its disk (not the dust-free fit's S, where dust lanes are already holes);
+    #    a nucleus likewise
+    if bulge or nucleus:
+        # the disk: the start's host in the reddest band less the dust-free fit's bulge and nucleus there
+        disk_red = jnp.exp(logF[-1]) * S
+        if bulge:
+            disk_red = disk_red - jnp.exp(q_nd.log_Fb[-1]) * sersic_image(S.shape, *q_nd.bulge)
+        if nucleus:
+            disk_red = disk_red - jnp.exp(q_nd.log_Fn[-1]) * point_image(S.shape, *q_nd.nuc)
         S0 = jnp.clip(disk_red / jnp.exp(q_nd.log_F[-1]), 1e-6, None)
         q0 = _project(q_nd._replace(log_S=jnp.log(S0), A=A_start, delta=delta0), K0, fp, seen, re_max=re_max)
     else:
@@ -414,10 +444,10 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
         qp, n_p, _ = _run(model, Y, ivar, q, cfg, fp, True, host_score, None, cfg.polish_iter, fit_dust=False,
                           lr_scale=0.1, re_max=re_max)
         # kept only where it lowers χ² (a fit that went wrong, e.g. δ at its bound, can get worse)
-        better = (reduced_chi2(model, _to_params(qp, bulge), Y, ivar)
-                  < reduced_chi2(model, _to_params(q, bulge), Y, ivar))
+        better = (reduced_chi2(model, _to_params(qp, bulge, nucleus), Y, ivar)
+                  < reduced_chi2(model, _to_params(q, bulge, nucleus), Y, ivar))
         q = jax.tree.map(lambda a, b: jnp.where(better, a, b), qp, q)
         n = n + n_p
-    p = _to_params(q, bulge)
+    p = _to_params(q, bulge, nucleus)
     return dict(params=p, chi2=reduced_chi2(model, p, Y, ivar), chi2_nd=chi2_nd, n_iter=n + n_nd,
                 converged=conv, footprint=fp, params_nd=p_nd)

@@ -47,6 +47,7 @@ class DustResult:
     scalars: dict = field(default_factory=dict)  # DELTA, AV_LW, COVFRAC, CHI2, CHI2ND, NITER, CONVERGE, START, HOSTMOD
     BULGE: np.ndarray | None = None  # (ny, nx) bulge morphology B, peak 1 (bulge-disk host), else None
     F_BULGE: np.ndarray | None = None  # (nb,) the bulge's SED (its F_b^bulge B is in HOST_CUBE)
+    F_NUCLEUS: np.ndarray | None = None  # (nb,) the nucleus's total flux per band (in HOST_CUBE, before the PSF)
     grid: FitGrid | None = None  # how the input grid was mapped onto the fit grid (None: as given)
     AV_ERR: np.ndarray | None = None  # (ny, nx) per-pixel σ of A_V (amortised method), else None
 
@@ -227,9 +228,11 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
     w = np.clip(S, 0, None)
     av_lw = float(np.sum(w * av) / max(np.sum(w), 1e-30))
     cov = float(np.sum(w * (av > AV_COVER)) / max(np.sum(w), 1e-30))
+    hostmod = {(False, False): "single", (True, False): "bulge-disk", (False, True): "nucleus",
+               (True, True): "bulge-disk-nucleus"}[(p.B is not None, p.N is not None)]
     scalars = dict(DELTA=float(p.delta), AV_LW=av_lw, COVFRAC=cov, CHI2=float(out["chi2"]),
                    CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), CONVERGE=bool(out["converged"]),
-                   START=start, PRIORS=priors, HOSTMOD="single" if p.B is None else "bulge-disk")
+                   START=start, PRIORS=priors, HOSTMOD=hostmod)
     scale = float(g.k * g.k)  # F is per fit pixel: per input pixel it is F / k²
     host_cube = g.map_to_input(np.asarray(out["host_cube"], np.float32), outside=0.0, per_pixel_flux=True)
     bulge, f_bulge = None, None
@@ -242,7 +245,19 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
         b = np.asarray(p.bulge_shape, float)
         e = min(float(np.hypot(b[4], b[5])), 0.999)
         scalars.update(BRE=float(np.exp(b[2]) * g.k), BN=float(b[3]), BQ=float(np.sqrt((1 - e) / (1 + e))))
+    f_nuc = None
+    if p.N is not None:
+        Fn = np.exp(np.asarray(p.log_Fn, np.float64)) * float(np.sum(p.N))  # total flux per band (fit grid)
+        f_nuc = Fn
+        red_tot = float(np.sum(np.asarray(out["host_cube"], np.float64)[-1]))
+        scalars["NUCF"] = float(Fn[-1] / max(red_tot, 1e-30))  # nucleus share of the reddest band's host flux
+        x0, y0 = (float(v) for v in np.asarray(p.nucleus_pos, float))
+        cy, cx = (np.asarray(p.S.shape) - 1) / 2.0
+        # its centre in input pixels (0-based): fit pixel f is input pixel origin + (k − 1)/2 + k f
+        scalars.update(NUCX=float(g.x0 + (g.k - 1) / 2.0 + g.k * (cx + x0)),
+                       NUCY=float(g.y0 + (g.k - 1) / 2.0 + g.k * (cy + y0)))
     return _on_input(
         prep, out["model"], out["model_nd"], AV=g.map_to_input(av), D=g.map_to_input(np.asarray(p.D, np.float32)),
         HOST=g.map_to_input(S, outside=0.0), HOST_CUBE=host_cube.astype(np.float32), F=F / scale,
-        F_ND=np.exp(np.asarray(pn.log_F, np.float64)) / scale, scalars=scalars, BULGE=bulge, F_BULGE=f_bulge)
+        F_ND=np.exp(np.asarray(pn.log_F, np.float64)) / scale, scalars=scalars, BULGE=bulge, F_BULGE=f_bulge,
+        F_NUCLEUS=f_nuc)

@@ -8,7 +8,9 @@ filter-integrated coefficients A_b / A_λ₀ of the tilted Calzetti curve.
 
 A host of two components (``galdust fit --host bulge-disk``) has a second SED and morphology, a
 bulge ``F_b^bulge B`` (B a Sérsic profile, peak 1; :func:`sersic_image`) under the same dust:
-``Y_b = PSF_b ∗ [(F_b S + F_b^bulge B) D^{K_b(δ)}]``; the single-SED host has ``B = None``.
+``Y_b = PSF_b ∗ [(F_b S + F_b^bulge B) D^{K_b(δ)}]``; the single-SED host has ``B = None``. A nucleus
+(``--host nucleus`` or ``bulge-disk-nucleus``: an AGN or a nuclear star cluster) adds a point source
+``F_b^nuc N`` with its own SED, N unresolved before the PSF (:func:`point_image`), also under the dust.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import jax.numpy as jnp
 from ..physics.attenuation import LAMBDA_REF, LAMBDA_V, BandAttenuation, attenuation_ratio
 from ..physics.psf import convolve_fft
 
-__all__ = ["DustParams", "DustModel", "D_MIN", "DELTA_RANGE", "sersic_image", "host_morphology"]
+__all__ = ["DustParams", "DustModel", "D_MIN", "DELTA_RANGE", "sersic_image", "point_image", "host_morphology",
+           "NUCLEUS_SIGMA"]
 
 D_MIN = 1e-3  # A_λ₀ ≤ 7.5 mag
 DELTA_RANGE = (-1.0, 0.5)
@@ -37,6 +40,9 @@ class DustParams(NamedTuple):
     log_Fb: jnp.ndarray | None = None  # (n_band,) ln of the bulge's SED (bulge-disk host), else None
     B: jnp.ndarray | None = None  # (H, W) bulge morphology, peak 1
     bulge_shape: jnp.ndarray | None = None  # (6,) x0, y0 [px from the centre], ln R_e [px], n, e1, e2 of B
+    log_Fn: jnp.ndarray | None = None  # (n_band,) ln of the nucleus's SED (host with a nucleus), else None
+    N: jnp.ndarray | None = None  # (H, W) the nucleus before the PSF (point_image), peak 1
+    nucleus_pos: jnp.ndarray | None = None  # (2,) x0, y0 of the nucleus [px from the image centre]
 
 
 def sersic_image(shape, x0, y0, log_re, n, e1, e2, soften: float = 0.25):
@@ -52,6 +58,19 @@ def sersic_image(shape, x0, y0, log_re, n, e1, e2, soften: float = 0.25):
     bn = 2.0 * n - 1.0 / 3.0 + 0.009876 / n
     prof = jnp.exp(-bn * ((r / jnp.exp(log_re)) ** (1.0 / n) - (soften / jnp.exp(log_re)) ** (1.0 / n)))
     return prof / jnp.maximum(jnp.max(prof), 1e-30)
+
+
+#: width (Gaussian σ, px) of the nucleus before the PSF: unresolved, yet sampled smoothly enough that its
+#: sub-pixel position has a gradient
+NUCLEUS_SIGMA = 0.5
+
+
+def point_image(shape, x0, y0, sigma: float = NUCLEUS_SIGMA):
+    """An unresolved source before the PSF: a round Gaussian of σ ``sigma`` px and peak 1 (sum ≈ 2πσ²)
+    at (x0, y0) px from the image centre; the PSF makes it the observed point source."""
+    h, w = shape
+    yy, xx = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2.0 - y0, jnp.arange(w) - (w - 1) / 2.0 - x0, indexing="ij")
+    return jnp.exp(-0.5 * (xx**2 + yy**2) / sigma**2)
 
 
 class DustModel(eqx.Module):
@@ -74,10 +93,13 @@ class DustModel(eqx.Module):
         return jnp.exp(-0.4 * jnp.log(10.0) * self.K(delta)[:, None, None] * A[None])
 
     def host(self, p: DustParams):
-        """Unattenuated host cube F_b S (+ F_b^bulge B for a bulge-disk host; before the PSF)."""
+        """Unattenuated host cube F_b S (+ F_b^bulge B, + F_b^nuc N for a host with a bulge, a
+        nucleus; before the PSF)."""
         y = jnp.exp(p.log_F)[:, None, None] * p.S[None]
         if p.B is not None:
             y = y + jnp.exp(p.log_Fb)[:, None, None] * p.B[None]
+        if p.N is not None:
+            y = y + jnp.exp(p.log_Fn)[:, None, None] * p.N[None]
         return y
 
     def observe(self, y):
@@ -101,9 +123,13 @@ def make_model(bands, psf=None, *, wave_eff=None, lam_ref: float = LAMBDA_REF) -
 
 
 def host_morphology(p: DustParams):
-    """The whole host's morphology (peak 1): S for a single-SED host; for a bulge-disk host, the
-    unattenuated host summed over bands, normalised to peak 1."""
-    if p.B is None:
+    """The whole host's morphology (peak 1): S for a single-SED host; for a host of several components,
+    the unattenuated host summed over bands, normalised to peak 1."""
+    if p.B is None and p.N is None:
         return p.S
-    tot = jnp.sum(jnp.exp(p.log_F)) * p.S + jnp.sum(jnp.exp(p.log_Fb)) * p.B
+    tot = jnp.sum(jnp.exp(p.log_F)) * p.S
+    if p.B is not None:
+        tot = tot + jnp.sum(jnp.exp(p.log_Fb)) * p.B
+    if p.N is not None:
+        tot = tot + jnp.sum(jnp.exp(p.log_Fn)) * p.N
     return tot / jnp.maximum(jnp.max(tot), 1e-30)

@@ -38,7 +38,7 @@ _COMMENTS = {
     "CONVERGE": "F converged before the iteration limit",
     "START": "initialisation (red or blue start)",
     "PRIORS": "learned priors (hsc: HSC host, dust: p(D|S))",
-    "HOSTMOD": "host model: single SED or bulge-disk",
+    "HOSTMOD": "host model: single, bulge-disk, (bulge-disk-)nucleus",
     "METHOD": "map (iterative fit) or amortized",
     "DELTAERR": "posterior sigma of DELTA (amortized)",
     "AVLW_ERR": "posterior sigma of AV_LW (amortized)",
@@ -46,6 +46,9 @@ _COMMENTS = {
     "BRE": "bulge effective radius [input px]",
     "BN": "bulge Sersic index",
     "BQ": "bulge axis ratio",
+    "NUCF": "nucleus share of the reddest band's host flux",
+    "NUCX": "nucleus centre x [input px, 0-based]",
+    "NUCY": "nucleus centre y [input px, 0-based]",
 }
 
 
@@ -59,6 +62,8 @@ def summary_dict(res: DustResult, obs: Observation) -> dict:
     d["HOSTF"] = {b: float(f) for b, f in zip(obs.bands, res.F)}
     if res.F_BULGE is not None:
         d["BULGEF"] = {b: float(f) for b, f in zip(obs.bands, res.F_BULGE)}
+    if res.F_NUCLEUS is not None:
+        d["NUCLEUSF"] = {b: float(f) for b, f in zip(obs.bands, res.F_NUCLEUS)}
     d["BANDS"] = list(obs.bands)
     d["input"] = obs.source
     if res.grid is not None:
@@ -78,6 +83,9 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
     if res.F_BULGE is not None:
         for j, (b, f) in enumerate(zip(obs.bands, res.F_BULGE)):
             hdr[f"BULGEF{j + 1}"] = (float(f), f"bulge SED of {b} [input units]")
+    if res.F_NUCLEUS is not None:
+        for j, (b, f) in enumerate(zip(obs.bands, res.F_NUCLEUS)):
+            hdr[f"NUCFLX{j + 1}"] = (float(f), f"nucleus total flux in {b} [input units]")
     hdr["LAMREF"] = (LAMBDA_REF, "reference wavelength of D [micron]")
     if res.grid is not None:
         for k, v in res.grid.header_cards().items():
