@@ -217,3 +217,35 @@ def test_realistic_hosts_have_published_bulge_disk_colours_and_stress_hosts_extr
     assert np.median(dgi) > 0.5 and np.percentile(dgi, 95) > 1.0
     with pytest.raises(ValueError, match="hosts"):
         SimConfig(hosts="spiral")
+
+
+def test_a_nucleus_is_a_point_source_of_its_power_law_behind_half_the_central_dust():
+    from galdust.simulate.dusty_images import dust_column
+
+    base = SimConfig(bands=BANDS, size=32, snr=None, hosts="stress")  # stress: no SPS grid (fast)
+    cfg = SimConfig(bands=BANDS, size=32, snr=None, hosts="stress", nucleus=True)
+    key = jax.random.PRNGKey(11)
+    a, b = simulate(key, 6, base, batch=6), simulate(key, 6, cfg, batch=6)
+    p = b["params"]
+    assert np.all(a["params"].f_nuc == 0) and np.all((p.f_nuc >= 0.03) & (p.f_nuc <= 0.3))
+    for f in ("inc", "tau_disk", "sed"):  # the galaxy itself is the same draw
+        np.testing.assert_array_equal(getattr(a["params"], f), getattr(p, f))
+    lam = np.array([0.4686, 0.6166, 0.7480, 0.8932])
+    for i in range(6):
+        # the intrinsic host gains the nucleus's flux: f_nuc of the host's λ_ref flux times its power law
+        added = (b["host_cube"][i] - a["host_cube"][i]).sum(axis=(1, 2))
+        want = base.total_flux * float(p.f_nuc[i]) * np.asarray(p.sed_nuc[i][:4])
+        np.testing.assert_allclose(added, want, rtol=2e-3)
+        assert np.allclose(np.asarray(p.sed_nuc[i][:4]), (lam / base.lam_ref) ** float(p.beta_nuc[i]), rtol=0.02)
+        # the observed one gains it through one dust column τ_c in every band, exp(−K_b τ_c) ...
+        seen = (b["cube"][i] - a["cube"][i]).sum(axis=(1, 2))
+        K = np.asarray(BandAttenuation(BANDS)(p.delta[i]))
+        tau_b = -np.log(seen / added) / K
+        np.testing.assert_allclose(tau_b, tau_b.mean(), rtol=2e-3, atol=1e-4)
+        # ... half the column of the central line of sight (averaged over the unresolved nucleus)
+        pi = jax.tree.map(lambda x, i=i: x[i], p)
+        yy, xx = np.mgrid[:32, :32] - 15.5
+        pt = np.exp(-0.5 * ((xx - float(pi.x0)) ** 2 + (yy - float(pi.y0)) ** 2) / 0.5**2)
+        tau_c = float(np.sum(np.asarray(dust_column(pi, cfg)) * pt / pt.sum()))
+        np.testing.assert_allclose(tau_b.mean(), 0.5 * tau_c, rtol=1e-3, atol=1e-5)
+    assert np.max(p.tau_disk) > 0.5  # some of them have real dust in front of the nucleus

@@ -24,7 +24,8 @@ def evaluate_dust(
     snr_kind: Annotated[str, typer.Option(help="'peak' (brightest pixel) or 'matched' (whole galaxy).")] = "peak",
     hosts: Annotated[str, typer.Option(help="Host sets: realistic (stellar-population bulge, disk, clumps), "
                                             "isochromatic, dust-free (realistic hosts without dust), "
-                                            "stress (extreme power-law colour gradients).")] = "realistic,dust-free",
+                                            "stress (extreme power-law colour gradients), nucleus (realistic "
+                                            "hosts with an AGN), nucleus-dust-free.")] = "realistic,dust-free",
     starts: Annotated[str, typer.Option(help="red, blue and/or amortized (the network's map) start.")] = "red,blue",
     band_set: Annotated[str, typer.Option("--band-set", help="Bands simulated and fitted: auto (griz + 2MASS J "
                                                              "for the red start, griz for the blue), grizJ or "
@@ -85,7 +86,7 @@ def evaluate_dust(
                     lw = [(lo, [x for x in ok if x["covfrac"] < 0.9 and x["av_lw_true"] > lo]) for lo in (0.1, 0.3)]
                     table = format_table(summarise(ok, cov), title)
                     fit_lw = np.array([x["av_lw_fit"] for x in ok])
-                    if h == "dust-free":  # no dust to find: how much does the fit invent?
+                    if h.endswith("dust-free"):  # no dust to find: how much does the fit invent?
                         table += (f"\n\ndust-free hosts: fitted A_V,LW ≤ 0.03 mag on {(fit_lw <= 0.03).sum()} of "
                                   f"{len(ok)} ({100 * (fit_lw <= 0.03).mean():.0f} %); median {np.median(fit_lw):.3f}, "
                                   f"84 % {np.percentile(fit_lw, 84):.3f} mag")

@@ -31,19 +31,20 @@ def sim_observations(sim: dict, cfg, prefix: str = "sim") -> list:
 
 
 #: ``galdust evaluate dust --hosts``: the simulator's host sets (:func:`host_config`)
-HOST_SETS = ("realistic", "isochromatic", "dust-free", "stress")
+HOST_SETS = ("realistic", "isochromatic", "dust-free", "stress", "nucleus", "nucleus-dust-free")
 
 
 def host_config(hosts: str, **kw):
     """The :class:`~galdust.simulate.SimConfig` of a host set: 'realistic' (stellar-population bulge,
     disk and clumps with measured bulge − disk colours), 'isochromatic' (one SED for all components),
-    'dust-free' (realistic hosts, no dust at all) or 'stress' (power-law SEDs, extreme gradients)."""
+    'dust-free' (realistic hosts, no dust at all), 'stress' (power-law SEDs, extreme gradients),
+    'nucleus' (realistic hosts with an unresolved AGN at the centre) or 'nucleus-dust-free'."""
     from ..simulate import SimConfig
 
     if hosts not in HOST_SETS:
         raise ValueError(f"unknown host set {hosts!r} ({', '.join(HOST_SETS)})")
     return SimConfig(hosts="stress" if hosts == "stress" else "realistic", isochromatic=hosts == "isochromatic",
-                     dust_free=hosts == "dust-free", **kw)
+                     dust_free=hosts.endswith("dust-free"), nucleus=hosts.startswith("nucleus"), **kw)
 
 
 #: ``galdust evaluate dust --band-set``: the bands simulated and fitted ('auto': grizJ for the red start,

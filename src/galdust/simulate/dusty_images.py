@@ -5,7 +5,10 @@ spiral arms, and star-forming clumps on the arms, each with its own SED: stellar
 (``hosts='realistic'``, the default: an old metal-rich bulge, a disk with steady star formation, young
 clumps, with bulge − disk colours as measured in real galaxies; :mod:`galdust.simulate.host_sed`) or
 power laws ``f_ν ∝ (λ/λ_ref)^β`` (``hosts='stress'``: bulge − disk Δ(g−i) up to 1.4 mag, a stress
-set); ``isochromatic`` gives all components the disk's SED.
+set); ``isochromatic`` gives all components the disk's SED. ``nucleus`` adds an unresolved nucleus
+(an AGN) at the galaxy's centre: a power law f_ν ∝ λ^β_nuc (β_nuc from −0.5, bluer than any disk, to
+2.5, a reddened AGN) with 3–30 % of the host's flux at λ_ref, seen through half the dust column of the
+central line of sight (it sits in the midplane).
 Dust is an exponential disk thinner than the stars (with its own scale length and a truncation
 radius), spiral-arm dust lanes on the inner edge of the stellar arms, an optional ring, dust tied to
 the star-forming clumps, and random patches. Attenuation per band follows the Calzetti/Noll curve
@@ -57,6 +60,7 @@ __all__ = [
 
 N_CLUMP = 8
 N_PATCH = 10
+NUCLEUS_SIGMA = 0.5  # px: the simulated nucleus before the PSF (unresolved)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class SimConfig:
     dust_free: bool = False
     total_flux: float = 1000.0  # host flux at λ_ref, arbitrary units
     bump: bool = False
+    nucleus: bool = False  # an unresolved nucleus (AGN) at the centre (module docstring)
 
     def __post_init__(self):
         object.__setattr__(self, "bands", tuple(self.bands))
@@ -131,13 +136,16 @@ class GalaxyParams(NamedTuple):
     sed: jnp.ndarray  # (3, n_band + 2) f_ν of [bulge, disk, clumps] in the bands, λ_ref and V; 1 at λ_ref
     z_sed: jnp.ndarray  # redshift of the stellar-population SEDs (0 for power laws)
     dgi: jnp.ndarray  # bulge − disk colour between the first and third band (g − i for griz) [mag]
+    f_nuc: jnp.ndarray  # nucleus flux at λ_ref / the host's (0: no nucleus)
+    beta_nuc: jnp.ndarray  # nucleus SED slope, f_ν ∝ (λ/λ_ref)^β
+    sed_nuc: jnp.ndarray  # (n_band + 2,) f_ν of the nucleus in the bands, λ_ref and V; 1 at λ_ref
 
 
 #: scalar parameters written to truth tables
 PARAM_NAMES = tuple(
     n
     for n in GalaxyParams._fields
-    if not n.startswith("clump_") and not n.startswith("patch_") and n != "sed"
+    if not n.startswith("clump_") and not n.startswith("patch_") and n not in ("sed", "sed_nuc")
 )
 
 
@@ -220,6 +228,10 @@ def sample_params(key, cfg: SimConfig, sed_grid=None) -> GalaxyParams:
             sed = jnp.broadcast_to(sed[1], sed.shape)
     dgi = -2.5 * jnp.log10(sed[0, 0] / sed[0, min(2, len(cfg.bands) - 1)]) + 2.5 * jnp.log10(
         sed[1, 0] / sed[1, min(2, len(cfg.bands) - 1)])
+    # the nucleus from keys of its own: every other draw is the same with and without it
+    un = _Draws(jax.random.fold_in(key, 2), 2)
+    f_nuc = jnp.where(cfg.nucleus, un.log(0.03, 0.3), 0.0)
+    beta_nuc = un(-0.5, 2.5)
     return GalaxyParams(
         inc=inc,
         pa=u(0.0, jnp.pi),
@@ -262,6 +274,9 @@ def sample_params(key, cfg: SimConfig, sed_grid=None) -> GalaxyParams:
         sed=sed,
         z_sed=z_sed,
         dgi=dgi,
+        f_nuc=f_nuc,
+        beta_nuc=beta_nuc,
+        sed_nuc=(lam / cfg.lam_ref) ** beta_nuc,
     )
 
 
@@ -425,6 +440,16 @@ def render(p: GalaxyParams, cfg: SimConfig, K: jnp.ndarray, psf=None) -> dict:
     sed = cfg.total_flux * frac[:, None] * p.sed  # (3, C)
     obs = jnp.einsum("ac,acyx->cyx", sed, obs_c)
     host = jnp.einsum("ac,ayx->cyx", sed, host_c)
+    if cfg.nucleus:  # a point source at the centre, in the midplane: behind half the central column
+        n = cfg.size
+        yy, xx = jnp.meshgrid(jnp.arange(n) - (n - 1) / 2.0 - p.y0, jnp.arange(n) - (n - 1) / 2.0 - p.x0,
+                              indexing="ij")
+        pt = jnp.exp(-0.5 * (xx**2 + yy**2) / NUCLEUS_SIGMA**2)
+        pt = pt / jnp.sum(pt)
+        tau_c = jnp.sum(dust_column(p, cfg) * pt)
+        nuc = cfg.total_flux * p.f_nuc * p.sed_nuc[:, None, None] * pt[None]
+        host = host + nuc
+        obs = obs + nuc * jnp.exp(-K[:, None, None] * 0.5 * tau_c)
     kern = _psf_kernels(cfg, obs.shape[0], psf)
     if kern is not None:
         if kern.shape[0] == obs.shape[0] - 2:  # given PSF for the bands: truth channels use band 0's
