@@ -47,7 +47,8 @@ def run_cmd(
                                                                       "'distance' [Mpc]; posterior: the photometry "
                                                                       "table itself, one object per row.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Local worker processes (default: "
-                                                                            "one per core, one thread each).")] = None,
+                                                                            "one per core, one thread each, no more "
+                                                                            "than there are batches to run).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running Dask scheduler "
                                                                          "(tcp://host:port) instead of a local cluster.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Objects per task (default: fit 8, "
@@ -86,7 +87,7 @@ def run_cmd(
     OUT/catalog.parquet, bad inputs recorded as error rows while the run goes on."""
     from ..dust.fit import level_config
     from ..dust.init import choose_start
-    from ..pipeline.runner import RunError, local_cluster, prepare_out, run
+    from ..pipeline.runner import RunError, cpu_cores, local_cluster, prepare_out, run
     from ..pipeline.tasks import TASKS
 
     if not inputs and catalog is None:
@@ -137,11 +138,11 @@ def run_cmd(
 
     opened = []  # the client, then the local cluster it runs on: closed in that order
 
-    def connect():  # only when some input is left to run (a finished run re-run starts no cluster)
+    def connect(n_batches: int):  # only when some input is left to run (a finished run re-run starts no cluster)
         if scheduler:
             opened.append(Client(scheduler))
-        else:
-            opened.append(local_cluster(workers))
+        else:  # one worker per core, but no more than there are batches (each worker compiles its own)
+            opened.append(local_cluster(workers or min(n_batches, cpu_cores())))
             opened.insert(0, Client(opened[0]))
         return opened[0]
 

@@ -154,7 +154,8 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
         max_in_flight: int | None = None, consolidate_every: float = 30.0,
         progress: Callable[[int, int, int], None] | None = None) -> RunSummary:
     """Process every input of ``items`` that has no row in ``out`` yet; see the module docstring.
-    ``client``: a Dask client, or a function returning one, called only if some input is left to run.
+    ``client``: a Dask client, or a function of the number of batches to run returning one, called
+    only if some input is left to run.
 
     ``progress(done, errors, todo)`` is called after each batch (counts of this run).
     """
@@ -177,7 +178,7 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
     pending: deque = deque(list(todo[i : i + bs]) for i in range(0, len(todo), bs))
     if todo:
         if not hasattr(client, "submit"):  # a function that connects: called only when there is work
-            client = client()
+            client = client(len(pending))
         max_in_flight = max_in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
     inflight: dict = {}
     ac = as_completed() if todo else []  # (as_completed needs a client)
@@ -266,6 +267,11 @@ class _PinToCore(WorkerPlugin):
         pin_process(self.cores[i % len(self.cores)])
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2, pin: bool = True):
     """The default cluster: one single-threaded worker process per core of this machine."""
     import logging
@@ -273,7 +279,7 @@ def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2, pi
     import dask
     from distributed import LocalCluster
 
-    n = n_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n = n_workers or cpu_cores()
     # Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes XLA's allocate/free cycles page-fault (README,
     # bench/bench_run.py); unset it, and set the thread caps before the worker interpreters start.
     cfg = {"distributed.scheduler.allowed-failures": allowed_failures,
