@@ -36,7 +36,7 @@ from galdust.simulate import simulate
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sets(full: bool):
+def _sets(full: bool, sets=None):
     # (label, host set, band set, S/N, PSF FWHM px)
     rows = [("realistic griz", "realistic", "griz", 50, 2.0), ("realistic grizJ", "realistic", "grizJ", 50, 2.0),
             ("isochromatic griz", "isochromatic", "griz", 50, 2.0),
@@ -46,8 +46,10 @@ def _sets(full: bool):
         rows += [("stress griz", "stress", "griz", 50, 2.0), ("realistic griz, S/N 20", "realistic", "griz", 20, 2.0),
                  ("realistic griz, S/N 200", "realistic", "griz", 200, 2.0),
                  ("realistic griz, PSF 3 px", "realistic", "griz", 50, 3.0),
-                 ("realistic griz, PSF 1 px", "realistic", "griz", 50, 1.0)]
-    return rows
+                 ("realistic griz, PSF 1 px", "realistic", "griz", 50, 1.0),
+                 ("nucleus (AGN) griz", "nucleus", "griz", 50, 2.0),
+                 ("nucleus (AGN), dust-free griz", "nucleus-dust-free", "griz", 50, 2.0)]
+    return [r for r in rows if sets is None or r[0] in sets]
 
 
 def _sim(hosts, band_set, snr, psf, n, seed):
@@ -136,6 +138,7 @@ def main():
     ap.add_argument("--no-map", action="store_true", help="skip the MAP fits")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--quick", action="store_true", help="only the first six sets")
+    ap.add_argument("--sets", default=None, help="only these sets (labels, ';'-separated)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed table")
     ap.add_argument("--map-cache", default=None, help="JSON file keeping the red-start MAP summaries (they do "
                     "not depend on the network)")
@@ -152,12 +155,12 @@ def main():
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     curves = {}
-    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick)):
+    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, None if a.sets is None else a.sets.split(";"))):
         sim, cfg, obs = _sim(hosts, bset, snr, psf, a.n, a.seed)
         res = net.fit(obs)
         rows = [_metrics_amortized(r, sim, i) for i, r in enumerate(res)]
         cov = np.asarray(sim["covfrac"])
-        s = _summ(rows, cov, free=hosts == "dust-free")
+        s = _summ(rows, cov, free=hosts.endswith("dust-free"))
         curves[label] = (s["zp"], s["zl"])
         mp = dict(absd=np.nan, corr=np.nan, free_ok=np.nan, niter=np.nan)
         it_net = np.nan
@@ -170,7 +173,7 @@ def main():
                 mp = cache[key]
             else:
                 rm = fitter.fit(obs)
-                mp = _summ([_metrics_map(r, sim, i, psf0) for i, r in enumerate(rm)], cov, free=hosts == "dust-free")
+                mp = _summ([_metrics_map(r, sim, i, psf0) for i, r in enumerate(rm)], cov, free=hosts.endswith("dust-free"))
                 cache[key] = mp
                 if a.map_cache:
                     Path(a.map_cache).write_text(json.dumps(cache, indent=1))
@@ -179,10 +182,10 @@ def main():
                 continue
             fn = dataclasses.replace(fitter, start="amortized", init_net=net)
             rn = fn.fit(obs)
-            sn = _summ([_metrics_map(r, sim, i, psf0) for i, r in enumerate(rn)], cov, free=hosts == "dust-free")
+            sn = _summ([_metrics_map(r, sim, i, psf0) for i, r in enumerate(rn)], cov, free=hosts.endswith("dust-free"))
             it_net = sn["niter"]
             mp["net_absd"], mp["net_corr"] = sn["absd"], sn["corr"]
-        free = (f"{s['free_ok']:.0%} / {mp.get('free_ok', np.nan):.0%}" if hosts == "dust-free" else "")
+        free = (f"{s['free_ok']:.0%} / {mp.get('free_ok', np.nan):.0%}" if hosts.endswith("dust-free") else "")
         print(f"| {label} | {s['n']} | {s['absd']:.3f} | {mp['absd']:.3f} | {s['corr']:.3f} ({s['n_struct']}) | "
               f"{mp['corr']:.3f} | {s['cov_pix']:.1%} | {s['cov_lw']:.1%} | {free} | "
               f"{mp['niter']:.0f} / {it_net:.0f} |", flush=True)
