@@ -639,6 +639,19 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
             tmp_path.unlink()
 
 
+def card(key: str, value, comment: str = "") -> tuple:
+    """``(value, comment)`` for ``header[key]``, the comment cut to what fits beside ``key = value`` on
+    one 80-character card. astropy would cut it itself, with a warning ("Card is too long, comment
+    will be truncated") that every ``galdust fit`` and ``simulate`` printed, and that
+    :func:`open_fits`' filter (warnings about truncation become errors; ``warnings`` filters are
+    process-wide) turns into a failed write in any thread writing while another reads."""
+    if not comment:
+        return value, comment
+    used = max(len(fits.Card(key, value).image.rstrip()), 30)  # a value fills columns 11-30 at least
+    room = 80 - used - 3  # " / "
+    return (value, comment[:room]) if room > 0 and used <= 80 else (value, "")
+
+
 def fits_card(key: str, value, comment: str = "") -> str:
     """The 80-character header card(s) of ``key = value / comment`` (a bool, int or string value; a
     long or non-ASCII string, or any other value, is rendered by astropy, CONTINUE cards included)."""
@@ -716,15 +729,15 @@ def write_cube(
     if wave_eff is not None and len(wave_eff) != len(bands):
         raise ValueError(f"{path}: {len(wave_eff)} wavelengths for {len(bands)} bands")
     hdr = wcs.to_header() if wcs is not None else fits.Header()
-    hdr["BANDS"] = (",".join(bands), "band names (galdust registry)")
+    hdr["BANDS"] = card("BANDS", ",".join(bands), "band names (galdust registry)")
     if wave_eff is not None:
-        hdr["WAVEEFF"] = (",".join(f"{w:.5f}" for w in wave_eff), "effective wavelengths [micron]")
+        hdr["WAVEEFF"] = card("WAVEEFF", ",".join(f"{w:.5f}" for w in wave_eff), "effective wavelengths [micron]")
     if unit:
         hdr["BUNIT"] = unit
     for k, v in (header or {}).items():
-        hdr[k] = v
+        hdr[k] = card(k, *v) if isinstance(v, tuple) else v
     for k, v, c in provenance if provenance is not None else provenance_cards():
-        hdr[k] = (v, c) if len(str(v)) + len(c) < 60 else v  # long values continue, without comment
+        hdr[k] = card(k, v, c)  # long values continue, without comment
     hdus = [fits.PrimaryHDU(cube, header=hdr)]
     if ivar is not None:
         hdus.append(fits.ImageHDU(np.asarray(ivar, np.float32), name="IVAR"))

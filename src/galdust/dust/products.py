@@ -22,7 +22,7 @@ import numpy as np
 from astropy.io import fits
 
 from .. import __version__
-from ..io import Observation, OutputExistsError, atomic_path, fits_card, provenance_cards, write_image_fits
+from ..io import Observation, OutputExistsError, atomic_path, card, fits_card, provenance_cards, write_image_fits
 from ..physics.attenuation import LAMBDA_REF
 from .job import AV_COVER, DustResult
 
@@ -38,7 +38,7 @@ _COMMENTS = {
     "CONVERGE": "F converged before the iteration limit",
     "START": "initialisation (red or blue start)",
     "PRIORS": "learned priors (hsc: HSC host, dust: p(D|S))",
-    "HOSTMOD": "host model: single, bulge-disk, (bulge-disk-)nucleus",
+    "HOSTMOD": "host model (galdust fit --host)",
     "METHOD": "map (iterative fit) or amortized",
     "DELTAERR": "posterior sigma of DELTA (amortized)",
     "AVLW_ERR": "posterior sigma of AV_LW (amortized)",
@@ -75,17 +75,17 @@ def summary_dict(res: DustResult, obs: Observation) -> dict:
 def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, overwrite: bool = False,
                     command: str | None = None) -> Path:
     hdr = fits.Header()
-    hdr["BANDS"] = (",".join(obs.bands), "band names, as the input")
+    hdr["BANDS"] = card("BANDS", ",".join(obs.bands), "band names, as the input")
     for k, v in res.scalars.items():
-        hdr[k] = (v, _COMMENTS.get(k, ""))
+        hdr[k] = card(k, v, _COMMENTS.get(k, ""))
     for j, (b, f) in enumerate(zip(obs.bands, res.F)):
-        hdr[f"HOSTF{j + 1}"] = (float(f), f"host SED F of {b} [input units]")
+        hdr[f"HOSTF{j + 1}"] = card(f"HOSTF{j + 1}", float(f), f"host SED F of {b} [input units]")
     if res.F_BULGE is not None:
         for j, (b, f) in enumerate(zip(obs.bands, res.F_BULGE)):
-            hdr[f"BULGEF{j + 1}"] = (float(f), f"bulge SED of {b} [input units]")
+            hdr[f"BULGEF{j + 1}"] = card(f"BULGEF{j + 1}", float(f), f"bulge SED of {b} [input units]")
     if res.F_NUCLEUS is not None:
         for j, (b, f) in enumerate(zip(obs.bands, res.F_NUCLEUS)):
-            hdr[f"NUCFLX{j + 1}"] = (float(f), f"nucleus total flux in {b} [input units]")
+            hdr[f"NUCFLX{j + 1}"] = card(f"NUCFLX{j + 1}", float(f), f"nucleus total flux in {b} [input units]")
     hdr["LAMREF"] = (LAMBDA_REF, "reference wavelength of D [micron]")
     if res.grid is not None:
         for k, v in res.grid.header_cards().items():
@@ -93,7 +93,7 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
     if obs.unit:
         hdr["BUNIT"] = obs.unit
     for k, v, c in provenance_cards(command, [obs.source]):
-        hdr[k] = (v, c) if len(str(v)) + len(c) < 60 else v
+        hdr[k] = card(k, v, c)  # long values continue, without comment
     wcs_cards = obs.wcs.to_header().tostring(endcard=False, padding=False) if obs.wcs is not None else ""
     maps = [("AV", res.AV, "mag"), ("D", res.D, ""), ("HOST", res.HOST, ""), ("HOST_CUBE", res.HOST_CUBE, obs.unit),
             ("MODEL", res.MODEL, obs.unit), ("RESID", res.RESID, ""), ("MASK", res.MASK, "")]
