@@ -268,13 +268,22 @@ def _bulge_disk_galaxy(snr_peak=200.0, seed=3):
     compact Sérsic bulge 0.3 mag redder in g − z, no dust at all."""
     from galdust.dust.model import sersic_image
 
-    m = make_model(BANDS)
+    B = sersic_image((N, N), 0.0, 0.0, np.log(1.5), 3.0, 0.1, 0.0)
+    p = _dust_free_disk()
+    F_b = np.exp(np.asarray(p.log_F)) * 10 ** (-0.4 * np.array([0.5, 0.25, 0.1, 0.0], np.float32)) * 3.0
+    return _observed(make_model(BANDS), p._replace(log_Fb=jnp.log(F_b), B=B), snr_peak, seed)
+
+
+def _dust_free_disk():
+    """An inclined exponential disk (scale 4 px, axis ratio 0.6) with no dust, as DustParams."""
     y, x = np.mgrid[:N, :N] - (N - 1) / 2
     disk = np.exp(-np.hypot(x, y / 0.6) / 4.0).astype(np.float32)
-    B = sersic_image((N, N), 0.0, 0.0, np.log(1.5), 3.0, 0.1, 0.0)
     F_d = np.array([20.0, 30.0, 36.0, 40.0], np.float32)
-    F_b = F_d * 10 ** (-0.4 * np.array([0.5, 0.25, 0.1, 0.0], np.float32)) * 3.0
-    p = DustParams(jnp.log(F_d), jnp.asarray(disk), jnp.ones((N, N)), jnp.float32(0.0), jnp.log(F_b), B)
+    return DustParams(jnp.log(F_d), jnp.asarray(disk), jnp.ones((N, N)), jnp.float32(0.0))
+
+
+def _observed(m, p, snr_peak, seed):
+    """(model, params, noisy data, ivar): white noise of σ = each band's peak / ``snr_peak``."""
     Y = np.asarray(m(p))
     sig = Y.max(axis=(1, 2)) / snr_peak
     Yn = (Y + sig[:, None, None] * np.random.default_rng(seed).normal(size=Y.shape)).astype(np.float32)
@@ -316,17 +325,10 @@ def _nucleus_galaxy(snr_peak=200.0, seed=4):
     from galdust.physics.psf import gaussian_psf
 
     psf = np.repeat(gaussian_psf(2.5), len(BANDS), axis=0)
-    m = make_model(BANDS, psf)
-    y, x = np.mgrid[:N, :N] - (N - 1) / 2
-    disk = np.exp(-np.hypot(x, y / 0.6) / 4.0).astype(np.float32)
-    F_d = np.array([20.0, 30.0, 36.0, 40.0], np.float32)
-    F_n = F_d * 10 ** (0.4 * np.array([1.0, 0.55, 0.25, 0.0], np.float32))
-    p = DustParams(jnp.log(F_d), jnp.asarray(disk), jnp.ones((N, N)), jnp.float32(0.0),
-                   log_Fn=jnp.log(F_n), N=point_image((N, N), 0.3, -0.2), nucleus_pos=jnp.array([0.3, -0.2]))
-    Y = np.asarray(m(p))
-    sig = Y.max(axis=(1, 2)) / snr_peak
-    Yn = (Y + sig[:, None, None] * np.random.default_rng(seed).normal(size=Y.shape)).astype(np.float32)
-    return m, p, Yn, np.broadcast_to(1.0 / sig[:, None, None] ** 2, Y.shape).astype(np.float32)
+    p = _dust_free_disk()
+    F_n = np.exp(np.asarray(p.log_F)) * 10 ** (0.4 * np.array([1.0, 0.55, 0.25, 0.0], np.float32))
+    p = p._replace(log_Fn=jnp.log(F_n), N=point_image((N, N), 0.3, -0.2), nucleus_pos=jnp.array([0.3, -0.2]))
+    return _observed(make_model(BANDS, psf), p, snr_peak, seed)
 
 
 def test_a_nucleus_takes_a_blue_point_source_that_a_single_sed_host_pays_for_with_dust():
