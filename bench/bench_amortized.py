@@ -155,7 +155,8 @@ def main():
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     curves = {}
-    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, None if a.sets is None else a.sets.split(";"))):
+    only = None if a.sets is None else a.sets.split(";")
+    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, only)):
         sim, cfg, obs = _sim(hosts, bset, snr, psf, a.n, a.seed)
         res = net.fit(obs)
         rows = [_metrics_amortized(r, sim, i) for i, r in enumerate(res)]

@@ -247,10 +247,9 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
         scalars.update(BRE=float(np.exp(b[2]) * g.k), BN=float(b[3]), BQ=float(np.sqrt((1 - e) / (1 + e))))
     f_nuc = None
     if p.N is not None:
-        Fn = np.exp(np.asarray(p.log_Fn, np.float64)) * float(np.sum(p.N))  # total flux per band (fit grid)
-        f_nuc = Fn
+        f_nuc = np.exp(np.asarray(p.log_Fn, np.float64)) * float(np.sum(p.N))  # total flux per band
         red_tot = float(np.sum(np.asarray(out["host_cube"], np.float64)[-1]))
-        scalars["NUCF"] = float(Fn[-1] / max(red_tot, 1e-30))  # nucleus share of the reddest band's host flux
+        scalars["NUCF"] = float(f_nuc[-1] / max(red_tot, 1e-30))  # nucleus share of the reddest band's host flux
         x0, y0 = (float(v) for v in np.asarray(p.nucleus_pos, float))
         cy, cx = (np.asarray(p.S.shape) - 1) / 2.0
         # its centre in input pixels (0-based): fit pixel f is input pixel origin + (k − 1)/2 + k f
