@@ -647,7 +647,10 @@ def card(key: str, value, comment: str = "") -> tuple:
     process-wide) turns into a failed write in any thread writing while another reads."""
     if not comment:
         return value, comment
-    used = max(len(fits.Card(key, value).image.rstrip()), 30)  # a value fills columns 11-30 at least
+    if isinstance(value, (bool, int, float, np.integer, np.floating)):
+        used = 30  # numbers and booleans: right-justified in columns 11-30
+    else:  # a string: quoted from column 11, padded to column 30 at least (more cards if long)
+        used = max(len(fits_card(key, value).rstrip()), 30)
     room = 80 - used - 3  # " / "
     return (value, comment[:room]) if room > 0 and used <= 80 else (value, "")
 
