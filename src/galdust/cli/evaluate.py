@@ -33,7 +33,8 @@ def evaluate_dust(
     priors: Annotated[str, typer.Option(help="on, off (likelihood + exponential A prior only) and/or gauge "
                                              "(galdust fit --dust-level gauge).")] = "on,off",
     host_model: Annotated[str, typer.Option("--host-model", help="The fit's host model(s) (galdust fit --host): "
-                                                                 "single and/or bulge-disk.")] = "single",
+                                                                 "comma-separated, of single, bulge-disk, nucleus, "
+                                                                 "bulge-disk-nucleus, clumps, bulge-disk-clumps.")] = "single",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once.")] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,

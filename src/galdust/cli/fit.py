@@ -48,7 +48,10 @@ def fit(
     host: Annotated[str, typer.Option("--host", help="Host model: 'single' (one SED for the whole host), "
                                       "'bulge-disk' (a Sérsic bulge with its own SED plus a free-form disk), "
                                       "'nucleus' or 'bulge-disk-nucleus' (either, plus a point source with its "
-                                      "own SED: an AGN or a nuclear star cluster).")] = "single",
+                                      "own SED: an AGN or a nuclear star cluster), 'clumps' or "
+                                      "'bulge-disk-clumps' (plus a sparse map of star-forming clumps with their "
+                                      "own SED: less dust invented on clumpy hosts, less real dust found; "
+                                      "docs/eval_dust.md).")] = "single",
     no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF.")] = False,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
                                                                "(band, y, x); applies to every input.")] = None,

@@ -59,6 +59,15 @@ centre, bounded like the bulge's, under the same dust. It starts at the light's 
 peak pixel's flux in every band. It can take a red or blue centre as small as the PSF, which a single
 SED reads as dust; the price is that compact dust on the nucleus itself is read as a red nucleus.
 
+Clumps (``host='clumps'``: the single-SED host plus a clump map; ``'bulge-disk-clumps'``) are a free-form
+map C ≥ 0 with its own SED (``log_Fc``), under the same dust, for star-forming knots: bluer than the
+disk, so a single SED fitted to the disk reads the light around them as reddened (on dust-free
+realistic hosts the invented dust follows the clumps' light, ``bench/bench_invented_dust.py``). A
+Laplace prior keeps C sparse: −log p = ``clump_l1`` × the clumps' S/N summed over pixels and bands,
+so a clump is kept only where it lowers χ² by more than its own significance. C starts at 0 with the
+host's colours un-reddened by 1 mag at λ₀. The price (``docs/eval_dust.md``): real dust whose
+pattern looks like a bluer map (less dust between lanes) is partly taken by the clumps.
+
 Sequence (seed §3): a dust-free fit (D ≡ 1) of F and S from the red or blue start; then the dust
 fit of all parameters, from near-zero dust on the reddest band's morphology (red start) or from the
 colour A map of the blue start. Convergence: every band's F changes by less than ``tol`` (relative)
@@ -87,13 +96,14 @@ __all__ = ["FitConfig", "fit_galaxy", "reduced_chi2", "A_MAX", "LEVEL_GAUGE", "D
            "HOST_MODELS", "host_parts"]
 
 #: ``galdust fit --host``: one SED for the whole host, or a Sérsic bulge with its own SED plus a free-form
-#: disk; either with a nucleus (a point source with its own SED)
-HOST_MODELS = ("single", "bulge-disk", "nucleus", "bulge-disk-nucleus")
+#: disk; either with a nucleus (a point source with its own SED) or with clumps (a sparse free-form map
+#: with its own SED)
+HOST_MODELS = ("single", "bulge-disk", "nucleus", "bulge-disk-nucleus", "clumps", "bulge-disk-clumps")
 
 
-def host_parts(host: str) -> tuple[bool, bool]:
-    """(bulge, nucleus): which components a ``--host`` model adds to the free-form host."""
-    return host.startswith("bulge-disk"), host.endswith("nucleus")
+def host_parts(host: str) -> tuple[bool, bool, bool]:
+    """(bulge, nucleus, clumps): which components a ``--host`` model adds to the free-form host."""
+    return host.startswith("bulge-disk"), host.endswith("nucleus"), host.endswith("clumps")
 
 _LN10_04 = 0.4 * jnp.log(10.0)
 A_MAX = float(-2.5 * jnp.log10(D_MIN))
@@ -127,6 +137,8 @@ class FitConfig:
     host: str = "single"  # HOST_MODELS: 'bulge-disk' adds a Sérsic bulge with its own SED, '…nucleus' a point source
     lr_bulge: float = 0.02  # bulge shape (centre px, ln R_e, n, ellipticity)
     bulge_colour_sigma: float = 0.2  # Gaussian prior σ (mag) on each bulge − disk colour, relative to the reddest band (0: none)
+    clump_l1: float = 1.0  # Laplace prior on the clump map: −log p = clump_l1 × the clumps' S/N summed over pixels and bands
+    lr_C: float = 0.005  # clump map (units of the host's peak, before F_c)
 
     def __post_init__(self):
         if self.host not in HOST_MODELS:
@@ -162,6 +174,8 @@ class _Free(NamedTuple):
     bulge: jnp.ndarray  # (6,) x0, y0 [px from the centre], ln R_e [px], n, e1, e2
     log_Fn: jnp.ndarray  # (n_band,) nucleus SED (host with a nucleus; unused otherwise)
     nuc: jnp.ndarray  # (2,) x0, y0 of the nucleus [px from the centre]
+    log_Fc: jnp.ndarray  # (n_band,) clumps' SED (host with clumps; unused otherwise)
+    C: jnp.ndarray  # (H, W) clump map ≥ 0
 
 
 #: bounds of the bulge's shape: centre within ±BULGE_OFFSET of the image size, R_e, Sérsic n, |e|
@@ -169,25 +183,29 @@ BULGE_OFFSET, BULGE_RE, BULGE_N, BULGE_E = 0.15, (0.5, 0.2), (1.0, 6.0), 0.85
 BULGE_RE_R50 = 0.4  # R_e ≤ this × the host's half-light radius
 
 
-def _to_params(q: _Free, bulge: bool = False, nucleus: bool = False) -> DustParams:
+def _to_params(q: _Free, bulge: bool = False, nucleus: bool = False, clumps: bool = False) -> DustParams:
     p = DustParams(q.log_F, jnp.exp(q.log_S), jnp.exp(-_LN10_04 * q.A), q.delta)
     if bulge:
         p = p._replace(log_Fb=q.log_Fb, B=sersic_image(q.log_S.shape, *q.bulge), bulge_shape=q.bulge)
     if nucleus:
         p = p._replace(log_Fn=q.log_Fn, N=point_image(q.log_S.shape, *q.nuc), nucleus_pos=q.nuc)
+    if clumps:
+        p = p._replace(log_Fc=q.log_Fc, C=q.C)
     return p
 
 
-def _from_start(log_F, S, A, delta, log_Fb=None, bulge=None, log_Fn=None, nuc=None) -> _Free:
+def _from_start(log_F, S, A, delta, log_Fb=None, bulge=None, log_Fn=None, nuc=None, log_Fc=None, C=None) -> _Free:
     log_Fb = jnp.full_like(log_F, -30.0) if log_Fb is None else log_Fb
     bulge = jnp.array([0.0, 0.0, jnp.log(1.5), 2.0, 0.0, 0.0]) if bulge is None else bulge
     log_Fn = jnp.full_like(log_F, -30.0) if log_Fn is None else log_Fn
     nuc = jnp.zeros(2, jnp.float32) if nuc is None else nuc
-    return _Free(log_F, jnp.log(jnp.clip(S, 1e-6, None)), A, delta, log_Fb, bulge, log_Fn, nuc)
+    log_Fc = jnp.full_like(log_F, -30.0) if log_Fc is None else log_Fc
+    C = jnp.zeros_like(S) if C is None else C
+    return _Free(log_F, jnp.log(jnp.clip(S, 1e-6, None)), A, delta, log_Fb, bulge, log_Fn, nuc, log_Fc, C)
 
 
 def _labels(_):
-    return _Free("F", "S", "A", "delta", "Fb", "Bp", "Fn", "Np")
+    return _Free("F", "S", "A", "delta", "Fb", "Bp", "Fn", "Np", "Fc", "C")
 
 
 def _adam(lr, n_iter, final):
@@ -196,14 +214,16 @@ def _adam(lr, n_iter, final):
 
 def _optimizer(cfg: FitConfig, n_iter: int, fit_dust: bool, lr_scale: float = 1.0):
     f = cfg.lr_final
-    bulge, nucleus = host_parts(cfg.host)
+    bulge, nucleus, clumps = host_parts(cfg.host)
     tx = {"F": _adam(lr_scale * cfg.lr_F, n_iter, f), "S": _adam(lr_scale * cfg.lr_S, n_iter, f),
           "A": _adam(cfg.lr_A, n_iter, f) if fit_dust else optax.set_to_zero(),
           "delta": _adam(cfg.lr_delta, n_iter, f) if fit_dust else optax.set_to_zero(),
           "Fb": _adam(lr_scale * cfg.lr_F, n_iter, f) if bulge else optax.set_to_zero(),
           "Bp": _adam(lr_scale * cfg.lr_bulge, n_iter, f) if bulge else optax.set_to_zero(),
           "Fn": _adam(lr_scale * cfg.lr_F, n_iter, f) if nucleus else optax.set_to_zero(),
-          "Np": _adam(lr_scale * cfg.lr_bulge, n_iter, f) if nucleus else optax.set_to_zero()}
+          "Np": _adam(lr_scale * cfg.lr_bulge, n_iter, f) if nucleus else optax.set_to_zero(),
+          "Fc": _adam(lr_scale * cfg.lr_F, n_iter, f) if clumps else optax.set_to_zero(),
+          "C": _adam(lr_scale * cfg.lr_C, n_iter, f) if clumps else optax.set_to_zero()}
     return optax.multi_transform(tx, _labels)
 
 
@@ -244,13 +264,14 @@ def _project(q: _Free, K, fp, seen, gauge_q: float = 0.0, a_min: float = 0.0, ga
         log_F = log_F - _LN10_04 * K * a0
         log_Fb = q.log_Fb - _LN10_04 * K * a0
         log_Fn = q.log_Fn - _LN10_04 * K * a0
+        log_Fc = q.log_Fc - _LN10_04 * K * a0
     else:
-        log_Fb, log_Fn = q.log_Fb, q.log_Fn
+        log_Fb, log_Fn, log_Fc = q.log_Fb, q.log_Fn, q.log_Fc
     lo = jnp.where(seen, a_min, 0.0)  # no D > 1 where there are no data
     A = jnp.where(fp, jnp.clip(A, lo, A_MAX), 0.0)
     off = BULGE_OFFSET * min(A.shape)
     return _Free(log_F, log_S, A, jnp.clip(q.delta, *DELTA_RANGE), log_Fb, _bulge_bounds(q.bulge, A.shape, re_max),
-                 log_Fn, jnp.clip(q.nuc, -off, off))
+                 log_Fn, jnp.clip(q.nuc, -off, off), log_Fc, jnp.where(fp, jnp.clip(q.C, 0.0, 1.0), 0.0))
 
 
 def _bulge_bounds(b, shape, re_max=None):
@@ -265,10 +286,10 @@ def _bulge_bounds(b, shape, re_max=None):
                       jnp.clip(b[3], *BULGE_N), b[4] * shrink, b[5] * shrink])
 
 
-def _predict(model: DustModel, q: _Free, dust: bool, bulge: bool = False, nucleus: bool = False):
+def _predict(model: DustModel, q: _Free, dust: bool, bulge: bool = False, nucleus: bool = False, clumps: bool = False):
     """The model cube from the fit's coordinates; a negative A (D > 1) is honoured here, so that
     ``a_min`` < 0 lets noise average out (:meth:`DustModel.transmission_from_A`)."""
-    y = model.host(_to_params(q, bulge, nucleus))
+    y = model.host(_to_params(q, bulge, nucleus, clumps))
     return model.observe(y * model.transmission_from_A(q.A, q.delta) if dust else y)
 
 
@@ -289,15 +310,17 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
     called outside a jit (one galaxy in a notebook, galaxy after galaxy) compiles each loop once per
     shape and setting (``docs/eval_dust.md``); inside ``galdust fit``'s jitted batch it is inlined."""
     fit_dust = dust if fit_dust is None else fit_dust
-    bulge, nucleus = host_parts(cfg.host)
+    bulge, nucleus, clumps = host_parts(cfg.host)
     opt = _optimizer(cfg, max_iter, fit_dust, lr_scale)
     gauge = cfg.gauge_q if fit_dust else 0.0
     seen = jnp.any(ivar > 0, axis=0)
     a_min = cfg.a_min if fit_dust else 0.0
 
     def loss(q):
-        r = Y - _predict(model, q, dust, bulge, nucleus)
+        r = Y - _predict(model, q, dust, bulge, nucleus, clumps)
         nll = 0.5 * jnp.sum(ivar * r**2)
+        if clumps and cfg.clump_l1 > 0:  # Laplace prior: a clump pays for its S/N
+            nll = nll + cfg.clump_l1 * jnp.sum(q.C * jnp.sum(jnp.exp(q.log_Fc)[:, None, None] * jnp.sqrt(ivar), axis=0))
         if dust and cfg.smooth > 0:
             nll = nll + cfg.smooth * _laplacian_penalty(q.A)
         if bulge and cfg.bulge_colour_sigma > 0:  # bulge − disk colours (mag, relative to the reddest band) ~ N(0, σ)
@@ -316,7 +339,7 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
         if fit_dust and cfg.use_priors and dust_score is not None:
             D = jnp.exp(-_LN10_04 * q.A)
             # conditioned on the whole host's morphology (S itself for a single-SED host)
-            sD = dust_score(jnp.minimum(D, 1.0), host_morphology(_to_params(q, bulge, nucleus)))
+            sD = dust_score(jnp.minimum(D, 1.0), host_morphology(_to_params(q, bulge, nucleus, clumps)))
             z = z._replace(A=-cfg.dust_weight * sD * (-_LN10_04 * D))
         return z
 
@@ -403,7 +426,7 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     else:
         raise ValueError(f"start must be 'red', 'blue' or 'amortized' here, not {start!r}")
     A_start = -2.5 * jnp.log10(jnp.clip(D, D_MIN, 1.0))
-    bulge, nucleus = host_parts(cfg.host)
+    bulge, nucleus, clumps = host_parts(cfg.host)
     # 1) dust-free fit of F and S. Blue start: from the observed (attenuated) morphology
     S_obs = S * jnp.mean(D[None] ** K0[:, None, None], axis=0)
     S_nd0 = S if start == "red" else S_obs
@@ -416,23 +439,27 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
     # a bulge-disk host starts with a small, round bulge of the disk's colours at the light's peak, a
     # nucleus there with 5 % of the peak pixel's flux
     n0 = None if b0 is None else b0[:2]
+    # clumps start absent, with the colours of the host un-reddened by 1 mag at λ₀ (young, blue)
     q_nd0 = _project(_from_start(logF, S_nd0, jnp.zeros_like(S), delta0, logF + jnp.log(0.2), b0,
-                                 logF + jnp.log(0.05), n0), K0, fp, seen, re_max=re_max)
+                                 logF + jnp.log(0.05), n0, logF + _LN10_04 * (K0 - K0[-1])), K0, fp, seen,
+                     re_max=re_max)
     q_nd, n_nd, _ = _run(model, Y, ivar, q_nd0, cfg, fp, False, host_score, None, cfg.nd_iter, re_max=re_max)
-    p_nd = _to_params(q_nd, bulge, nucleus)
+    p_nd = _to_params(q_nd, bulge, nucleus, clumps)
     chi2_nd = reduced_chi2(model, p_nd, Y, ivar, dust=False)
     # 2) dust fit from the start's own (S, A): red = reddest band's morphology with near-zero dust,
     #    blue = the colour-corrected morphology and its first A map. A bulge-disk host starts with the
     #    dust-free fit's bulge and SEDs (the bulge's colours are measured there) and the start's host
     #    less that bulge as its disk (not the dust-free fit's S, where dust lanes are already holes);
     #    a nucleus likewise
-    if bulge or nucleus:
+    if bulge or nucleus or clumps:
         # the disk: the start's host in the reddest band less the dust-free fit's bulge and nucleus there
         disk_red = jnp.exp(logF[-1]) * S
         if bulge:
             disk_red = disk_red - jnp.exp(q_nd.log_Fb[-1]) * sersic_image(S.shape, *q_nd.bulge)
         if nucleus:
             disk_red = disk_red - jnp.exp(q_nd.log_Fn[-1]) * point_image(S.shape, *q_nd.nuc)
+        if clumps:
+            disk_red = disk_red - jnp.exp(q_nd.log_Fc[-1]) * q_nd.C
         S0 = jnp.clip(disk_red / jnp.exp(q_nd.log_F[-1]), 1e-6, None)
         q0 = _project(q_nd._replace(log_S=jnp.log(S0), A=A_start, delta=delta0), K0, fp, seen, re_max=re_max)
     else:
@@ -444,10 +471,10 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
         qp, n_p, _ = _run(model, Y, ivar, q, cfg, fp, True, host_score, None, cfg.polish_iter, fit_dust=False,
                           lr_scale=0.1, re_max=re_max)
         # kept only where it lowers χ² (a fit that went wrong, e.g. δ at its bound, can get worse)
-        better = (reduced_chi2(model, _to_params(qp, bulge, nucleus), Y, ivar)
-                  < reduced_chi2(model, _to_params(q, bulge, nucleus), Y, ivar))
+        better = (reduced_chi2(model, _to_params(qp, bulge, nucleus, clumps), Y, ivar)
+                  < reduced_chi2(model, _to_params(q, bulge, nucleus, clumps), Y, ivar))
         q = jax.tree.map(lambda a, b: jnp.where(better, a, b), qp, q)
         n = n + n_p
-    p = _to_params(q, bulge, nucleus)
+    p = _to_params(q, bulge, nucleus, clumps)
     return dict(params=p, chi2=reduced_chi2(model, p, Y, ivar), chi2_nd=chi2_nd, n_iter=n + n_nd,
                 converged=conv, footprint=fp, params_nd=p_nd)

@@ -228,8 +228,9 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
     w = np.clip(S, 0, None)
     av_lw = float(np.sum(w * av) / max(np.sum(w), 1e-30))
     cov = float(np.sum(w * (av > AV_COVER)) / max(np.sum(w), 1e-30))
-    hostmod = {(False, False): "single", (True, False): "bulge-disk", (False, True): "nucleus",
-               (True, True): "bulge-disk-nucleus"}[(p.B is not None, p.N is not None)]
+    hostmod = ("bulge-disk" if p.B is not None else "") + ("-nucleus" if p.N is not None else "") + (
+        "-clumps" if p.C is not None else "")
+    hostmod = hostmod.lstrip("-") or "single"
     scalars = dict(DELTA=float(p.delta), AV_LW=av_lw, COVFRAC=cov, CHI2=float(out["chi2"]),
                    CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), CONVERGE=bool(out["converged"]),
                    START=start, PRIORS=priors, HOSTMOD=hostmod)
@@ -255,6 +256,10 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
         # its centre in input pixels (0-based): fit pixel f is input pixel origin + (k − 1)/2 + k f
         scalars.update(NUCX=float(g.x0 + (g.k - 1) / 2.0 + g.k * (cx + x0)),
                        NUCY=float(g.y0 + (g.k - 1) / 2.0 + g.k * (cy + y0)))
+    if p.C is not None:
+        f_cl = np.exp(np.asarray(p.log_Fc, np.float64)) * float(np.sum(p.C))  # clumps' total flux per band
+        red_tot = float(np.sum(np.asarray(out["host_cube"], np.float64)[-1]))
+        scalars["CLUMPF"] = float(f_cl[-1] / max(red_tot, 1e-30))  # clumps' share of the reddest band's host flux
     return _on_input(
         prep, out["model"], out["model_nd"], AV=g.map_to_input(av), D=g.map_to_input(np.asarray(p.D, np.float32)),
         HOST=g.map_to_input(S, outside=0.0), HOST_CUBE=host_cube.astype(np.float32), F=F / scale,

@@ -43,6 +43,8 @@ class DustParams(NamedTuple):
     log_Fn: jnp.ndarray | None = None  # (n_band,) ln of the nucleus's SED (host with a nucleus), else None
     N: jnp.ndarray | None = None  # (H, W) the nucleus before the PSF (point_image), peak 1
     nucleus_pos: jnp.ndarray | None = None  # (2,) x0, y0 of the nucleus [px from the image centre]
+    log_Fc: jnp.ndarray | None = None  # (n_band,) ln of the clumps' SED (host with clumps), else None
+    C: jnp.ndarray | None = None  # (H, W) clump map ≥ 0 (its peak is not normalised)
 
 
 def sersic_image(shape, x0, y0, log_re, n, e1, e2, soften: float = 0.25):
@@ -100,6 +102,8 @@ class DustModel(eqx.Module):
             y = y + jnp.exp(p.log_Fb)[:, None, None] * p.B[None]
         if p.N is not None:
             y = y + jnp.exp(p.log_Fn)[:, None, None] * p.N[None]
+        if p.C is not None:
+            y = y + jnp.exp(p.log_Fc)[:, None, None] * p.C[None]
         return y
 
     def observe(self, y):
@@ -125,11 +129,13 @@ def make_model(bands, psf=None, *, wave_eff=None, lam_ref: float = LAMBDA_REF) -
 def host_morphology(p: DustParams):
     """The whole host's morphology (peak 1): S for a single-SED host; for a host of several components,
     the unattenuated host summed over bands, normalised to peak 1."""
-    if p.B is None and p.N is None:
+    if p.B is None and p.N is None and p.C is None:
         return p.S
     tot = jnp.sum(jnp.exp(p.log_F)) * p.S
     if p.B is not None:
         tot = tot + jnp.sum(jnp.exp(p.log_Fb)) * p.B
     if p.N is not None:
         tot = tot + jnp.sum(jnp.exp(p.log_Fn)) * p.N
+    if p.C is not None:
+        tot = tot + jnp.sum(jnp.exp(p.log_Fc)) * p.C
     return tot / jnp.maximum(jnp.max(tot), 1e-30)

@@ -49,6 +49,7 @@ _COMMENTS = {
     "NUCF": "nucleus share of the reddest band's host flux",
     "NUCX": "nucleus centre x [input px, 0-based]",
     "NUCY": "nucleus centre y [input px, 0-based]",
+    "CLUMPF": "clumps' share of the reddest band's host flux",
 }
 
 
