@@ -41,10 +41,17 @@ def test_results_do_not_depend_on_batching_and_a_bad_input_fails_alone():
     assert alone.scalars["PRIORS"] == "none" and good[0].scalars["START"] == "red"  # auto: red for griz too
 
 
-def test_products_on_the_input_grid_are_consistent():
-    r = make_fitter(priors=False, max_iter=150, batch_size=1, detect=False).fit([_obs(3)])[0]
-    # HOST_CUBE is F_b S; MODEL (no PSF) is HOST_CUBE × the band's transmission; RESID is (Y − MODEL)√ivar
-    np.testing.assert_allclose(r.HOST_CUBE, r.F[:, None, None] * r.HOST[None], rtol=1e-5)
+@pytest.mark.parametrize("host", ["single", "clumps"])
+def test_products_on_the_input_grid_are_consistent(host):
+    r = make_fitter(priors=False, max_iter=150, batch_size=1, detect=False, host=host).fit([_obs(3)])[0]
+    # HOST_CUBE is F_b S (single SED; with clumps + F_b^c C, and HOST the band sum of HOST_CUBE at peak 1);
+    # MODEL (no PSF) is HOST_CUBE × the band's transmission; RESID is (Y − MODEL)√ivar
+    if host == "single":
+        np.testing.assert_allclose(r.HOST_CUBE, r.F[:, None, None] * r.HOST[None], rtol=1e-5)
+    else:
+        tot = r.HOST_CUBE.sum(axis=0)
+        np.testing.assert_allclose(r.HOST, tot / tot.max(), atol=1e-5)
+        assert r.scalars["HOSTMOD"] == "clumps" and 0.0 <= r.scalars["CLUMPF"] < 0.05  # a smooth host: few clumps
     o = _obs(3)
     np.testing.assert_allclose(r.RESID, (o.cube - r.MODEL) * 100.0, atol=1e-3)
     assert np.all(r.MODEL <= r.HOST_CUBE * (1 + 1e-5) + 1e-7)  # dust only removes light

@@ -148,8 +148,10 @@ def test_fit_task_options_resolve_the_level_defaults():
     o = FitTask(dust_level="gauge").options()
     assert o["max_iter"] == 1000 and o["dust_level"] == "gauge"
     assert FitTask(max_iter=50, dust_level="gauge").options()["max_iter"] == 50
-    # the host model is part of a run's options only when it is not the default (old runs resume)
-    assert "host" not in FitTask().options() and FitTask(host="bulge-disk").options()["host"] == "bulge-disk"
+    # the host model is part of a run's options unless it is 'single', the default before session 25: a
+    # run begun then resumes with --host single, and never mixes two host models under the new default
+    assert "host" not in FitTask(host="single").options() and FitTask(host="bulge-disk").options()["host"] == "bulge-disk"
+    assert FitTask().options()["host"] == "clumps"
 
 
 def test_run_fit_bad_host_is_a_one_line_error_before_any_cluster(tmp_path, capsys):

@@ -34,7 +34,7 @@ def evaluate_dust(
                                              "(galdust fit --dust-level gauge).")] = "on,off",
     host_model: Annotated[str, typer.Option("--host-model", help="The fit's host model(s) (galdust fit --host): "
                                                                  "comma-separated, of single, bulge-disk, nucleus, "
-                                                                 "bulge-disk-nucleus, clumps, bulge-disk-clumps.")] = "single",
+                                                                 "bulge-disk-nucleus, clumps (galdust fit's default), bulge-disk-clumps.")] = "clumps",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once.")] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,

@@ -59,8 +59,9 @@ def run_cmd(
                                                     "(default 300; 1000 with --dust-level gauge).")] = None,
     dust_level: Annotated[str, typer.Option("--dust-level", help="fit: 'shrink' or 'gauge', as in galdust fit.")] = "shrink",
     start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
-    host: Annotated[str, typer.Option("--host", help="fit: 'single', 'bulge-disk', 'nucleus' or "
-                                            "'bulge-disk-nucleus' host, as in galdust fit.")] = "single",
+    host: Annotated[str, typer.Option("--host", help="fit: host model, as in galdust fit ('clumps', 'single', "
+                                            "'bulge-disk', 'nucleus', 'bulge-disk-nucleus', "
+                                            "'bulge-disk-clumps').")] = "clumps",
     method: Annotated[str, typer.Option("--method", help="fit: 'map' or 'amortized' (one network pass), as in "
                                                          "galdust fit.")] = "map",
     no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import Observation, read_observation
-from .fit import DUST_LEVELS, FitConfig, level_config
+from .fit import DEFAULT_HOST, DUST_LEVELS, FitConfig, level_config
 from .init import AUTO_AMORTIZED, choose_start
 from .job import DustFitter, DustResult
 
@@ -26,7 +26,7 @@ __all__ = ["METHODS", "check_method", "make_fitter", "fit_config", "fit", "fit_f
 
 
 def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True,
-               host: str = "single") -> FitConfig:
+               host: str = DEFAULT_HOST) -> FitConfig:
     """The :class:`FitConfig` of a dust level ('shrink' or 'gauge'); ``max_iter`` None keeps the level's
     default (300 shrink, 1000 gauge); the gauge level never uses the learned priors. ValueError for
     an unknown level or start."""
@@ -40,20 +40,20 @@ METHODS = ("map", "amortized")
 
 
 def check_method(method: str, *, level: str = "shrink", max_iter: int | None = None, start: str = "auto",
-                 host: str = "single", priors: bool = True) -> None:
+                 host: str = DEFAULT_HOST, priors: bool = True) -> None:
     """ValueError (one line) for an unknown ``--method`` or MAP-only options given to the amortised one."""
     if method not in METHODS:
         raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
     if method == "amortized":
         given = [name for name, v, d in (("--dust-level", level, "shrink"), ("--max-iter", max_iter, None),
-                                          ("--start", start, "auto"), ("--host", host, "single"),
+                                          ("--start", start, "auto"), ("--host", host, DEFAULT_HOST),
                                           ("--no-priors", not priors, False)) if v != d]
         if given:
             raise ValueError(f"{', '.join(given)}: only for --method map (the amortised network has no such setting)")
 
 
 def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool = True, start: str = "auto",
-                use_psf: bool = True, detect: bool = True, batch_size: int = 8, host: str = "single",
+                use_psf: bool = True, detect: bool = True, batch_size: int = 8, host: str = DEFAULT_HOST,
                 method: str = "map", model: str | Path | None = None):
     """A fitter with ``galdust fit``'s options (same names, same defaults): a :class:`DustFitter`
     (``method='map'``) or an :class:`~galdust.dust.amortized.AmortizedFitter` (``'amortized'``, the

@@ -31,7 +31,7 @@ def _one_line(e: BaseException) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, detect: bool, batch_size: int,
-                 dust_level: str = "shrink", host: str = "single", method: str = "map"):
+                 dust_level: str = "shrink", host: str = "clumps", method: str = "map"):
     """One fitter per worker process and option set (loads the priors once): :func:`galdust.dust.api.make_fitter`."""
     from ..dust.api import make_fitter
 
@@ -51,7 +51,7 @@ class FitTask:
     detect: bool = True
     plot: bool = False
     batch_size: int = 8
-    host: str = "single"  # galdust fit --host
+    host: str = "clumps"  # galdust fit --host (galdust.dust.fit.DEFAULT_HOST)
     method: str = "map"  # galdust fit --method
 
     name = "fit"
@@ -66,6 +66,7 @@ class FitTask:
         o = dict(max_iter=self.max_iter or level_config(self.dust_level).max_iter,
                  priors=self.priors, start=self.start, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
         o = dict(o, dust_level=self.dust_level) if gauge else o  # as before the option: old runs resume
+        # recorded unless 'single' (the default before session 25): a run begun then resumes with --host single
         o = dict(o, host=self.host) if self.host != "single" else o
         if self.method != "map":  # the MAP-only options do not apply
             o = dict(method=self.method, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
