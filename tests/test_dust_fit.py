@@ -318,6 +318,22 @@ def test_bulge_disk_host_takes_a_red_bulge_that_a_single_sed_host_reads_as_dust(
 
 
 
+def _fit_hosts(m, p, Y, ivar, hosts, max_iter=300):
+    """host → (A_V,LW weighted by the true host light, χ², fitted params), red start, no learned priors."""
+    cfg = FitConfig(max_iter=max_iter, min_iter=max_iter, use_priors=False)
+    light = np.asarray(m.host(p)).sum(axis=0)
+    out = {}
+    for host in hosts:
+        r = fit_galaxy(m, Y, ivar, start="red", cfg=dataclasses.replace(cfg, host=host))
+        av = _av(m, r["params"])
+        out[host] = (float(np.sum(light * av) / light.sum()), float(r["chi2"]), r["params"])
+    return out
+
+
+#: a young population's colours relative to the disk's (g, r, i, z): g − z 1 mag bluer
+BLUER = 10 ** (0.4 * np.array([1.0, 0.55, 0.25, 0.0], np.float32))
+
+
 def _nucleus_galaxy(snr_peak=200.0, seed=4):
     """A dust-free disk with an unresolved blue nucleus (a quasar-like AGN as bright as the disk's peak
     in z, g − z 1 mag bluer than the disk), seen through a 2.5-px PSF: no dust at all."""
@@ -326,7 +342,7 @@ def _nucleus_galaxy(snr_peak=200.0, seed=4):
 
     psf = np.repeat(gaussian_psf(2.5), len(BANDS), axis=0)
     p = _dust_free_disk()
-    F_n = np.exp(np.asarray(p.log_F)) * 10 ** (0.4 * np.array([1.0, 0.55, 0.25, 0.0], np.float32))
+    F_n = np.exp(np.asarray(p.log_F)) * BLUER
     p = p._replace(log_Fn=jnp.log(F_n), N=point_image((N, N), 0.3, -0.2), nucleus_pos=jnp.array([0.3, -0.2]))
     return _observed(make_model(BANDS, psf), p, snr_peak, seed)
 
@@ -336,14 +352,7 @@ def test_a_nucleus_takes_a_blue_point_source_that_a_single_sed_host_pays_for_wit
     # the blue centre reads as reddened) and 0.037 (nucleus), χ² 1.13 and 0.92; with the learned priors
     # (defaults) 0.092 and 0.019, χ² 1.26 and 0.96. The free-form S holds any part of the point source
     # with the disk's colours, so only the nucleus's colour excess is identifiable, not its flux.
-    m, p, Y, ivar = _nucleus_galaxy()
-    cfg = FitConfig(max_iter=300, min_iter=300, use_priors=False)
-    light = np.asarray(m.host(p)).sum(axis=0)
-    out = {}
-    for host in ("single", "nucleus"):
-        r = fit_galaxy(m, Y, ivar, start="red", cfg=dataclasses.replace(cfg, host=host))
-        av = _av(m, r["params"])
-        out[host] = (float(np.sum(light * av) / light.sum()), float(r["chi2"]), r["params"])
+    out = _fit_hosts(*_nucleus_galaxy(), ("single", "nucleus"))
     assert out["single"][0] > 0.07  # one SED for the whole host: the disk is read as reddened by dust
     assert out["nucleus"][0] < 0.5 * out["single"][0]  # a point source of its own colours takes the blue centre
     assert out["nucleus"][1] < out["single"][1] - 0.1
@@ -365,7 +374,7 @@ def _clumpy_galaxy(snr_peak=200.0, seed=5):
     p = _dust_free_disk()
     yy, xx = np.mgrid[:N, :N] - (N - 1) / 2.0
     C = sum(0.4 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 0.8**2) for x, y in CLUMPS).astype(np.float32)
-    F_c = np.exp(np.asarray(p.log_F)) * 10 ** (0.4 * np.array([1.0, 0.55, 0.25, 0.0], np.float32))
+    F_c = np.exp(np.asarray(p.log_F)) * BLUER
     p = p._replace(log_Fc=jnp.log(F_c), C=jnp.asarray(C))
     return _observed(make_model(BANDS, psf), p, snr_peak, seed)
 
@@ -373,14 +382,7 @@ def _clumpy_galaxy(snr_peak=200.0, seed=5):
 def test_clumps_take_blue_star_forming_knots_that_a_single_sed_host_pays_for_with_dust():
     # measured (300 iterations, no learned priors, peak S/N 200): A_V,LW 0.324 (single: the disk around
     # the blue knots reads as reddened) and 0.040 (clumps), χ² 1.83 and 1.09
-    m, p, Y, ivar = _clumpy_galaxy()
-    cfg = FitConfig(max_iter=300, min_iter=300, use_priors=False)
-    light = np.asarray(m.host(p)).sum(axis=0)
-    out = {}
-    for host in ("single", "clumps"):
-        r = fit_galaxy(m, Y, ivar, start="red", cfg=dataclasses.replace(cfg, host=host))
-        av = _av(m, r["params"])
-        out[host] = (float(np.sum(light * av) / light.sum()), float(r["chi2"]), r["params"])
+    out = _fit_hosts(*_clumpy_galaxy(), ("single", "clumps"))
     assert out["single"][0] > 0.15  # one SED for the whole host: the disk around the knots reads as reddened
     assert out["clumps"][0] < 0.5 * out["single"][0]  # a clump map of its own colours takes the knots
     assert out["clumps"][1] < out["single"][1] - 0.05
