@@ -154,6 +154,25 @@ def test_fit_task_options_resolve_the_level_defaults():
     assert FitTask().options()["host"] == "clumps"
 
 
+def test_every_entry_point_has_galdust_fits_default_host():
+    """The CLI modules and the run task spell the default host without importing JAX (fast --help):
+    they must agree with ``galdust.dust.fit.DEFAULT_HOST``, as ``make_fitter`` does by import."""
+    import inspect
+
+    from galdust.cli import evaluate as cli_evaluate, fit as cli_fit, run as cli_run
+    from galdust.dust.api import make_fitter
+    from galdust.dust.fit import DEFAULT_HOST
+    from galdust.pipeline.tasks import _dust_fitter
+
+    def default(fn, name):
+        return inspect.signature(inspect.unwrap(fn)).parameters[name].default
+
+    assert DEFAULT_HOST == "clumps"
+    assert default(cli_fit.fit, "host") == default(cli_run.run_cmd, "host") == DEFAULT_HOST
+    assert default(cli_evaluate.evaluate_dust, "host_model") == DEFAULT_HOST
+    assert FitTask().host == default(_dust_fitter, "host") == default(make_fitter, "host") == DEFAULT_HOST
+
+
 def test_run_fit_bad_host_is_a_one_line_error_before_any_cluster(tmp_path, capsys):
     rc = main(["run", "fit", "--inputs", str(tmp_path / "*.fits"), "--out", str(tmp_path / "r"), "--host", "spiral"])
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1

@@ -78,9 +78,11 @@ def sample_params(key, n: int, cfg: SEDConfig, grid: S.SPSGrid) -> dict:
 
     Drawn at :func:`draw_size` (n) in one compiled program and cut to the first ``n``: every draw is
     element-wise under JAX's partitionable threefry (element j depends on j, not on the shape), so
-    these are exactly the values a draw of ``n`` gives, while the calibrated population's rejection
-    rounds and the tests' many sizes compile a handful of programs instead of every random and
-    array operation again for each new ``n`` (``jax.random.t`` alone took 0.95 s per size)."""
+    these are the random numbers a draw of ``n`` gives (the parameters derived from them equal those of
+    op-by-op evaluation to float32 rounding: the compiled program fuses the arithmetic), while the
+    calibrated population's rejection rounds and the tests' many sizes compile a handful of programs
+    instead of every random and array operation again for each new ``n`` (``jax.random.t`` alone took
+    0.95 s per size)."""
     p = _sample_params(key, draw_size(n), cfg, grid)
     return {k: np.asarray(v)[:n] for k, v in p.items()}
 
