@@ -320,12 +320,13 @@ def _run(model: DustModel, Y, ivar, q0: _Free, cfg: FitConfig, fp, dust: bool,
     gauge = cfg.gauge_q if fit_dust else 0.0
     seen = jnp.any(ivar > 0, axis=0)
     a_min = cfg.a_min if fit_dust else 0.0
+    sig_inv = jnp.sqrt(ivar) if clumps else None  # 1/σ per pixel-band, for the clumps' S/N
 
     def loss(q):
         r = Y - _predict(model, q, dust, bulge, nucleus, clumps)
         nll = 0.5 * jnp.sum(ivar * r**2)
         if clumps and cfg.clump_l1 > 0:  # Laplace prior: a clump pays for its S/N
-            nll = nll + cfg.clump_l1 * jnp.sum(q.C * jnp.sum(jnp.exp(q.log_Fc)[:, None, None] * jnp.sqrt(ivar), axis=0))
+            nll = nll + cfg.clump_l1 * jnp.sum(q.C * jnp.sum(jnp.exp(q.log_Fc)[:, None, None] * sig_inv, axis=0))
         if dust and cfg.smooth > 0:
             nll = nll + cfg.smooth * _laplacian_penalty(q.A)
         if bulge and cfg.bulge_colour_sigma > 0:  # bulge − disk colours (mag, relative to the reddest band) ~ N(0, σ)
