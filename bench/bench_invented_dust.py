@@ -32,7 +32,7 @@ def main():
     sim = simulate(jax.random.PRNGKey(1001), 64, cfg, batch=32)
     p = sim["params"]
     fitter = dataclasses.replace(make_fitter(host=args.host), start="red", batch_size=16)
-    print(f"fit host: {args.host}")
+    print(f"fit host: {args.host} ({fitter.cfg.host})")
     out = {}
     for label, params in (("with clumps", None), ("no clumps", p._replace(f_clump=0.0 * p.f_clump))):
         t = time.perf_counter()

@@ -151,7 +151,20 @@ def test_fit_task_options_resolve_the_level_defaults():
     # the host model is part of a run's options unless it is 'single', the default before session 25: a
     # run begun then resumes with --host single, and never mixes two host models under the new default
     assert "host" not in FitTask(host="single").options() and FitTask(host="bulge-disk").options()["host"] == "bulge-disk"
-    assert FitTask().options()["host"] == "clumps"
+    assert FitTask().options()["host"] == "clumps"  # 'auto' is recorded as the model it means ...
+    assert "host" not in FitTask(dust_level="gauge").options()  # ... 'single' with the gauge level
+    assert FitTask(dust_level="gauge", host="clumps").options()["host"] == "clumps"
+
+
+def test_auto_host_is_clumps_with_the_default_level_and_single_with_gauge():
+    from galdust.dust.api import fit_config
+    from galdust.dust.fit import resolve_host
+
+    assert fit_config().host == "clumps" and fit_config("gauge").host == "single"
+    assert fit_config("gauge", host="clumps").host == "clumps" and fit_config(host="single").host == "single"
+    assert resolve_host("bulge-disk", "gauge") == "bulge-disk"
+    with pytest.raises(ValueError, match=r"unknown --host 'spiral' \(auto, single, "):
+        resolve_host("spiral")
 
 
 def test_every_entry_point_has_galdust_fits_default_host():
@@ -167,7 +180,7 @@ def test_every_entry_point_has_galdust_fits_default_host():
     def default(fn, name):
         return inspect.signature(inspect.unwrap(fn)).parameters[name].default
 
-    assert DEFAULT_HOST == "clumps"
+    assert DEFAULT_HOST == "auto"
     assert default(cli_fit.fit, "host") == default(cli_run.run_cmd, "host") == DEFAULT_HOST
     assert default(cli_evaluate.evaluate_dust, "host_model") == DEFAULT_HOST
     assert FitTask().host == default(_dust_fitter, "host") == default(make_fitter, "host") == DEFAULT_HOST

@@ -33,8 +33,10 @@ def evaluate_dust(
     priors: Annotated[str, typer.Option(help="on, off (likelihood + exponential A prior only) and/or gauge "
                                              "(galdust fit --dust-level gauge).")] = "on,off",
     host_model: Annotated[str, typer.Option("--host-model", help="The fit's host model(s) (galdust fit --host): "
-                                                                 "comma-separated, of single, bulge-disk, nucleus, "
-                                                                 "bulge-disk-nucleus, clumps (galdust fit's default), bulge-disk-clumps.")] = "clumps",
+                                                                 "comma-separated, of auto (galdust fit's default: "
+                                                                 "clumps, or single with --priors gauge), single, "
+                                                                 "bulge-disk, nucleus, bulge-disk-nucleus, clumps, "
+                                                                 "bulge-disk-clumps.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once.")] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
@@ -53,18 +55,19 @@ def evaluate_dust(
     for p in (csv_path, md_path):
         if p.exists() and not overwrite:
             raise UserError(f"{p}: exists (use --overwrite to replace it)")
-    from ..dust.fit import HOST_MODELS
+    from ..dust.fit import HOST_CHOICES, resolve_host
 
     for values, allowed, what in ((_csv_list(hosts), HOST_SETS, "host set"),
                                   ([band_set], ("auto", *BAND_SETS), "--band-set"),
                                   (_csv_list(starts), ("red", "blue", "amortized"), "start"),
                                   (_csv_list(priors), ("on", "off", "gauge"), "priors setting"),
-                                  (_csv_list(host_model), HOST_MODELS, "--host-model")):
+                                  (_csv_list(host_model), HOST_CHOICES, "--host-model")):
         for v in values:
             if v not in allowed:
                 raise UserError(f"unknown {what} {v!r} ({', '.join(allowed)})")
     rows, blocks = [], []
     for hm, pr in ((hm, pr) for hm in _csv_list(host_model) for pr in _csv_list(priors)):
+        hm = resolve_host(hm, "gauge" if pr == "gauge" else "shrink")  # 'auto': the model it is at this level
         fitters = {"on": make_fitter(host=hm) if pr == "on" else None, "off": make_fitter(host=hm, priors=False),
                    "gauge": make_fitter(level="gauge", host=hm)}
         for st in _csv_list(starts):

@@ -45,13 +45,13 @@ def fit(
                                             "data cannot see) is fixed: 'shrink' (exponential prior on A, learned "
                                             "priors) or 'gauge' (least-attenuated 10 % of the light dust-free, "
                                             "smoothness penalty, no learned priors): see docs/eval_dust.md.")] = "shrink",
-    host: Annotated[str, typer.Option("--host", help="Host model: 'clumps' (one SED for the host plus a sparse "
-                                      "map of star-forming clumps with their own SED: far less dust invented on "
-                                      "clumpy dust-free hosts), 'single' (one SED for the whole host), "
-                                      "'bulge-disk' (a Sérsic bulge with its own SED plus a free-form disk), "
-                                      "'nucleus' or 'bulge-disk-nucleus' (either, plus a point source with its "
-                                      "own SED: an AGN or a nuclear star cluster), 'bulge-disk-clumps'; "
-                                      "measurements in docs/eval_dust.md.")] = "clumps",
+    host: Annotated[str, typer.Option("--host", help="Host model: 'auto' ('clumps', or 'single' with --dust-level "
+                                      "gauge), 'clumps' (one SED for the host plus a sparse map of star-forming "
+                                      "clumps with their own SED: far less dust invented on clumpy dust-free "
+                                      "hosts), 'single' (one SED for the whole host), 'bulge-disk' (a Sérsic bulge "
+                                      "with its own SED plus a free-form disk), 'nucleus' or 'bulge-disk-nucleus' "
+                                      "(either, plus a point source with its own SED: an AGN or a nuclear star "
+                                      "cluster), 'bulge-disk-clumps'; measurements in docs/eval_dust.md.")] = "auto",
     no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF.")] = False,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
                                                                "(band, y, x); applies to every input.")] = None,

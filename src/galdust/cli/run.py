@@ -59,9 +59,9 @@ def run_cmd(
                                                     "(default 300; 1000 with --dust-level gauge).")] = None,
     dust_level: Annotated[str, typer.Option("--dust-level", help="fit: 'shrink' or 'gauge', as in galdust fit.")] = "shrink",
     start: Annotated[str, typer.Option(help="fit: auto, red or blue start.")] = "auto",
-    host: Annotated[str, typer.Option("--host", help="fit: host model, as in galdust fit ('clumps', 'single', "
-                                            "'bulge-disk', 'nucleus', 'bulge-disk-nucleus', "
-                                            "'bulge-disk-clumps').")] = "clumps",
+    host: Annotated[str, typer.Option("--host", help="fit: host model, as in galdust fit ('auto': 'clumps', or "
+                                            "'single' with --dust-level gauge; 'clumps', 'single', 'bulge-disk', "
+                                            "'nucleus', 'bulge-disk-nucleus', 'bulge-disk-clumps').")] = "auto",
     method: Annotated[str, typer.Option("--method", help="fit: 'map' or 'amortized' (one network pass), as in "
                                                          "galdust fit.")] = "map",
     no_priors: Annotated[bool, typer.Option("--no-priors", help="fit: likelihood only.")] = False,
@@ -121,10 +121,9 @@ def run_cmd(
         if task == "fit":
             choose_start([1.0], start)
             level_config(dust_level)  # a one-line error before the cluster starts
-            from ..dust.fit import HOST_MODELS
+            from ..dust.fit import resolve_host
 
-            if host not in HOST_MODELS:
-                raise ValueError(f"unknown --host {host!r} ({', '.join(HOST_MODELS)})")
+            resolve_host(host, dust_level)  # ValueError for an unknown host model
             from ..dust.api import check_method
 
             check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import Observation, read_observation
-from .fit import DEFAULT_HOST, DUST_LEVELS, FitConfig, level_config
+from .fit import DEFAULT_HOST, DUST_LEVELS, FitConfig, level_config, resolve_host
 from .init import AUTO_AMORTIZED, choose_start
 from .job import DustFitter, DustResult
 
@@ -28,11 +28,11 @@ __all__ = ["METHODS", "check_method", "make_fitter", "fit_config", "fit", "fit_f
 def fit_config(level: str = "shrink", max_iter: int | None = None, priors: bool = True,
                host: str = DEFAULT_HOST) -> FitConfig:
     """The :class:`FitConfig` of a dust level ('shrink' or 'gauge'); ``max_iter`` None keeps the level's
-    default (300 shrink, 1000 gauge); the gauge level never uses the learned priors. ValueError for
-    an unknown level or start."""
+    default (300 shrink, 1000 gauge); the gauge level never uses the learned priors; ``host`` 'auto' is
+    the level's host model (:func:`~galdust.dust.fit.resolve_host`). ValueError for an unknown level or host."""
     cfg = level_config(level)
     return dataclasses.replace(cfg, max_iter=max_iter or cfg.max_iter,
-                               use_priors=bool(priors) and level != "gauge", host=host)
+                               use_priors=bool(priors) and level != "gauge", host=resolve_host(host, level))
 
 
 #: ``galdust fit --method``: 'map' (the iterative fit under the priors) or 'amortized' (one network pass)

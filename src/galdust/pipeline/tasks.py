@@ -31,7 +31,7 @@ def _one_line(e: BaseException) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, detect: bool, batch_size: int,
-                 dust_level: str = "shrink", host: str = "clumps", method: str = "map"):
+                 dust_level: str = "shrink", host: str = "auto", method: str = "map"):
     """One fitter per worker process and option set (loads the priors once): :func:`galdust.dust.api.make_fitter`."""
     from ..dust.api import make_fitter
 
@@ -51,7 +51,7 @@ class FitTask:
     detect: bool = True
     plot: bool = False
     batch_size: int = 8
-    host: str = "clumps"  # galdust fit --host (galdust.dust.fit.DEFAULT_HOST)
+    host: str = "auto"  # galdust fit --host (galdust.dust.fit.DEFAULT_HOST)
     method: str = "map"  # galdust fit --method
 
     name = "fit"
@@ -60,14 +60,15 @@ class FitTask:
               ("converged", pa.bool_()), ("start", pa.string())]
 
     def options(self) -> dict:
-        from ..dust.fit import level_config
+        from ..dust.fit import level_config, resolve_host
 
         gauge = self.dust_level == "gauge"
+        host = resolve_host(self.host, self.dust_level)  # the model, not 'auto': a run resumes with the same one
         o = dict(max_iter=self.max_iter or level_config(self.dust_level).max_iter,
                  priors=self.priors, start=self.start, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
         o = dict(o, dust_level=self.dust_level) if gauge else o  # as before the option: old runs resume
         # recorded unless 'single' (the default before session 25): a run begun then resumes with --host single
-        o = dict(o, host=self.host) if self.host != "single" else o
+        o = dict(o, host=host) if host != "single" else o
         if self.method != "map":  # the MAP-only options do not apply
             o = dict(method=self.method, use_psf=self.use_psf, detect=self.detect, plot=self.plot)
         return o
