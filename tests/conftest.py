@@ -10,6 +10,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # processes running (pytest-xdist workers, JAX) a 3-fold quantile CV of 600 rows took 103 s of CPU
 # instead of 1.3 s. Passive waiting gives the single-process speed back; set before xgboost loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Half of the suite's CPU is XLA compiling programs that then run for well under a second. XLA's
+# older CPU emitters compile them faster (a simulator: 3.7 s instead of 4.9 s) to programs that give
+# the same numbers at the tests' tolerances (batch invariance to 1e-6 included). For the tests, their
+# CLI subprocesses and Dask workers; never for users. (LLVM -O0 would cut compilation further but made
+# the programs that run long, fits and trainings, so slow that the suite took longer.)
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false")
 # One persistent XLA compilation cache for the whole test session, inherited by the CLI subprocesses
 # and Dask workers the tests start, and by the pytest-xdist worker processes of `make test` (they
 # inherit the variable): a function compiled once (same program, same shapes) is read back
