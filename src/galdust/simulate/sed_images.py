@@ -120,7 +120,8 @@ def _one_batch(grid, fs_img, fs_phot, p, cfg: ImageConfig):
                   dn4000=S.dn4000(grid.wave_d4, d4), av=-2.5 * jnp.log10(lum_v[:, i_v] / lum_vi[:, i_v]), z=p["z"],
                   halpha=line_tot[:, 0], hbeta=line_tot[:, 1], nii_6584=line_tot[:, 2], oiii_5007=line_tot[:, 3],
                   log_mbh=8.69 + 1.16 * (p["logm_b"] - 11.0) + p["mbh_scatter"])
-    extra = dict(bt=p["bt"], incl_deg=jnp.rad2deg(p["incl"]), av_disk=av_d)
+    # the components' image-band fluxes [nmgy] (bulge - disk colours)
+    extra = dict(bt=p["bt"], incl_deg=jnp.rad2deg(p["incl"]), av_disk=av_d, flux_b=fi[:n], flux_d=fi[n:])
     return imgs, fp[:n] + fp[n:], truths, extra
 
 
