@@ -19,12 +19,14 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false")
 # One persistent XLA compilation cache for the whole test session, inherited by the CLI subprocesses
 # and Dask workers the tests start, and by the pytest-xdist worker processes of `make test` (they
 # inherit the variable): a function compiled once (same program, same shapes) is read back
-# instead of compiled again. It starts empty on every run and is removed at the end.
+# instead of compiled again. It starts empty on every run and is removed at the end. Every program is
+# kept, however short its compilation: the op-by-op programs of eager JAX code (thousands, 10-50 ms
+# each) are then compiled once for all processes (suite 531 -> 481 s, 962 -> 872 CPU-s).
 _JAX_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _JAX_CACHE = tempfile.mkdtemp(prefix="galdust-test-xla-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def pytest_collection_modifyitems(session, config, items):
