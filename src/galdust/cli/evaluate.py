@@ -67,16 +67,16 @@ def evaluate_dust(
                 raise UserError(f"unknown {what} {v!r} ({', '.join(allowed)})")
     rows, blocks = [], []
     for hm, pr in ((hm, pr) for hm in _csv_list(host_model) for pr in _csv_list(priors)):
-        hm = resolve_host(hm, "gauge" if pr == "gauge" else "shrink")  # 'auto': the model it is at this level
-        fitters = {"on": make_fitter(host=hm) if pr == "on" else None, "off": make_fitter(host=hm, priors=False),
-                   "gauge": make_fitter(level="gauge", host=hm)}
+        level = "gauge" if pr == "gauge" else "shrink"
+        hm = resolve_host(hm, level)  # 'auto': the model it is at this level
+        fitter = make_fitter(level=level, host=hm, priors=pr == "on")  # the gauge level never uses the priors
         for st in _csv_list(starts):
             for h in _csv_list(hosts):
                 for sn in _csv_list(snr, float):
                     t0 = time.perf_counter()
                     r = evaluate_config(n=n, snr=sn, snr_kind=snr_kind, hosts=h, start=st,
                                         priors=pr == "on", seed=seed, batch_size=batch_size,
-                                        fitter=fitters[pr], band_set=band_set)
+                                        fitter=fitter, band_set=band_set)
                     dt = time.perf_counter() - t0
                     r = [dict(x, setting=pr, host_model=hm) for x in r]  # on, off or gauge (``priors`` is a bool)
                     rows += r
