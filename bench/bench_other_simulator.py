@@ -14,16 +14,12 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
 def main():
     from galdust.dust.api import make_fitter
-    from galdust.io import Observation
-    from galdust.physics import sps as S
-    from galdust.physics.filters import get_filter
-    from galdust.physics.psf import gaussian_psf
+    from galdust.dust.evaluate import noisy_observations
     from galdust.simulate import sed_images as si
 
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,27 +31,16 @@ def main():
     args = a.parse_args()
     bands = tuple(args.bands.split(","))
     cfg = si.ImageConfig(image_bands=bands, size=64)
-    grid = S.load_sps()
-    key = jax.random.PRNGKey(args.seed)
-    p = si._component_params(key, args.n, cfg.sed, grid)
-    p["av"] = jnp.zeros_like(p["av"])  # dust-free: no dust in the bulge or the disk
-    imgs, _, truths, extra = si._one_batch_jit(grid, S.filter_set(bands), S.filter_set(cfg.sed.bands), p, cfg)
-    imgs = np.asarray(imgs, np.float64)
-    fb, fd = np.asarray(extra["flux_b"]), np.asarray(extra["flux_d"])
+    o = si.noiseless_images(jax.random.PRNGKey(args.seed), args.n, cfg, dust=False)
+    fb, fd = o["flux_b"], o["flux_d"]
     ig, ii = bands.index("sdss_g"), bands.index("sdss_i")
     dgi = -2.5 * np.log10(fb[:, ig] / fb[:, ii]) + 2.5 * np.log10(fd[:, ig] / fd[:, ii])
-    bt = np.asarray(extra["bt"])
-    sig = imgs.max(axis=(2, 3)) / args.snr
-    rng = np.random.default_rng(args.seed)
-    cube = (imgs + sig[:, :, None, None] * rng.normal(size=imgs.shape)).astype(np.float32)
-    ivar = np.broadcast_to(1.0 / sig[:, :, None, None] ** 2, cube.shape).astype(np.float32)
-    psf = gaussian_psf(cfg.psf_fwhm / cfg.pixscale, len(bands)).astype(np.float32)
-    waves = tuple(get_filter(b).effective for b in bands)
-    obs = [Observation(cube[i], ivar[i], bands, waves, psf, None, "", f"bd{i}") for i in range(args.n)]
+    bt = o["bt"]
+    obs = noisy_observations(o["images"], bands, cfg.psf_fwhm / cfg.pixscale, args.snr, args.seed, "bd")
     print(f"{args.n} dust-free bulge + disk galaxies (galdust.simulate.sed_images, seed {args.seed}), "
           f"{','.join(bands)}, peak S/N {args.snr:g}, PSF FWHM {cfg.psf_fwhm / cfg.pixscale:.2f} px")
     print(f"bulge - disk Δ(g-i): median {np.median(dgi):.2f}, 5-95 % {np.percentile(dgi, 5):.2f}-"
-          f"{np.percentile(dgi, 95):.2f} mag; B/T median {np.median(bt):.2f}; z median {np.median(np.asarray(truths['z'])):.3f}")
+          f"{np.percentile(dgi, 95):.2f} mag; B/T median {np.median(bt):.2f}; z median {np.median(o['z']):.3f}")
     lo, hi = np.percentile(dgi, [100 / 3, 200 / 3])
     groups = [("all", np.ones(args.n, bool)), (f"Δ(g-i) < {lo:.2f}", dgi < lo),
               (f"{lo:.2f}-{hi:.2f}", (dgi >= lo) & (dgi < hi)), (f"≥ {hi:.2f}", dgi >= hi)]

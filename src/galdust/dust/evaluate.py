@@ -30,6 +30,24 @@ def sim_observations(sim: dict, cfg, prefix: str = "sim") -> list:
     return [Observation(cube[i], ivar[i], cfg.bands, waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
 
 
+def noisy_observations(images: np.ndarray, bands, psf_fwhm: float, snr: float, seed: int = 0,
+                       prefix: str = "obs") -> list:
+    """:class:`~galdust.io.Observation` objects of noiseless images (n, n_band, y, x) from any simulator:
+    white noise at a peak S/N ``snr`` per band (σ = the band's brightest pixel / ``snr``, as the
+    simulator's ``snr_kind='peak'``), Gaussian PSFs of ``psf_fwhm`` pixels, named ``prefix0``, ..."""
+    from ..io import Observation
+    from ..physics.filters import get_filter
+    from ..physics.psf import gaussian_psf
+
+    imgs = np.asarray(images, np.float64)
+    sig = imgs.max(axis=(2, 3)) / snr
+    cube = (imgs + sig[:, :, None, None] * np.random.default_rng(seed).normal(size=imgs.shape)).astype(np.float32)
+    ivar = np.broadcast_to(1.0 / sig[:, :, None, None] ** 2, cube.shape).astype(np.float32)
+    psf = gaussian_psf(psf_fwhm, len(bands)).astype(np.float32)
+    waves = tuple(get_filter(b).effective for b in bands)
+    return [Observation(cube[i], ivar[i], tuple(bands), waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
+
+
 #: ``galdust evaluate dust --hosts``: the simulator's host sets (:func:`host_config`)
 HOST_SETS = ("realistic", "isochromatic", "dust-free", "stress", "nucleus", "nucleus-dust-free")
 

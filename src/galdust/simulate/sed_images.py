@@ -24,7 +24,7 @@ import numpy as np
 from ..physics import sps as S
 from .sed import TRUTHS, SEDConfig, add_noise, sample_params
 
-__all__ = ["ImageConfig", "simulate_images", "SKY_PIX"]
+__all__ = ["ImageConfig", "simulate_images", "noiseless_images", "SKY_PIX"]
 
 #: per-pixel sky noise [nanomaggies] of SDSS gri at 0.396″ (sky ≈ 22.0/20.9/20.2 mag arcsec⁻², 54 s)
 SKY_PIX = {"sdss_u": 0.12, "sdss_g": 0.045, "sdss_r": 0.06, "sdss_i": 0.09, "sdss_z": 0.3}
@@ -152,3 +152,18 @@ def simulate_images(key, n: int, cfg: ImageConfig = ImageConfig(), grid: S.SPSGr
     return dict(images=imgs, image_sigma=np.array([SKY_PIX[b] for b in cfg.image_bands], np.float32),
                 flux=np.asarray(noisy), flux_err=np.asarray(sig), flux_true=flux,
                 **{k: truths[k] for k in TRUTHS}, **{k: extra[k] for k in ("bt", "incl_deg", "av_disk")})
+
+
+def noiseless_images(key, n: int, cfg: ImageConfig = ImageConfig(), grid: S.SPSGrid | None = None,
+                     dust: bool = True) -> dict[str, np.ndarray]:
+    """``n`` galaxies in one batch, without noise: ``images`` (n, n_img_band, size, size) [nmgy], the
+    components' image-band fluxes ``flux_b`` and ``flux_d`` [nmgy] (bulge − disk colours), the
+    ``TRUTHS`` and ``bt``, ``incl_deg``, ``av_disk``. ``dust=False`` switches the dust off in both
+    components (dust-free hosts for ``bench/bench_other_simulator.py``)."""
+    grid = grid if grid is not None else S.load_sps()
+    p = _component_params(key, n, cfg.sed, grid)
+    if not dust:
+        p["av"] = jnp.zeros_like(p["av"])
+    imgs, _, truths, extra = _one_batch_jit(grid, S.filter_set(cfg.image_bands), S.filter_set(cfg.sed.bands), p, cfg)
+    return jax.tree.map(np.asarray, dict(images=imgs, **truths, **extra))
+
