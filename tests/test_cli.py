@@ -57,3 +57,22 @@ def test_unknown_band_is_one_line_error(tmp_path, capsys):
     rc = main(["simulate", "--n", "1", "--out", str(tmp_path / "never"), "--bands", "sdss_g,sdss_rr"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "sdss_r" in err
+
+
+def test_commands_keep_compiled_programs_in_the_user_cache(tmp_path, monkeypatch):
+    """A command compiles into $XDG_CACHE_HOME/galdust/xla (read back by the next command), unless the
+    user chose a folder (JAX_COMPILATION_CACHE_DIR) or switched it off (GALDUST_XLA_CACHE=off)."""
+    import os
+
+    from galdust.cli import xla_cache_dir
+
+    assert xla_cache_dir({"XDG_CACHE_HOME": "/c"}) == "/c/galdust/xla"
+    assert xla_cache_dir({"XDG_CACHE_HOME": "/c", "JAX_COMPILATION_CACHE_DIR": "/mine"}) is None
+    assert xla_cache_dir({"XDG_CACHE_HOME": "/c", "GALDUST_XLA_CACHE": "off"}) is None
+    assert xla_cache_dir({}).endswith(os.path.join(".cache", "galdust", "xla"))
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}  # the suite's own cache
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    r = subprocess.run([sys.executable, "-m", "galdust.cli", "simulate", "--n", "1", "--size", "16", "--hosts", "stress",
+                        "--out", str(tmp_path / "s"), "--quiet"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "cache" / "galdust" / "xla").iterdir())  # the simulator (> 1 s to compile)
