@@ -76,3 +76,9 @@ def test_commands_keep_compiled_programs_in_the_user_cache(tmp_path, monkeypatch
                         "--out", str(tmp_path / "s"), "--quiet"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert list((tmp_path / "cache" / "galdust" / "xla").iterdir())  # the simulator (> 1 s to compile)
+    from galdust.cli import _use_xla_cache
+
+    (tmp_path / "file").write_text("")  # a cache folder that cannot be made: no cache, nothing set
+    env = {"XDG_CACHE_HOME": str(tmp_path / "file")}
+    _use_xla_cache(env)
+    assert "JAX_COMPILATION_CACHE_DIR" not in env

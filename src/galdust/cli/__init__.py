@@ -90,8 +90,14 @@ def _use_xla_cache(environ) -> None:
     galaxies) are read back by the next command instead of compiled again. JAX keeps programs that took
     ≥ 1 s to compile (a fit's: a few hundred kB); an entry that another process is still writing does not
     decompress, and JAX then warns and compiles the program."""
+    import os
+
     d = xla_cache_dir(environ)
     if d is None:
+        return
+    try:
+        os.makedirs(d, exist_ok=True)
+    except OSError:  # a read-only home: no cache, and no warning from JAX on every compilation
         return
     environ["JAX_COMPILATION_CACHE_DIR"] = d
     import jax
