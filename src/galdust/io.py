@@ -51,6 +51,7 @@ __all__ = [
     "fits_card",
     "write_image_fits",
     "atomic_path",
+    "cache_dir",
     "input_name",
     "provenance_cards",
     "open_fits",
@@ -608,6 +609,13 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def cache_dir(environ=None) -> Path:
+    """galdust's cache folder (SPS grids, compiled XLA programs): ``$XDG_CACHE_HOME/galdust``, default
+    ``~/.cache/galdust`` (an empty ``XDG_CACHE_HOME`` counts as unset, as the XDG spec says)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "galdust"
 
 
 @contextlib.contextmanager

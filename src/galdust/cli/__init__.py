@@ -75,13 +75,11 @@ def xla_cache_dir(environ) -> str | None:
     """Where ``galdust`` commands keep compiled XLA programs: ``$XDG_CACHE_HOME/galdust/xla`` (default
     ``~/.cache/galdust/xla``); None when ``GALDUST_XLA_CACHE`` is ``off``/``0``/``no`` or the user chose
     a folder with ``JAX_COMPILATION_CACHE_DIR`` (JAX uses theirs)."""
-    import os
-    from pathlib import Path
+    from ..io import cache_dir
 
     if environ.get("JAX_COMPILATION_CACHE_DIR") or environ.get("GALDUST_XLA_CACHE", "").lower() in ("off", "0", "no"):
         return None
-    root = environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return os.path.join(root, "galdust", "xla")
+    return str(cache_dir(environ) / "xla")
 
 
 def _use_xla_cache(environ) -> None:

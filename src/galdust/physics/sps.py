@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from pathlib import Path
 
 import equinox as eqx
@@ -159,7 +158,9 @@ def _build(gdir: Path) -> dict[str, np.ndarray]:
 
 
 def _cache_path(gdir: Path) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "galdust"
+    from ..io import cache_dir
+
+    root = cache_dir()
     st = (gdir / "bc03_miles_stellar_grids.fits").stat()
     key = hashlib.sha256(f"{gdir}|{st.st_size}|{st.st_mtime_ns}|{_CACHE_VERSION}|{N_WAVE}".encode()).hexdigest()[:16]
     return root / f"sps_bc03_miles_{key}.npz"
