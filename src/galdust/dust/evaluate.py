@@ -16,18 +16,24 @@ RED_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j")  # red start: a 
 BLUE_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
 
-def sim_observations(sim: dict, cfg, prefix: str = "sim") -> list:
-    """:class:`~galdust.io.Observation` objects of simulated galaxies (white-noise ivar, the
-    simulator's Gaussian PSF), named ``prefix0``, ``prefix1``, ..."""
+def _observations(cube, sigma, bands, psf_fwhm, prefix: str) -> list:
+    """Observations of a noisy (n, n_band, y, x) cube with white noise ``sigma`` (n, n_band) and Gaussian
+    PSFs of ``psf_fwhm`` pixels, named ``prefix0``, ``prefix1``, ..."""
     from ..io import Observation
     from ..physics.filters import get_filter
     from ..physics.psf import gaussian_psf
 
-    psf = gaussian_psf(cfg.psf_fwhm, len(cfg.bands)).astype(np.float32)
-    waves = tuple(get_filter(b).effective for b in cfg.bands)
-    cube = np.asarray(sim["cube"], np.float32)
-    ivar = np.broadcast_to(1.0 / np.asarray(sim["sigma"])[:, :, None, None] ** 2, cube.shape).astype(np.float32)
-    return [Observation(cube[i], ivar[i], cfg.bands, waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
+    psf = gaussian_psf(psf_fwhm, len(bands)).astype(np.float32)
+    waves = tuple(get_filter(b).effective for b in bands)
+    cube = np.asarray(cube, np.float32)
+    ivar = np.broadcast_to(1.0 / np.asarray(sigma)[:, :, None, None] ** 2, cube.shape).astype(np.float32)
+    return [Observation(cube[i], ivar[i], tuple(bands), waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
+
+
+def sim_observations(sim: dict, cfg, prefix: str = "sim") -> list:
+    """:class:`~galdust.io.Observation` objects of simulated galaxies (white-noise ivar, the
+    simulator's Gaussian PSF), named ``prefix0``, ``prefix1``, ..."""
+    return _observations(sim["cube"], sim["sigma"], cfg.bands, cfg.psf_fwhm, prefix)
 
 
 def noisy_observations(images: np.ndarray, bands, psf_fwhm: float, snr: float, seed: int = 0,
@@ -35,17 +41,10 @@ def noisy_observations(images: np.ndarray, bands, psf_fwhm: float, snr: float, s
     """:class:`~galdust.io.Observation` objects of noiseless images (n, n_band, y, x) from any simulator:
     white noise at a peak S/N ``snr`` per band (σ = the band's brightest pixel / ``snr``, as the
     simulator's ``snr_kind='peak'``), Gaussian PSFs of ``psf_fwhm`` pixels, named ``prefix0``, ..."""
-    from ..io import Observation
-    from ..physics.filters import get_filter
-    from ..physics.psf import gaussian_psf
-
     imgs = np.asarray(images, np.float64)
     sig = imgs.max(axis=(2, 3)) / snr
-    cube = (imgs + sig[:, :, None, None] * np.random.default_rng(seed).normal(size=imgs.shape)).astype(np.float32)
-    ivar = np.broadcast_to(1.0 / sig[:, :, None, None] ** 2, cube.shape).astype(np.float32)
-    psf = gaussian_psf(psf_fwhm, len(bands)).astype(np.float32)
-    waves = tuple(get_filter(b).effective for b in bands)
-    return [Observation(cube[i], ivar[i], tuple(bands), waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
+    noisy = imgs + sig[:, :, None, None] * np.random.default_rng(seed).normal(size=imgs.shape)
+    return _observations(noisy, sig, bands, psf_fwhm, prefix)
 
 
 #: ``galdust evaluate dust --hosts``: the simulator's host sets (:func:`host_config`)
