@@ -2,7 +2,7 @@
 largest expected-coverage deviation and the 16–84 % coverage per property, on held-out simulations
 of seeds no model was trained on. ``galdust models`` lists them.
 
-    python bench/record_diagnostics.py [--n 500] [--samples 500] [--work scratch/diag] [--write]
+    python bench/record_diagnostics.py [--n 500] [--samples 500] [--work scratch/diag] [--write] [--models cfm-phot,...]
 
 Without ``--write`` it prints the table only. The held-out sets: ``galdust simulate-sed --n N --seed
 9101`` (the calibrated SDSS prior: the photometric models, the z-conditioned ones at the true z) and
@@ -65,12 +65,14 @@ def main():
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--work", type=Path, default=Path("scratch/diag"))
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--models", default=",".join(PHOT + IMAGE), help="comma-separated (the ones retrained)")
     a = ap.parse_args()
+    names = a.models.split(",")
     a.work.mkdir(parents=True, exist_ok=True)
-    tables = {False: held_out(a.work, a.n, False), True: held_out(a.work, a.n, True)}
+    tables = {im: held_out(a.work, a.n, im) for im in {name in IMAGE for name in names}}
     print("| model | N | TARP max deviation | mean 16–84 % coverage | coverage per property |")
     print("|---|---|---|---|---|")
-    for name in PHOT + IMAGE:
+    for name in names:
         d = diagnose(name, tables[name in IMAGE], a.samples)
         print(f"| {name} | {d['n_test']} | {d['tarp_max_dev']:.3f} | {d['coverage_68_mean']:.3f} | "
               + ", ".join(f"{p} {v:.2f}" for p, v in d["coverage_68"].items()) + " |")

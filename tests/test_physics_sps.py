@@ -75,3 +75,26 @@ def test_photometry_of_a_flat_fnu_source_is_analytic(grid):
     assert np.allclose(f, fnu / S.AB_ZERO * 1e9, rtol=2e-3)
     with pytest.raises(ValueError, match="wise_w4"):
         S.filter_set(["wise_w4"])
+
+
+def test_near_uv_correction_dims_only_the_near_uv_of_old_stars(grid):
+    """``nuv`` mag blueward of 2,800 Å for stars ≥ 1 Gyr old, nothing redward of 4,000 Å, nothing for
+    younger stars; nuv = 0 is the uncorrected model exactly."""
+    old = S.burst_weights(grid.age_edges, 9e9, 1e9)
+    young = S.delayed_tau_weights(grid.age_edges, 5e8, 1e10)  # all younger than 1 Gyr
+    wave = np.asarray(grid.wave)
+    n = S._n_below(len(wave), S.NUV_WAVE[1])  # the slice the correction is computed on matches the grid
+    assert wave[n - 1] < S.NUV_WAVE[1] <= wave[n]
+    for w in (old, young):
+        base = S.galaxy_spectrum(grid, w, 0.0, -3.0, 0.0, 0.0)
+        same = S.galaxy_spectrum(grid, w, 0.0, -3.0, 0.0, 0.0, nuv=0.0)
+        np.testing.assert_array_equal(np.asarray(same["lum"]), np.asarray(base["lum"]))
+        dim = S.galaxy_spectrum(grid, w, 0.0, -3.0, 0.0, 0.0, nuv=0.5)
+        dmag = -2.5 * np.log10(np.asarray(dim["lum_intr"]) / np.maximum(np.asarray(base["lum_intr"]), 1e-30))
+        expect = 0.5 if w is old else 0.0
+        np.testing.assert_allclose(dmag[(wave > 1200) & (wave < 2700)], expect, atol=1e-4)
+        np.testing.assert_allclose(dmag[wave > 4050], 0.0, atol=1e-5)
+        if w is old:  # halfway in log λ: half the correction
+            i = np.argmin(np.abs(wave - np.sqrt(2800.0 * 4000.0)))
+            assert abs(dmag[i] - 0.25) < 0.02
+            assert float(S.dn4000(grid.wave_d4, dim["lum_d4"])) > float(S.dn4000(grid.wave_d4, base["lum_d4"]))

@@ -70,10 +70,12 @@ def test_acceptance_draws_are_independent_of_the_parameters(setup):
     cfg, grid, fs, *_ = setup
 
     class Flat:  # ν = 1 everywhere: every draw accepted with probability 1/2
-        zeropoints, log_w_max = {}, np.log(2.0)
+        zeropoints, log_w_max, meta = {}, np.log(2.0), {}
 
         def log_weight(self, theta):
             return np.zeros(len(theta))
+
+        config = Population.config
 
     pc, tc = draw_population(jax.random.PRNGKey(5), 4000, cfg, grid, fs, Flat(), batch=4096)
     # uniform log M* on [8.5, 12] must stay uniform after an acceptance that ignores it
@@ -88,3 +90,39 @@ def test_shipped_sdss_population_loads_and_matches_its_sidecar():
     assert set(pop.zeropoints) == {"sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"}
     assert all(abs(v) < 0.1 for v in pop.zeropoints.values())  # a few hundredths of a magnitude
     assert pop.meta["c2st_heldout"] < pop.meta["c2st_heldout_broad"]
+
+
+def test_population_of_other_parameters_is_one_clear_error(tmp_path):
+    """A population calibrated on another version of the simulator's parameters is refused on load."""
+    import json
+    import shutil
+
+    from galdust.io import InputError
+    from galdust.models import shipped_path
+
+    d = tmp_path / "old"
+    shutil.copytree(shipped_path("population-sdss"), d)
+    meta = json.loads((d / "population.json").read_text())
+    meta["theta"] = meta["theta"][:-1]
+    (d / "population.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="calibrate it again"):
+        Population.load(d)
+
+
+def test_the_population_draws_its_own_near_uv_prior(setup):
+    """A population calibrated with the near-UV correction draws it (uniform in [0, nuv_max]) whatever
+    the caller's config says; theta carries it."""
+    cfg, grid, fs, *_ = setup
+
+    class Flat:
+        zeropoints, log_w_max, meta = {}, 0.0, {"nuv_max": 0.6}
+
+        def log_weight(self, theta):
+            assert theta.shape[1] == len(THETA_NAMES)
+            return np.zeros(len(theta))
+
+        config = Population.config
+
+    pc, _ = draw_population(jax.random.PRNGKey(5), 2000, cfg, grid, fs, Flat(), batch=4096)
+    assert 0.0 <= pc["nuv"].min() and pc["nuv"].max() <= 0.6 and abs(np.median(pc["nuv"]) - 0.3) < 0.03
+    assert THETA_NAMES[-1] == "nuv"

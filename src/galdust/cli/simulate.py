@@ -241,7 +241,10 @@ def calibrate_population(
     out: Annotated[Path, typer.Option("--out", help="Output folder (classifiers + population.json).")],
     n: Annotated[int, typer.Option("--n", min=1000, help="Broad-prior galaxies simulated to calibrate.")] = 200_000,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Zero-point fits alternated with reweighting.")] = 3,
-    iterations: Annotated[int, typer.Option("--iterations", min=1, help="Reweighting updates per round.")] = 3,
+    iterations: Annotated[int, typer.Option("--iterations", min=1, help="Reweighting updates per round.")] = 6,
+    nuv_max: Annotated[float, typer.Option("--nuv-max", min=0.0, max=2.0, help="Range [mag] of the near-UV "
+                                                                              "correction of old stars the broad "
+                                                                              "prior draws (0: none).")] = 0.6,
     holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of the real rows kept out "
                                                                                 "of the fit (their indices go to "
                                                                                 "the sidecar, for an honest "
@@ -274,7 +277,7 @@ def calibrate_population(
     perm = np.random.default_rng(seed).permutation(rows)
     n_out = int(round(holdout * len(rows)))
     held, fit_rows = np.sort(perm[:n_out]), np.sort(perm[n_out:])
-    cfg = SEDConfig(bands=SDSS_BANDS)
+    cfg = SEDConfig(bands=SDSS_BANDS, nuv_max=nuv_max)
     grid = S.load_sps()
     t0 = time.perf_counter()
     kp, kn = jax.random.split(jax.random.PRNGKey(seed))
@@ -304,7 +307,7 @@ def calibrate_population(
     import sys
 
     pop.meta.update(name=out.name, command="galdust " + " ".join(sys.argv[1:]), real=str(real), n_real_fit=int(len(fit_rows)), heldout_rows=held.tolist(),
-                    n_broad=n, seed=seed, rounds=rounds, iterations=iterations, history=hist,
+                    n_broad=n, nuv_max=nuv_max, seed=seed, rounds=rounds, iterations=iterations, history=hist,
                     train_seconds=round(time.perf_counter() - t0, 1))
     pop.save(out, overwrite)
     cache.clear()

@@ -34,7 +34,7 @@ from .attenuation import LAMBDA_V, attenuation_ratio
 
 __all__ = ["SPSGrid", "load_sps", "grid_dir", "LINES", "L_SUN", "delayed_tau_weights", "binned_sfh_weights",
            "burst_weights", "galaxy_spectrum", "dn4000", "T_BC", "FilterSet", "filter_set", "photometry_nmgy",
-           "line_flux_cgs"]
+           "line_flux_cgs", "nuv_shape"]
 
 L_SUN = 3.826e33  # erg/s, as bagpipes
 Z_SOLAR_GRID = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])
@@ -44,6 +44,11 @@ LINES = {"halpha": ("H  1  6562.80A", 6562.80), "hbeta": ("H  1  4861.32A", 4861
          "nii_6584": ("N  2  6583.45A", 6583.45), "oiii_5007": ("O  3  5006.84A", 5006.84)}
 T_BC = 1e7  # yr: stars younger than this sit in their birth clouds (nebular emission, extra dust)
 D4_BLUE, D4_RED = (3850.0, 3950.0), (4000.0, 4100.0)
+#: the near-UV correction of old stars (``galaxy_spectrum(..., nuv=)``): stars at least ``NUV_AGE`` old
+#: are dimmed by ``nuv`` mag blueward of ``NUV_WAVE[0]``, by nothing redward of ``NUV_WAVE[1]``, linearly
+#: in log λ between (docs/sim_to_real.md: real red-sequence galaxies are redder in the rest-frame near-UV
+#: than BC03's old populations of the same optical colours)
+NUV_AGE, NUV_WAVE = 1e9, (2800.0, 4000.0)
 N_WAVE, WAVE_MIN, WAVE_MAX = 1200, 1000.0, 60000.0
 _CACHE_VERSION = 2
 C_AA = 2.99792458e18  # Å/s
@@ -229,12 +234,27 @@ def _interp_weights(grid, x):
     return jnp.zeros(len(grid)).at[i].add(1.0 - f).at[i + 1].add(f)
 
 
-def galaxy_spectrum(sps: SPSGrid, mass_weights, logz, logu, av, delta, *, birth_cloud: float = 1.0):
+def _n_below(n_wave: int, lam: float) -> int:
+    """How many of the grid's ``n_wave`` wavelengths (:func:`_build`'s log-spaced bin centres) lie below ``lam``."""
+    e = np.geomspace(WAVE_MIN, WAVE_MAX, n_wave + 1)
+    return int(np.searchsorted(np.sqrt(e[1:] * e[:-1]), lam))
+
+
+def nuv_shape(wave):
+    """The near-UV correction's shape: 1 blueward of ``NUV_WAVE[0]``, 0 redward of ``NUV_WAVE[1]``, linear
+    in log λ between; the correction of old stars is ``10 ** (-0.4 * nuv * nuv_shape(wave))``."""
+    lo, hi = NUV_WAVE
+    return jnp.clip(jnp.log(hi / wave) / jnp.log(hi / lo), 0.0, 1.0)
+
+
+def galaxy_spectrum(sps: SPSGrid, mass_weights, logz, logu, av, delta, *, birth_cloud: float = 1.0, nuv=None):
     """Rest-frame spectra of galaxies that formed 1 M_⊙ each with lookback weights ``mass_weights``.
 
     Batched: ``mass_weights`` (B, n_age), the others (B,) (or unbatched: (n_age,) and scalars).
     Dust: the tilted Calzetti curve with A_V = ``av`` for all stars and nebular light, plus
     ``birth_cloud``·A_V more for stars younger than ``T_BC`` (Charlot & Fall 2000, η = 1 by default).
+    ``nuv`` (B,) [mag], optional: the near-UV correction of stars older than ``NUV_AGE``
+    (:func:`nuv_shape`), part of the stellar model (``lum_intr`` includes it, as it does the SSPs).
     Returns a dict: ``lum`` (B, n_w) attenuated L_⊙/Å, ``lum_intr`` unattenuated, ``lines`` (B, 4)
     attenuated L_⊙, ``lines_intr``, ``mstar`` mass in living stars (M_⊙ per M_⊙ formed; BC03 via bagpipes, no remnants), ``lum_d4`` and
     (attenuated, native resolution near 4,000 Å, on ``sps.wave_d4``), ``av_eff`` (the V-band
@@ -262,6 +282,13 @@ def galaxy_spectrum(sps: SPSGrid, mass_weights, logz, logu, av, delta, *, birth_
 
     lum_old, lum_young = stellar(m_old, sps.ssp), stellar(m_young, sps.ssp) + nebular(sps.neb)
     d4_old, d4_young = stellar(m_old, sps.ssp_d4), stellar(m_young, sps.ssp_d4) + nebular(sps.neb_d4)
+    if nuv is not None:  # the old stars' light changes by (correction − 1) × their light, blueward of NUV_WAVE[1]
+        m_anc = mw * (sps.age_edges[:-1] >= NUV_AGE).astype(jnp.float32)
+        nuv = jnp.atleast_1d(jnp.asarray(nuv, jnp.float32))[:, None]
+        n = _n_below(sps.ssp.shape[-1], NUV_WAVE[1])  # static: a third of the grid, a third of the cost
+        lum_old = lum_old.at[:, :n].add(stellar(m_anc, sps.ssp[..., :n])
+                                        * (10.0 ** (-0.4 * nuv * nuv_shape(sps.wave[:n])) - 1.0))
+        d4_old = d4_old + stellar(m_anc, sps.ssp_d4) * (10.0 ** (-0.4 * nuv * nuv_shape(sps.wave_d4)) - 1.0)
     line_l = nebular(sps.lines)
     lw = jnp.array([v[1] for v in LINES.values()])
     k = attenuation_ratio(sps.wave[None] / 1e4, delta[:, None], lam_ref=LAMBDA_V)  # A_λ / A_V

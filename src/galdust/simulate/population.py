@@ -48,7 +48,7 @@ __all__ = ["THETA_NAMES", "OBS_NAMES", "theta_features", "observed_features", "P
 #: the physical parameters the weights depend on (sample_params' draws and derived truths)
 THETA_NAMES = ("z", "log_mstar", "logzsol", "nonparametric", "age_frac", "log_tau", "burst", "log_t_burst",
                "ratio_1", "ratio_2", "ratio_3", "ratio_4", "ratio_5", "ratio_6", "logu", "av_ism", "delta",
-               "log_ssfr", "dn4000", "av_eff")
+               "log_ssfr", "dn4000", "av_eff", "nuv")
 #: the observables of a real catalogue compared with the simulation
 OBS_NAMES = ("r", "u-g", "g-r", "r-i", "i-z", "log_snr_r", "z")
 R_LIMIT = 17.77  # SDSS main sample (extinction-corrected r)
@@ -63,7 +63,7 @@ def theta_features(params: dict, truths: dict) -> np.ndarray:
         p["z"], p["logm"], p["logz"], p["nonparam"].astype(float), p["age"] / p["t_univ"], np.log10(p["tau"]),
         p["burst"], np.log10(p["t_burst"]), p["ratios"], p["logu"], p["av"], p["delta"],
         np.asarray(truths["log_sfr"]) - np.asarray(truths["log_mstar"]), np.asarray(truths["dn4000"]),
-        np.asarray(truths["av"])]).astype(np.float32)
+        np.asarray(truths["av"]), p.get("nuv", np.zeros(len(p["z"])))]).astype(np.float32)
 
 
 def observed_features(flux, flux_err, z) -> np.ndarray:
@@ -122,7 +122,8 @@ def c2st_auc(X_sim, w_sim, X_real, *, seed: int = 0, n_max: int = 5000) -> float
 class Population:
     """ν(θ) = Π_k clip(odds of parameter classifier k), normalised so its mean over the broad prior's
     selected galaxies is 1; ``log_w_max``: the largest log ν seen there (the rejection envelope);
-    ``zeropoints``: band → mag added to the simulator's magnitudes."""
+    ``zeropoints``: band → mag added to the simulator's magnitudes; ``meta['nuv_max']``: the broad prior's
+    near-UV correction range it was calibrated on (:meth:`config` puts it in a simulator config)."""
 
     boosters: list
     clip: float
@@ -142,6 +143,13 @@ class Population:
         for b in self.boosters:
             lw += np.log(_odds(b.predict(d), self.clip))
         return lw - self.log_norm
+
+    def config(self, cfg):
+        """``cfg`` (a :class:`~galdust.simulate.sed.SEDConfig`) with the broad prior this population
+        reweights: its near-UV correction range."""
+        from dataclasses import replace
+
+        return replace(cfg, nuv_max=float(self.meta.get("nuv_max", 0.0)))
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         from ..weights import save_folder
@@ -167,6 +175,10 @@ class Population:
 
         directory = Path(directory)
         meta = load_folder(directory, SIDECAR)
+        if list(meta.get("theta", [])) != list(THETA_NAMES):
+            raise InputError(f"{directory}: a population of parameters {', '.join(meta.get('theta', []))}; this "
+                             f"galdust's simulator has {', '.join(THETA_NAMES)} (calibrate it again: galdust "
+                             f"calibrate-population)")
         try:
             boosters = [load_booster(directory / f["file"]) for f in meta["boosters"]]
         except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as e:

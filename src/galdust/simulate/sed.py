@@ -10,7 +10,9 @@ over 100 Myr), ``logzsol``, ``dn4000`` (Balogh et al. 1999, on the attenuated mo
 eq. 10, M_BH from the bulge mass with 0.29 dex scatter).
 
 Priors (``SEDConfig``) are broad and documented in the fields; the redshift distribution follows the
-SDSS main sample's (p(z) ∝ z² exp(−(z/z₀)^1.5), z₀ = 0.065, in ``z_range``).
+SDSS main sample's (p(z) ∝ z² exp(−(z/z₀)^1.5), z₀ = 0.065, in ``z_range``). ``nuv_max`` > 0 adds a
+parameter ``nuv``: a near-UV correction of the stars older than 1 Gyr (:func:`galdust.physics.sps.nuv_shape`),
+off in the broad prior and drawn by the calibrated SDSS population (docs/sim_to_real.md).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class SEDConfig:
     p_burst: float = 0.3  # fraction of delayed-τ SFHs with a burst
     av_mean: float = 0.4  # A_V ~ exponential (ISM), capped at 3
     calib_floor: float = 0.01  # fractional calibration noise added in quadrature (non-SDSS bands)
+    nuv_max: float = 0.0  # near-UV correction of old stars [mag] ~ U(0, nuv_max) (physics.sps.nuv_shape); 0: none
     sky: tuple = tuple(SDSS_SKY_NMGY.items())  # (band, σ_sky [nmgy]) pairs (hashable: a jit static)
 
 
@@ -108,6 +111,8 @@ def _sample_params(key, n: int, cfg: SEDConfig, grid: S.SPSGrid) -> dict:
         delta=jax.random.uniform(k[12], (n,), minval=-0.8, maxval=0.4),
         bt=jax.random.uniform(k[13], (n,)),
         mbh_scatter=0.29 * jax.random.normal(k[14], (n,)),
+        # drawn only where the prior has it: the other draws, and the programs of nuv_max = 0, are unchanged
+        **({"nuv": cfg.nuv_max * jax.random.uniform(k[15], (n,))} if cfg.nuv_max > 0 else {}),
     )
 
 
@@ -131,7 +136,7 @@ def sed_truths(grid: S.SPSGrid, fs: S.FilterSet, p: dict) -> dict:
     """A batch of galaxies (``p`` from :func:`sample_params`): noiseless fluxes [nmgy] and truths.
     Line fluxes in 10⁻¹⁷ erg/s/cm² (the SDSS unit)."""
     w = jax.vmap(_weights, (None, 0))(grid, p)
-    sp = S.galaxy_spectrum(grid, w, p["logz"], p["logu"], p["av"], p["delta"])
+    sp = S.galaxy_spectrum(grid, w, p["logz"], p["logu"], p["av"], p["delta"], nuv=p.get("nuv"))
     mass_formed = 10.0 ** p["logm"] / sp["mstar"]
     flux = S.photometry_nmgy(grid, fs, sp["lum"], p["z"], mass_formed)
     lines = S.line_flux_cgs(grid, sp["lines"], p["z"], mass_formed) * 1e17
@@ -178,9 +183,11 @@ def _draw(key, n: int, cfg: SEDConfig, grid, fs, batch: int) -> tuple[dict, dict
 def draw_population(key, n: int, cfg: SEDConfig, grid, fs, population, batch: int = 4096,
                     max_draws: int = 200_000_000) -> tuple[dict, dict]:
     """``n`` galaxies from a calibrated prior (:class:`galdust.simulate.population.Population`):
-    broad-prior draws accepted with probability min(1, ν(θ)/ν_max)."""
+    broad-prior draws accepted with probability min(1, ν(θ)/ν_max). The broad prior is ``cfg`` with the
+    population's own near-UV correction range (:meth:`~galdust.simulate.population.Population.config`)."""
     from .population import theta_features
 
+    cfg = population.config(cfg)
     kept_p, kept_t, n_kept, drawn, i = [], [], 0, 0, 0
     while n_kept < n:
         if drawn > max_draws:
@@ -214,7 +221,7 @@ def simulate_photometry(key, n: int, cfg: SEDConfig = SEDConfig(), grid: S.SPSGr
         _, out = _draw(kp, n, cfg, grid, fs, batch)
     else:
         # the draws are many more than n (a few % are accepted): never a small compiled batch
-        _, out = draw_population(kp, n, cfg, grid, fs, population, max(batch, 4096))
+        _, out = draw_population(kp, n, cfg, grid, fs, population, max(batch, 4096))  # its broad prior's cfg
         zp = np.array([population.zeropoints.get(b, 0.0) for b in cfg.bands])
         out["flux"] = out["flux"] * 10 ** (-0.4 * zp)
     noisy, sig = add_noise(kn, jnp.asarray(out["flux"]), cfg.bands, cfg)
