@@ -175,10 +175,13 @@ class Population:
 
         directory = Path(directory)
         meta = load_folder(directory, SIDECAR)
-        if list(meta.get("theta", [])) != list(THETA_NAMES):
-            raise InputError(f"{directory}: a population of parameters {', '.join(meta.get('theta', []))}; this "
-                             f"galdust's simulator has {', '.join(THETA_NAMES)} (calibrate it again: galdust "
-                             f"calibrate-population)")
+        theta = list(meta.get("theta", []))
+        if theta != list(THETA_NAMES):
+            missing = [t for t in THETA_NAMES if t not in theta]
+            other = [t for t in theta if t not in THETA_NAMES]
+            raise InputError(f"{directory}: calibrated on another version of the simulator's parameters (missing "
+                             f"{', '.join(missing) or 'none'}; unknown {', '.join(other) or 'none'}): calibrate it "
+                             f"again with galdust calibrate-population")
         try:
             boosters = [load_booster(directory / f["file"]) for f in meta["boosters"]]
         except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as e:
