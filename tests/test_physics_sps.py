@@ -85,11 +85,12 @@ def test_near_uv_correction_dims_only_the_near_uv_of_old_stars(grid):
     wave = np.asarray(grid.wave)
     n = S._n_below(len(wave), S.NUV_WAVE[1])  # the slice the correction is computed on matches the grid
     assert wave[n - 1] < S.NUV_WAVE[1] <= wave[n]
+    f = jnp.float32
     for w in (old, young):
-        base = S.galaxy_spectrum(grid, w, 0.0, -3.0, 0.0, 0.0)
-        same = S.galaxy_spectrum(grid, w, 0.0, -3.0, 0.0, 0.0, nuv=0.0)
+        base = _spec(grid, w)
+        same = _galaxy_spectrum(grid, jnp.asarray(w, f), f(0.0), f(-3.0), f(0.0), f(0.0), nuv=f(0.0))
         np.testing.assert_array_equal(np.asarray(same["lum"]), np.asarray(base["lum"]))
-        dim = S.galaxy_spectrum(grid, w, 0.0, -3.0, 0.0, 0.0, nuv=0.5)
+        dim = _galaxy_spectrum(grid, jnp.asarray(w, f), f(0.0), f(-3.0), f(0.0), f(0.0), nuv=f(0.5))
         dmag = -2.5 * np.log10(np.asarray(dim["lum_intr"]) / np.maximum(np.asarray(base["lum_intr"]), 1e-30))
         expect = 0.5 if w is old else 0.0
         np.testing.assert_allclose(dmag[(wave > 1200) & (wave < 2700)], expect, atol=1e-4)
