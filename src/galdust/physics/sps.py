@@ -101,12 +101,18 @@ def _bin_average(wave_raw, f_raw, edges):
     return (np.diff(c, axis=-1) / np.diff(edges)).reshape(f_raw.shape[:-1] + (len(edges) - 1,))
 
 
+def _wave_grid(n_wave: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grid's wavelength bins: ``n_wave + 1`` log-spaced edges ``WAVE_MIN``–``WAVE_MAX`` [Å] and their
+    geometric centres."""
+    edges = np.geomspace(WAVE_MIN, WAVE_MAX, n_wave + 1)
+    return edges, np.sqrt(edges[1:] * edges[:-1])
+
+
 def _build(gdir: Path) -> dict[str, np.ndarray]:
     from astropy.cosmology import Planck18
     from astropy.io import fits
 
-    edges_w = np.geomspace(WAVE_MIN, WAVE_MAX, N_WAVE + 1)
-    wave = np.sqrt(edges_w[1:] * edges_w[:-1])
+    edges_w, wave = _wave_grid(N_WAVE)
     with fits.open(gdir / "bc03_miles_stellar_grids.fits", memmap=True) as h:
         wraw = np.asarray(h["WAVELENGTHS_AA"].data, float)
         raw_ages = np.asarray(h["STELLAR_AGE_YR"].data, float)
@@ -235,9 +241,8 @@ def _interp_weights(grid, x):
 
 
 def _n_below(n_wave: int, lam: float) -> int:
-    """How many of the grid's ``n_wave`` wavelengths (:func:`_build`'s log-spaced bin centres) lie below ``lam``."""
-    e = np.geomspace(WAVE_MIN, WAVE_MAX, n_wave + 1)
-    return int(np.searchsorted(np.sqrt(e[1:] * e[:-1]), lam))
+    """How many of the grid's ``n_wave`` wavelengths (:func:`_wave_grid`) lie below ``lam``."""
+    return int(np.searchsorted(_wave_grid(n_wave)[1], lam))
 
 
 def nuv_shape(wave):
