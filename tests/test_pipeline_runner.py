@@ -13,7 +13,7 @@ from astropy.io import fits
 from galdust.cli import main
 from galdust.io import InputError
 from galdust.pipeline import catalog as cat
-from galdust.pipeline.runner import discover, prepare_out, run
+from galdust.pipeline.runner import ClusterLost, discover, prepare_out, run
 from galdust.pipeline.tasks import FitTask
 from conftest import FAST, pipeline_galaxy as _galaxy
 
@@ -126,7 +126,40 @@ def _crash_run(items, out, n_workers, batch_size, **kw):
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
                 Client(c) as client:
-            return run(CrashTask(batch_size=batch_size), items, out, client, **kw)
+            # a cluster that loses both workers for good (a nanny whose restart fails) fails the test
+            # in a minute instead of hanging it
+            return run(CrashTask(batch_size=batch_size), items, out, client, no_worker_timeout=60.0, **kw)
+
+
+class SlowTask(FitTask):
+    """A fit task that takes a moment per batch and always succeeds."""
+
+    def run_batch(self, items, out):
+        time.sleep(0.3)
+        return [dict(name=n, input=p, status="ok", error=None, runtime_s=0.3) for n, p in items]
+
+
+def test_a_cluster_that_loses_every_worker_stops_in_one_line_and_keeps_the_rows_done(tmp_path):
+    """The cluster's only worker goes away after the first batch and nothing replaces it: the run
+    stops after ``no_worker_timeout`` (instead of waiting forever) with the rows done so far kept."""
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    items = [(f"g{i}", f"g{i}.fits") for i in range(6)]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as c, \
+            Client(c) as client:
+        def lose_the_workers(ok, err, todo):
+            if ok == 1:
+                c.scale(0)
+
+        t0 = time.perf_counter()
+        with pytest.raises(ClusterLost, match=r"no worker for 1 s .* inputs were recorded, run the same command again"):
+            run(SlowTask(batch_size=1), items, tmp_path / "run", client, max_in_flight=1,
+                progress=lose_the_workers, no_worker_timeout=1.0)
+        assert time.perf_counter() - t0 < 30
+    names = cat.read_rows(tmp_path / "run", cat.schema(FitTask.fields))[0].column("name").to_pylist()
+    assert 1 <= len(names) < 6 and set(names) <= {n for n, _ in items}
 
 
 def test_a_worker_crash_is_retried_then_becomes_one_error_row(tmp_path):

@@ -88,7 +88,8 @@ def run_cmd(
     OUT/catalog.parquet, bad inputs recorded as error rows while the run goes on."""
     from ..dust.fit import level_config
     from ..dust.init import choose_start
-    from ..pipeline.runner import RunError, cpu_cores, local_cluster, prepare_out, run
+    from ..pipeline.runner import (LOCAL_NO_WORKER_TIMEOUT, ClusterLost, RunError, cpu_cores, local_cluster,
+                                   prepare_out, run)
     from ..pipeline.tasks import TASKS
 
     if not inputs and catalog is None:
@@ -148,7 +149,10 @@ def run_cmd(
 
     upd, close = _run_progress(quiet)
     try:
-        s = run(job, items, out, connect, retry_errors=retry_errors, progress=upd)
+        s = run(job, items, out, connect, retry_errors=retry_errors, progress=upd,
+                no_worker_timeout=None if scheduler else LOCAL_NO_WORKER_TIMEOUT)
+    except ClusterLost as e:
+        raise UserError(f"{out}: {e}") from None
     finally:
         close()
         for r in opened:

@@ -27,7 +27,8 @@ from .. import __version__
 from ..io import InputError, atomic_path, input_name
 from . import catalog as cat
 
-__all__ = ["discover", "prepare_out", "process_batch", "run", "RunSummary", "local_cluster", "SINGLE_THREAD_ENV"]
+__all__ = ["discover", "prepare_out", "process_batch", "run", "RunSummary", "local_cluster", "SINGLE_THREAD_ENV",
+           "ClusterLost", "LOCAL_NO_WORKER_TIMEOUT"]
 
 # One thread per worker process: XLA's CPU backend and BLAS otherwise use every core in each worker.
 SINGLE_THREAD_ENV = {
@@ -40,6 +41,15 @@ SINGLE_THREAD_ENV = {
 
 class RunError(ValueError):
     """A problem with the run's arguments or output folder (one line)."""
+
+
+class ClusterLost(RuntimeError):
+    """The cluster has had no worker for longer than the run waits (one line; the run resumes)."""
+
+
+#: how long a run on galdust's own local cluster waits with no worker alive before it stops (a
+#: restarted worker process is back in seconds; see ``run``'s ``no_worker_timeout``)
+LOCAL_NO_WORKER_TIMEOUT = 120.0
 
 
 def read_table(path: Path):
@@ -152,14 +162,20 @@ def _crash_rows(items, e: BaseException) -> list[dict]:
 
 def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: bool = False,
         max_in_flight: int | None = None, consolidate_every: float = 30.0,
-        progress: Callable[[int, int, int], None] | None = None) -> RunSummary:
+        progress: Callable[[int, int, int], None] | None = None,
+        no_worker_timeout: float | None = None) -> RunSummary:
     """Process every input of ``items`` that has no row in ``out`` yet; see the module docstring.
     ``client``: a Dask client, or a function of the number of batches to run returning one, called
     only if some input is left to run.
 
     ``progress(done, errors, todo)`` is called after each batch (counts of this run).
+    ``no_worker_timeout``: raise :class:`ClusterLost` when work is in flight and the cluster has had no
+    worker for this many seconds (None: wait for workers however long; an external cluster's may be
+    queued). A worker process that dies is restarted by its nanny, but a nanny whose restart fails
+    (Dask logs "Failed to restart worker") gives up, and a local cluster whose every worker is lost
+    would otherwise wait forever; the rows written so far are kept and a re-run resumes.
     """
-    from distributed import as_completed
+    from distributed import wait
 
     out = Path(out)
     t0 = time.perf_counter()
@@ -180,9 +196,9 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
         if not hasattr(client, "submit"):  # a function that connects: called only when there is work
             client = client(len(pending))
         max_in_flight = max_in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
-    inflight: dict = {}
-    ac = as_completed() if todo else []  # (as_completed needs a client)
+    inflight: dict = {}  # future -> its batch, in submission order
     ok = err = 0
+    alive = time.perf_counter()  # when the cluster last had a worker
     last = time.perf_counter()
 
     isolate: deque = deque()  # inputs of failed batches, each to be run alone on the cluster
@@ -191,8 +207,25 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
     def send(batch):
         fut = client.submit(process_batch, task, batch, str(out), pure=False)
         inflight[fut] = batch
-        ac.add(fut)
         return fut
+
+    def finished() -> list:
+        """The futures in flight that have finished (at least one), in submission order."""
+        nonlocal alive
+        while True:
+            try:
+                done = wait(list(inflight), timeout=5.0, return_when="FIRST_COMPLETED").done
+                alive = time.perf_counter()
+                return [f for f in inflight if f in done]
+            except TimeoutError:
+                if no_worker_timeout is None:
+                    continue
+                if client.nthreads():
+                    alive = time.perf_counter()
+                elif time.perf_counter() - alive > no_worker_timeout:
+                    raise ClusterLost(f"the cluster has had no worker for {no_worker_timeout:.0f} s (their "
+                                      f"processes died and were not restarted); {ok + err} inputs were "
+                                      f"recorded, run the same command again to resume") from None
 
     def submit():
         # An input of a failed batch runs alone: nothing else is in flight while it runs, so a
@@ -207,30 +240,31 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
 
     try:
         submit()
-        for fut in ac:
-            batch = inflight.pop(fut)
-            alone = fut in isolating
-            isolating.discard(fut)
-            try:
-                rows = fut.result()
-            except Exception as e:  # noqa: BLE001 - a crashed worker or a bug: isolate, then record
-                if not alone:
-                    isolate.extend(batch)
-                    submit()
-                    continue
-                rows = _stamp(_crash_rows(batch, e))
-                cat.write_part(out, rows, sch)
-            finally:
-                fut.release()
-            n_err = sum(r["status"] != "ok" for r in rows)
-            ok += len(rows) - n_err
-            err += n_err
-            if progress is not None:
-                progress(ok, err, len(todo))
-            if time.perf_counter() - last > consolidate_every:
-                cat.consolidate(out, sch)
-                last = time.perf_counter()
-            submit()
+        while inflight:
+            for fut in finished():
+                batch = inflight.pop(fut)
+                alone = fut in isolating
+                isolating.discard(fut)
+                try:
+                    rows = fut.result()
+                except Exception as e:  # noqa: BLE001 - a crashed worker or a bug: isolate, then record
+                    if not alone:
+                        isolate.extend(batch)
+                        submit()
+                        continue
+                    rows = _stamp(_crash_rows(batch, e))
+                    cat.write_part(out, rows, sch)
+                finally:
+                    fut.release()
+                n_err = sum(r["status"] != "ok" for r in rows)
+                ok += len(rows) - n_err
+                err += n_err
+                if progress is not None:
+                    progress(ok, err, len(todo))
+                if time.perf_counter() - last > consolidate_every:
+                    cat.consolidate(out, sch)
+                    last = time.perf_counter()
+                submit()
     finally:
         for fut in inflight:
             fut.cancel()
