@@ -28,6 +28,7 @@ def main():
     a.add_argument("--snr", type=float, default=50.0, help="peak S/N per band")
     a.add_argument("--bands", default="sdss_g,sdss_r,sdss_i,sdss_z")
     a.add_argument("--hosts", default="auto,single,bulge-disk", help="galdust fit --host models, comma-separated")
+    a.add_argument("--starts", default="auto", help="galdust fit --start values, comma-separated")
     args = a.parse_args()
     bands = tuple(args.bands.split(","))
     cfg = si.ImageConfig(image_bands=bands, size=64)
@@ -46,8 +47,8 @@ def main():
               (f"{lo:.2f}-{hi:.2f}", (dgi >= lo) & (dgi < hi)), (f"≥ {hi:.2f}", dgi >= hi)]
     print("\n| fit host | galaxies | A_V,LW ≤ 0.03 | median A_V,LW | 84 % | median χ² | s/galaxy |")
     print("|---|---|---|---|---|---|---|")
-    for h in args.hosts.split(","):
-        fitter = make_fitter(host=h, batch_size=16)
+    for h, start in [(h, st) for h in args.hosts.split(",") for st in args.starts.split(",")]:
+        fitter = make_fitter(host=h, batch_size=16, start=start)
         t = time.perf_counter()
         res = fitter.fit(obs)
         dt = (time.perf_counter() - t) / args.n
@@ -56,7 +57,7 @@ def main():
         bad = np.flatnonzero(lw > 0.03)
         worst = ", ".join(f"bd{i} {lw[i]:.2f} (Δ(g-i) {dgi[i]:.2f}, B/T {bt[i]:.2f})" for i in bad[np.argsort(-lw[bad])][:6])
         for name, m in groups:
-            print(f"| {h} ({fitter.cfg.host}) | {name}: {m.sum()} | {(lw[m] <= 0.03).sum()} ({(lw[m] <= 0.03).mean():.0%}) | "
+            print(f"| {h} ({fitter.cfg.host}), {start} start | {name}: {m.sum()} | {(lw[m] <= 0.03).sum()} ({(lw[m] <= 0.03).mean():.0%}) | "
                   f"{np.median(lw[m]):.3f} | {np.percentile(lw[m], 84):.3f} | {np.median(chi[m]):.3f} | "
                   f"{dt:.2f} |", flush=True)
         print(f"|   | above 0.03 (worst first): {worst or 'none'} | | | | | |", flush=True)

@@ -78,6 +78,7 @@ for ``patience`` consecutive iterations after at least ``min_iter``; else the fi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -162,6 +163,12 @@ class FitConfig:
     bulge_colour_sigma: float = 0.2  # Gaussian prior σ (mag) on each bulge − disk colour, relative to the reddest band (0: none)
     clump_l1: float = 1.0  # Laplace prior on the clump map: −log p = clump_l1 × the clumps' S/N summed over pixels and bands
     lr_C: float = 0.005  # clump map (units of the host's peak, before F_c)
+    # the dust fit from the amortised network's start ('amortized'): its dust map starts near the
+    # answer, so the steps of A and δ are this fraction of the ones above (the host's keep theirs, so
+    # that it converges: χ² stays below the dust-free fit's) and its cosine schedule is this many
+    # iterations long (docs/amortized_dust.md: fewer iterations and better maps than full steps)
+    warm_steps: float = 0.25
+    warm_iter: int = 150
 
     def __post_init__(self):
         if self.host not in HOST_MODELS:
@@ -488,7 +495,11 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
         q0 = _project(q_nd._replace(log_S=jnp.log(S0), A=A_start, delta=delta0), K0, fp, seen, re_max=re_max)
     else:
         q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, seen)
-    q, n, conv = _run(model, Y, ivar, q0, cfg, fp, True, host_score, dust_score, cfg.max_iter, re_max=re_max)
+    cfg_d, n_d = cfg, cfg.max_iter
+    if start == "amortized":  # a warm start: small dust steps over a short schedule (FitConfig.warm_*)
+        cfg_d = dataclasses.replace(cfg, lr_A=cfg.warm_steps * cfg.lr_A, lr_delta=cfg.warm_steps * cfg.lr_delta)
+        n_d = min(cfg.warm_iter, cfg.max_iter)
+    q, n, conv = _run(model, Y, ivar, q0, cfg_d, fp, True, host_score, dust_score, n_d, re_max=re_max)
     q = q._replace(A=jnp.clip(q.A, 0.0, A_MAX))  # the product: D ≤ 1
     if cfg.polish_iter > 0:  # 3) F and S refitted under the clipped dust map, with small steps (a fresh
         # Adam's first steps move every parameter by its full step size, noise-dominated pixels included)

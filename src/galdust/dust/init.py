@@ -26,7 +26,8 @@ STARTS = ("auto", "red", "blue", "amortized")
 
 
 #: whether ``auto`` starts from the amortised network where it serves the bands: off (measured in
-#: docs/amortized_dust.md: from the network the MAP fit needs more iterations and is no more accurate)
+#: docs/amortized_dust.md: the warm start from the network is faster and more accurate on our
+#: simulator, but keeps the network's invented dust on another simulator's dust-free hosts)
 AUTO_AMORTIZED = False
 
 
