@@ -70,7 +70,9 @@ pattern looks like a bluer map (less dust between lanes) is partly taken by the 
 
 Sequence (seed §3): a dust-free fit (D ≡ 1) of F and S from the red or blue start; then the dust
 fit of all parameters, from near-zero dust on the reddest band's morphology (red start) or from the
-colour A map of the blue start. Convergence: every band's F changes by less than ``tol`` (relative)
+colour A map of the blue start, or from the amortised network's map ('amortized' start: a warm start,
+the dust map's steps ``warm_steps`` of the others over a schedule of ``warm_iter`` ≤ ``max_iter``
+iterations). Convergence: every band's F changes by less than ``tol`` (relative)
 for ``patience`` consecutive iterations after at least ``min_iter``; else the fit stops at
 ``max_iter``. Everything is a pure function of arrays, so
 ``jax.vmap`` fits many galaxies of one shape at once.
@@ -78,9 +80,8 @@ for ``patience`` consecutive iterations after at least ``min_iter``; else the fi
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import equinox as eqx
@@ -497,7 +498,7 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
         q0 = _project(_from_start(logF, S, A_start, delta0), K0, fp, seen)
     cfg_d, n_d = cfg, cfg.max_iter
     if start == "amortized":  # a warm start: small dust steps over a short schedule (FitConfig.warm_*)
-        cfg_d = dataclasses.replace(cfg, lr_A=cfg.warm_steps * cfg.lr_A, lr_delta=cfg.warm_steps * cfg.lr_delta)
+        cfg_d = replace(cfg, lr_A=cfg.warm_steps * cfg.lr_A, lr_delta=cfg.warm_steps * cfg.lr_delta)
         n_d = min(cfg.warm_iter, cfg.max_iter)
     q, n, conv = _run(model, Y, ivar, q0, cfg_d, fp, True, host_score, dust_score, n_d, re_max=re_max)
     q = q._replace(A=jnp.clip(q.A, 0.0, A_MAX))  # the product: D ≤ 1
