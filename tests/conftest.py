@@ -12,10 +12,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Half of the suite's CPU is XLA compiling programs that then run for well under a second. XLA's
 # older CPU emitters compile them faster (a simulator: 3.7 s instead of 4.9 s) to programs that give
-# the same numbers at the tests' tolerances (batch invariance to 1e-6 included). For the tests, their
-# CLI subprocesses and Dask workers; never for users. (LLVM -O0 would cut compilation further but made
-# the programs that run long, fits and trainings, so slow that the suite took longer.)
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false")
+# the same numbers at the tests' tolerances (batch invariance to 1e-6 included), and LLVM at -O1 halves
+# what is left (the simulator of 8 64x64 galaxies: 4.6 -> 2.5 s to compile, 0.14 -> 0.16 s to run;
+# test_simulate + test_dust_fit 121 -> 65 s; the suite 694 -> 514 s). For the tests, their CLI
+# subprocesses and Dask workers (galdust.pipeline.runner.worker_env keeps them); never for users.
+# (-O0 compiles faster still but made the programs that run long, fits and trainings, so slow that
+# the suite took longer.)
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=1")
 # One persistent XLA compilation cache for the whole test session, inherited by the CLI subprocesses
 # and Dask workers the tests start, and by the pytest-xdist worker processes of `make test` (they
 # inherit the variable): a function compiled once (same program, same shapes) is read back

@@ -3,11 +3,11 @@
 Not here, because their defaults are long jobs (and each is run by the README test with a step
 limit): ``train-prior``, ``fir train``/``distill``, ``posterior train``/``train-vaenf``/``distill``/
 ``train-z`` (training runs of minutes to hours) and ``evaluate dust`` (3,600 fits). ``demo`` runs with
-its defaults in ``test_dust_products``.
+its defaults in ``test_dust_products``; ``run fit`` with only ``--inputs`` and ``--out`` is the README's
+first ``galdust run`` command (``test_readme`` checks that it stays so and that it writes no error row).
 """
 
 import numpy as np
-import pytest
 from astropy.io import fits
 
 from galdust.cli import main
@@ -74,12 +74,3 @@ def test_posterior_sample_with_defaults(tmp_path, capsys):
     with fits.open(tmp_path / "p.fits") as h:
         z = h[1].data["z_p50"]
         assert h[0].header["MODEL"] == "z-sdss" and np.isfinite(z).all() and (z > 0).all()
-
-
-@pytest.mark.slow
-def test_run_fit_with_defaults(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "in").mkdir()
-    _sim_cube(tmp_path / "in" / "a.fits", 12)
-    out = _ok(["run", "fit", "--inputs", "in/*.fits", "--out", "run1"], capsys)
-    assert "1 ok, 0 errors" in out.out and (tmp_path / "run1" / "a.dust.fits").exists()

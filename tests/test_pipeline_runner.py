@@ -33,6 +33,16 @@ def test_discover_globs_catalogue_and_duplicate_names(tmp_path, good_inputs):
         discover([str(tmp_path / "nothing*.fits")])
 
 
+def test_local_workers_keep_the_callers_xla_flags_and_add_the_thread_caps():
+    from galdust.pipeline.runner import SINGLE_THREAD_ENV, worker_env
+
+    assert worker_env({}) == SINGLE_THREAD_ENV
+    env = worker_env({"XLA_FLAGS": " --xla_backend_optimization_level=1 "})
+    assert env["XLA_FLAGS"] == "--xla_backend_optimization_level=1 " + SINGLE_THREAD_ENV["XLA_FLAGS"]
+    assert {k: v for k, v in env.items() if k != "XLA_FLAGS"} == {k: v for k, v in SINGLE_THREAD_ENV.items()
+                                                                  if k != "XLA_FLAGS"}
+
+
 def test_prepare_out_refuses_foreign_folders_and_changed_options(tmp_path):
     (tmp_path / "mine.txt").write_text("x")
     with pytest.raises(ValueError, match="not a galdust run folder"):

@@ -201,6 +201,8 @@ def test_the_readme_has_the_commands_users_copy():
     assert len(cmds) >= 20
     # the main job, as a user types it first: no option beyond --out
     assert any(re.fullmatch(r"galdust fit \S+\.fits( \S+\.fits)* --out \S+( --plot)?", c) for c in cmds)
+    # and the survey-scale run with its defaults (the block's test checks it writes no error row)
+    assert any(re.fullmatch(r"galdust run fit --inputs \S+ --out \S+", c) for c in cmds)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +237,8 @@ def test_readme_block_runs_as_written(first_line, block, tmp_path, monkeypatch, 
         out = capsys.readouterr()
         assert rc == 0, f"README.md:{line}: `{cmd}` exited {rc}:\n{out.err[-2000:]}"
         assert "Traceback" not in out.err
+        if argv[0] == "run":  # every input of the README's runs succeeds (or was done by an earlier one)
+            assert re.search(r"\b0 errors\b", out.out), f"README.md:{line}: `{cmd}`:\n{out.out[-2000:]}"
         if "--out sed_train.parquet" in cmd:
             keep = tmp_path.parent / "readme_sed_train.parquet"
             shutil.copy(d / "sed_train.parquet", keep)

@@ -28,7 +28,7 @@ from ..io import InputError, atomic_path, input_name
 from . import catalog as cat
 
 __all__ = ["discover", "prepare_out", "process_batch", "run", "RunSummary", "local_cluster", "SINGLE_THREAD_ENV",
-           "ClusterLost", "LOCAL_NO_WORKER_TIMEOUT"]
+           "ClusterLost", "LOCAL_NO_WORKER_TIMEOUT", "worker_env"]
 
 # One thread per worker process: XLA's CPU backend and BLAS otherwise use every core in each worker.
 SINGLE_THREAD_ENV = {
@@ -37,6 +37,16 @@ SINGLE_THREAD_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
+
+
+def worker_env(environ=os.environ) -> dict[str, str]:
+    """The environment of a local worker process: :data:`SINGLE_THREAD_ENV`, with the XLA flags this
+    process was started with kept in front of the thread caps (so the caps win where both set one)."""
+    env = dict(SINGLE_THREAD_ENV)
+    own = environ.get("XLA_FLAGS", "").strip()
+    if own:
+        env["XLA_FLAGS"] = f"{own} {env['XLA_FLAGS']}"
+    return env
 
 
 class RunError(ValueError):
@@ -318,7 +328,7 @@ def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2, pi
     # bench/bench_run.py); unset it, and set the thread caps before the worker interpreters start.
     cfg = {"distributed.scheduler.allowed-failures": allowed_failures,
            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-    cfg.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in SINGLE_THREAD_ENV.items()})
+    cfg.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in worker_env().items()})
     with dask.config.set(cfg):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
