@@ -225,3 +225,30 @@ def test_run_posterior_at_known_redshifts_equals_posterior_sample(tmp_path, clus
         for p in ("log_mstar", "log_sfr", "av"):
             assert rows[n][f"{p}_p50"] == pytest.approx(float(single[n][f"{p}_p50"]), abs=1e-5), (n, p)
     assert main(["run", "fit", "--out", str(tmp_path / "f"), "--catalog", str(table), "--redshift-column", "Z"]) == 2
+
+
+def test_empty_csv_cells_are_missing_and_out_of_range_redshifts_are_flagged_in_sample_and_run(tmp_path, cluster):
+    """A CSV row with an empty flux or redshift cell is a missing value (a note, no answer; an error row
+    in a run), never a measured 0; a known z beyond the simulator's is answered with flag 1 and a note;
+    posterior sample and run posterior say the same."""
+    f = "{},4.02,0.65,29.4,0.32,98.2,0.58,155.6,0.94,212.4,2.5,{}"
+    head = "name," + ",".join(f"flux_sdss_{b},flux_err_sdss_{b}" for b in "ugriz") + ",Z"
+    rows = [f.format("ok", 0.05), f.format("noz", ""), f.format("far", 0.9),
+            f.format("nog", 0.05).replace(",29.4,", ",,")]
+    (tmp_path / "t.csv").write_text("\n".join([head] + rows) + "\n")
+    assert main(["posterior", "sample", "--catalog", str(tmp_path / "t.csv"), "--redshift-column", "Z",
+                 "--out", str(tmp_path / "p.fits"), "--samples", "50"]) == 0
+    t = {str(r["name"]): r for r in fits.getdata(tmp_path / "p.fits", 1)}
+    assert t["noz"]["note"] == "no usable redshift in Z" and np.isnan(t["noz"]["log_mstar_p50"])
+    assert t["nog"]["note"] == "missing flux in sdss_g" and np.isnan(t["nog"]["log_mstar_p50"])
+    assert t["far"]["flag"] == 1 and "Z = 0.9 is beyond the training redshifts" in t["far"]["note"]
+    assert t["ok"]["flag"] == 0 and np.isfinite(t["ok"]["log_mstar_p50"])
+    out = tmp_path / "run"
+    assert main(["run", "posterior", "--catalog", str(tmp_path / "t.csv"), "--redshift-column", "Z", "--out", str(out),
+                 "--samples", "50", "--scheduler", cluster.scheduler_address, "--quiet"]) == 1  # error rows
+    r = {x["name"]: x for x in pq.read_table(out / "catalog.parquet").to_pylist()}
+    assert (r["noz"]["status"], r["noz"]["error"]) == ("error", "no usable redshift in Z")
+    assert (r["nog"]["status"], r["nog"]["error"]) == ("error", "missing flux in sdss_g")
+    assert r["far"]["status"] == "ok" and r["far"]["flag"] == 1 and r["far"]["note"] == t["far"]["note"]
+    assert r["ok"]["flag"] == 0 and r["ok"]["note"] is None
+    assert r["ok"]["log_mstar_p50"] == pytest.approx(float(t["ok"]["log_mstar_p50"]), abs=1e-5)

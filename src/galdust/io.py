@@ -40,6 +40,7 @@ from .physics.filters import UnknownBandError, get_filter, is_known
 from .resample import background_sigma
 
 __all__ = [
+    "float_column",
     "InputError",
     "OutputExistsError",
     "Observation",
@@ -575,6 +576,15 @@ def _with_psf_files(obs: Observation, files: Sequence[str]) -> Observation:
     if not np.all(np.isfinite(psf)) or np.any(psf.sum(axis=(1, 2)) <= 0):
         raise InputError(f"{files[0]}: PSF has NaN/inf values or sums to zero")
     return replace(obs, psf=(psf / psf.sum(axis=(1, 2), keepdims=True)).astype(np.float32))
+
+
+def float_column(table, name: str) -> np.ndarray:
+    """A table column as float64 with its empty (masked) cells as NaN: astropy reads an empty CSV cell
+    as a masked 0, which ``np.asarray(column, float)`` would turn into a measured 0. ValueError if the
+    column is not numeric."""
+    col = table[name]
+    data = np.asarray(np.ma.getdata(col)).astype(float)
+    return np.where(np.ma.getmaskarray(col), np.nan, data)
 
 
 def input_name(path: str | os.PathLike) -> str:

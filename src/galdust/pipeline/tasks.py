@@ -333,7 +333,9 @@ class PosteriorTask:
 
     @property
     def fields(self):
-        return [(f"{p}_{q}", pa.float64()) for p in self.props for q in ("p16", "p50", "p84")]
+        # flag / note: as galdust posterior sample (1: answered, but outside the model's training domain)
+        return ([(f"{p}_{q}", pa.float64()) for p in self.props for q in ("p16", "p50", "p84")]
+                + [("flag", pa.int16()), ("note", pa.string())])
 
     def options(self) -> dict:
         return dict(model=self.model_path, samples=self.samples, steps=self.steps, seed=self.seed,
@@ -416,8 +418,13 @@ class PosteriorTask:
                 if smp is not None:
                     smp = np.concatenate([smp, np.broadcast_to(zg[:, None, :], smp.shape[:2] + (1,))], axis=2)
             props = self.props
+            from ..posterior.api import domain_notes
+            from ..weights import read_sidecar
+
+            whys = domain_notes(read_sidecar(self.cfm_path).get("domain"), flux, m.soft, m.bands, zg,
+                                self.redshift_column)
             for j, k in enumerate(good):
-                row = dict(status="ok", error=None)
+                row = dict(status="ok", error=None, flag=int(bool(whys[j])), note=whys[j] or None)
                 for a, p in enumerate(props):
                     for b, q in enumerate(("p16", "p50", "p84")):
                         row[f"{p}_{q}"] = float(pct[j, a, b])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import InputError
+from ..io import InputError, float_column
 from ..models import shipped_path
 
 __all__ = ["SHIPPED_DIR", "NAMED_POSTERIORS", "PosteriorPlan", "resolve_model", "object_keys", "summarise_rows",
@@ -179,9 +179,27 @@ def read_redshift_column(catalog, column: str) -> np.ndarray:
     if column not in t.colnames:
         raise InputError(f"{catalog}: no column {column!r} (--redshift-column)")
     try:
-        return np.asarray(t[column], float)
+        return float_column(t, column)
     except (TypeError, ValueError):
         raise InputError(f"{catalog}: column {column!r} is not numeric") from None
+
+
+def domain_notes(domain: dict | None, flux, soft, bands, zgiven=None, column: str | None = None) -> list[str]:
+    """Per row, why it lies outside the model's training domain ("" when inside): its fluxes
+    (:func:`galdust.posterior.domain.outside`) and, for a model given z, a known redshift beyond the
+    simulator's (the training) redshifts. ``galdust posterior sample`` and ``galdust run posterior``
+    flag such rows (answered, ``flag`` = 1, ``note`` = why)."""
+    from ..simulate.sed import SEDConfig
+    from .domain import outside
+
+    notes = list(outside(domain, flux, soft, bands))
+    if zgiven is not None:
+        z_hi = SEDConfig().z_range[1]
+        for i, v in enumerate(np.asarray(zgiven, float).reshape(-1)):
+            if np.isfinite(v) and v > z_hi:
+                why = f"{column or 'z'} = {v:.3g} is beyond the training redshifts (z <= {z_hi:g})"
+                notes[i] = f"{notes[i]}; {why}" if notes[i] else why
+    return notes
 
 
 def summarise_catalog(catalog: str | Path, model: str | Path | None = None, images: str | Path | None = None, *,
@@ -245,12 +263,12 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
         v = np.full(n, np.nan)
         v[ok] = vals
         cols[c] = v
-    from .domain import outside
-
     flag = np.zeros(n, np.int16)
     notes = list(cat.notes)
     if ok.any():
-        for i, why in zip(np.nonzero(ok)[0], outside(meta.get("domain"), cat.flux[ok], m.soft, m.bands)):
+        whys = domain_notes(meta.get("domain"), cat.flux[ok], m.soft, m.bands,
+                            None if zgiven is None else zgiven[ok], redshift_column)
+        for i, why in zip(np.nonzero(ok)[0], whys):
             if why:
                 flag[i], notes[i] = 1, why
     cols["flag"] = flag  # 1: answered, but the row is outside the model's training domain (see note)

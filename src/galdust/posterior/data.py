@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import InputError
+from ..io import InputError, float_column
 
 __all__ = ["Catalog", "read_catalog", "read_simulations", "sims_provenance", "StackedImages", "SDSS_BANDS"]
 
@@ -51,32 +51,32 @@ def read_catalog(path: str | Path, bands=SDSS_BANDS) -> Catalog:
         raise InputError(f"{path}: no rows")
     truth = {}
     if "MODELFLUX" in t.colnames:
-        f = np.asarray(t["MODELFLUX"], float)
+        f = float_column(t, "MODELFLUX")
         if f.ndim != 2 or f.shape[1] != 5:
             raise InputError(f"{path}: MODELFLUX must be (n, 5) ugriz, got {f.shape}")
         if tuple(bands) != SDSS_BANDS:
             raise InputError(f"{path}: an SDSS table has ugriz; the model wants {', '.join(bands)}")
-        ext = np.asarray(t["EXTINCTION"], float) if "EXTINCTION" in t.colnames else np.zeros_like(f)
+        ext = float_column(t, "EXTINCTION") if "EXTINCTION" in t.colnames else np.zeros_like(f)
         corr = 10 ** (0.4 * ext)
-        ivar = np.asarray(t["MODELFLUX_IVAR"], float) if "MODELFLUX_IVAR" in t.colnames else np.zeros_like(f)
+        ivar = float_column(t, "MODELFLUX_IVAR") if "MODELFLUX_IVAR" in t.colnames else np.zeros_like(f)
         with np.errstate(divide="ignore", invalid="ignore"):
             err = np.where(ivar > 0, 1 / np.sqrt(ivar), np.nan)
         flux, flux_err = f * corr, err * corr
         names = [str(x) for x in (t["OBJID"] if "OBJID" in t.colnames else range(n))]
         if "Z" in t.colnames:
-            truth["z"] = np.asarray(t["Z"], float)
+            truth["z"] = float_column(t, "Z")
     else:
         missing = [b for b in bands if f"flux_{b}" not in t.colnames]
         if missing:
             raise InputError(f"{path}: no columns {', '.join('flux_' + b for b in missing)} (galdust table) and "
                              f"no MODELFLUX (SDSS table)")
-        flux = np.stack([np.asarray(t[f"flux_{b}"], float) for b in bands], axis=1)
-        flux_err = np.stack([np.asarray(t[f"flux_err_{b}"], float) if f"flux_err_{b}" in t.colnames
+        flux = np.stack([float_column(t, f"flux_{b}") for b in bands], axis=1)
+        flux_err = np.stack([float_column(t, f"flux_err_{b}") if f"flux_err_{b}" in t.colnames
                              else np.full(n, np.nan) for b in bands], axis=1)
         names = [str(x) for x in (t["name"] if "name" in t.colnames else range(n))]
         from ..simulate.sed import TRUTHS
 
-        truth = {k: np.asarray(t[k], float) for k in TRUTHS if k in t.colnames}
+        truth = {k: float_column(t, k) for k in TRUTHS if k in t.colnames}
     notes = []
     for i in range(n):
         bad = [b for b, v in zip(bands, flux[i]) if not np.isfinite(v)]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import InputError
+from ..io import InputError, float_column
 from ..ml.trees import FitCache, folds, load_booster, n_threads, out_of_fold
 from ..weights import load_folder, read_sidecar, save_folder
 
@@ -71,22 +71,22 @@ def sdss_table_features(path: str | Path):
         raise InputError(f"{path}: cannot read the table ({' '.join(str(e).split())[:200]})") from None
     if "MODELFLUX" not in t.colnames:
         raise InputError(f"{path}: the redshift model reads SDSS tables (MODELFLUX ugriz); this one has none")
-    f = np.asarray(t["MODELFLUX"], float)
+    f = float_column(t, "MODELFLUX")
     if f.ndim != 2 or f.shape[1] != 5:
         raise InputError(f"{path}: MODELFLUX must be (n, 5) ugriz, got {f.shape}")
-    corr = 10 ** (0.4 * np.asarray(t["EXTINCTION"], float)) if "EXTINCTION" in t.colnames else np.ones_like(f)
+    corr = 10 ** (0.4 * float_column(t, "EXTINCTION")) if "EXTINCTION" in t.colnames else np.ones_like(f)
     m = _lupt(f * corr)
-    pm = _lupt(np.asarray(t["PETROFLUX"], float) * corr) - m if "PETROFLUX" in t.colnames else np.full_like(m, np.nan)
+    pm = _lupt(float_column(t, "PETROFLUX") * corr) - m if "PETROFLUX" in t.colnames else np.full_like(m, np.nan)
 
     def nir(name):
         if name not in t.colnames:
             return np.full(len(t), np.nan)
-        v = np.asarray(t[name], float)
+        v = float_column(t, name)
         return np.where((v > 0) & np.isfinite(v), v, np.nan)
 
     J, H, K = nir("J_M_EXT"), nir("H_M_EXT"), nir("K_M_EXT")
     X = np.c_[m, m[:, :-1] - m[:, 1:], pm, m[:, 2] - J, J - H, H - K, m[:, 2] - K]
-    z = np.asarray(t["Z"], float) if "Z" in t.colnames else None
+    z = float_column(t, "Z") if "Z" in t.colnames else None
     return X, z
 
 
