@@ -82,3 +82,51 @@ def test_commands_keep_compiled_programs_in_the_user_cache(tmp_path, monkeypatch
     env = {"XDG_CACHE_HOME": str(tmp_path / "file")}
     _use_xla_cache(env)
     assert "JAX_COMPILATION_CACHE_DIR" not in env
+
+
+def test_fit_takes_quoted_globs_cubes_named_by_bands_and_refuses_clashing_names_in_one_line(tmp_path, capsys):
+    """What a user types: a quoted glob (expanded as the shell would), a cube whose header lacks BANDS
+    (--bands names its planes), and the mistakes: two inputs with one output name (the second is
+    refused, the first written), --out a file, a folder or a text file as input; galdust's warnings
+    are one line each."""
+    from conftest import FAST, pipeline_galaxy
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    pipeline_galaxy(tmp_path / "a" / "g0.fits", 0)
+    pipeline_galaxy(tmp_path / "a" / "g1.fits", 1)
+    pipeline_galaxy(tmp_path / "b" / "g0.fits", 2)
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "a" / "g*.fits"), "--out", str(tmp_path / "o1"), "--quiet", *FAST]) == 0
+    assert sorted(p.name for p in (tmp_path / "o1").glob("*.dust.fits")) == ["g0.dust.fits", "g1.dust.fits"]
+    assert main(["fit", str(tmp_path / "nothing*.fits"), "--out", str(tmp_path / "o0"), *FAST]) == 2
+    assert "nothing*.fits: no file matches" in capsys.readouterr().err
+
+    rc = main(["fit", str(tmp_path / "a" / "g0.fits"), str(tmp_path / "b" / "g0.fits"), "--out", str(tmp_path / "o2"),
+               "--overwrite", "--quiet", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "b/g0.fits: its outputs (g0.dust.fits, ...) would be those of" in err[0]
+    assert [p.name for p in (tmp_path / "o2").glob("*.dust.fits")] == ["g0.dust.fits"]
+
+    (tmp_path / "afile").write_text("x")
+    assert main(["fit", str(tmp_path / "a" / "g0.fits"), "--out", str(tmp_path / "afile"), *FAST]) == 2
+    assert capsys.readouterr().err.strip() == f"galdust: error: {tmp_path / 'afile'}: --out is a file, not a folder"
+    (tmp_path / "notes.txt").write_text("not an image\n" * 100)
+    assert main(["fit", str(tmp_path / "a"), str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o3"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a'}: a folder, not a FITS file (give its files, e.g. {tmp_path / 'a' / '*.fits'})" in err
+    assert f"{tmp_path / 'notes.txt'}: not a FITS file" in err and "ignore_missing_simple" not in err
+
+    # a cube without BANDS (and without noise: galdust warns, in one line)
+    data = fits.getdata(tmp_path / "a" / "g1.fits")
+    fits.PrimaryHDU(data).writeto(tmp_path / "nobands.fits")
+    assert main(["fit", str(tmp_path / "nobands.fits"), "--out", str(tmp_path / "o4"), *FAST]) == 1
+    assert "no band names" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "nobands.fits"), "--bands", "sdss_g,sdss_r,sdss_i,sdss_z", "--out",
+                 str(tmp_path / "o4"), "--quiet", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "galdust: warning: " in err and "no noise given" in err and "UserWarning" not in err
+    assert fits.getheader(tmp_path / "o4" / "nobands.dust.fits")["BANDS"] == "sdss_g,sdss_r,sdss_i,sdss_z"
+    assert main(["fit", str(tmp_path / "a" / "g1.fits"), "--bands", "sdss_r,sdss_g,sdss_i,sdss_z", "--out",
+                 str(tmp_path / "o5"), *FAST]) == 1
+    assert "header BANDS sdss_g,sdss_r,sdss_i,sdss_z differ from --bands sdss_r,sdss_g" in capsys.readouterr().err

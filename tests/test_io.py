@@ -131,7 +131,7 @@ def test_noise_estimated_from_background(tmp_path):
         ("no_bands", "no band names"),
         ("truncated", "cannot read FITS"),
         ("missing", "no such file"),
-        ("garbage", "cannot read FITS"),
+        ("garbage", "not a FITS file (it does not start with a FITS header)"),
         ("nan_band", "NaN/inf everywhere"),
         ("text_ivar", "IVAR HDU is not a numeric image"),
     ],

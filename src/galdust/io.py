@@ -209,6 +209,8 @@ def open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
     src = str(path)
     if not os.path.exists(src):
         raise InputError(f"{src}: no such file")
+    if os.path.isdir(src):
+        raise InputError(f"{src}: a folder, not a FITS file (give its files, e.g. {os.path.join(src, '*.fits')})")
     try:
         with warnings.catch_warnings():
             # astropy's own complaints about a damaged header would print extra lines; the one-line
@@ -224,6 +226,8 @@ def open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
                 raise
     except (OSError, ValueError, TypeError, IndexError, fits.verify.VerifyError, Warning) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "SIMPLE card" in first:  # astropy's advice (ignore_missing_simple=True) is not for a command line
+            raise InputError(f"{src}: not a FITS file (it does not start with a FITS header)") from None
         raise InputError(f"{src}: cannot read FITS (corrupt or truncated file: {first})") from None
     with hdul:
         yield hdul
@@ -304,10 +308,11 @@ def _apply_mask(data, ivar, mask):
 
 
 def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_kind: str = "ivar",
-              mask_hdu: int | None = None) -> Observation:
+              mask_hdu: int | None = None, bands: Sequence[str] | None = None) -> Observation:
     """Read a cube FITS (format (a) in the module docstring); ``noise_hdu`` / ``mask_hdu``: HDU
     indices of the noise (of ``noise_kind`` 'ivar', 'var' or 'sigma') and of a mask (nonzero = bad)
-    when they are not named IVAR/VAR/ERR/MASK."""
+    when they are not named IVAR/VAR/ERR/MASK. ``bands``: the planes' band names for a cube whose
+    header has no ``BANDS`` (``galdust fit CUBE.fits --bands ...``; a header that has them must agree)."""
     src = str(path)
     with open_fits(src) as hdul:
         names = [h.name.upper() for h in hdul]
@@ -316,7 +321,11 @@ def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_ki
             raise InputError(f"{src}: no image data in the primary HDU and no SCI extension")
         hdr = sci.header
         phdr = hdul[0].header
-        bands = _split_list(hdr.get("BANDS", phdr.get("BANDS")))
+        given, bands = bands, _split_list(hdr.get("BANDS", phdr.get("BANDS")))
+        if given:
+            if bands and [b.lower() for b in bands] != [b.lower() for b in given]:
+                raise InputError(f"{src}: header BANDS {','.join(bands)} differ from --bands {','.join(given)}")
+            bands = list(given)
         waves = _split_list(hdr.get("WAVEEFF", phdr.get("WAVEEFF")))
         try:
             wave_vals = None if waves is None else [float(w) for w in waves]
@@ -541,13 +550,17 @@ def read_npz(path: str | os.PathLike, survey: str = "hsc") -> Observation:
 def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[str] | None = None, *,
                      noise_hdu: int | None = None, noise_kind: str = "ivar", mask_hdu: int | None = None,
                      psf: Sequence[str | os.PathLike] | None = None) -> Observation:
-    """Read any supported input: one cube FITS, one ``.npz`` scene, or per-band files with ``bands``
-    (on one grid or several: see :func:`read_band_files`). ``noise_hdu``/``noise_kind``/``mask_hdu``:
+    """Read any supported input: one cube FITS, one ``.npz`` scene, per-band files with ``bands``
+    (on one grid or several: see :func:`read_band_files`), or one cube FITS with ``bands`` naming its
+    planes (its header has no ``BANDS``). ``noise_hdu``/``noise_kind``/``mask_hdu``:
     unnamed noise and mask extensions; ``psf``: PSF files (one per band, or one (band, py, px) cube)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs = [str(p) for p in inputs]
     psf = [str(p) for p in psf] if psf else None
+    if bands and len(inputs) == 1 and len(bands) > 1 and not str(inputs[0]).lower().endswith(".npz"):
+        obs = read_cube(inputs[0], noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu, bands=bands)
+        return _with_psf_files(obs, psf) if psf else obs  # one cube, its planes named by --bands
     if bands:
         return read_band_files(inputs, bands, psf_paths=psf, noise_hdu=noise_hdu, noise_kind=noise_kind,
                                mask_hdu=mask_hdu)

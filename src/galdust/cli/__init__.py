@@ -33,6 +33,18 @@ def _click_error(e: BaseException) -> tuple[str, int] | None:
     return f"galdust: error: {cmd}: {msg}{hint}", int(e.exit_code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """galdust's own warnings (a NaN patch masked, noise estimated from the background) as one line
+    ``galdust: warning: ...`` on stderr; other packages' warnings as Python shows them."""
+    import os
+    import warnings
+
+    if issubclass(category, UserWarning) and f"{os.sep}galdust{os.sep}" in str(filename):
+        typer.echo(f"galdust: warning: {_one_line(message)}", err=True)
+    else:
+        warnings._showwarning_orig(message, category, filename, lineno, file, line)  # noqa: SLF001
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user errors print one line on stderr, never a traceback (set
     ``GALDUST_DEBUG=1`` to see the traceback of an unexpected error)."""
@@ -46,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..physics.filters import UnknownBandError
     from ..weights import WeightsError
 
+    import warnings
+
     try:
-        rv = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            rv = app(args=argv, standalone_mode=False)
     except (UserError, InputError, OutputExistsError, UnknownBandError, WeightsError) as e:
         typer.echo(f"galdust: error: {_one_line(e)}", err=True)
         return 2

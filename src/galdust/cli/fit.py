@@ -26,6 +26,24 @@ def _read_mask(path: Path):
     return np.asarray(arr)
 
 
+def _expand(inputs: list[str]) -> list[str]:
+    """Inputs as given, a quoted glob (a name with * ? [ that is not a file) expanded as the shell would
+    (sorted; ** for subfolders), as ``galdust run --inputs`` takes them."""
+    import glob
+    import os
+
+    out = []
+    for inp in inputs:
+        if not os.path.exists(inp) and any(c in inp for c in "*?["):
+            found = sorted(glob.glob(inp, recursive=True))
+            if not found:
+                raise UserError(f"{inp}: no file matches")
+            out += found
+        else:
+            out.append(inp)
+    return out
+
+
 @app.command()
 def fit(
     inputs: Annotated[list[str], typer.Argument(help="Cube FITS files (one galaxy each); with --bands, each "
@@ -58,7 +76,8 @@ def fit(
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not mask neighbouring sources.")] = False,
     no_priors: Annotated[bool, typer.Option("--no-priors", help="Likelihood only (no learned priors).")] = False,
     bands: Annotated[Optional[str], typer.Option(help="Band names for per-band inputs (bands on different pixel "
-                                                     "grids are reprojected onto the finest one with their WCS).")] = None,
+                                                     "grids are reprojected onto the finest one with their WCS), or "
+                                                     "for the planes of a cube FITS without a BANDS header.")] = None,
     psf: Annotated[Optional[str], typer.Option("--psf", help="PSF files: FILE[,FILE...], one 2-D stamp per band at "
                                                              "that band's pixels, or one (band, py, px) cube.")] = None,
     noise_hdu: Annotated[Optional[int], typer.Option("--noise-hdu", min=0, help="HDU index of the noise when it is "
@@ -78,7 +97,7 @@ def fit(
     user_mask = _read_mask(mask) if mask is not None else None
     if noise_kind not in ("ivar", "var", "sigma"):
         raise UserError(f"--noise-kind {noise_kind!r}: expected ivar, var or sigma")
-    items = [[f for f in inp.split(",") if f] for inp in inputs] if band_list else list(inputs)
+    items = [[f for f in inp.split(",") if f] for inp in inputs] if band_list else _expand(inputs)
     try:
         fitter = make_fitter(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start,
                              use_psf=not no_psf, detect=not no_detect, batch_size=min(batch_size, len(items)),
@@ -106,7 +125,8 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
                 how = "amortised"
             else:
                 head = f"A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}"
-                how = f"{s['NITER']} it  start {s['START']}  priors {s.get('PRIORS', '?')}"
+                how = (f"{s['NITER']} it{'' if s.get('CONVERGE', True) else ' (not converged; a larger --max-iter?)'}"
+                       f"  start {s['START']}  priors {s.get('PRIORS', '?')}")
             typer.echo(f"{name}: {head}  covfrac {s['COVFRAC']:.2f}  χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  "
                        f"{how}" + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}")
         if report.written or report.seconds:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import Observation, read_observation
+from ..io import InputError, Observation, read_observation
 from .fit import DEFAULT_HOST, DUST_LEVELS, FitConfig, level_config, resolve_host
 from .init import AUTO_AMORTIZED, choose_start
 from .job import DustFitter, DustResult
@@ -124,13 +124,19 @@ def fit_files(inputs: Sequence[str | Sequence[str]], out: str | Path, *, fitter:
     from .products import check_free, output_paths, plot_fit, write_dust_fits, write_json
 
     report = FitReport()
-    obs_list, names = [], []
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"{out}: --out is a file, not a folder")
+    obs_list, names, first = [], [], {}
     for inp in inputs:
         files = [inp] if isinstance(inp, (str, Path)) else list(inp)
         try:
             obs = read_observation(files, bands, **(read_options or {}))
             name = input_name(files[0])
+            if name in first:  # two inputs, one output name: the second would replace the first's outputs
+                raise InputError(f"{files[0]}: its outputs ({name}.dust.fits, ...) would be those of {first[name]} "
+                                 f"(rename one, or fit them into different --out folders)")
             check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
+            first[name] = files[0]
             obs_list.append(obs)
             names.append(name)
         except Exception as e:  # noqa: BLE001 - reported, the others go on
