@@ -74,6 +74,13 @@ def test_predict_galdust_format_with_a_bad_row(tmp_path, capsys):
     assert "1 flagged outside the model's training domain" in capsys.readouterr().out
     assert main(["fir", "predict", "--photometry", str(p), "--out", str(out)]) == 2  # no clobber
     assert "exists" in capsys.readouterr().err
+    # misspelt band columns are not read, and said so (one warning line), not dropped in silence
+    text = p.read_text().replace("wise_w4", "WISE4").replace("wise_w3", "w3")
+    (tmp_path / "typo.csv").write_text(text)
+    assert main(["fir", "predict", "--photometry", str(tmp_path / "typo.csv"), "--out", str(tmp_path / "t.csv")]) == 0
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 1 and err[0].startswith(f"galdust: warning: {tmp_path / 'typo.csv'}: columns not read")
+    assert "w3, WISE4 (did you mean wise_w4?)" in err[0]
 
 
 def test_predict_reads_dustpedia_format(shared_data, tmp_path):

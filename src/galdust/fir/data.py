@@ -66,6 +66,21 @@ def _float(v) -> float:
     return x if math.isfinite(x) else math.nan
 
 
+def _warn_unread_bands(path, cols) -> None:
+    """Warn about measurement-like columns (X with an X_err beside it) that are no galdust band name:
+    a misspelt band (``WISE4``, ``w3``) would otherwise be dropped without a word."""
+    import difflib
+    import warnings
+
+    cols = list(cols)
+    unread = [c for c in cols if c not in UVMIR_BANDS and f"{c}_err" in cols]
+    if unread:
+        hints = [f"{c} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(c.lower(), UVMIR_BANDS, 1, 0.6))
+                 else c for c in unread]
+        warnings.warn(f"{path}: columns not read, not galdust band names: {', '.join(hints)} "
+                      f"(bands: {', '.join(UVMIR_BANDS)})", stacklevel=3)
+
+
 def read_photometry(path: str | Path) -> Photometry:
     """Read a DustPedia-format or galdust-format photometry CSV (see the module docstring)."""
     path = Path(path)
@@ -86,6 +101,8 @@ def read_photometry(path: str | Path) -> Photometry:
     if not (dustpedia or ours):
         raise InputError(f"{path}: no known band columns (DustPedia 'WISE_3.4', ... or galdust 'wise_w1', ...)")
     colmap = DUSTPEDIA_COLUMNS if dustpedia else {b: b for b in UVMIR_BANDS}
+    if not dustpedia:
+        _warn_unread_bands(path, rows[0].keys())
     n, nb = len(rows), len(UVMIR_BANDS)
     flux = np.full((n, nb), np.nan)
     err = np.full((n, nb), np.nan)
