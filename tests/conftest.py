@@ -153,7 +153,7 @@ def bad_inputs(tmp_path):
     write_cube(d / "nanband.fits", nan, BANDS, ivar=np.ones((4, 24, 24)), provenance=[])
     write_cube(d / "badband.fits", np.ones((4, 24, 24)), ["sdss_g", "sdss_r", "no_such_band", "sdss_z"],
                ivar=np.ones((4, 24, 24)), provenance=[])
-    return {"corrupt": "cannot read FITS", "flat2d": "3-D", "noivar": "zero everywhere", "nanband": "NaN",
+    return {"corrupt": "not a FITS file", "flat2d": "3-D", "noivar": "zero everywhere", "nanband": "NaN",
             "badband": "no_such_band"}
 
 

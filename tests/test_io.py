@@ -131,7 +131,7 @@ def test_noise_estimated_from_background(tmp_path):
         ("no_bands", "no band names"),
         ("truncated", "cannot read FITS"),
         ("missing", "no such file"),
-        ("garbage", "not a FITS file (it does not start with a FITS header)"),
+        ("garbage", "not a FITS file (no valid FITS header at its start)"),
         ("nan_band", "NaN/inf everywhere"),
         ("text_ivar", "IVAR HDU is not a numeric image"),
     ],

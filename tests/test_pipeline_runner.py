@@ -49,7 +49,7 @@ def test_prepare_out_refuses_foreign_folders_and_changed_options(tmp_path):
         prepare_out(tmp_path, FitTask())
     prepare_out(tmp_path / "run", FitTask(max_iter=10))
     prepare_out(tmp_path / "run", FitTask(max_iter=10))  # same options: resume
-    with pytest.raises(ValueError, match="options"):
+    with pytest.raises(ValueError, match=r"other options \(max_iter was 10, now 20\); resume with the same"):
         prepare_out(tmp_path / "run", FitTask(max_iter=20))
 
 
@@ -59,7 +59,12 @@ def test_run_against_a_scheduler_address_bad_inputs_become_error_rows(tmp_path, 
     args = ["run", "fit", "--inputs", str(tmp_path / "in" / "*.fits"), "--out", str(out), "--scheduler",
             cluster.scheduler_address, "--batch-size", "4", "--quiet", *FAST]
     assert main(args) == 1  # some inputs failed
-    assert "5 ok, 5 errors" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "5 ok, 5 errors" in cap.out
+    lines = cap.err.strip().splitlines()  # which inputs failed and why, one line each
+    assert len(lines) == 5 and all(x.startswith("galdust: error: ") for x in lines), cap.err
+    for name, text in bad_inputs.items():
+        assert any(f"galdust: error: {name} (" in x and text in x for x in lines), (name, lines)
     t = pq.read_table(out / "catalog.parquet")
     assert t.schema == cat.schema(FitTask.fields)
     rows = {r["name"]: r for r in t.to_pylist()}

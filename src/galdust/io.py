@@ -227,7 +227,7 @@ def open_fits(path: str | os.PathLike) -> Iterator[fits.HDUList]:
     except (OSError, ValueError, TypeError, IndexError, fits.verify.VerifyError, Warning) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "SIMPLE card" in first:  # astropy's advice (ignore_missing_simple=True) is not for a command line
-            raise InputError(f"{src}: not a FITS file (it does not start with a FITS header)") from None
+            raise InputError(f"{src}: not a FITS file (no valid FITS header at its start)") from None
         raise InputError(f"{src}: cannot read FITS (corrupt or truncated file: {first})") from None
     with hdul:
         yield hdul

@@ -161,4 +161,9 @@ def run_cmd(
                f"{s.wall_s:.1f} s ({s.rate:.2f} objects/s) -> {s.catalog}"
                + (f"; {s.earlier_errors} earlier error rows kept (--retry-errors re-attempts them)"
                   if s.earlier_errors else ""))
+    shown = 10  # which inputs failed and why (all of them are in the catalogue's 'error' column)
+    for name, src, msg in s.error_rows[:shown]:
+        typer.echo(f"galdust: error: {name} ({src}): {msg}", err=True)
+    if len(s.error_rows) > shown:
+        typer.echo(f"galdust: ... and {len(s.error_rows) - shown} more error rows in {s.catalog}", err=True)
     return 1 if s.errors else 0

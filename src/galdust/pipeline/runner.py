@@ -17,7 +17,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -123,9 +123,14 @@ def prepare_out(out: Path, task) -> None:
     me = dict(task=task.name, options=task.options())
     if state.exists():
         old = json.loads(state.read_text())
-        if (old.get("task"), old.get("options")) != (me["task"], me["options"]):
-            raise RunError(f"{out}: holds a run of {old.get('task')} with options {old.get('options')}; "
-                           f"resume with the same ones or choose another --out")
+        if old.get("task") != me["task"]:
+            raise RunError(f"{out}: holds a run of {old.get('task')}, not {me['task']}; choose another --out")
+        if old.get("options") != me["options"]:  # name what differs (the task's option names: --no-psf is use_psf)
+            was, now = old.get("options") or {}, me["options"]
+            diff = "; ".join(f"{k} was {was.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(was) | set(now))
+                             if was.get(k) != now.get(k))
+            raise RunError(f"{out}: holds a run of {old.get('task')} with other options ({diff}); resume with "
+                           f"the same ones or choose another --out")
         return
     if out.exists() and any(p.name != cat.STATE for p in out.iterdir()):
         raise RunError(f"{out}: exists and is not a galdust run folder; choose an empty or new --out")
@@ -157,6 +162,7 @@ class RunSummary:
     wall_s: float
     catalog: Path
     earlier_errors: int = 0  # skipped inputs whose row is an error (see --retry-errors)
+    error_rows: list = field(default_factory=list)  # (name, input, error) of this run's error rows
 
     @property
     def rate(self) -> float:
@@ -208,6 +214,7 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
         max_in_flight = max_in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
     inflight: dict = {}  # future -> its batch, in submission order
     ok = err = 0
+    failed: list[tuple] = []
     alive = time.perf_counter()  # when the cluster last had a worker
     last = time.perf_counter()
 
@@ -267,6 +274,7 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
                 finally:
                     fut.release()
                 n_err = sum(r["status"] != "ok" for r in rows)
+                failed += [(r["name"], r.get("input"), r.get("error")) for r in rows if r["status"] != "ok"]
                 ok += len(rows) - n_err
                 err += n_err
                 if progress is not None:
@@ -280,7 +288,7 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
             fut.cancel()
         cat.consolidate(out, sch)
     return RunSummary(total=len(items), skipped=skipped, ok=ok, errors=err, wall_s=time.perf_counter() - t0,
-                      catalog=out / cat.CATALOG, earlier_errors=earlier_errors)
+                      catalog=out / cat.CATALOG, earlier_errors=earlier_errors, error_rows=failed)
 
 
 def pin_process(core: int) -> None:
