@@ -189,3 +189,37 @@ def test_rows_outside_the_training_domain_are_flagged(tmp_path):
     assert r["flag"][1] == 1 and "outside the training domain" in notes[1]
     assert r["flag"][2] == 0 and notes[2] == ""
     assert np.isfinite(r["log_mstar_p50"][1])  # answered, flagged
+
+
+def test_rows_much_noisier_than_the_training_photometry_are_flagged(tmp_path, capsys):
+    """The models read fluxes, not errors: a row whose S/N in a band is below half the training set's
+    lowest (padded 0.1 % quantile) is answered with flag 1 and says so; rows without errors or with
+    the training's S/N are not."""
+    from galdust.posterior.domain import fit_domain, outside
+
+    rng = np.random.default_rng(0)
+    bands = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
+    soft = np.ones(5)
+    flux = rng.uniform(50, 100, (2000, 5))
+    err = flux / 10 ** rng.uniform(1.0, 2.0, (2000, 5))  # S/N 10-100 in every band
+    d = fit_domain(flux, soft, bands, flux_err=err)
+    assert d["snr"]["features"] == ["S/N u", "S/N g", "S/N r", "S/N i", "S/N z"] and d["snr"]["margin_dex"] == 0.3
+    lo = 10 ** (np.array(d["snr"]["lo"]) - 0.3)  # about 10 / 1.26 / 2
+    assert np.allclose(lo, 10 ** (1.0 - 0.1 - 0.3), rtol=0.02)
+    f = np.full((4, 5), 75.0)
+    e = f / 20.0
+    e[1, 2] = 75.0 / 3.0  # r at S/N 3: flagged
+    e[2, 0] = 75.0 / 4.5  # u at S/N 4.5, above 10 / 2.5: kept
+    e[3] = np.nan  # no errors given: nothing to say
+    notes = outside(d, f, soft, bands, e)
+    assert notes[0] == notes[2] == notes[3] == ""
+    assert notes[1] == f"noisier than the training photometry: S/N r 3 < {lo[2]:.3g}"
+    # the shipped models know their training photometry's S/N: errors x 100 are flagged
+    rows = ["name," + ",".join(f"flux_{b},flux_err_{b}" for b in bands),
+            "a," + ",".join(f"{v},{v / 200}" for v in (10.0, 40.0, 100.0, 150.0, 200.0)),
+            "b," + ",".join(f"{v},{v / 0.3}" for v in (10.0, 40.0, 100.0, 150.0, 200.0))]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    assert main(["posterior", "sample", "--catalog", str(tmp_path / "t.csv"), "--out", str(tmp_path / "p.fits"),
+                 "--samples", "20"]) == 0
+    t = fits.getdata(tmp_path / "p.fits", 1)
+    assert list(t["flag"]) == [0, 1] and str(t["note"][1]).startswith("noisier than the training photometry: S/N u")

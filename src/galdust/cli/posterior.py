@@ -128,7 +128,7 @@ def posterior_train(
         from ..posterior.domain import fit_domain
 
         save_image_model(out, model, dict(sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
-                                          domain=fit_domain(flux, soft, cat.bands),
+                                          domain=fit_domain(flux, soft, cat.bands, flux_err=cat.flux_err[keep]),
                                           n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
                                           steps=hist[-1]["step"], batch=batch, train_seconds=round(dt, 1),
                                           init=init_s, warm_start=warm_s, runs=runs,
@@ -150,7 +150,7 @@ def posterior_train(
     from ..posterior.domain import fit_domain
 
     save_model(out, model, dict(kind="cfm-photometry", sims=[str(p) for p in sims],
-                                domain=fit_domain(flux, soft, cat.bands),
+                                domain=fit_domain(flux, soft, cat.bands, flux_err=cat.flux_err[keep]),
                                 sims_provenance=sims_provenance(sims), n_train=int(keep.sum()), r_limit=r_limit,
                                 seed=seed, steps=res.step, train_seconds=round(dt, 1),
                                 best_val_loss=res.best_val, history=res.history))
@@ -276,7 +276,7 @@ def posterior_train_vaenf(
     from ..posterior.domain import fit_domain
 
     save_vaenf(out, model, dict(config=cfg, sims=[str(p) for p in sims], sims_provenance=sims_provenance(sims),
-                                domain=fit_domain(cat.flux, soft, cat.bands),
+                                domain=fit_domain(cat.flux, soft, cat.bands, flux_err=cat.flux_err),
                                 n_train=len(cat.flux), seed=seed, vae_steps=vae_steps,
                                 vae_history=vh, vae_val_mse=_vae_mse(vh[-1]), vae_seconds=round(t_vae, 1),
                                 vae_from=str(init_vae) if init_vae is not None else None,
@@ -341,7 +341,8 @@ def posterior_distill(
     from ..posterior.domain import fit_domain
 
     save_onestep(out, m, dict(teacher=model.name, teacher_sha256=tmeta.get("sha256"), sims=str(sims),
-                              domain=tmeta.get("domain") or fit_domain(cat.flux[keep], teacher.soft, teacher.bands),
+                              domain=tmeta.get("domain") or fit_domain(cat.flux[keep], teacher.soft, teacher.bands,
+                                                                          flux_err=cat.flux_err[keep]),
                               sims_provenance=sims_provenance([sims])[0],
                               n_conditions=int(keep.sum()), r_limit=r_limit, pairs=pairs, steps=steps,
                               teacher_steps=teacher_steps, seed=seed, train_seconds=round(dt, 1),

@@ -378,8 +378,8 @@ class PosteriorTask:
 
                 zfeat = sdss_table_features(t)[0]  # an InputError unless an SDSS table
             prefix = f"{t.stem}:" if len(tables) > 1 and c.names == [str(i) for i in range(len(c.names))] else ""
-            for i, (n, f, note) in enumerate(zip(c.names, c.flux, c.notes)):
-                params = dict(flux=[float(x) for x in f], note=note)
+            for i, (n, f, fe, note) in enumerate(zip(c.names, c.flux, c.flux_err, c.notes)):
+                params = dict(flux=[float(x) for x in f], flux_err=[float(x) for x in fe], note=note)
                 if self.redshift_column is not None:
                     params["zgiven"] = float(zg[i])
                 if zfeat is not None:
@@ -421,8 +421,9 @@ class PosteriorTask:
             from ..posterior.api import domain_notes
             from ..weights import read_sidecar
 
+            err = np.array([items[k][2].get("flux_err", [np.nan] * flux.shape[1]) for k in good], float)
             whys = domain_notes(read_sidecar(self.cfm_path).get("domain"), flux, m.soft, m.bands, zg,
-                                self.redshift_column)
+                                self.redshift_column, err)
             for j, k in enumerate(good):
                 row = dict(status="ok", error=None, flag=int(bool(whys[j])), note=whys[j] or None)
                 for a, p in enumerate(props):

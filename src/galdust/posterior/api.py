@@ -184,15 +184,16 @@ def read_redshift_column(catalog, column: str) -> np.ndarray:
         raise InputError(f"{catalog}: column {column!r} is not numeric") from None
 
 
-def domain_notes(domain: dict | None, flux, soft, bands, zgiven=None, column: str | None = None) -> list[str]:
+def domain_notes(domain: dict | None, flux, soft, bands, zgiven=None, column: str | None = None,
+                 flux_err=None) -> list[str]:
     """Per row, why it lies outside the model's training domain ("" when inside): its fluxes
-    (:func:`galdust.posterior.domain.outside`) and, for a model given z, a known redshift beyond the
+    and their S/N (:func:`galdust.posterior.domain.outside`) and, for a model given z, a known redshift beyond the
     simulator's (the training) redshifts. ``galdust posterior sample`` and ``galdust run posterior``
     flag such rows (answered, ``flag`` = 1, ``note`` = why)."""
     from ..simulate.sed import SEDConfig
     from .domain import outside
 
-    notes = list(outside(domain, flux, soft, bands))
+    notes = list(outside(domain, flux, soft, bands, flux_err))
     if zgiven is not None:
         z_hi = SEDConfig().z_range[1]
         for i, v in enumerate(np.asarray(zgiven, float).reshape(-1)):
@@ -267,7 +268,7 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     notes = list(cat.notes)
     if ok.any():
         whys = domain_notes(meta.get("domain"), cat.flux[ok], m.soft, m.bands,
-                            None if zgiven is None else zgiven[ok], redshift_column)
+                            None if zgiven is None else zgiven[ok], redshift_column, cat.flux_err[ok])
         for i, why in zip(np.nonzero(ok)[0], whys):
             if why:
                 flag[i], notes[i] = 1, why
