@@ -130,3 +130,7 @@ def test_fit_takes_quoted_globs_cubes_named_by_bands_and_refuses_clashing_names_
     assert main(["fit", str(tmp_path / "a" / "g1.fits"), "--bands", "sdss_r,sdss_g,sdss_i,sdss_z", "--out",
                  str(tmp_path / "o5"), *FAST]) == 1
     assert "header BANDS sdss_g,sdss_r,sdss_i,sdss_z differ from --bands sdss_r,sdss_g" in capsys.readouterr().err
+    fits.PrimaryHDU(data[0]).writeto(tmp_path / "g.fits")  # per-band files given space-separated
+    assert main(["fit", str(tmp_path / "g.fits"), "--bands", "sdss_g,sdss_r", "--out", str(tmp_path / "o6"), *FAST]) == 1
+    assert "one image with 2 bands: give one galaxy's per-band files as one comma-separated input" in (
+        capsys.readouterr().err)

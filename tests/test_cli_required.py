@@ -74,3 +74,6 @@ def test_posterior_sample_with_defaults(tmp_path, capsys):
     with fits.open(tmp_path / "p.fits") as h:
         z = h[1].data["z_p50"]
         assert h[0].header["MODEL"] == "z-sdss" and np.isfinite(z).all() and (z > 0).all()
+        # the input's id column comes along, to join the output back to the input
+        assert h[1].data.columns.names[:2] == ["name", "OBJID"] and list(h[1].data["OBJID"]) == list(
+            fits.getdata(tmp_path / "sdss.fits", 1)["OBJID"])

@@ -227,7 +227,8 @@ def test_run_posterior_at_known_redshifts_equals_posterior_sample(tmp_path, clus
     assert main(["run", "fit", "--out", str(tmp_path / "f"), "--catalog", str(table), "--redshift-column", "Z"]) == 2
 
 
-def test_empty_csv_cells_are_missing_and_out_of_range_redshifts_are_flagged_in_sample_and_run(tmp_path, cluster):
+def test_empty_csv_cells_are_missing_and_out_of_range_redshifts_are_flagged_in_sample_and_run(tmp_path, cluster,
+                                                                                              capsys):
     """A CSV row with an empty flux or redshift cell is a missing value (a note, no answer; an error row
     in a run), never a measured 0; a known z beyond the simulator's is answered with flag 1 and a note;
     posterior sample and run posterior say the same."""
@@ -252,3 +253,7 @@ def test_empty_csv_cells_are_missing_and_out_of_range_redshifts_are_flagged_in_s
     assert r["far"]["status"] == "ok" and r["far"]["flag"] == 1 and r["far"]["note"] == t["far"]["note"]
     assert r["ok"]["flag"] == 0 and r["ok"]["note"] is None
     assert r["ok"]["log_mstar_p50"] == pytest.approx(float(t["ok"]["log_mstar_p50"]), abs=1e-5)
+    capsys.readouterr()
+    assert main(["posterior", "sample", "--catalog", str(tmp_path / "t.csv"), "--redshift-column", "z",
+                 "--out", str(tmp_path / "q.fits")]) == 2
+    assert capsys.readouterr().err.strip().endswith("no column 'z' (--redshift-column); did you mean 'Z'?")

@@ -559,7 +559,13 @@ def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[
     inputs = [str(p) for p in inputs]
     psf = [str(p) for p in psf] if psf else None
     if bands and len(inputs) == 1 and len(bands) > 1 and not str(inputs[0]).lower().endswith(".npz"):
-        obs = read_cube(inputs[0], noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu, bands=bands)
+        try:
+            obs = read_cube(inputs[0], noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu, bands=bands)
+        except InputError as e:
+            if "must be 3-D" not in str(e):
+                raise
+            raise InputError(f"{inputs[0]}: one image with {len(bands)} bands: give one galaxy's per-band files as "
+                             f"one comma-separated input (g.fits,r.fits,...), or a (band, y, x) cube") from None
         return _with_psf_files(obs, psf) if psf else obs  # one cube, its planes named by --bands
     if bands:
         return read_band_files(inputs, bands, psf_paths=psf, noise_hdu=noise_hdu, noise_kind=noise_kind,

@@ -46,8 +46,10 @@ def _expand(inputs: list[str]) -> list[str]:
 
 @app.command()
 def fit(
-    inputs: Annotated[list[str], typer.Argument(help="Cube FITS files (one galaxy each); with --bands, each "
-                                                     "INPUT is a comma-separated list of per-band FITS.")],
+    inputs: Annotated[list[str], typer.Argument(help="Cube FITS files or scarlet-style .npz scenes (one galaxy "
+                                                     "each; quoted globs are expanded); with --bands, each INPUT is "
+                                                     "a comma-separated list of per-band FITS (or a cube without a "
+                                                     "BANDS header).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     method: Annotated[str, typer.Option("--method", help="'map': the iterative fit under the learned priors; "
                                         "'amortized': one pass of a network trained on simulations, with a "

@@ -177,7 +177,9 @@ def read_redshift_column(catalog, column: str) -> np.ndarray:
     except Exception as e:  # noqa: BLE001
         raise InputError(f"{catalog}: cannot read the table ({' '.join(str(e).split())[:200]})") from None
     if column not in t.colnames:
-        raise InputError(f"{catalog}: no column {column!r} (--redshift-column)")
+        near = [c for c in t.colnames if c.lower() == column.lower()]
+        raise InputError(f"{catalog}: no column {column!r} (--redshift-column)"
+                         + (f"; did you mean {near[0]!r}?" if near else ""))
     try:
         return float_column(t, column)
     except (TypeError, ValueError):
@@ -250,7 +252,7 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
                                      at_z=at_z, columns=True)
     dt = time.perf_counter() - t0
     n = len(cat.names)
-    cols = {"name": cat.names}
+    cols = {"name": cat.names, **{c: v for c, v in cat.ids.items()}}  # + the input's id / RA / DEC columns
     props = list(at_z.props) + ["z"] if at_z is not None and zmodel is not None else list(m.props)
     for j, p in enumerate(props):
         for k, q in enumerate(("p16", "p50", "p84")):

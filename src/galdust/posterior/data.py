@@ -33,6 +33,11 @@ class Catalog:
     truth: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # per row, "" when fine
     source: str = ""
+    ids: dict[str, np.ndarray] = field(default_factory=dict)  # the input's position / id columns (PASSTHROUGH)
+
+
+#: input columns copied into the posterior's output beside ``name`` (to join it back to the input)
+PASSTHROUGH = ("OBJID", "objid", "SPECOBJID", "specobjid", "id", "ID", "RA", "DEC", "ra", "dec")
 
 
 def read_catalog(path: str | Path, bands=SDSS_BANDS) -> Catalog:
@@ -81,7 +86,8 @@ def read_catalog(path: str | Path, bands=SDSS_BANDS) -> Catalog:
     for i in range(n):
         bad = [b for b, v in zip(bands, flux[i]) if not np.isfinite(v)]
         notes.append(f"missing flux in {', '.join(bad)}" if bad else "")
-    return Catalog(names, flux, flux_err, tuple(bands), truth, notes, str(path))
+    ids = {c: np.asarray(t[c]) for c in PASSTHROUGH if c in t.colnames and np.ndim(t[c]) == 1 and c != "name"}
+    return Catalog(names, flux, flux_err, tuple(bands), truth, notes, str(path), ids)
 
 
 class StackedImages:
