@@ -205,6 +205,34 @@ def test_the_readme_has_the_commands_users_copy():
     assert any(re.fullmatch(r"galdust run fit --inputs \S+ --out \S+", c) for c in cmds)
 
 
+def python_blocks() -> list[tuple[int, str]]:
+    """(first line, code) of every ```python block of the README."""
+    blocks, cur, start = [], None, 0
+    for n, line in enumerate(README.read_text().splitlines(), 1):
+        if cur is None and line.strip() == "```python":
+            cur, start = [], n
+        elif cur is not None and line.startswith("```"):
+            blocks.append((start, "\n".join(cur)))
+            cur = None
+        elif cur is not None:
+            cur.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("first_line,code", python_blocks(), ids=[f"README.md:{n}" for n, _ in python_blocks()])
+def test_readme_python_block_runs_as_written(first_line, code, tmp_path, monkeypatch):
+    """The README's Python examples run as written (the SLURM one needs a SLURM cluster: its code is
+    compiled only, and its dask-jobqueue import is the user's to install)."""
+    monkeypatch.chdir(tmp_path)
+    compiled = compile(code, f"README.md:{first_line}", "exec")
+    if "SLURMCluster" in code:
+        return
+    ns: dict = {}
+    exec(compiled, ns)  # noqa: S102 - the README's own example
+    if "D_clean" in ns:  # the score-prior example: denoising brings the map back toward the truth
+        assert np.abs(ns["D_clean"] - ns["D"]).mean() < 0.25 * np.abs(ns["D_noisy"] - ns["D"]).mean()
+
+
 @pytest.fixture(scope="module")
 def scheduler():
     from distributed import LocalCluster
