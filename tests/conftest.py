@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # the same numbers at the tests' tolerances (batch invariance to 1e-6 included), and LLVM at -O1 halves
 # what is left (the simulator of 8 64x64 galaxies: 4.6 -> 2.5 s to compile, 0.14 -> 0.16 s to run;
 # test_simulate + test_dust_fit 121 -> 65 s; the suite 694 -> 514 s). For the tests, their CLI
-# subprocesses and Dask workers (galdust.pipeline.runner.worker_env keeps them); never for users.
+# subprocesses and Dask workers (galdust.threads.worker_env keeps them); never for users.
 # (-O0 compiles faster still but made the programs that run long, fits and trainings, so slow that
 # the suite took longer.)
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=1")

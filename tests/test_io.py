@@ -292,3 +292,21 @@ def test_card_cuts_the_comment_to_one_card_without_astropy_warning():
             assert len(im) == 80 and v == value and len(c) >= 40 and im.rstrip().endswith(c)
         assert card("K", 1.0, "short") == (1.0, "short")
         assert card("LONG", "x" * 75, "comment") == ("x" * 75, "")  # a CONTINUE'd value keeps no comment
+
+
+def test_the_recorded_command_line_shortens_long_input_lists_and_keeps_the_options(monkeypatch):
+    """Each output records the command that wrote it (GDCMD); over thousands of inputs the list is
+    shortened (each file names its own inputs in GDIN cards), the options all kept."""
+    import sys
+
+    from galdust.io import command_line, provenance_cards
+
+    argv = ["/venv/bin/galdust", "fit"] + [f"/data/gal_{i:06d}.fits" for i in range(2048)] + [
+        "--out", "fits/", "--method", "amortized", "--quiet"]
+    assert command_line(argv) == ("galdust fit /data/gal_000000.fits ... (+2047 more) --out fits/ --method amortized "
+                                  "--quiet")
+    short = ["/venv/bin/galdust", "fit", "a.fits", "b.fits", "--out", "fits/", "--plot"]
+    assert command_line(short) == "galdust fit a.fits b.fits --out fits/ --plot"  # short ones stay whole
+    monkeypatch.setattr(sys, "argv", argv)
+    cards = dict((k, v) for k, v, _ in provenance_cards(inputs=["/data/gal_000007.fits"]))
+    assert cards["GDCMD"] == command_line(argv) and cards["GDIN1"] == "/data/gal_000007.fits"

@@ -88,6 +88,9 @@ def fit(
     mask_hdu: Annotated[Optional[int], typer.Option("--mask-hdu", min=0, help="HDU index of a bad-pixel mask "
                                                     "(nonzero = bad) when it is not named MASK.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Galaxies fitted at once (vmap).")] = 8,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="--method amortized: processes (one "
+                                                   "thread each) sharing many inputs; default one per core when "
+                                                   "there are more than 128 inputs (MAP fits: galdust run fit).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also write NAME.png.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or per-input lines.")] = False,
@@ -100,18 +103,39 @@ def fit(
     if noise_kind not in ("ivar", "var", "sigma"):
         raise UserError(f"--noise-kind {noise_kind!r}: expected ivar, var or sigma")
     items = [[f for f in inp.split(",") if f] for inp in inputs] if band_list else _expand(inputs)
+    options = dict(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
+                   detect=not no_detect, batch_size=min(batch_size, len(items)), host=host, method=method,
+                   model=model)
+    if workers is not None and workers > 1 and method != "amortized":
+        raise UserError("--workers: only for --method amortized (MAP fits of many files: galdust run fit)")
+    from ..dust.shards import SHARD
+    from ..threads import cpu_cores
+
+    n_proc = (workers or (cpu_cores() if len(items) > SHARD else 1)) if method == "amortized" else 1
+    n_proc = min(n_proc, -(-len(items) // SHARD))
     try:
-        fitter = make_fitter(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start,
-                             use_psf=not no_psf, detect=not no_detect, batch_size=min(batch_size, len(items)),
-                             host=host, method=method, model=model)
+        if n_proc > 1:  # the worker processes load the network; here only the options and the file are checked
+            from ..dust.api import check_method
+
+            check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors)
+            if model is not None and not Path(model).exists():
+                raise UserError(f"{model}: no such file (--model)")
+            fitter = None
+        else:
+            fitter = make_fitter(**options)  # checks the options (and loads the models), in one line if wrong
     except ValueError as e:
         raise UserError(str(e)) from None
     upd, close = _progress(len(items), "fitting", quiet)
+    kw = dict(bands=band_list, mask=user_mask, overwrite=overwrite, plot=plot, progress=upd,
+              read_options=dict(noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu,
+                                psf=[f for f in psf.split(",") if f] if psf else None))
     try:
-        report = fit_files(items, out, fitter=fitter, bands=band_list, mask=user_mask, overwrite=overwrite,
-                           plot=plot, progress=upd,
-                           read_options=dict(noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu,
-                                             psf=[f for f in psf.split(",") if f] if psf else None))
+        if n_proc > 1:
+            from ..dust.shards import fit_files_in_workers
+
+            report = fit_files_in_workers(items, out, n_proc, options, **kw)
+        else:
+            report = fit_files(items, out, fitter=fitter, **kw)
     finally:
         close()
     _print_fit_report(report, len(inputs), quiet)

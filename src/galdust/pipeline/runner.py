@@ -25,29 +25,11 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import __version__
 from ..io import InputError, atomic_path, input_name
+from ..threads import SINGLE_THREAD_ENV, cpu_cores, pin_process, worker_env  # noqa: F401 - re-exported
 from . import catalog as cat
 
 __all__ = ["discover", "prepare_out", "process_batch", "run", "RunSummary", "local_cluster", "SINGLE_THREAD_ENV",
            "ClusterLost", "LOCAL_NO_WORKER_TIMEOUT", "worker_env"]
-
-# One thread per worker process: XLA's CPU backend and BLAS otherwise use every core in each worker.
-SINGLE_THREAD_ENV = {
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
-
-
-def worker_env(environ=os.environ) -> dict[str, str]:
-    """The environment of a local worker process: :data:`SINGLE_THREAD_ENV`, with the XLA flags this
-    process was started with kept in front of the thread caps (so the caps win where both set one)."""
-    env = dict(SINGLE_THREAD_ENV)
-    own = environ.get("XLA_FLAGS", "").strip()
-    if own:
-        env["XLA_FLAGS"] = f"{own} {env['XLA_FLAGS']}"
-    return env
-
 
 class RunError(ValueError):
     """A problem with the run's arguments or output folder (one line)."""
@@ -291,17 +273,6 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
                       catalog=out / cat.CATALOG, earlier_errors=earlier_errors, error_rows=failed)
 
 
-def pin_process(core: int) -> None:
-    """Pin every thread of this process (and the threads it creates later) to one CPU core (Linux)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return
-    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [0]:
-        try:
-            os.sched_setaffinity(int(tid), {core})
-        except OSError:
-            pass
-
-
 class _PinToCore(WorkerPlugin):
     """Worker plugin: worker ``name`` i is pinned to the i-th core this process may use (mod n), so
     that one-thread workers do not contend: XLA's flags alone leave some work on a second thread."""
@@ -317,11 +288,6 @@ class _PinToCore(WorkerPlugin):
         except (TypeError, ValueError):
             i = abs(hash(worker.name))
         pin_process(self.cores[i % len(self.cores)])
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the system has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def local_cluster(n_workers: int | None = None, *, allowed_failures: int = 2, pin: bool = True):
