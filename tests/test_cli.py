@@ -134,3 +134,17 @@ def test_fit_takes_quoted_globs_cubes_named_by_bands_and_refuses_clashing_names_
     assert main(["fit", str(tmp_path / "g.fits"), "--bands", "sdss_g,sdss_r", "--out", str(tmp_path / "o6"), *FAST]) == 1
     assert "one image with 2 bands: give one galaxy's per-band files as one comma-separated input" in (
         capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--snr", "-5"], "Invalid value for '--snr'"),  # wrote noisy images with a noiseless IVAR
+    (["--snr-kind", "bogus"], "snr_kind must be 'matched' or 'peak', not 'bogus'"),  # was 'unexpected ValueError'
+    (["--n-los", "0"], "Invalid value for '--n-los'"),  # was 'unexpected ZeroDivisionError'
+    (["--psf-fwhm", "-1"], "Invalid value for '--psf-fwhm'"),
+    (["--bands", "sdss_g,sdss_g"], "a band is given twice"),
+])
+def test_simulate_refuses_impossible_settings_in_one_line(tmp_path, capsys, args, words):
+    assert main(["simulate", "--n", "1", "--out", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("galdust: error: ") and words in err[0]
+    assert not (tmp_path / "s").exists()

@@ -230,6 +230,9 @@ def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
     assert (tmp_path / "ngc0000.fir.png").stat().st_size > 20000
     assert main(args) == 2  # no overwrite without --overwrite
     assert "exists" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--fwhm", "wise_w4=12"]) == 0  # BAND=ARCSEC (it crashed until session 29)
+    assert main(args + ["--overwrite", "--fwhm", "wise_w4=wide"]) == 2
+    assert "--fwhm wise_w4=wide: expected BAND=ARCSEC, a number" in capsys.readouterr().err
     bad = tmp_path / "nodata.fits"
     bad.write_bytes(b"not a fits file" * 100)
     assert main(["fir", "map", "--images", f"{files[0]},{bad}", "--out", str(tmp_path / "x.fir.fits")]) == 2

@@ -207,7 +207,14 @@ def fir_map(
     for p in [out] + ([png] if plot else []):
         if p.exists() and not overwrite:
             raise UserError(f"{p}: exists (use --overwrite to replace it)")
-    fwhms = {k: float(v) for k, v in _kv_files(fwhm, "--fwhm").items()}
+    fwhms = {}
+    for k, v in _kv_files(fwhm, "--fwhm").items():  # BAND=ARCSEC (a number, not a file)
+        try:
+            fwhms[k] = float(str(v))
+        except ValueError:
+            raise UserError(f"--fwhm {k}={v}: expected BAND=ARCSEC, a number") from None
+        if not fwhms[k] > 0:
+            raise UserError(f"--fwhm {k}={v}: the FWHM must be positive")
     specs = []
     for v in images:
         for part in [x for x in v.split(",") if x]:

@@ -19,17 +19,17 @@ def simulate(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of galaxies.")] = 8,
     bands: Annotated[str, typer.Option(help="Comma-separated registry bands.")] = "sdss_g,sdss_r,sdss_i,sdss_z",
     size: Annotated[int, typer.Option(min=16, help="Image size in pixels (square).")] = 64,
-    snr: Annotated[float, typer.Option(help="Per-band S/N (see --snr-kind); 0 for noiseless.")] = 50.0,
+    snr: Annotated[float, typer.Option(min=0.0, help="Per-band S/N (see --snr-kind); 0 for noiseless.")] = 50.0,
     snr_kind: Annotated[str, typer.Option(help="'matched' (whole-galaxy matched-filter S/N) or 'peak' "
                                                "(S/N of the brightest pixel).")] = "matched",
     seed: Annotated[int, typer.Option(help="Random seed (deterministic output).")] = 0,
-    psf_fwhm: Annotated[float, typer.Option(help="Gaussian PSF FWHM in pixels; 0 for none.")] = 2.0,
+    psf_fwhm: Annotated[float, typer.Option(min=0.0, help="Gaussian PSF FWHM in pixels; 0 for none.")] = 2.0,
     isochromatic: Annotated[bool, typer.Option("--isochromatic", help="One SED for bulge, disk and clumps.")] = False,
     hosts: Annotated[str, typer.Option(help="Component SEDs: 'realistic' (stellar populations; bulge - disk "
                                             "colours as in real galaxies) or 'stress' (power laws, "
                                             "extreme colour gradients).")] = "realistic",
     dust_free: Annotated[bool, typer.Option("--dust-free", help="The same galaxies without any dust.")] = False,
-    n_los: Annotated[int, typer.Option(help="Samples along each line of sight.")] = 40,
+    n_los: Annotated[int, typer.Option(min=2, help="Samples along each line of sight.")] = 40,
     bulk: Annotated[bool, typer.Option("--bulk", help="Write one .npz array store (for prior training).")] = False,
     with_cubes: Annotated[bool, typer.Option("--with-cubes", help="Bulk: also store the image cubes.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Write a figure of the first galaxies.")] = False,
@@ -52,9 +52,14 @@ def simulate(
 
     if hosts not in HOSTS:
         raise UserError(f"--hosts {hosts!r}: one of {', '.join(HOSTS)}")
-    cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
-                    snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic, hosts=hosts,
-                    dust_free=dust_free)
+    if len(set(band_list)) != len(band_list):
+        raise UserError(f"--bands {bands}: a band is given twice")
+    try:
+        cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
+                        snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic, hosts=hosts,
+                        dust_free=dust_free)
+    except ValueError as e:  # e.g. an unknown --snr-kind
+        raise UserError(f"{e}") from None
     if hosts == "realistic":
         try:
             channel_filters(band_list, cfg.lam_ref)
