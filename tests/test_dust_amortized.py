@@ -115,6 +115,48 @@ def test_cli_amortized_writes_the_sigma_map_and_refuses_other_bands(held_out, tm
     assert "--max-iter: only for --method map" in capsys.readouterr().err
 
 
+def test_many_inputs_are_shared_by_worker_processes_with_the_same_outputs(held_out, tmp_path, capsys):
+    """More than SHARD inputs: --method amortized fits them in one process per core (two here), each
+    output the same as one process writes, the per-galaxy lines in the inputs' order; one bad input
+    fails alone and two inputs with one output name are refused before any worker starts."""
+    from galdust.dust.shards import SHARD
+
+    sim, obs = held_out
+    d = tmp_path / "in"
+    d.mkdir()
+    n = SHARD + 4
+    for i in range(n):
+        o = obs[i % len(obs)]
+        write_cube(d / f"g{i:03d}.fits", o.cube, o.bands, ivar=o.ivar, psf=o.psf, wave_eff=o.wave_eff)
+    (d / "g999.fits").write_bytes(b"not FITS" * 100)
+    files = sorted(str(p) for p in d.glob("*.fits"))
+    capsys.readouterr()
+    assert main(["fit", *files, "--out", str(tmp_path / "o"), "--method", "amortized", "--workers", "2"]) == 1
+    cap = capsys.readouterr()
+    lines = [x for x in cap.out.splitlines() if x.startswith("g")]
+    assert [x.split(":")[0] for x in lines] == [f"g{i:03d}" for i in range(n)]
+    assert f"fitted {n} of {n + 1} inputs" in cap.out and "g999.fits: not a FITS file" in cap.err
+    assert main(["fit", files[0], "--out", str(tmp_path / "one"), "--method", "amortized", "--workers", "1"]) == 0
+    for k in (0, SHARD + 1):  # same maps and keys as one process (the first and the last shard)
+        name = f"g{k:03d}"
+        with fits.open(tmp_path / "o" / f"{name}.dust.fits") as a:
+            b_path = tmp_path / "one" / "g000.dust.fits" if k == 0 else None
+            assert a[0].header["METHOD"] == "amortized" and np.all(np.isfinite(a["AV"].data))
+            if b_path is not None:
+                with fits.open(b_path) as b:
+                    np.testing.assert_allclose(a["AV"].data, b["AV"].data, atol=1e-5)
+                    np.testing.assert_allclose(a["AV_ERR"].data, b["AV_ERR"].data, atol=1e-5)
+                    assert a[0].header["AV_LW"] == pytest.approx(b[0].header["AV_LW"], abs=1e-5)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "g000.fits").write_bytes((d / "g000.fits").read_bytes())
+    assert main(["fit", *files[:-1], str(other / "g000.fits"), "--out", str(tmp_path / "o4"), "--method", "amortized",
+                 "--quiet"]) == 1
+    assert "other/g000.fits: its outputs (g000.dust.fits, ...) would be those of" in capsys.readouterr().err
+    assert main(["fit", files[0], "--out", str(tmp_path / "o5"), "--workers", "2"]) == 2  # MAP: galdust run fit
+    assert "--workers: only for --method amortized" in capsys.readouterr().err
+
+
 def test_map_fit_from_the_network_is_a_warm_start_fewer_iterations_and_a_converged_host(held_out):
     """``galdust fit --start amortized``: the dust map takes small steps over a short schedule
     (FitConfig.warm_*), the host full ones. Against the red start on the same 16 held-out galaxies
