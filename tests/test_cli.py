@@ -97,7 +97,8 @@ def test_fit_takes_quoted_globs_cubes_named_by_bands_and_refuses_clashing_names_
     pipeline_galaxy(tmp_path / "a" / "g1.fits", 1)
     pipeline_galaxy(tmp_path / "b" / "g0.fits", 2)
     capsys.readouterr()
-    assert main(["fit", str(tmp_path / "a" / "g*.fits"), "--out", str(tmp_path / "o1"), "--quiet", *FAST]) == 0
+    assert main(["fit", str(tmp_path / "a" / "g*.fits"), "--out", str(tmp_path / "o1"), *FAST]) == 0
+    assert "fitted 2 of 2 inputs" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "o1").glob("*.dust.fits")) == ["g0.dust.fits", "g1.dust.fits"]
     assert main(["fit", str(tmp_path / "nothing*.fits"), "--out", str(tmp_path / "o0"), *FAST]) == 2
     assert "nothing*.fits: no file matches" in capsys.readouterr().err

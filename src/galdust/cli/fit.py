@@ -138,7 +138,7 @@ def fit(
             report = fit_files(items, out, fitter=fitter, **kw)
     finally:
         close()
-    _print_fit_report(report, len(inputs), quiet)
+    _print_fit_report(report, len(items), quiet)
 
 
 def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
