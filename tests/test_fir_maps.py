@@ -233,6 +233,14 @@ def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
     assert main(args + ["--overwrite", "--fwhm", "wise_w4=12"]) == 0  # BAND=ARCSEC (it crashed until session 29)
     assert main(args + ["--overwrite", "--fwhm", "wise_w4=wide"]) == 2
     assert "--fwhm wise_w4=wide: expected BAND=ARCSEC, a number" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--pixel-scale", "-2"]) == 2
+    assert "--pixel-scale -2.0: must be positive" in capsys.readouterr().err
+    w1 = next(im for im in m.images if im.band == "wise_w1")  # a W1 image without data: one line, not 'unexpected'
+    zero = write_band_image(tmp_path / "zero" / "wise_w1.fits", w1.__class__(**{**w1.__dict__, "data": 0 * w1.data}))
+    others = [f for f, im in zip(files, m.images) if im.band != "wise_w1"]
+    assert main(["fir", "map", "--images", ",".join(others + [str(zero)]), "--out", str(tmp_path / "z.fir.fits")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no source above the background" in err[0] and "unexpected" not in err[0]
     bad = tmp_path / "nodata.fits"
     bad.write_bytes(b"not a fits file" * 100)
     assert main(["fir", "map", "--images", f"{files[0]},{bad}", "--out", str(tmp_path / "x.fir.fits")]) == 2

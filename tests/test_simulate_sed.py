@@ -69,6 +69,11 @@ def test_simulate_sed_cli_writes_a_table(tmp_path, capsys):
     assert main(["simulate-sed", "--n", "5", "--out", str(out)]) == 2  # exists
     assert main(["simulate-sed", "--n", "5", "--bands", "wise_w4", "--out", str(tmp_path / "x.parquet")]) == 2
     assert "6 µm" in capsys.readouterr().err
+    assert main(["simulate-sed", "--n", "5", "--out", str(tmp_path / "x.fits")]) == 2  # Parquet under a FITS name
+    assert "written as .parquet or .csv" in capsys.readouterr().err
+    assert main(["simulate-sed", "--n", "5", "--r-limit", "5", "--out", str(tmp_path / "none.parquet")]) == 2
+    assert "none of the 5 simulated galaxies is brighter" in capsys.readouterr().err
+    assert not (tmp_path / "x.fits").exists() and not (tmp_path / "none.parquet").exists()
 
 
 def test_bulge_disk_images_carry_the_photometry_and_the_structure():

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import UserError, app
+from ._app import UserError, _one_line, app
 
 
 fir_app = typer.Typer(help="Far-infrared dust properties from UV-MIR photometry.", no_args_is_help=True)
@@ -249,8 +249,16 @@ def fir_map(
             star_list = [(float(r["ra"]), float(r["dec"])) for r in t]
         except Exception as e:  # noqa: BLE001
             raise InputError(f"{stars}: cannot read ra,dec columns ({' '.join(str(e).split())})") from None
-    fm = make_maps(imgs, FIRModel.load(model or DEFAULT_MODEL), pixscale=pixel_scale, kernels=kernels,
-                   ellipse=ell, stars=star_list, detect=not no_detect, distance_mpc=distance, exact=exact)
+    if pixel_scale is not None and not pixel_scale > 0:
+        raise UserError(f"--pixel-scale {pixel_scale}: must be positive (arcsec)")
+    if distance is not None and not distance > 0:
+        raise UserError(f"--distance {distance}: must be positive (Mpc)")
+    try:
+        fm = make_maps(imgs, FIRModel.load(model or DEFAULT_MODEL), pixscale=pixel_scale, kernels=kernels,
+                       ellipse=ell, stars=star_list, detect=not no_detect, distance_mpc=distance, exact=exact)
+    except ValueError as e:  # images without a source, or not overlapping: the user's data, in one line
+        raise UserError(f"{_one_line(e)} (bands {', '.join(i.band for i in imgs)}: check that each image has data "
+                        f"and covers the galaxy, or give --ellipse)") from None
     for k, f in _kv_files(lowres, "--lowres").items():
         if k not in MAP_KEYS:
             raise UserError(f"--lowres {k}: one of {', '.join(MAP_KEYS)}")

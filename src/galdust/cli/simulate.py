@@ -155,6 +155,8 @@ def simulate_sed(
     from ..io import atomic_path
     from ..simulate.sed import TRUTHS, SEDConfig, simulate_photometry
 
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise UserError(f"{out}: the table is written as .parquet or .csv (name it so)")
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     band_list = tuple(_csv_list(bands))
@@ -190,6 +192,8 @@ def simulate_sed(
             raise UserError("--r-limit needs sdss_r in --bands")
         j = band_list.index("sdss_r")
         keep = np.nonzero(luptitudes(sim["flux"][:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
+        if not len(keep):
+            raise UserError(f"--r-limit {r_limit:g}: none of the {n} simulated galaxies is brighter (nothing written)")
     cols = {"name": [f"sed{seed}_{i:07d}" for i in keep]}
     for j, b in enumerate(band_list):
         for k in ("flux", "flux_err", "flux_true"):
