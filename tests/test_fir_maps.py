@@ -208,6 +208,9 @@ def test_maps_of_mixed_real_templates_follow_the_per_pixel_truth(real_mocks):
             assert np.sign(np.median(td[outskirts]) - np.median(td[centre])) == np.sign(tb - ta)
             moved += 1
     assert moved >= 3
+    # pixels of real galaxies' SEDs are (nearly) all inside the training domain (FLAG 0; measured 0-2.6 %)
+    flagged = [float(r["fast"].flag[r["g"]].mean()) for r in real_mocks]
+    assert max(flagged) < 0.1, flagged
 
 
 def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
@@ -227,12 +230,23 @@ def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
         assert w.has_celestial and h["TD"].header["BUNIT"] == "K"
         td, mask = h["TD"].data, h["MASK"].data
         assert np.all(np.isfinite(td[mask == 1])) and np.all(np.isnan(td[mask == 0]))
+        assert not h["FLAG"].data[mask == 0].any()  # FLAG: predicted pixels outside the training domain
     assert (tmp_path / "ngc0000.fir.png").stat().st_size > 20000
     assert main(args) == 2  # no overwrite without --overwrite
     assert "exists" in capsys.readouterr().err
     assert main(args + ["--overwrite", "--fwhm", "wise_w4=12"]) == 0  # BAND=ARCSEC (it crashed until session 29)
     assert main(args + ["--overwrite", "--fwhm", "wise_w4=wide"]) == 2
     assert "--fwhm wise_w4=wide: expected BAND=ARCSEC, a number" in capsys.readouterr().err
+    # W1 in the wrong units (x 1e-4: every colour to W1 absurd): answered, and its pixels flagged, with a note
+    w1 = next(im for im in m.images if im.band == "wise_w1")
+    dim = write_band_image(tmp_path / "dim" / "wise_w1.fits", w1.__class__(**{**w1.__dict__, "data": 1e-4 * w1.data}))
+    rest = [f for f, im in zip(files, m.images) if im.band != "wise_w1"]
+    capsys.readouterr()
+    assert main(["fir", "map", "--images", ",".join(rest + [str(dim)]), "--out", str(tmp_path / "dim.fir.fits")]) == 0
+    assert "predicted pixels lie outside the model's training domain (HDU FLAG = 1" in capsys.readouterr().out
+    with fits.open(tmp_path / "dim.fir.fits") as h:
+        flag, mk = h["FLAG"].data, h["MASK"].data
+        assert not flag[mk == 0].any() and flag.sum() >= 0.95 * mk.sum() and mk.sum() > 50  # measured: 484 of 485
     assert main(args + ["--overwrite", "--pixel-scale", "-2"]) == 2
     assert "--pixel-scale -2.0: must be positive" in capsys.readouterr().err
     w1 = next(im for im in m.images if im.band == "wise_w1")  # a W1 image without data: one line, not 'unexpected'

@@ -245,6 +245,7 @@ class FIRMaps:
     fwhm: float  # common PSF FWHM [arcsec]
     pixscale: float  # arcsec
     notes: list[str]
+    flag: np.ndarray | None = None  # 1 = predicted, but outside the model's training domain (FIRModel.outside)
 
 
 @dataclass
@@ -351,7 +352,18 @@ def make_maps(images: list[BandImage], model, *, distance_mpc: float | None = No
             maps[key + suffix] = m
     mask = np.zeros(shape, np.uint8)
     mask[good] = usable.astype(np.uint8)
-    return FIRMaps(maps, p.wcs, mask, p.cube, p.bands, p.fwhm, p.pixscale, p.notes)
+    # pixels unlike every training galaxy (e.g. a band in the wrong units): answered, flagged, counted
+    why = model.outside(X[usable]) if usable.any() else []
+    out = np.zeros(len(X), np.uint8)
+    out[usable] = [1 if w else 0 for w in why]
+    flag = np.zeros(shape, np.uint8)
+    flag[good] = out
+    notes = list(p.notes)
+    if out.any():
+        first = next(w for w in why if w)
+        notes.append(f"{int(out.sum())} of {int(usable.sum())} predicted pixels lie outside the model's training "
+                     f"domain (HDU FLAG = 1; e.g. {first})")
+    return FIRMaps(maps, p.wcs, mask, p.cube, p.bands, p.fwhm, p.pixscale, notes, flag)
 
 
 def rescale_to_lowres(pred: np.ndarray, wcs: WCS, low: np.ndarray, wcs_low: WCS, *, log: bool = True) -> np.ndarray:

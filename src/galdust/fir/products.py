@@ -40,6 +40,8 @@ def write_fir_fits(path: str | Path, fm: FIRMaps, *, overwrite: bool = False) ->
             h.header["BUNIT"] = _UNITS[k]
             hdus.append(h)
     hdus.append(fits.ImageHDU(fm.mask.astype(np.uint8), header=wh, name="MASK"))
+    if fm.flag is not None:  # 1: predicted, but outside the model's training domain
+        hdus.append(fits.ImageHDU(fm.flag.astype(np.uint8), header=wh, name="FLAG"))
     c = fits.ImageHDU(fm.cube.astype(np.float32), header=wh, name="CUBE")
     c.header["BUNIT"] = "Jy/pix"
     c.header["BANDS"] = ",".join(fm.bands)
