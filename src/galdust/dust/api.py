@@ -107,6 +107,22 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def claim_outputs(path, out, claimed: dict, *, plot: bool = False, overwrite: bool = False) -> str:
+    """The output name of input ``path``, recorded in ``claimed`` (name -> input); InputError when an
+    earlier input of this command has that name (it would replace the earlier outputs) or when the
+    outputs exist without ``overwrite``."""
+    from ..io import input_name
+    from .products import check_free, output_paths
+
+    name = input_name(path)
+    if name in claimed:
+        raise InputError(f"{path}: its outputs ({name}.dust.fits, ...) would be those of {claimed[name]} "
+                         f"(rename one, or fit them into different --out folders)")
+    check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
+    claimed[name] = path
+    return name
+
+
 def fit_files(inputs: Sequence[str | Sequence[str]], out: str | Path, *, fitter: DustFitter | None = None,
               bands: Sequence[str] | None = None, mask: np.ndarray | None = None, overwrite: bool = False,
               plot: bool = False, progress: Callable | None = None, read_options: dict | None = None,
@@ -120,8 +136,7 @@ def fit_files(inputs: Sequence[str | Sequence[str]], out: str | Path, *, fitter:
     ``fitter_options`` to :func:`make_fitter` when no ``fitter`` is given."""
     import time
 
-    from ..io import input_name
-    from .products import check_free, output_paths, plot_fit, write_dust_fits, write_json
+    from .products import output_paths, plot_fit, write_dust_fits, write_json
 
     report = FitReport()
     if Path(out).exists() and not Path(out).is_dir():
@@ -131,12 +146,7 @@ def fit_files(inputs: Sequence[str | Sequence[str]], out: str | Path, *, fitter:
         files = [inp] if isinstance(inp, (str, Path)) else list(inp)
         try:
             obs = read_observation(files, bands, **(read_options or {}))
-            name = input_name(files[0])
-            if name in first:  # two inputs, one output name: the second would replace the first's outputs
-                raise InputError(f"{files[0]}: its outputs ({name}.dust.fits, ...) would be those of {first[name]} "
-                                 f"(rename one, or fit them into different --out folders)")
-            check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
-            first[name] = files[0]
+            name = claim_outputs(files[0], out, first, plot=plot, overwrite=overwrite)
             obs_list.append(obs)
             names.append(name)
         except Exception as e:  # noqa: BLE001 - reported, the others go on

@@ -63,10 +63,9 @@ def fit_files_in_workers(inputs: Sequence, out: str | Path, workers: int, fitter
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from ..io import InputError, input_name
+    from ..io import InputError
     from ..threads import cpu_cores, worker_env
-    from .api import FitReport, _one_line
-    from .products import check_free, output_paths
+    from .api import FitReport, _one_line, claim_outputs
 
     report = FitReport()
     out = Path(out)
@@ -76,12 +75,7 @@ def fit_files_in_workers(inputs: Sequence, out: str | Path, workers: int, fitter
     for inp in inputs:  # the checks fit_files makes before it reads, made here across all the shards
         files = [inp] if isinstance(inp, (str, Path)) else list(inp)
         try:
-            name = input_name(files[0])
-            if name in first:
-                raise InputError(f"{files[0]}: its outputs ({name}.dust.fits, ...) would be those of {first[name]} "
-                                 f"(rename one, or fit them into different --out folders)")
-            check_free(list(output_paths(out, name).values())[: 3 if plot else 2], overwrite)
-            first[name] = files[0]
+            claim_outputs(files[0], out, first, plot=plot, overwrite=overwrite)
             todo.append(inp)
         except Exception as e:  # noqa: BLE001 - reported, the others go on
             report.failures.append((",".join(map(str, files)), _one_line(e)))

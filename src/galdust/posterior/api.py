@@ -252,7 +252,7 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
                                      at_z=at_z, columns=True)
     dt = time.perf_counter() - t0
     n = len(cat.names)
-    cols = {"name": cat.names, **{c: v for c, v in cat.ids.items()}}  # + the input's id / RA / DEC columns
+    cols = {"name": cat.names, **cat.ids}  # + the input's id / RA / DEC columns
     props = list(at_z.props) + ["z"] if at_z is not None and zmodel is not None else list(m.props)
     for j, p in enumerate(props):
         for k, q in enumerate(("p16", "p50", "p84")):
