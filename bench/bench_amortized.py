@@ -36,7 +36,7 @@ from galdust.simulate import simulate
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sets(full: bool, sets=None):
+def _sets(full: bool, sets=None, surveys: bool = False):
     # (label, host set, band set, S/N, PSF FWHM px)
     rows = [("realistic griz", "realistic", "griz", 50, 2.0), ("realistic grizJ", "realistic", "grizJ", 50, 2.0),
             ("isochromatic griz", "isochromatic", "griz", 50, 2.0),
@@ -49,11 +49,25 @@ def _sets(full: bool, sets=None):
                  ("realistic griz, PSF 1 px", "realistic", "griz", 50, 1.0),
                  ("nucleus (AGN) griz", "nucleus", "griz", 50, 2.0),
                  ("nucleus (AGN), dust-free griz", "nucleus-dust-free", "griz", 50, 2.0)]
+    if surveys:
+        for name in SURVEY_SETS:
+            rows += [(f"realistic {name}", "realistic", name, 50, 2.0), (f"dust-free {name}", "dust-free", name, 50, 2.0)]
     return [r for r in rows if sets is None or r[0] in sets]
 
 
+#: the other surveys' band sets of the wavelength-slot network (issue 29)
+SURVEY_SETS = {"SDSS ugriz": ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"),
+               "SDSS ugriz + 2MASS JH": ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j", "2mass_h"),
+               "HSC grizy": ("hsc_g", "hsc_r", "hsc_i", "hsc_z", "hsc_y"),
+               "HSC grizy + Euclid YJH": ("hsc_g", "hsc_r", "hsc_i", "hsc_z", "hsc_y", "euclid_y", "euclid_j", "euclid_h"),
+               "LSST ugrizy": ("lsst_u", "lsst_g", "lsst_r", "lsst_i", "lsst_z", "lsst_y"),
+               "LSST ugrizy + Euclid YJH": ("lsst_u", "lsst_g", "lsst_r", "lsst_i", "lsst_z", "lsst_y", "euclid_y",
+                                            "euclid_j", "euclid_h")}
+
+
 def _sim(hosts, band_set, snr, psf, n, seed):
-    cfg = host_config(hosts, bands=BAND_SETS[band_set], snr=snr, snr_kind="peak", psf_fwhm=psf)
+    bands = SURVEY_SETS[band_set] if band_set in SURVEY_SETS else BAND_SETS[band_set]
+    cfg = host_config(hosts, bands=bands, snr=snr, snr_kind="peak", psf_fwhm=psf)
     sim = simulate(jax.random.PRNGKey(seed), n, cfg, batch=min(n, 32))
     return sim, cfg, sim_observations(sim, cfg, f"b{seed}_")
 
@@ -139,6 +153,8 @@ def main():
     ap.add_argument("--no-map", action="store_true", help="skip the MAP fits")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--quick", action="store_true", help="only the first six sets")
+    ap.add_argument("--surveys", action="store_true", help="also the other surveys' band sets (SDSS ugriz, HSC, "
+                    "LSST, with 2MASS / Euclid)")
     ap.add_argument("--sets", default=None, help="only these sets (labels, ';'-separated)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed table")
     ap.add_argument("--map-cache", default=None, help="JSON file keeping the red-start MAP summaries (they do "
@@ -157,7 +173,7 @@ def main():
     print("|---" * (head.count("|") - 1) + "|")
     curves = {}
     only = None if a.sets is None else a.sets.split(";")
-    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, only)):
+    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, only, a.surveys)):
         sim, cfg, obs = _sim(hosts, bset, snr, psf, a.n, a.seed)
         res = net.fit(obs)
         rows = [_metrics_amortized(r, sim, i) for i, r in enumerate(res)]

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import json
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from galdust.cli import main
-from galdust.dust.amortized import AmortizedFitter, encode, train_amortized
+from galdust.dust.amortized import (AmortizedFitter, AmortizedNet, assign_slots, encode, predict, train_amortized,
+                                    transplant)
 from galdust.dust.evaluate import galaxy_metrics, host_config, light_contour, sim_observations
 from galdust.io import write_cube
 from galdust.simulate import SimConfig, simulate
 from galdust.simulate.store import write_bulk
 
 GRIZ = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
-TINY = {"widths": [8, 16, 32], "emb_dim": 16}
+TINY = {"widths": [8, 16, 32], "emb_dim": 16, "band_sets": [list(GRIZ), list(GRIZ) + ["2mass_j"]]}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,57 @@ def test_encoding_ignores_absent_bands_and_the_flux_scale():
     np.testing.assert_allclose(np.asarray(x1), np.asarray(x2), rtol=1e-4, atol=1e-4)
     assert float(s1) == pytest.approx(float(s2), rel=1e-5)
     assert np.all(np.asarray(x1)[4::5][4] == 0) and float(np.sum(w1)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_bands_of_any_survey_take_the_wavelength_slot_nearest_their_filter():
+    slots, wave = list("ugrizyYJH"), [0.365, 0.475, 0.62, 0.76, 0.88, 0.975, 1.08, 1.25, 1.70]
+    for g in ("sdss_g", "hsc_g", "lsst_g"):
+        idx, dl = assign_slots(slots, wave, [g])
+        assert list(idx) == [1] and abs(dl[1]) < 0.02 and np.count_nonzero(dl) == 1
+    (j2,), d2 = assign_slots(slots, wave, ["2mass_j"])
+    (je,), de = assign_slots(slots, wave, ["euclid_j"])
+    assert j2 == je == 7 and d2[7] == pytest.approx(np.log(1.2355 / 1.25), abs=2e-3) and de[7] == pytest.approx(
+        np.log(1.3638 / 1.25), abs=2e-3)
+    idx, _ = assign_slots(slots, wave, ["lsst_u", "lsst_g", "lsst_r", "lsst_i", "lsst_z", "lsst_y", "euclid_y",
+                                        "euclid_j", "euclid_h"])
+    assert list(idx) == list(range(9))
+    with pytest.raises(ValueError, match="'wise_w1' .* in none of the amortised model's wavelength slots"):
+        assign_slots(slots, wave, ["sdss_g", "wise_w1"])
+    with pytest.raises(ValueError, match="'sdss_g' and 'hsc_g' fall in the same slot"):
+        assign_slots(slots, wave, ["sdss_g", "hsc_g"])
+    # the wavelength channel: the offset / 0.05 where the slot has data, zero elsewhere
+    Y = np.ones((9, 64, 64), np.float32)
+    present = np.zeros(9, np.float32)
+    present[1:5] = 1
+    _, dl = assign_slots(slots, wave, list(GRIZ))
+    x, _, _ = encode(Y, np.full_like(Y, 100.0), present, dl)
+    assert x.shape == (54, 64, 64)
+    np.testing.assert_allclose(np.asarray(x[45:])[:, 10, 10], np.where(present > 0, dl / 0.05, 0.0), atol=1e-6)
+
+
+def test_a_filter_slot_network_transplanted_into_wavelength_slots_answers_the_same():
+    """Fine-tuning the first (SDSS filter-slot) networks into wavelength slots starts from their
+    answers: the weights of each old slot go to the new slot of its band, the new inputs start at 0."""
+    old = AmortizedNet(dict(TINY, slots=list(GRIZ) + ["2mass_j"], stem=2, size=64), key=jax.random.PRNGKey(1))
+    # a non-zero output layer (a fresh U-Net's is zero), so the comparison means something
+    old = eqx.tree_at(lambda m: m.unet.conv_out.weight, old,
+                      0.1 * jax.random.normal(jax.random.PRNGKey(2), old.unet.conv_out.weight.shape))
+    new = transplant(old, AmortizedNet(dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64,
+                                            slot_wave=[0.365, 0.475, 0.62, 0.76, 0.88, 0.975, 1.08, 1.25, 1.70]),
+                                       key=jax.random.PRNGKey(3)))
+    rng = np.random.default_rng(4)
+    cube = rng.uniform(0.1, 2.0, (5, 64, 64)).astype(np.float32)
+    iv = np.full_like(cube, 400.0)
+    a = predict(old, cube, iv, np.array([1, 1, 1, 1, 0], np.float32), calibrated=False)
+    Yn, ivn = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32)
+    idx, dl = assign_slots(new.slots, new.slot_wave, list(GRIZ))
+    Yn[idx], ivn[idx] = cube[:4], iv[:4]
+    pres = np.zeros(9, np.float32)
+    pres[idx] = 1
+    b = predict(new, Yn, ivn, pres, dl, calibrated=False)
+    assert float(np.std(np.asarray(a["av"]))) > 1e-3
+    for k in ("av", "av_sig", "delta", "av_lw"):
+        np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-4, atol=1e-5)
 
 
 def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):

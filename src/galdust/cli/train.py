@@ -32,6 +32,10 @@ def train_amortized_cmd(
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (fine-tuning).")] = None,
     beta_nll: Annotated[float, typer.Option("--beta-nll", min=0.0, max=1.0, help="β of the β-NLL loss (0: the "
                                             "Gaussian NLL; 0.5 lets the mean learn where σ is large).")] = 0.0,
+    band_sets: Annotated[Optional[str], typer.Option("--band-sets", help="Band sets to train for, ';'-separated, "
+                                                     "each comma-separated bands (default: SDSS griz, griz+2MASS J, "
+                                                     "ugriz, ugriz+2MASS JH, HSC grizy, LSST ugrizy, HSC and LSST "
+                                                     "+ Euclid YJH).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
 ):
     """Train the amortised dust-map network (Gaussian NLL; noise, band set and orientation drawn per step)."""
@@ -43,10 +47,21 @@ def train_amortized_cmd(
     for p in list(data) + list(calibrate or []) + ([init] if init else []):
         if not p.exists():
             raise UserError(f"{p}: no such file")
+    config = {"beta_nll": beta_nll} if beta_nll else {}
+    if band_sets is not None:
+        sets = [[b.strip() for b in part.split(",") if b.strip()] for part in band_sets.split(";") if part.strip()]
+        if not sets:
+            raise UserError(f"--band-sets {band_sets!r}: no bands")
+        from ..physics.filters import is_known
+
+        unknown = sorted({b for s in sets for b in s if not is_known(b)})
+        if unknown:
+            raise UserError(f"--band-sets: unknown band {unknown[0]!r} (galdust info --bands lists them)")
+        config["band_sets"] = sets
     try:
         side = train_amortized(data, out, steps=steps, batch=batch, lr=lr, seed=seed, n_val=n_val,
                                ckpt_every=ckpt_every, max_minutes=max_minutes, calibrate=calibrate or (),
-                               init=init, config={"beta_nll": beta_nll} if beta_nll else None)
+                               init=init, config=config or None)
     except ValueError as e:
         raise UserError(str(e)) from None
     if "stopped_at" in side:

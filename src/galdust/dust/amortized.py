@@ -8,6 +8,13 @@ negative log-likelihood on simulated galaxies (:mod:`galdust.simulate`) whose no
 (slots masked at random among the sets the model is trained for) and orientation (the 8
 rotations/flips) are drawn afresh at every step, so one network serves every trained band set.
 
+Slots: a model's config names its input ``slots``. With ``slot_wave`` (one wavelength per slot, µm:
+the *wavelength slots* u g r i z y Y J H of :data:`WAVE_SLOTS`), a filter takes the slot nearest to its
+pivot wavelength, and a sixth input channel per slot, ln(λ_filter/λ_slot) / 0.05, tells the network
+which survey's filter it is (SDSS, HSC, LSST g differ by 2 %; 2MASS and Euclid J by 10 %): one network
+serves SDSS, HSC, LSST, 2MASS and Euclid band sets. Without ``slot_wave`` (the first networks) a
+slot is one filter.
+
 Maps are *effective* (after the PSF), as the simulator's truth: ``A_V = −2.5 log10(PSF ∗ (S D^K_V) /
 PSF ∗ S)``. Input: the bands must be one of the model's ``band_sets`` (its sidecar); other bands are
 refused (the MAP fit serves them).
@@ -18,7 +25,8 @@ and speed: docs/amortized_dust.md (``bench/bench_amortized.py``).
 
 Encoding (per slot b, on the fit grid, with s the galaxy's flux scale, see :func:`encode`):
 ``y_b = Y_b / s``, ``asinh(y_b / 0.05)``, the colour ``asinh(y_b/0.02) − asinh(ȳ/0.02)`` against the
-mean of the present bands, ``ln(σ_b/s)`` and the presence mask; absent slots are zeros.
+mean of the present bands, ``ln(σ_b/s)``, the presence mask and (wavelength slots) the filter's
+wavelength offset; absent slots are zeros.
 """
 
 from __future__ import annotations
@@ -36,17 +44,41 @@ import numpy as np
 
 from ..nn import CondUNet
 
-__all__ = ["AmortizedNet", "AmortizedFitter", "DEFAULT_CONFIG", "encode", "predict", "nll_loss", "train_amortized",
-           "calibrate_sigma", "load_amortized", "amortized_result", "make_batch_fn", "slot_index", "N_OUT"]
+__all__ = ["AmortizedNet", "AmortizedFitter", "DEFAULT_CONFIG", "WAVE_SLOTS", "SURVEY_BAND_SETS", "encode", "predict",
+           "nll_loss", "train_amortized", "calibrate_sigma", "load_amortized", "amortized_result", "make_batch_fn",
+           "slot_index", "assign_slots", "N_OUT"]
 
 #: network outputs per pixel: (μ, ln σ) of A_ref, A_V, δ, A_V,LW (the last two pooled over the galaxy)
 N_OUT = 8
 _PER_SLOT = 5
 _LS_MIN, _LS_MAX = -6.0, 2.0
 
+#: wavelength slots (name: λ in µm); a filter takes the slot nearest in ln λ, within _SLOT_TOL
+WAVE_SLOTS: dict[str, float] = {"u": 0.365, "g": 0.475, "r": 0.62, "i": 0.76, "z": 0.88, "y": 0.975, "Y": 1.08,
+                                "J": 1.25, "H": 1.70}
+_SLOT_TOL = 0.12
+_WAVE_SCALE = 0.05
+
+#: the survey band sets of the wavelength-slot network (SDSS alone and with 2MASS, HSC and LSST alone
+#: and with Euclid's NISP)
+SURVEY_BAND_SETS: list[list[str]] = [
+    ["sdss_g", "sdss_r", "sdss_i", "sdss_z"],
+    ["sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j"],
+    ["sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"],
+    ["sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j", "2mass_h"],
+    ["hsc_g", "hsc_r", "hsc_i", "hsc_z", "hsc_y"],
+    ["hsc_g", "hsc_r", "hsc_i", "hsc_z", "hsc_y", "euclid_y", "euclid_j", "euclid_h"],
+    ["lsst_u", "lsst_g", "lsst_r", "lsst_i", "lsst_z", "lsst_y"],
+    ["lsst_u", "lsst_g", "lsst_r", "lsst_i", "lsst_z", "lsst_y", "euclid_y", "euclid_j", "euclid_h"],
+]
+
 DEFAULT_CONFIG: dict[str, Any] = {
-    "slots": ["sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j"],
-    "band_sets": [["sdss_g", "sdss_r", "sdss_i", "sdss_z"], ["sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j"]],
+    "slots": list(WAVE_SLOTS),
+    "slot_wave": list(WAVE_SLOTS.values()),
+    "band_sets": SURVEY_BAND_SETS,
+    # how often each band set is drawn in training: SDSS griz and grizJ (the first networks' sets, and
+    # the benchmark's) a little more often than the others
+    "band_set_p": [0.2, 0.15] + [0.65 / 6] * 6,
     "widths": [32, 64, 128],
     "stem": 2,
     "emb_dim": 32,
@@ -54,6 +86,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "snr_peak": [15.0, 300.0],  # training: peak S/N per band, log-uniform ...
     "snr_band_jitter": 0.25,  # ... times a per-band factor exp(U(−j, j))
 }
+
 
 
 class AmortizedNet(eqx.Module):
@@ -64,12 +97,16 @@ class AmortizedNet(eqx.Module):
     unet: CondUNet
     slots: tuple[str, ...] = eqx.field(static=True)
     sigma_scale: tuple[float, float, float] = eqx.field(static=True)
+    slot_wave: tuple[float, ...] | None = eqx.field(static=True, default=None)
 
     def __init__(self, config: dict[str, Any], *, key):
         self.slots = tuple(config["slots"])
+        sw = config.get("slot_wave")
+        self.slot_wave = None if sw is None else tuple(float(v) for v in sw)
         sc = config.get("sigma_scale") or {}
         self.sigma_scale = (float(sc.get("pixel", 1.0)), float(sc.get("delta", 1.0)), float(sc.get("av_lw", 1.0)))
-        self.unet = CondUNet(c_in=_PER_SLOT * len(self.slots), c_out=N_OUT, widths=tuple(config["widths"]),
+        per_slot = _PER_SLOT + (self.slot_wave is not None)
+        self.unet = CondUNet(c_in=per_slot * len(self.slots), c_out=N_OUT, widths=tuple(config["widths"]),
                              emb_dim=int(config["emb_dim"]), stem=int(config["stem"]), key=key)
 
     def __call__(self, x, log_snr):
@@ -87,9 +124,34 @@ def slot_index(model_slots: Sequence[str], bands: Sequence[str]) -> np.ndarray:
     return np.asarray(idx, int)
 
 
-def encode(Y, ivar, present):
+def assign_slots(slots: Sequence[str], slot_wave: Sequence[float] | None, bands: Sequence[str]):
+    """(slot of each band, ln(λ_band/λ_slot) per slot (0 where no band)). Without ``slot_wave`` a
+    band's slot is the one of its name (:func:`slot_index`); with it, the slot nearest in ln λ to
+    the filter's pivot wavelength. ValueError naming a band with no slot, or two bands in one slot."""
+    if slot_wave is None:
+        return slot_index(slots, bands), np.zeros(len(slots), np.float32)
+    from ..physics.filters import get_filter
+
+    lw = np.log(np.asarray(slot_wave, float))
+    idx, dlnw = [], np.zeros(len(slots), np.float32)
+    for b in bands:
+        d = math.log(get_filter(b).pivot) - lw
+        j = int(np.argmin(np.abs(d)))
+        if abs(d[j]) > _SLOT_TOL:
+            raise ValueError(f"band {b!r} ({get_filter(b).pivot:.3f} µm) is in none of the amortised model's "
+                             f"wavelength slots ({', '.join(f'{s} {w:g}' for s, w in zip(slots, slot_wave))} µm)")
+        if j in idx:
+            other = bands[idx.index(j)]
+            raise ValueError(f"bands {other!r} and {b!r} fall in the same slot ({slots[j]}) of the amortised model")
+        idx.append(j)
+        dlnw[j] = d[j]
+    return np.asarray(idx, int), dlnw
+
+
+def encode(Y, ivar, present, dlnw=None):
     """Network input of one galaxy: ``Y``, ``ivar`` (n_slots, H, W) with zeros in absent slots,
-    ``present`` (n_slots,) 0/1. Returns ((5 n_slots, H, W), ln S/N, light weights (H, W))."""
+    ``present`` (n_slots,) 0/1, ``dlnw`` (n_slots,) the filters' ln(λ/λ_slot) for a wavelength-slot
+    network (None for the others). Returns ((5 or 6 n_slots, H, W), ln S/N, light weights (H, W))."""
     m = present[:, None, None] * (ivar > 0)
     Y = jnp.where(m > 0, Y, 0.0)
     n_p = jnp.maximum(jnp.sum(present), 1.0)
@@ -99,7 +161,10 @@ def encode(Y, ivar, present):
     sig = jnp.where(m > 0, 1.0 / jnp.sqrt(jnp.where(m > 0, ivar, 1.0)), 0.0) / s
     ls = jnp.where(m > 0, jnp.clip(jnp.log(jnp.maximum(sig, 1e-30)), -10.0, 4.0), 0.0)
     colour = jnp.where(m > 0, jnp.arcsinh(y / 0.02) - jnp.arcsinh(ybar / s / 0.02)[None], 0.0)
-    x = jnp.concatenate([y, jnp.arcsinh(y / 0.05), colour, ls, m.astype(y.dtype)], axis=0)
+    feats = [y, jnp.arcsinh(y / 0.05), colour, ls, m.astype(y.dtype)]
+    if dlnw is not None:
+        feats.append(m * (jnp.asarray(dlnw, y.dtype) / _WAVE_SCALE)[:, None, None])
+    x = jnp.concatenate(feats, axis=0)
     # light weights for the galaxy-level outputs: the observed mean-band light, positive part
     w = jnp.clip(ybar, 0.0, None)
     w = w / jnp.maximum(jnp.sum(w), 1e-30)
@@ -122,11 +187,11 @@ def _heads(raw, w, scale=(1.0, 1.0, 1.0)):
                 av_lw=pooled_mu[1], av_lw_sig=scale[2] * jnp.exp(pooled_ls[1]))
 
 
-def predict(net: AmortizedNet, Y, ivar, present, calibrated: bool = True) -> dict:
+def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = True) -> dict:
     """Posterior summaries of one galaxy (vmap for a batch): ``aref``, ``av`` (H, W) means and their
-    σ (``*_sig``), ``delta``, ``av_lw`` and their σ. ``calibrated=False``: the σ as trained (the
-    training loss uses those)."""
-    x, lsnr, w = encode(Y, ivar, present)
+    σ (``*_sig``), ``delta``, ``av_lw`` and their σ. ``dlnw``: see :func:`encode` (ignored by a
+    network without wavelength slots). ``calibrated=False``: the σ as trained (the training loss uses those)."""
+    x, lsnr, w = encode(Y, ivar, present, None if net.slot_wave is None else dlnw)
     return _heads(net(x, lsnr), w, net.sigma_scale if calibrated else (1.0, 1.0, 1.0))
 
 
@@ -137,9 +202,9 @@ def _gauss_nll(t, mu, sig, beta: float = 0.0):
     return nll * jax.lax.stop_gradient(sig ** (2.0 * beta)) if beta else nll
 
 
-def nll_loss(net: AmortizedNet, Y, ivar, present, aref, av, weight, delta, av_lw, beta: float = 0.0):
+def nll_loss(net: AmortizedNet, Y, ivar, present, dlnw, aref, av, weight, delta, av_lw, beta: float = 0.0):
     """Mean Gaussian NLL of one galaxy: per-pixel terms weighted by ``weight`` (H, W), plus δ and A_V,LW."""
-    out = predict(net, Y, ivar, present, calibrated=False)
+    out = predict(net, Y, ivar, present, dlnw, calibrated=False)
     wsum = jnp.maximum(jnp.sum(weight), 1e-6)
     pix = (jnp.sum(weight * _gauss_nll(aref, out["aref"], out["aref_sig"], beta))
            + jnp.sum(weight * _gauss_nll(av, out["av"], out["av_sig"], beta))) / wsum
@@ -157,9 +222,17 @@ def _augment8(k, a):
     return jax.lax.switch(k, [lambda i=i: xs[i] for i in range(8)])
 
 
+def store_bands(config: dict[str, Any]) -> list[str]:
+    """The bands a training store must hold: every band of the config's band sets (in their order)."""
+    out: list[str] = []
+    for s in config["band_sets"]:
+        out += [b for b in s if b not in out]
+    return out
+
+
 def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
     """Concatenate bulk stores written by ``galdust simulate --bulk --with-cubes --snr 0``; every
-    store must hold all the model's slots (in any order)."""
+    store must hold all the bands ``slots`` (in any order; the cubes come in this order)."""
     fields = {"AV": "AV", "D": "D", "S": "S", "delta": "p_delta", "av_lw": "av_lw"}  # our name: the store's
     arr, meta = {k: [] for k in ("cube", *fields)}, []
     for p in paths:
@@ -188,29 +261,45 @@ def _split(n: int, n_val: int, seed: int):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def make_batch_fn(config: dict[str, Any], band_sets_idx: list[np.ndarray], with_S: bool = False):
-    """A jitted ``(key, cube, AV, D, S, delta, av_lw) -> batch`` that draws orientation, band set and
-    noise for each galaxy of a batch of noiseless cubes (``with_S``: the oriented S appended)."""
-    n_slots = len(config["slots"])
+def make_batch_fn(config: dict[str, Any], bands: Sequence[str], with_S: bool = False):
+    """A jitted ``(key, cube, AV, D, S, delta, av_lw) -> batch`` that draws orientation, band set
+    (``config['band_sets']``, with the probabilities ``config['band_set_p']`` or uniformly) and noise
+    for each galaxy of a batch of noiseless cubes whose bands are ``bands`` (:func:`store_bands`);
+    ``with_S``: the oriented S appended. A batch: (Y, ivar, present, dlnw, aref, A_V, weight, δ, A_V,LW)."""
+    slots, slot_wave = config["slots"], config.get("slot_wave")
+    n_slots = len(slots)
     lo, hi = (math.log(v) for v in config["snr_peak"])
     jit = float(config["snr_band_jitter"])
-    sets = jnp.asarray(np.stack([np.isin(np.arange(n_slots), s).astype(np.float32) for s in band_sets_idx]))
+    # per band set: the store band feeding each slot (0 where none), presence, wavelength offsets
+    gather, pres, offs = [], [], []
+    for s in config["band_sets"]:
+        idx, dl = assign_slots(slots, slot_wave, s)
+        g = np.zeros(n_slots, int)
+        g[idx] = [list(bands).index(b) for b in s]
+        gather.append(g)
+        pres.append(np.isin(np.arange(n_slots), idx).astype(np.float32))
+        offs.append(dl)
+    gather, pres, offs = jnp.asarray(np.stack(gather)), jnp.asarray(np.stack(pres)), jnp.asarray(np.stack(offs))
+    p = config.get("band_set_p")
+    logits = jnp.log(jnp.asarray(p, jnp.float32) if p is not None else jnp.ones(len(config["band_sets"])))
 
     def one(key, cube, AV, D, S, delta, av_lw):
         k_aug, k_set, k_snr, k_jit, k_n = jax.random.split(key, 5)
         r = jax.random.randint(k_aug, (), 0, 8)
         cube, AV, D, S = (_augment8(r, a) for a in (cube, AV, D, S))
-        present = sets[jax.random.randint(k_set, (), 0, sets.shape[0])]
+        k = jax.random.categorical(k_set, logits)
+        present, dlnw = pres[k], offs[k]
+        cube = cube[gather[k]] * present[:, None, None]
         snr = jnp.exp(jax.random.uniform(k_snr, (), minval=lo, maxval=hi))
         snr_b = snr * jnp.exp(jax.random.uniform(k_jit, (n_slots,), minval=-jit, maxval=jit))
-        sigma = jnp.max(cube, axis=(1, 2)) / snr_b
+        sigma = jnp.where(present > 0, jnp.max(cube, axis=(1, 2)) / snr_b, 1.0)
         Y = (cube + sigma[:, None, None] * jax.random.normal(k_n, cube.shape)) * present[:, None, None]
         ivar = present[:, None, None] / sigma[:, None, None] ** 2 * jnp.ones_like(cube)
         aref = -2.5 * jnp.log10(jnp.clip(D, 1e-3, 1.0))
         # the posterior is asked for inside the galaxy: pixels of the host's 2 % isophote weigh 1, the
         # sky around it 0.05 (its truth is A = 0, easy, and it would dominate the mean)
         weight = jnp.where(S > 0.02 * jnp.max(S), 1.0, 0.05)
-        return (Y, ivar, present, aref, AV, weight, delta, av_lw) + ((S,) if with_S else ())
+        return (Y, ivar, present, dlnw, aref, AV, weight, delta, av_lw) + ((S,) if with_S else ())
 
     return jax.jit(jax.vmap(one))
 
@@ -238,16 +327,18 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
     log = log or stderr_log
     out = Path(out)
     cfg = dict(DEFAULT_CONFIG, **(config or {}))
-    arr, meta = _load_stores(data, cfg["slots"])
+    if "band_sets" in (config or {}) and "band_set_p" not in config:
+        cfg["band_set_p"] = None  # other band sets than the default: drawn uniformly
+    bands = store_bands(cfg)
+    arr, meta = _load_stores(data, bands)
     n = len(arr["cube"])
     if n_val >= n:
         raise ValueError(f"{n} simulated galaxies cannot hold out {n_val} for validation")
     tr, va = _split(n, n_val, seed)
-    sets_idx = [slot_index(cfg["slots"], s) for s in cfg["band_sets"]]
-    batch_fn = make_batch_fn(cfg, sets_idx)
+    batch_fn = make_batch_fn(cfg, bands)
     model = AmortizedNet(cfg, key=jax.random.PRNGKey(seed))
-    if init is not None:  # fine-tuning: start from these weights (same architecture)
-        model = eqx.tree_at(lambda m: m.unet, model, load_amortized(init)[0].unet)
+    if init is not None:  # fine-tuning: start from these weights (same U-Net; new input slots start at 0)
+        model = transplant(load_amortized(init)[0], model)
     beta = float(cfg.get("beta_nll", 0.0))
 
     def batch_loss(net, b, _key=None):
@@ -307,19 +398,19 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     seen ``draws`` times through the training's noise, band-set and orientation draws."""
     from .metrics import light_contour
 
-    arr, _ = _load_stores(data, config["slots"])
-    sets_idx = [slot_index(config["slots"], s) for s in config["band_sets"]]
-    batch_fn = make_batch_fn(config, sets_idx, with_S=True)
-    pred = eqx.filter_jit(jax.vmap(lambda n, *a: predict(n, *a, calibrated=False), in_axes=(None, 0, 0, 0)))
+    bands = store_bands(config)
+    arr, _ = _load_stores(data, bands)
+    batch_fn = make_batch_fn(config, bands, with_S=True)
+    pred = eqx.filter_jit(jax.vmap(lambda n, *a: predict(n, *a, calibrated=False), in_axes=(None, 0, 0, 0, 0)))
     zp, zd, zl = [], [], []
     n = len(arr["cube"])
     for d in range(draws):
         for j in range(0, n, batch):
             rows = np.arange(j, min(j + batch, n))
             keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), d * 100003 + j), len(rows))
-            Y, ivar, present, aref, av, weight, delta, av_lw, S = batch_fn(
+            Y, ivar, present, dlnw, aref, av, weight, delta, av_lw, S = batch_fn(
                 keys, *(jnp.asarray(arr[k][rows]) for k in ("cube", "AV", "D", "S", "delta", "av_lw")))
-            out = jax.tree.map(np.asarray, pred(net, Y, ivar, present))
+            out = jax.tree.map(np.asarray, pred(net, Y, ivar, present, dlnw))
             S = np.asarray(S)
             inside = np.stack([light_contour(x, 0.84) for x in S])  # as the issue's goal counts pixels
             zp.append((np.abs(np.clip(out["av"], 0.0, None) - np.asarray(av)) / out["av_sig"])[inside])
@@ -328,6 +419,32 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     q = 0.6827
     return {"pixel": float(np.quantile(np.concatenate(zp), q)), "delta": float(np.quantile(np.concatenate(zd), q)),
             "av_lw": float(np.quantile(np.concatenate(zl), q))}
+
+
+def transplant(old: AmortizedNet, new: AmortizedNet) -> AmortizedNet:
+    """``new`` with ``old``'s trained U-Net: the same arrays where the shapes agree; the input
+    convolution's weights of each of ``old``'s slots and features copied to the slot of ``new`` that
+    serves the same band (by name, or by wavelength into wavelength slots), new inputs starting at 0."""
+    if old.unet.conv_in.weight.shape == new.unet.conv_in.weight.shape and old.slots == new.slots:
+        return eqx.tree_at(lambda m: m.unet, new, old.unet)
+    from ..physics.filters import is_known
+
+    if old.slot_wave is not None:
+        raise ValueError("fine-tuning a wavelength-slot network into other slots is not supported")
+    to = [int(assign_slots(new.slots, new.slot_wave, [b])[0][0]) if new.slot_wave is not None and is_known(b)
+          else list(new.slots).index(b) for b in old.slots]
+    n_old, n_new = len(old.slots), len(new.slots)
+    f_old = old.unet.conv_in.weight.shape[2] // (old.unet.stem ** 2 * n_old)
+    f_new = new.unet.conv_in.weight.shape[2] // (new.unet.stem ** 2 * n_new)
+    c_old, c_new = f_old * n_old, f_new * n_new
+    w_old = np.asarray(old.unet.conv_in.weight)
+    w = np.zeros(new.unet.conv_in.weight.shape, np.float32)
+    for blk in range(new.unet.stem ** 2):  # space-to-depth: channel = block * c + feature * n_slots + slot
+        for f in range(f_old):
+            for s_old, s_new in enumerate(to):
+                w[:, :, blk * c_new + f * n_new + s_new] = w_old[:, :, blk * c_old + f * n_old + s_old]
+    unet = eqx.tree_at(lambda u: u.conv_in.weight, old.unet, jnp.asarray(w))
+    return eqx.tree_at(lambda m: m.unet, new, unet)
 
 
 def load_amortized(path: str | Path | None = None):
@@ -354,8 +471,8 @@ def _pad_to(a: np.ndarray, size: int, fill=0.0) -> tuple[np.ndarray, tuple[int, 
 
 
 @eqx.filter_jit
-def _predict_batch(net, Y, ivar, present):
-    return jax.vmap(lambda y, i, p: predict(net, y, i, p))(Y, ivar, present)
+def _predict_batch(net, Y, ivar, present, dlnw):
+    return jax.vmap(lambda y, i, p, d: predict(net, y, i, p, d))(Y, ivar, present, dlnw)
 
 
 class AmortizedFitter:
@@ -384,10 +501,11 @@ class AmortizedFitter:
             raise ValueError(f"{source + ': ' if source else ''}the amortised model has no band set "
                              f"{','.join(bands)} (it was trained on: {sets}); use --method map")
 
-    def encode_prepared(self, prep, bands) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
-        """Slot arrays (n_slots, size, size) of a prepared observation, presence, and the pad offsets."""
+    def encode_prepared(self, prep, bands) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+        """Slot arrays (n_slots, size, size) of a prepared observation, presence, wavelength offsets
+        and the pad offsets."""
         slots = self.net.slots
-        idx = slot_index(slots, bands)
+        idx, dlnw = assign_slots(slots, self.net.slot_wave, bands)
         ns = len(slots)
         _, h, w = prep.Y.shape
         if h > self.size or w > self.size:
@@ -397,7 +515,7 @@ class AmortizedFitter:
         (Yp, ivp), off = _pad_to(Yi, self.size)
         present = np.zeros(ns, np.float32)
         present[idx] = 1.0
-        return Yp, ivp, present, off
+        return Yp, ivp, present, dlnw, off
 
     def predict_prepared(self, items: list) -> list[dict]:
         """Network summaries (numpy, on each item's fit grid) for ``items`` = [(prep, bands), ...]."""
@@ -406,10 +524,10 @@ class AmortizedFitter:
             chunk = items[j:j + self.batch_size]
             enc = [self.encode_prepared(p, b) for p, b in chunk]
             pad = enc + [enc[-1]] * (self.batch_size - len(enc)) if len(items) > self.batch_size else enc
-            Y, iv, pr = (np.stack([e[k] for e in pad]) for k in range(3))
-            res = jax.tree.map(np.asarray, _predict_batch(self.net, jnp.asarray(Y), jnp.asarray(iv), jnp.asarray(pr)))
+            Y, iv, pr, dl = (jnp.asarray(np.stack([e[k] for e in pad])) for k in range(4))
+            res = jax.tree.map(np.asarray, _predict_batch(self.net, Y, iv, pr, dl))
             for k, ((prep, _), e) in enumerate(zip(chunk, enc)):
-                oy, ox = e[3]
+                oy, ox = e[4]
                 h, w = prep.Y.shape[-2:]
                 out.append({key: (v[k][oy:oy + h, ox:ox + w] if np.ndim(v[k]) == 2 else float(v[k]))
                             for key, v in res.items()})
