@@ -149,3 +149,11 @@ def test_simulate_refuses_impossible_settings_in_one_line(tmp_path, capsys, args
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("galdust: error: ") and words in err[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_simulate_refuses_a_store_name_without_bulk(tmp_path, capsys):
+    # was: a folder named s.npz full of cube FITS
+    assert main(["simulate", "--n", "1", "--out", str(tmp_path / "s.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a .npz store is written with --bulk" in err[0]
+    assert not (tmp_path / "s.npz").exists()

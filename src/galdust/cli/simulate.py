@@ -67,6 +67,8 @@ def simulate(
             raise UserError(f"--hosts realistic: {e} (use --hosts stress)") from None
     if bulk and out.suffix != ".npz":
         out = out.with_suffix(".npz")
+    if not bulk and out.suffix.lower() == ".npz":
+        raise UserError(f"--out {out}: a .npz store is written with --bulk (without it, --out is a folder of cube FITS)")
     target = out if bulk else out / "truth.parquet"
     if target.exists() and not overwrite:
         raise UserError(f"{target}: exists (use --overwrite to replace it)")
