@@ -175,6 +175,9 @@ def main():
     only = None if a.sets is None else a.sets.split(";")
     for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, only, a.surveys)):
         sim, cfg, obs = _sim(hosts, bset, snr, psf, a.n, a.seed)
+        if not net.supports(obs[0].bands):
+            print(f"| {label} | the network has no band set {','.join(obs[0].bands)} | | | | | | | | |", flush=True)
+            continue
         res = net.fit(obs)
         rows = [_metrics_amortized(r, sim, i) for i, r in enumerate(res)]
         cov = np.asarray(sim["covfrac"])

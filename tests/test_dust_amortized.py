@@ -3,6 +3,7 @@ accuracy and calibration on held-out simulations, and `galdust fit --method amor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import equinox as eqx
@@ -20,6 +21,7 @@ from galdust.simulate import SimConfig, simulate
 from galdust.simulate.store import write_bulk
 
 GRIZ = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
+LSST4 = ["lsst_g", "lsst_r", "lsst_i", "lsst_z"]
 TINY = {"widths": [8, 16, 32], "emb_dim": 16, "band_sets": [list(GRIZ), list(GRIZ) + ["2mass_j"]]}
 
 
@@ -102,11 +104,51 @@ def test_a_filter_slot_network_transplanted_into_wavelength_slots_answers_the_sa
     pres[idx] = 1
     b = predict(new, Yn, ivn, pres, dl, calibrated=False)
     assert float(np.std(np.asarray(a["av"]))) > 1e-3
-    # inference drops the absent slots and their input weights (less work): the same maps
-    c = _predict_batch(new, cube[None, :4], iv[None, :4], dl[idx][None], tuple(int(i) for i in idx))
     for k in ("av", "av_sig", "delta", "av_lw"):
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(c[k][0]), np.asarray(b[k]), rtol=1e-4, atol=1e-5)
+
+
+def test_inference_drops_absent_slots_and_batches_mixed_band_sets_in_order(held_out):
+    """Inference feeds only a band set's slots (and their input weights) to the network: the same maps
+    as the full-slot input, for a network whose every input weight counts; inputs of two band sets
+    come back in their order, each as fitted alone."""
+    cfg = dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64, band_sets=[list(GRIZ), LSST4],
+               slot_wave=[0.365, 0.475, 0.62, 0.76, 0.88, 0.975, 1.08, 1.25, 1.70])
+    net = AmortizedNet(cfg, key=jax.random.PRNGKey(5))
+    net = eqx.tree_at(lambda m: m.unet.conv_out.weight, net,
+                      0.1 * jax.random.normal(jax.random.PRNGKey(6), net.unet.conv_out.weight.shape))
+    rng = np.random.default_rng(7)
+    cube = rng.uniform(0.1, 2.0, (4, 64, 64)).astype(np.float32)
+    iv = np.full_like(cube, 400.0)
+    idx, dl = assign_slots(net.slots, net.slot_wave, ["sdss_z", "sdss_g", "sdss_r", "sdss_i"])  # any order
+    Yn, ivn, pres = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32), np.zeros(9, np.float32)
+    Yn[idx], ivn[idx], pres[idx] = cube, iv, 1.0
+    full = predict(net, Yn, ivn, pres, dl, calibrated=False)
+    part = _predict_batch(net, cube[None], iv[None], dl[idx][None], tuple(int(i) for i in idx))
+    assert float(np.std(np.asarray(full["av"]))) > 1e-3
+    for k in ("av", "av_sig", "delta", "av_lw"):
+        np.testing.assert_allclose(np.asarray(part[k][0]), np.asarray(full[k]), rtol=1e-4, atol=1e-5)
+    _, obs = held_out
+    lsst = [dataclasses.replace(o, bands=tuple(LSST4), source=o.source + "L") for o in obs[:3]]
+    fitter = AmortizedFitter(net, {"config": cfg}, batch_size=2)
+    mixed = fitter.fit([obs[0], lsst[0], obs[1], lsst[1], obs[2], lsst[2]])
+    alone = fitter.fit(obs[:3]) + fitter.fit(lsst)
+    for a, b in zip(mixed, [alone[0], alone[3], alone[1], alone[4], alone[2], alone[5]]):
+        np.testing.assert_allclose(a.AV, b.AV, atol=1e-5)
+    assert not np.allclose(mixed[0].AV, mixed[1].AV, atol=1e-3)  # the filters' wavelengths count
+
+
+@pytest.mark.parametrize("sets,words", [
+    ("sdss_g,hsc_g", "'sdss_g' and 'hsc_g' fall in the same slot (g)"),
+    ("sdss_g,wise_w1", "'wise_w1' (3.368 µm) is in none of the amortised model's wavelength slots"),
+    ("sdss_g,sdss_q", "--band-sets: unknown band 'sdss_q'"),
+])
+def test_train_refuses_band_sets_without_slots_in_one_line(store, tmp_path, capsys, sets, words):
+    assert main(["train", "amortized", "--data", str(store), "--out", str(tmp_path / "n.eqx"), "--band-sets",
+                 sets]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not list(tmp_path.iterdir())
 
 
 def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):

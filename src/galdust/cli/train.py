@@ -49,7 +49,8 @@ def train_amortized_cmd(
             raise UserError(f"{p}: no such file")
     config = {"beta_nll": beta_nll} if beta_nll else {}
     if band_sets is not None:
-        sets = [[b.strip() for b in part.split(",") if b.strip()] for part in band_sets.split(";") if part.strip()]
+        sets = [[b.strip().lower().replace("-", "_") for b in part.split(",") if b.strip()]
+                for part in band_sets.split(";") if part.strip()]
         if not sets:
             raise UserError(f"--band-sets {band_sets!r}: no bands")
         from ..physics.filters import is_known

@@ -222,6 +222,25 @@ def _augment8(k, a):
     return jax.lax.switch(k, [lambda i=i: xs[i] for i in range(8)])
 
 
+def check_config(cfg: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A training config (``cfg``: the defaults updated with ``given``) made consistent and checked:
+    filter ``slots`` given without ``slot_wave`` are filter slots; band sets other than the default
+    are drawn uniformly unless ``band_set_p`` is given; every band of every set has its own slot."""
+    cfg = dict(cfg)
+    if "slots" in given and "slot_wave" not in given:
+        cfg["slot_wave"] = None
+    if cfg.get("slot_wave") is not None and len(cfg["slot_wave"]) != len(cfg["slots"]):
+        raise ValueError(f"{len(cfg['slot_wave'])} slot wavelengths for {len(cfg['slots'])} slots")
+    if "band_sets" in given and "band_set_p" not in given:
+        cfg["band_set_p"] = None
+    p = cfg.get("band_set_p")
+    if p is not None and (len(p) != len(cfg["band_sets"]) or min(p) < 0 or sum(p) <= 0):
+        raise ValueError(f"band_set_p {p}: one probability (>= 0, not all 0) per band set ({len(cfg['band_sets'])})")
+    for s in cfg["band_sets"]:
+        assign_slots(cfg["slots"], cfg.get("slot_wave"), s)  # ValueError: a band without a slot of its own
+    return cfg
+
+
 def store_bands(config: dict[str, Any]) -> list[str]:
     """The bands a training store must hold: every band of the config's band sets (in their order)."""
     out: list[str] = []
@@ -242,7 +261,8 @@ def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
             bands = [str(b) for b in d["bands"]]
             missing = [b for b in slots if b not in bands]
             if missing:
-                raise ValueError(f"{p}: lacks the bands {', '.join(missing)}")
+                raise ValueError(f"{p}: lacks the bands {', '.join(missing)} (simulate them, or train for fewer "
+                                 "band sets: --band-sets)")
             sig = np.asarray(d["sigma"])
             if np.any(sig > 0):
                 raise ValueError(f"{p}: has noise; training adds its own (simulate with --snr 0)")
@@ -326,9 +346,7 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
 
     log = log or stderr_log
     out = Path(out)
-    cfg = dict(DEFAULT_CONFIG, **(config or {}))
-    if "band_sets" in (config or {}) and "band_set_p" not in config:
-        cfg["band_set_p"] = None  # other band sets than the default: drawn uniformly
+    cfg = check_config(dict(DEFAULT_CONFIG, **(config or {})), config or {})
     bands = store_bands(cfg)
     arr, meta = _load_stores(data, bands)
     n = len(arr["cube"])
@@ -431,8 +449,20 @@ def transplant(old: AmortizedNet, new: AmortizedNet) -> AmortizedNet:
 
     if old.slot_wave is not None:
         raise ValueError("fine-tuning a wavelength-slot network into other slots is not supported")
-    to = [int(assign_slots(new.slots, new.slot_wave, [b])[0][0]) if new.slot_wave is not None and is_known(b)
-          else list(new.slots).index(b) for b in old.slots]
+    rest = lambda n: [a.shape for a in jax.tree.leaves(eqx.filter(eqx.tree_at(lambda m: m.unet.conv_in.weight, n, 0.0),
+                                                                  eqx.is_array))]  # noqa: E731
+    if old.unet.stem != new.unet.stem or rest(old) != rest(new):
+        raise ValueError("--init: a network of another architecture (widths, emb_dim, stem) than the one trained")
+    to = []
+    for b in old.slots:
+        if new.slot_wave is not None and is_known(b):
+            to.append(int(assign_slots(new.slots, new.slot_wave, [b])[0][0]))
+        elif b in new.slots:
+            to.append(list(new.slots).index(b))
+        else:
+            raise ValueError(f"--init: the network's band {b!r} has no slot in the one trained")
+    if len(set(to)) < len(to):
+        raise ValueError("--init: two of the network's bands fall in one slot of the one trained")
     n_old, n_new = len(old.slots), len(new.slots)
     f_old = old.unet.conv_in.weight.shape[2] // (old.unet.stem ** 2 * n_old)
     f_new = new.unet.conv_in.weight.shape[2] // (new.unet.stem ** 2 * n_new)
@@ -525,22 +555,23 @@ class AmortizedFitter:
         (Yp, ivp), off = _pad_to(Yi, self.size)
         return Yp, ivp, off
 
-    def predict_prepared(self, items: list) -> list[dict]:
+    def predict_prepared(self, items: list, pad: bool | None = None) -> list[dict]:
         """Network summaries (numpy, on each item's fit grid) for ``items`` = [(prep, bands), ...]
-        (batched per band set)."""
+        (batched per band set; ``pad``: every batch padded to the batch size, one compiled program;
+        None: when a band set has more items than a batch)."""
         out: list = [None] * len(items)
         groups: dict[tuple[str, ...], list[int]] = {}
         for k, (_, bands) in enumerate(items):
             groups.setdefault(tuple(bands), []).append(k)
         for bands, ks in groups.items():
             idx, dlnw = assign_slots(self.net.slots, self.net.slot_wave, bands)
-            dl = jnp.asarray(np.broadcast_to(dlnw[idx], (self.batch_size if len(ks) > self.batch_size else len(ks),
-                                                         len(idx))))
+            padded = len(ks) > self.batch_size if pad is None else pad
             for j in range(0, len(ks), self.batch_size):
                 chunk = ks[j:j + self.batch_size]
                 enc = [self.encode_prepared(items[k][0]) for k in chunk]
-                pad = enc + [enc[-1]] * (self.batch_size - len(enc)) if len(ks) > self.batch_size else enc
-                Y, iv = (jnp.asarray(np.stack([e[i] for e in pad])) for i in range(2))
+                full = enc + [enc[-1]] * (self.batch_size - len(enc)) if padded else enc
+                Y, iv = (jnp.asarray(np.stack([e[i] for e in full])) for i in range(2))
+                dl = jnp.asarray(np.broadcast_to(dlnw[idx], (len(full), len(idx))))
                 res = jax.tree.map(np.asarray, _predict_batch(self.net, Y, iv, dl, tuple(int(i) for i in idx)))
                 for m, (k, e) in enumerate(zip(chunk, enc)):
                     oy, ox = e[2]
@@ -563,18 +594,25 @@ class AmortizedFitter:
                 where.append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e
-        for j in range(0, len(items), self.batch_size):
-            chunk = items[j:j + self.batch_size]
-            try:
-                preds = self.predict_prepared(chunk)
-            except Exception as e:  # noqa: BLE001
-                for i in where[j:j + len(chunk)]:
-                    results[i] = e
-                continue
-            for (prep, bands), pred, i in zip(chunk, preds, where[j:j + len(chunk)]):
-                results[i] = amortized_result(pred, prep, observations[i])
-            if progress is not None:
-                progress(min(j + self.batch_size, len(items)))
+        groups: dict[tuple[str, ...], list[int]] = {}  # one band set per batch: one compiled program each
+        for k, (_, bands) in enumerate(items):
+            groups.setdefault(bands, []).append(k)
+        done = 0
+        for ks in groups.values():
+            for j in range(0, len(ks), self.batch_size):
+                chunk = ks[j:j + self.batch_size]
+                try:  # a larger group's last batch is padded to the batch size (the same program)
+                    preds = self.predict_prepared([items[k] for k in chunk], pad=len(ks) > self.batch_size)
+                except Exception as e:  # noqa: BLE001
+                    for k in chunk:
+                        results[where[k]] = e
+                    continue
+                finally:
+                    done += len(chunk)
+                for k, pred in zip(chunk, preds):
+                    results[where[k]] = amortized_result(pred, items[k][0], observations[where[k]])
+                if progress is not None:
+                    progress(done)
         return results
 
 
