@@ -224,8 +224,8 @@ def main():
         print("|---|---|---|---|")
         for label, (r, s0, t) in rows:
             print(f"| {label} | {r:.1f} | {s0:.1f} | {', '.join(f'{k} files {v:.1f} s' for k, v in t.items())} |")
-        print(f"\namortized / MAP: {rows[0][1][0] / rows[2][1][0]:.0f}x (one process), "
-              f"{rows[1][1][0] / rows[2][1][0]:.0f}x (run, 2 workers)")
+        print(f"\namortized / MAP: {rows[0][1][0] / rows[3][1][0]:.0f}x (galdust fit), "
+              f"{rows[1][1][0] / rows[3][1][0]:.0f}x (--workers 1), {rows[2][1][0] / rows[3][1][0]:.0f}x (run fit)")
 
 
 def _figure(curves, path):
