@@ -255,6 +255,13 @@ def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
     assert main(["fir", "map", "--images", ",".join(others + [str(zero)]), "--out", str(tmp_path / "z.fir.fits")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no source above the background" in err[0] and "unexpected" not in err[0]
+    # an aperture a degree off the images: one line, nothing written (it wrote an empty map, exit 0)
+    ra, dec = WCS(fits.getheader(files[0])).celestial.wcs.crval
+    off = tmp_path / "off.fir.fits"
+    assert main(["fir", "map", "--images", ",".join(files), "--out", str(off), "--ellipse",
+                 f"{ra + 1.0},{dec},30,0.5,0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no pixel inside the aperture (--ellipse" in err[0] and not off.exists()
     bad = tmp_path / "nodata.fits"
     bad.write_bytes(b"not a fits file" * 100)
     assert main(["fir", "map", "--images", f"{files[0]},{bad}", "--out", str(tmp_path / "x.fir.fits")]) == 2

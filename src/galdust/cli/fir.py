@@ -259,6 +259,9 @@ def fir_map(
     except ValueError as e:  # images without a source, or not overlapping: the user's data, in one line
         raise UserError(f"{_one_line(e)} (bands {', '.join(i.band for i in imgs)}: check that each image has data "
                         f"and covers the galaxy, or give --ellipse)") from None
+    if not fm.mask.any():  # an --ellipse off the images: nothing to write (it wrote an empty map, exit 0)
+        raise UserError(f"no pixel inside the aperture ({'--ellipse ' + ellipse if ellipse else 'automatic'}) has "
+                        f"data in every band: does it lie on the images?")
     for k, f in _kv_files(lowres, "--lowres").items():
         if k not in MAP_KEYS:
             raise UserError(f"--lowres {k}: one of {', '.join(MAP_KEYS)}")

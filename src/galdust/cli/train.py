@@ -68,4 +68,4 @@ def train_amortized_cmd(
     if "stopped_at" in side:
         typer.echo(f"stopped at step {side['stopped_at']} of {steps}; rerun the same command to resume")
     else:
-        typer.echo(f"wrote {out} (val NLL {side['metrics']['val_nll']:.4f})")
+        typer.echo(f"done: {out} (val NLL {side['metrics']['val_nll']:.4f})")
