@@ -232,6 +232,10 @@ def test_fir_map_cli_writes_the_maps_with_wcs(tmp_path, model, capsys):
         assert np.all(np.isfinite(td[mask == 1])) and np.all(np.isnan(td[mask == 0]))
         assert not h["FLAG"].data[mask == 0].any()  # FLAG: predicted pixels outside the training domain
     assert (tmp_path / "ngc0000.fir.png").stat().st_size > 20000
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0  # what the file holds (it said 'no image data in the primary HDU')
+    text = capsys.readouterr().out
+    assert ": FIR map (galdust fir map)" in text and "HDU TD " in text and "[K]" in text
     assert main(args) == 2  # no overwrite without --overwrite
     assert "exists" in capsys.readouterr().err
     assert main(args + ["--overwrite", "--fwhm", "wise_w4=12"]) == 0  # BAND=ARCSEC (it crashed until session 29)

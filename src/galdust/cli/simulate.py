@@ -96,12 +96,65 @@ def simulate(
         typer.echo(f"simulated {n} galaxies in {t_sim:.1f} s ({n / t_sim:.1f}/s); wrote {written}")
 
 
+#: primary-header keys worth showing for a galdust output (the rest: the file's header)
+_PRODUCT_KEYS = ("METHOD", "BANDS", "AV_LW", "AVLW_ERR", "DELTA", "DELTAERR", "COVFRAC", "CHI2", "CHI2ND", "NITER",
+                 "CONVERGE", "START", "FWHM", "PIXSCALE")
+
+
+def _describe_product(path: Path) -> list[str] | None:
+    """Lines describing a galdust output (a dust map NAME.dust.fits, a FIR map NAME.fir.fits) or a
+    simulation store (``galdust simulate --bulk``); None for anything else (an input image)."""
+    import numpy as np
+
+    if path.suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                if "config" not in d.files or "S" not in d.files:
+                    return None
+                n, (h, w) = len(d["S"]), d["S"].shape[1:]
+                sig = np.asarray(d["sigma"]) if "sigma" in d.files else np.zeros(1)
+                return [f"{path}: simulation store (galdust simulate --bulk), {n} galaxies of {h} x {w} pixels, seed "
+                        f"{int(d['seed']) if 'seed' in d.files else '?'}, cubes {'yes' if 'cube' in d.files else 'no'}, "
+                        f"{'noiseless' if not np.any(sig > 0) else 'with noise'}",
+                        f"  bands: {', '.join(str(b) for b in d['bands'])}" if "bands" in d.files else "  bands: ?",
+                        f"  arrays: {', '.join(sorted(d.files))}",
+                        f"  simulator: {d['config']}"]
+        except (OSError, ValueError):
+            return None
+    if path.suffix.lower() not in (".fits", ".fit", ".fz") or not path.is_file():
+        return None
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as h:
+            names = [x.name for x in h]
+            kind = ("dust map (galdust fit)" if "AV" in names else
+                    "FIR map (galdust fir map)" if "LOG_SLD" in names else None)
+            if kind is None:
+                return None
+            head = h[0].header
+            lines = [f"{path}: {kind}"]
+            keys = [f"{k} = {head[k]}" for k in _PRODUCT_KEYS if k in head]
+            if keys:
+                lines.append("  " + ", ".join(keys))
+            for x in h[1:]:
+                shape = "x".join(map(str, x.data.shape)) if x.data is not None else "-"
+                unit = x.header.get("BUNIT", "")
+                lines.append(f"  HDU {x.name:12s} {shape:>12s}" + (f"  [{unit}]" if unit else ""))
+            return lines
+    except OSError:
+        return None
+
+
 @app.command()
 def info(
-    inputs: Annotated[list[Path], typer.Argument(help="A cube FITS, an .npz scene, or one FITS per band.")],
+    inputs: Annotated[list[Path], typer.Argument(help="A cube FITS, an .npz scene, or one FITS per band; or a "
+                                                      "galdust output (NAME.dust.fits, NAME.fir.fits) or simulation "
+                                                      "store.")],
     bands: Annotated[Optional[str], typer.Option(help="Comma-separated bands, for one file per band.")] = None,
 ):
-    """Read an input image as galdust would and print what it found (bands, shape, noise, PSF, WCS)."""
+    """Read an input image as galdust would and print what it found (bands, shape, noise, PSF, WCS);
+    for a galdust output or simulation store, what it holds."""
     import warnings
 
     import numpy as np
@@ -109,6 +162,12 @@ def info(
     from ..io import read_observation
 
     band_list = [b.strip() for b in bands.split(",")] if bands else None
+    if len(inputs) == 1 and bands is None:
+        summary = _describe_product(inputs[0])
+        if summary:  # a galdust output or simulation store, not an input image
+            for line in summary:
+                typer.echo(line)
+            return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         obs = read_observation([str(p) for p in inputs], band_list)
