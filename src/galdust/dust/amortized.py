@@ -519,6 +519,18 @@ def _predict_batch(net, Y, ivar, dlnw, idx: tuple[int, ...]):
     return jax.vmap(lambda y, i, d: predict(sub, y, i, present, d))(Y, ivar, dlnw)
 
 
+def _set_label(bands: Sequence[str]) -> str:
+    """A band set in a few words: ``sdss_u,...,sdss_z,2mass_j`` -> ``sdss ugriz + 2mass j``."""
+    parts: list[list[str]] = []
+    for b in bands:
+        survey, _, name = b.rpartition("_")
+        if parts and parts[-1][0] == survey and len(name) == 1:
+            parts[-1][1] += name
+        else:
+            parts.append([survey, name])
+    return " + ".join(f"{survey} {names}" if survey else names for survey, names in parts)
+
+
 class AmortizedFitter:
     """``galdust fit --method amortized``: :meth:`fit` has :class:`~galdust.dust.job.DustFitter`'s
     signature and returns :class:`~galdust.dust.job.DustResult` objects with ``AV_ERR`` (per-pixel σ)
@@ -541,7 +553,7 @@ class AmortizedFitter:
 
     def check_bands(self, bands: Sequence[str], source: str = "") -> None:
         if not self.supports(bands):
-            sets = "; ".join(",".join(s) for s in self.band_sets)
+            sets = ", ".join(_set_label(s) for s in self.band_sets)
             raise ValueError(f"{source + ': ' if source else ''}the amortised model has no band set "
                              f"{','.join(bands)} (it was trained on: {sets}); use --method map")
 
