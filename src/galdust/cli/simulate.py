@@ -134,7 +134,8 @@ def _describe_product(path: Path) -> list[str] | None:
                 return None
             head = h[0].header
             lines = [f"{path}: {kind}"]
-            keys = [f"{k} = {head[k]}" for k in _PRODUCT_KEYS if k in head]
+            keys = [f"{k} = {head[k]:.4g}" if isinstance(head[k], float) else f"{k} = {head[k]}"
+                    for k in _PRODUCT_KEYS if k in head]
             if keys:
                 lines.append("  " + ", ".join(keys))
             for x in h[1:]:
