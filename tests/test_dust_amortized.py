@@ -74,6 +74,8 @@ def test_bands_of_any_survey_take_the_wavelength_slot_nearest_their_filter():
         assign_slots(slots, wave, ["sdss_g", "wise_w1"])
     with pytest.raises(ValueError, match="'sdss_g' and 'hsc_g' fall in the same slot"):
         assign_slots(slots, wave, ["sdss_g", "hsc_g"])
+    with pytest.raises(ValueError, match="band 'sdss_g' is given twice"):
+        assign_slots(slots, wave, ["sdss_g", "sdss_r", "sdss_g"])
     # the wavelength channel: the offset / 0.05 where the slot has data, zero elsewhere
     Y = np.ones((9, 64, 64), np.float32)
     present = np.zeros(9, np.float32)
@@ -314,3 +316,4 @@ def test_map_fit_started_from_the_network_begins_at_its_map(held_out):
                            "two-bands")
     out = fitter.fit([bad])
     assert isinstance(out[0], ValueError) and "no band set" in str(out[0])
+    assert str(out[0]).endswith("use --start auto, red or blue")  # not '--method map': this is the MAP fit

@@ -127,3 +127,16 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert 20 <= killed_at < 60
     subprocess.run(script(0.0, tmp_path / "k", tmp_path / "k.npy"), check=True, env=env, timeout=120)
     np.testing.assert_array_equal(np.load(tmp_path / "k.npy"), np.array([float(ref.w), float(ref.b)]))
+
+
+def test_a_one_step_schedule_has_no_warm_up_and_trains():
+    """``--steps 1`` with the trainings' warm-up of one step: optax refused a decay of 0 steps."""
+    import optax
+
+    from galdust.nn.train import adam
+
+    opt = adam(1e-2, 1, warmup=1)
+    params = jnp.ones(3)
+    updates, _ = opt.update(jnp.ones(3), opt.init(params), params)
+    new = optax.apply_updates(params, updates)
+    assert np.all(np.asarray(new) < 1.0) and np.all(np.isfinite(np.asarray(new)))

@@ -257,3 +257,33 @@ def test_empty_csv_cells_are_missing_and_out_of_range_redshifts_are_flagged_in_s
     assert main(["posterior", "sample", "--catalog", str(tmp_path / "t.csv"), "--redshift-column", "z",
                  "--out", str(tmp_path / "q.fits")]) == 2
     assert capsys.readouterr().err.strip().endswith("no column 'z' (--redshift-column); did you mean 'Z'?")
+
+
+def test_run_fit_amortized_catalogue_keeps_the_networks_sigma(tmp_path, good_inputs, cluster):
+    """The σ that --method amortized adds are catalogue columns (they were only in the FITS and JSON)."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "run"
+    assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(out), "--scheduler",
+                 cluster.scheduler_address, "--quiet", "--method", "amortized"]) == 0
+    row = pq.read_table(out / "catalog.parquet").to_pylist()[0]
+    with fits.open(out / "g0.dust.fits") as h:
+        assert row["av_lw_err"] == pytest.approx(h[0].header["AVLW_ERR"]) and row["av_lw_err"] > 0
+        assert row["delta_err"] == pytest.approx(h[0].header["DELTAERR"])
+
+
+def test_rows_written_before_a_column_was_added_read_back_with_it_null(tmp_path):
+    """A run begun by an older galdust resumes: its rows lack the newer columns, which read as null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from galdust.pipeline import catalog as cat
+
+    old = cat.schema([("av_lw", pa.float64())])
+    new = cat.schema([("av_lw", pa.float64()), ("av_lw_err", pa.float64())])
+    row = {f.name: None for f in old}
+    row.update(name="g0", input="g0.fits", status="ok", av_lw=0.3)
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / cat.CATALOG)
+    table, _ = cat.read_rows(tmp_path, new)
+    assert table.schema == new and table.to_pylist()[0]["av_lw"] == 0.3
+    assert table.to_pylist()[0]["av_lw_err"] is None

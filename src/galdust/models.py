@@ -39,7 +39,7 @@ SHIPPED: dict[str, ShippedModel] = {
                                "p(D | S): conditional U-Net, denoising score matching on simulations",
                                (("mean val loss", "metrics.val_loss.mean"),)),
     "amortized-dust": ShippedModel("equinox", "weights/amortized_dust.eqx", "weights/amortized_dust.json",
-                                   "dust maps in one pass: U-Net, per-pixel A_V mean and sigma (SDSS ugriz/griz +-2MASS, HSC grizy, LSST ugrizy, +-Euclid YJH)",
+                                   "dust maps in one pass: U-Net, per-pixel A_V mean and sigma (SDSS griz, griz+J, ugriz, ugriz+JH; HSC grizy, LSST ugrizy, each also + Euclid YJH)",
                                    (("val NLL", "metrics.val_nll"),)),
     "host-prior-sim": ShippedModel("score prior", "weights/host_prior_sim.eqx", "weights/host_prior_sim.json",
                                    "p(S) trained on simulated hosts (only by name: fallback_host_prior)",

@@ -142,6 +142,8 @@ def assign_slots(slots: Sequence[str], slot_wave: Sequence[float] | None, bands:
                              f"wavelength slots ({', '.join(f'{s} {w:g}' for s, w in zip(slots, slot_wave))} µm)")
         if j in idx:
             other = bands[idx.index(j)]
+            if other == b:
+                raise ValueError(f"band {b!r} is given twice")
             raise ValueError(f"bands {other!r} and {b!r} fall in the same slot ({slots[j]}) of the amortised model")
         idx.append(j)
         dlnw[j] = d[j]
@@ -551,11 +553,11 @@ class AmortizedFitter:
         """Whether the bands (in any order) are one of the band sets the network was trained on."""
         return any(sorted(bands) == sorted(s) for s in self.band_sets)
 
-    def check_bands(self, bands: Sequence[str], source: str = "") -> None:
+    def check_bands(self, bands: Sequence[str], source: str = "", advice: str = "use --method map") -> None:
         if not self.supports(bands):
             sets = ", ".join(_set_label(s) for s in self.band_sets)
             raise ValueError(f"{source + ': ' if source else ''}the amortised model has no band set "
-                             f"{','.join(bands)} (it was trained on: {sets}); use --method map")
+                             f"{','.join(bands)} (it was trained on: {sets}); {advice}")
 
     def encode_prepared(self, prep) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """Data and inverse variance of a prepared observation, in its band order, padded to the

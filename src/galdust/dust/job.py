@@ -149,7 +149,7 @@ class DustFitter:
                 if start == "amortized":
                     if self.init_net is None:
                         raise ValueError("start 'amortized' needs the amortised network (make_fitter loads it)")
-                    self.init_net.check_bands(obs.bands, obs.source)
+                    self.init_net.check_bands(obs.bands, obs.source, advice="use --start auto, red or blue")
                 key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
                 prepared[i] = (prep, psf, start)
                 groups[key].append(i)

@@ -72,7 +72,8 @@ class Trained:
 def adam(lr: float, steps: int, *, final: float = 0.05, warmup: int = 0, clip: float | None = None,
          weight_decay: float = 0.0):
     """Adam(W) with a cosine decay of the learning rate to ``final`` × ``lr`` over ``steps`` (after a
-    linear ``warmup``), optionally gradient clipping by global norm."""
+    linear ``warmup``; shortened to leave at least one decay step), optionally gradient clipping by global norm."""
+    warmup = min(warmup, max(steps - 1, 0))  # one step: no warm-up (optax refuses a decay of 0 steps)
     if warmup:
         sched = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, 1), lr * final)
     else:

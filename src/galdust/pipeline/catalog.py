@@ -88,18 +88,26 @@ def _dedup(table: pa.Table) -> pa.Table:
     return table.take(pa.array(idx, pa.int64()))
 
 
+def _conform(table: pa.Table, sch: pa.Schema) -> pa.Table:
+    """``table`` in the schema ``sch``: its columns cast, those it lacks (rows written by an older
+    galdust, before a column was added) null."""
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+            for f in sch]
+    return pa.Table.from_arrays(cols, schema=sch)
+
+
 def read_rows(out: str | Path, sch: pa.Schema) -> tuple[pa.Table, list[Path]]:
     """The deduplicated union of ``catalog.parquet`` and the parts, and the part files read."""
     out = Path(out)
     tables, parts = [], []
     cat = out / CATALOG
     if cat.exists():
-        tables.append(pq.read_table(cat).cast(sch))
+        tables.append(_conform(pq.read_table(cat), sch))
     d = _parts_dir(out)
     if d.is_dir():
         for p in sorted(d.glob("*.parquet")):
             try:
-                tables.append(pq.read_table(p).cast(sch))
+                tables.append(_conform(pq.read_table(p), sch))
             except (OSError, pa.ArrowInvalid):  # cannot happen with atomic writes; never lose the others
                 continue
             parts.append(p)

@@ -55,9 +55,14 @@ class FitTask:
     method: str = "map"  # galdust fit --method
 
     name = "fit"
-    fields = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()),
-              ("chi2", pa.float64()), ("chi2nd", pa.float64()), ("niter", pa.int64()),
-              ("converged", pa.bool_()), ("start", pa.string())]
+
+    @property
+    def fields(self):
+        base = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()),
+                ("chi2", pa.float64()), ("chi2nd", pa.float64()), ("niter", pa.int64()),
+                ("converged", pa.bool_()), ("start", pa.string())]
+        # the network's σ: what --method amortized adds (the FITS keys AVLW_ERR, DELTAERR)
+        return base + ([("av_lw_err", pa.float64()), ("delta_err", pa.float64())] if self.method == "amortized" else [])
 
     def options(self) -> dict:
         from ..dust.fit import level_config, resolve_host
@@ -112,6 +117,8 @@ class FitTask:
                 rows[k] = dict(status="ok", error=None, av_lw=s["AV_LW"], delta=s["DELTA"], covfrac=s["COVFRAC"],
                                chi2=s["CHI2"], chi2nd=s["CHI2ND"], niter=s["NITER"], converged=s["CONVERGE"],
                                start=s["START"])
+                if self.method == "amortized":
+                    rows[k].update(av_lw_err=s["AVLW_ERR"], delta_err=s["DELTAERR"])
         dt = (time.perf_counter() - t0) / len(items)
         return [dict(rows[k], name=it[0], input=it[1], runtime_s=dt) for k, it in enumerate(items)]
 
