@@ -39,6 +39,18 @@ def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, 
                        detect=detect, batch_size=batch_size, host=host, method=method)
 
 
+class _FitFields:
+    """``FitTask.fields``: the MAP fit's columns, plus the network's σ (the FITS keys AVLW_ERR,
+    DELTAERR) on a task with ``method='amortized'``."""
+
+    base = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()), ("chi2", pa.float64()),
+            ("chi2nd", pa.float64()), ("niter", pa.int64()), ("converged", pa.bool_()), ("start", pa.string())]
+    amortized = [("av_lw_err", pa.float64()), ("delta_err", pa.float64())]
+
+    def __get__(self, task, owner=None):
+        return self.base + (self.amortized if getattr(task, "method", None) == "amortized" else [])
+
+
 @dataclass(frozen=True)
 class FitTask:
     """``galdust fit`` per object: NAME.dust.fits + NAME.json (+ NAME.png with ``plot``)."""
@@ -55,14 +67,7 @@ class FitTask:
     method: str = "map"  # galdust fit --method
 
     name = "fit"
-
-    @property
-    def fields(self):
-        base = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()),
-                ("chi2", pa.float64()), ("chi2nd", pa.float64()), ("niter", pa.int64()),
-                ("converged", pa.bool_()), ("start", pa.string())]
-        # the network's σ: what --method amortized adds (the FITS keys AVLW_ERR, DELTAERR)
-        return base + ([("av_lw_err", pa.float64()), ("delta_err", pa.float64())] if self.method == "amortized" else [])
+    fields = _FitFields()
 
     def options(self) -> dict:
         from ..dust.fit import level_config, resolve_host
