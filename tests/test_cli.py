@@ -53,27 +53,6 @@ def test_simulate_bulk_store(tmp_path):
         assert "isochromatic=True" in str(d["config"])
 
 
-def test_info_describes_a_store_and_a_dust_map(tmp_path, capsys):
-    """`galdust info` on what galdust wrote says what it holds (it said 'npz scene has no images array',
-    'no image data in the primary HDU')."""
-    out = tmp_path / "train.npz"
-    assert main(["simulate", "--bulk", "--n", "3", "--size", "32", "--out", str(out), "--quiet", "--snr", "0"]) == 0
-    capsys.readouterr()
-    assert main(["info", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "simulation store (galdust simulate --bulk), 3 galaxies of 32 x 32 pixels, seed 0, cubes no, noiseless" in text
-    assert "bands: sdss_g, sdss_r, sdss_i, sdss_z" in text
-    assert main(["simulate", "--n", "1", "--out", str(tmp_path / "s"), "--quiet"]) == 0
-    cube = next((tmp_path / "s").glob("*.fits"))
-    assert main(["fit", str(cube), "--out", str(tmp_path / "o"), "--method", "amortized", "--quiet"]) == 0
-    capsys.readouterr()
-    assert main(["info", str(next((tmp_path / "o").glob("*.dust.fits")))]) == 0
-    text = capsys.readouterr().out
-    assert ": dust map (galdust fit)" in text and "METHOD = amortized" in text and "HDU AV_ERR" in text
-    assert main(["info", str(cube)]) == 0  # an input still reads as an input
-    assert "4 bands x 64 x 64 pixels" in capsys.readouterr().out
-
-
 def test_unknown_band_is_one_line_error(tmp_path, capsys):
     rc = main(["simulate", "--n", "1", "--out", str(tmp_path / "never"), "--bands", "sdss_g,sdss_rr"])
     err = capsys.readouterr().err

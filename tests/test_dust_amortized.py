@@ -206,7 +206,7 @@ def test_shipped_network_maps_held_out_galaxies_with_calibrated_sigma(survey, re
     assert 0.35 <= np.mean(inside_lw) <= 0.9
 
 
-def test_cli_amortized_writes_the_sigma_map_and_refuses_other_bands(held_out, tmp_path, capsys):
+def test_cli_amortized_writes_the_sigma_map_and_refuses_other_bands(held_out, store, tmp_path, capsys):
     sim, obs = held_out
     o = obs[0]
     write_cube(tmp_path / "g.fits", o.cube, o.bands, ivar=o.ivar, psf=o.psf, wave_eff=o.wave_eff)
@@ -214,6 +214,18 @@ def test_cli_amortized_writes_the_sigma_map_and_refuses_other_bands(held_out, tm
     with fits.open(tmp_path / "o" / "g.dust.fits") as h:
         assert h[0].header["METHOD"] == "amortized" and h[0].header["NITER"] == 0
         assert h["AV_ERR"].data.shape == h["AV"].data.shape and np.all(h["AV_ERR"].data > 0)
+    # galdust info on the output and on a simulation store says what they hold (it said 'no image data in
+    # the primary HDU', 'npz scene has no images array')
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "o" / "g.dust.fits")]) == 0
+    text = capsys.readouterr().out
+    assert ": dust map (galdust fit)" in text and "METHOD = amortized" in text and "HDU AV_ERR" in text
+    assert main(["info", str(store)]) == 0
+    text = capsys.readouterr().out
+    assert "simulation store (galdust simulate --bulk), 12 galaxies of 64 x 64 pixels, seed 3, cubes yes" in text
+    assert "bands: sdss_g, sdss_r, sdss_i, sdss_z, 2mass_j" in text
+    assert main(["info", str(tmp_path / "g.fits")]) == 0  # an input still reads as an input
+    assert "4 bands x 64 x 64 pixels" in capsys.readouterr().out
     # two bands: no band set of the network
     write_cube(tmp_path / "gr.fits", o.cube[:2], o.bands[:2], ivar=o.ivar[:2], wave_eff=o.wave_eff[:2])
     capsys.readouterr()
