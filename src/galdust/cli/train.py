@@ -53,11 +53,13 @@ def train_amortized_cmd(
                 for part in band_sets.split(";") if part.strip()]
         if not sets:
             raise UserError(f"--band-sets {band_sets!r}: no bands")
-        from ..physics.filters import is_known
+        from ..physics.filters import UnknownBandError, get_filter
 
-        unknown = sorted({b for s in sets for b in s if not is_known(b)})
-        if unknown:
-            raise UserError(f"--band-sets: unknown band {unknown[0]!r} (galdust info --bands lists them)")
+        try:
+            for b in {b for s in sets for b in s}:
+                get_filter(b)
+        except UnknownBandError as e:  # its message lists close matches
+            raise UserError(f"--band-sets: {e}") from None
         config["band_sets"] = sets
     try:
         side = train_amortized(data, out, steps=steps, batch=batch, lr=lr, seed=seed, n_val=n_val,

@@ -465,16 +465,10 @@ def transplant(old: AmortizedNet, new: AmortizedNet) -> AmortizedNet:
             raise ValueError(f"--init: the network's band {b!r} has no slot in the one trained")
     if len(set(to)) < len(to):
         raise ValueError("--init: two of the network's bands fall in one slot of the one trained")
-    n_old, n_new = len(old.slots), len(new.slots)
-    f_old = old.unet.conv_in.weight.shape[2] // (old.unet.stem ** 2 * n_old)
-    f_new = new.unet.conv_in.weight.shape[2] // (new.unet.stem ** 2 * n_new)
-    c_old, c_new = f_old * n_old, f_new * n_new
-    w_old = np.asarray(old.unet.conv_in.weight)
+    n_feat = _per_slot(old)  # the old features (the new network may add the wavelength channel)
     w = np.zeros(new.unet.conv_in.weight.shape, np.float32)
-    for blk in range(new.unet.stem ** 2):  # space-to-depth: channel = block * c + feature * n_slots + slot
-        for f in range(f_old):
-            for s_old, s_new in enumerate(to):
-                w[:, :, blk * c_new + f * n_new + s_new] = w_old[:, :, blk * c_old + f * n_old + s_old]
+    w[:, :, _slot_channels(new, to, n_feat)] = np.asarray(old.unet.conv_in.weight)[
+        :, :, _slot_channels(old, range(len(old.slots)), n_feat)]
     unet = eqx.tree_at(lambda u: u.conv_in.weight, old.unet, jnp.asarray(w))
     return eqx.tree_at(lambda m: m.unet, new, unet)
 
@@ -502,13 +496,18 @@ def _pad_to(a: np.ndarray, size: int, fill=0.0) -> tuple[np.ndarray, tuple[int, 
     return out, (oy, ox)
 
 
-def _slot_channels(net: AmortizedNet, idx: Sequence[int]) -> np.ndarray:
+def _per_slot(net: AmortizedNet) -> int:
+    """Input features per slot (5, or 6 with the wavelength channel)."""
+    return net.unet.conv_in.weight.shape[2] // (net.unet.stem ** 2 * len(net.slots))
+
+
+def _slot_channels(net: AmortizedNet, idx: Sequence[int], n_feat: int | None = None) -> np.ndarray:
     """The input convolution's channels (space-to-depth order: block, feature, slot) of the slots
-    ``idx``, in the order a cube of just those slots (in that order) feeds them."""
-    n, stem = len(net.slots), net.unet.stem
-    per_slot = net.unet.conv_in.weight.shape[2] // (stem * stem * n)
-    return np.array([blk * per_slot * n + f * n + s for blk in range(stem * stem) for f in range(per_slot)
-                     for s in idx], int)
+    ``idx`` and the first ``n_feat`` features (all by default), in the order a cube of just those
+    slots (in that order) feeds them."""
+    n, stem, per_slot = len(net.slots), net.unet.stem, _per_slot(net)
+    return np.array([blk * per_slot * n + f * n + s for blk in range(stem * stem)
+                     for f in range(per_slot if n_feat is None else n_feat) for s in idx], int)
 
 
 @eqx.filter_jit
