@@ -109,13 +109,14 @@ def test_population_of_other_parameters_is_one_clear_error(tmp_path):
         Population.load(d)
 
 
-def test_the_population_draws_its_own_near_uv_prior(setup):
+def test_the_population_draws_its_own_near_uv_prior_and_redshift_range(setup):
     """A population calibrated with the near-UV correction draws it (uniform in [0, nuv_max]) whatever
-    the caller's config says; theta carries it."""
+    the caller's config says; theta carries it. Its broad prior's redshift distribution (z0, z_max)
+    is its own too."""
     cfg, grid, fs, *_ = setup
 
     class Flat:
-        zeropoints, log_w_max, meta = {}, 0.0, {"nuv_max": 0.6}
+        zeropoints, log_w_max, meta = {}, 0.0, {"nuv_max": 0.6, "z0": 0.09, "z_max": 0.4}
 
         def log_weight(self, theta):
             assert theta.shape[1] == len(THETA_NAMES)
@@ -125,4 +126,5 @@ def test_the_population_draws_its_own_near_uv_prior(setup):
 
     pc, _ = draw_population(jax.random.PRNGKey(5), 2000, cfg, grid, fs, Flat(), batch=4096)
     assert 0.0 <= pc["nuv"].min() and pc["nuv"].max() <= 0.6 and abs(np.median(pc["nuv"]) - 0.3) < 0.03
+    assert cfg.z_range[1] == 0.3 and 0.3 < pc["z"].max() <= 0.4  # beyond the simulator's default range
     assert THETA_NAMES[-1] == "nuv"

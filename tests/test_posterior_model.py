@@ -191,6 +191,23 @@ def test_rows_outside_the_training_domain_are_flagged(tmp_path):
     assert np.isfinite(r["log_mstar_p50"][1])  # answered, flagged
 
 
+def test_a_known_redshift_beyond_the_models_training_redshifts_is_flagged():
+    """A model given z keeps its largest training redshift; a known z beyond it is flagged, one inside
+    is not. A model trained before it kept one falls back on the simulator's default range (0.3)."""
+    from galdust.posterior.api import domain_notes
+    from galdust.posterior.domain import fit_domain
+
+    rng = np.random.default_rng(3)
+    flux, z = rng.uniform(50, 300, (500, 5)), rng.uniform(0.01, 0.4, 500)
+    dom = fit_domain(flux, SOFT, BANDS, z=z)
+    assert dom["z_max"] == pytest.approx(z.max())
+    notes = domain_notes(dom, flux[:3], SOFT, BANDS, zgiven=[0.05, 0.35, 0.5], column="Z")
+    assert notes[:2] == ["", ""] and notes[2].startswith("Z = 0.5 is beyond the training redshifts (z <= 0.39")
+    old = fit_domain(flux, SOFT, BANDS)
+    assert "z_max" not in old
+    assert "beyond the training redshifts (z <= 0.3)" in domain_notes(old, flux[:1], SOFT, BANDS, zgiven=[0.35])[0]
+
+
 def test_rows_much_noisier_than_the_training_photometry_are_flagged(tmp_path, capsys):
     """The models read fluxes, not errors: a row whose S/N in a band is below half the training set's
     lowest (padded 0.1 % quantile) is answered with flag 1 and says so; rows without errors or with

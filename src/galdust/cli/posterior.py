@@ -149,8 +149,9 @@ def posterior_train(
     dt = time.perf_counter() - t0
     from ..posterior.domain import fit_domain
 
+    zgiven = gval[:, glist.index("z")] if "z" in glist else None
     save_model(out, model, dict(kind="cfm-photometry", sims=[str(p) for p in sims],
-                                domain=fit_domain(flux, soft, cat.bands, flux_err=cat.flux_err[keep]),
+                                domain=fit_domain(flux, soft, cat.bands, flux_err=cat.flux_err[keep], z=zgiven),
                                 sims_provenance=sims_provenance(sims), n_train=int(keep.sum()), r_limit=r_limit,
                                 seed=seed, steps=res.step, train_seconds=round(dt, 1),
                                 best_val_loss=res.best_val, history=res.history))

@@ -316,6 +316,10 @@ def calibrate_population(
     nuv_max: Annotated[float, typer.Option("--nuv-max", min=0.0, max=2.0, help="Range [mag] of the near-UV "
                                                                               "correction of old stars the broad "
                                                                               "prior draws (0: none).")] = 0.6,
+    z0: Annotated[float, typer.Option("--z0", min=0.01, max=1.0, help="Scale of the broad prior's redshift "
+                                                                     "distribution, p(z) ∝ z² exp(-(z/z0)^1.5).")] = 0.09,
+    z_max: Annotated[float, typer.Option("--z-max", min=0.05, max=1.5, help="Largest redshift the broad prior "
+                                                                          "draws.")] = 0.4,
     holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of the real rows kept out "
                                                                                 "of the fit (their indices go to "
                                                                                 "the sidecar, for an honest "
@@ -348,7 +352,7 @@ def calibrate_population(
     perm = np.random.default_rng(seed).permutation(rows)
     n_out = int(round(holdout * len(rows)))
     held, fit_rows = np.sort(perm[:n_out]), np.sort(perm[n_out:])
-    cfg = SEDConfig(bands=SDSS_BANDS, nuv_max=nuv_max)
+    cfg = SEDConfig(bands=SDSS_BANDS, nuv_max=nuv_max, z0=z0, z_range=(SEDConfig().z_range[0], z_max))
     grid = S.load_sps()
     t0 = time.perf_counter()
     kp, kn = jax.random.split(jax.random.PRNGKey(seed))
@@ -378,7 +382,7 @@ def calibrate_population(
     import sys
 
     pop.meta.update(name=out.name, command="galdust " + " ".join(sys.argv[1:]), real=str(real), n_real_fit=int(len(fit_rows)), heldout_rows=held.tolist(),
-                    n_broad=n, nuv_max=nuv_max, seed=seed, rounds=rounds, iterations=iterations, history=hist,
+                    n_broad=n, nuv_max=nuv_max, z0=z0, z_max=z_max, seed=seed, rounds=rounds, iterations=iterations, history=hist,
                     train_seconds=round(time.perf_counter() - t0, 1))
     pop.save(out, overwrite)
     cache.clear()

@@ -189,15 +189,16 @@ def read_redshift_column(catalog, column: str) -> np.ndarray:
 def domain_notes(domain: dict | None, flux, soft, bands, zgiven=None, column: str | None = None,
                  flux_err=None) -> list[str]:
     """Per row, why it lies outside the model's training domain ("" when inside): its fluxes
-    and their S/N (:func:`galdust.posterior.domain.outside`) and, for a model given z, a known redshift beyond the
-    simulator's (the training) redshifts. ``galdust posterior sample`` and ``galdust run posterior``
-    flag such rows (answered, ``flag`` = 1, ``note`` = why)."""
+    and their S/N (:func:`galdust.posterior.domain.outside`) and, for a model given z, a known
+    redshift beyond its training redshifts (the domain's ``z_max``; a model without one: the
+    simulator's default range). ``galdust posterior sample`` and ``galdust run posterior`` flag such
+    rows (answered, ``flag`` = 1, ``note`` = why)."""
     from ..simulate.sed import SEDConfig
     from .domain import outside
 
     notes = list(outside(domain, flux, soft, bands, flux_err))
     if zgiven is not None:
-        z_hi = SEDConfig().z_range[1]
+        z_hi = float((domain or {}).get("z_max", SEDConfig().z_range[1]))
         for i, v in enumerate(np.asarray(zgiven, float).reshape(-1)):
             if np.isfinite(v) and v > z_hi:
                 why = f"{column or 'z'} = {v:.3g} is beyond the training redshifts (z <= {z_hi:g})"

@@ -39,16 +39,19 @@ def snr_features(flux, flux_err, bands) -> tuple[np.ndarray, list[str]]:
     return ls, [f"S/N {b.split('_')[-1]}" for b in bands]
 
 
-def fit_domain(flux, soft, bands, q: float = 0.001, pad: float = 0.1, flux_err=None) -> dict:
+def fit_domain(flux, soft, bands, q: float = 0.001, pad: float = 0.1, flux_err=None, z=None) -> dict:
     """The input ranges of a training set's fluxes (n, n_band) [nmgy] (a JSON-able dict); with
     ``flux_err``, also the range of log10 S/N per band (``snr``): the models read the fluxes only, so
-    a row much noisier than the training photometry gets intervals too narrow for its data."""
+    a row much noisier than the training photometry gets intervals too narrow for its data. With ``z``
+    (a model given the redshift), its largest training redshift (``z_max``)."""
     X, names = domain_features(np.asarray(flux, float), soft, bands)
     d = fit_ranges(X[np.isfinite(X).all(axis=1)], names, q, pad)
     if flux_err is not None:
         L, snames = snr_features(flux, flux_err, bands)
         if np.isfinite(L).any():  # flagged: noisier than half the S/N of the noisiest training rows
             d["snr"] = dict(fit_ranges(L, snames, q, pad), margin_dex=SNR_MARGIN_DEX)
+    if z is not None:
+        d["z_max"] = float(np.nanmax(np.asarray(z, float)))
     return d
 
 

@@ -122,8 +122,9 @@ def c2st_auc(X_sim, w_sim, X_real, *, seed: int = 0, n_max: int = 5000) -> float
 class Population:
     """ν(θ) = Π_k clip(odds of parameter classifier k), normalised so its mean over the broad prior's
     selected galaxies is 1; ``log_w_max``: the largest log ν seen there (the rejection envelope);
-    ``zeropoints``: band → mag added to the simulator's magnitudes; ``meta['nuv_max']``: the broad prior's
-    near-UV correction range it was calibrated on (:meth:`config` puts it in a simulator config)."""
+    ``zeropoints``: band → mag added to the simulator's magnitudes; ``meta['nuv_max']``, ``meta['z0']``,
+    ``meta['z_max']``: the broad prior's near-UV correction range and redshift distribution it was
+    calibrated on (:meth:`config` puts them in a simulator config)."""
 
     boosters: list
     clip: float
@@ -146,10 +147,16 @@ class Population:
 
     def config(self, cfg):
         """``cfg`` (a :class:`~galdust.simulate.sed.SEDConfig`) with the broad prior this population
-        reweights: its near-UV correction range."""
+        reweights: its near-UV correction range and, where its sidecar has them, its redshift
+        distribution (``z0``, ``z_max``; older populations reweight the simulator's default)."""
         from dataclasses import replace
 
-        return replace(cfg, nuv_max=float(self.meta.get("nuv_max", 0.0)))
+        kw = dict(nuv_max=float(self.meta.get("nuv_max", 0.0)))
+        if "z0" in self.meta:
+            kw["z0"] = float(self.meta["z0"])
+        if "z_max" in self.meta:
+            kw["z_range"] = (cfg.z_range[0], float(self.meta["z_max"]))
+        return replace(cfg, **kw)
 
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         from ..weights import save_folder
