@@ -236,6 +236,9 @@ def test_cli_amortized_writes_the_sigma_map_and_refuses_other_bands(held_out, st
     assert main(["fit", str(tmp_path / "g.fits"), "--out", str(tmp_path / "o3"), "--method", "amortized",
                  "--max-iter", "5"]) == 2
     assert "--max-iter: only for --method map" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "g.fits"), "--out", str(tmp_path / "o3"), "--method", "amortized",
+                 "--no-psf"]) == 2  # the network reads no PSF: the option would change nothing
+    assert "--no-psf: only for --method map" in capsys.readouterr().err
 
 
 def test_many_inputs_are_shared_by_worker_processes_with_the_same_outputs(held_out, tmp_path, capsys):

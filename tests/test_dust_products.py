@@ -12,7 +12,7 @@ from galdust.cli import main
 from galdust.io import read_cube, write_cube
 from galdust.physics.attenuation import LAMBDA_V, attenuation_ratio
 
-KEYS = ("BANDS", "DELTA", "AV_LW", "COVFRAC", "CHI2", "CHI2ND", "NITER", "CONVERGE", "START")
+KEYS = ("BANDS", "DELTA", "AV_LW", "COVFRAC", "CHI2", "CHI2ND", "NITER", "NITERD", "CONVERGE", "START")
 HDUS = ("AV", "D", "HOST", "HOST_CUBE", "MODEL", "RESID")
 
 
@@ -54,6 +54,8 @@ def test_outputs_keys_and_failure_isolation(sims, tmp_path, capsys):
             hostf = list(json.loads((out / f"{name}.json").read_text())["HOSTF"].values())
             assert [hdr[f"HOSTF{i}"] for i in range(1, 5)] == pytest.approx(hostf)
             assert hdr["START"] == "blue"
+            # --max-iter limits the dust fit; NITER adds the dust-free fit and the polish
+            assert 0 < hdr["NITERD"] <= 60 < hdr["NITER"]
             names = [x.name for x in h]
             for n in HDUS:
                 assert n in names

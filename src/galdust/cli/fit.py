@@ -72,7 +72,8 @@ def fit(
                                       "with its own SED plus a free-form disk), 'nucleus' or 'bulge-disk-nucleus' "
                                       "(either, plus a point source with its own SED: an AGN or a nuclear star "
                                       "cluster), 'bulge-disk-clumps'; measurements in docs/eval_dust.md.")] = "auto",
-    no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF.")] = False,
+    no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF (--method map; the amortised "
+                                                         "network reads none).")] = False,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
                                                                "(band, y, x); applies to every input.")] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not mask neighbouring sources.")] = False,
@@ -117,7 +118,8 @@ def fit(
         if n_proc > 1:  # the worker processes load the network; here only the options and the file are checked
             from ..dust.api import check_method
 
-            check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors)
+            check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors,
+                         use_psf=not no_psf)
             if model is not None and not Path(model).exists():
                 raise UserError(f"{model}: no such file (--model)")
             fitter = None
@@ -151,7 +153,9 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
                 how = "amortised"
             else:
                 head = f"A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}"
-                how = (f"{s['NITER']} it{'' if s.get('CONVERGE', True) else ' (not converged; a larger --max-iter?)'}"
+                stop = (f" (the dust fit's {s['NITERD']} iterations did not converge: a larger --max-iter?)" if "NITERD" in s
+                        else " (not converged; a larger --max-iter?)")
+                how = (f"{s['NITER']} it{'' if s.get('CONVERGE', True) else stop}"
                        f"  start {s['START']}  priors {s.get('PRIORS', '?')}")
             typer.echo(f"{name}: {head}  covfrac {s['COVFRAC']:.2f}  χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  "
                        f"{how}" + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}")

@@ -127,7 +127,8 @@ def run_cmd(
             resolve_host(host, dust_level)  # ValueError for an unknown host model
             from ..dust.api import check_method
 
-            check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors)
+            check_method(method, level=dust_level, max_iter=max_iter, start=start, host=host, priors=not no_priors,
+                         use_psf=not no_psf)
         if model is not None and not Path(model).exists():
             raise ValueError(f"{model}: no such model")
         job = TASKS[task](**opts)

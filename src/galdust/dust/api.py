@@ -40,14 +40,16 @@ METHODS = ("map", "amortized")
 
 
 def check_method(method: str, *, level: str = "shrink", max_iter: int | None = None, start: str = "auto",
-                 host: str = DEFAULT_HOST, priors: bool = True) -> None:
-    """ValueError (one line) for an unknown ``--method`` or MAP-only options given to the amortised one."""
+                 host: str = DEFAULT_HOST, priors: bool = True, use_psf: bool = True) -> None:
+    """ValueError (one line) for an unknown ``--method`` or MAP-only options given to the amortised one
+    (its network reads no PSF: ``--no-psf`` would change nothing)."""
     if method not in METHODS:
         raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
     if method == "amortized":
         given = [name for name, v, d in (("--dust-level", level, "shrink"), ("--max-iter", max_iter, None),
                                           ("--start", start, "auto"), ("--host", host, DEFAULT_HOST),
-                                          ("--no-priors", not priors, False)) if v != d]
+                                          ("--no-priors", not priors, False), ("--no-psf", not use_psf, False))
+                 if v != d]
         if given:
             raise ValueError(f"{', '.join(given)}: only for --method map (the amortised network has no such setting)")
 
@@ -61,7 +63,7 @@ def make_fitter(level: str = "shrink", max_iter: int | None = None, priors: bool
 
     The learned priors (HSC host prior, conditional dust prior) are loaded when the configuration
     uses them."""
-    check_method(method, level=level, max_iter=max_iter, start=start, host=host, priors=priors)
+    check_method(method, level=level, max_iter=max_iter, start=start, host=host, priors=priors, use_psf=use_psf)
     if method == "amortized":
         from .amortized import AmortizedFitter
 

@@ -502,6 +502,7 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
         n_d = min(cfg.warm_iter, cfg.max_iter)
     q, n, conv = _run(model, Y, ivar, q0, cfg_d, fp, True, host_score, dust_score, n_d, re_max=re_max)
     q = q._replace(A=jnp.clip(q.A, 0.0, A_MAX))  # the product: D ≤ 1
+    n_dust = n  # the dust fit's own iterations (the ones --max-iter limits)
     if cfg.polish_iter > 0:  # 3) F and S refitted under the clipped dust map, with small steps (a fresh
         # Adam's first steps move every parameter by its full step size, noise-dominated pixels included)
         qp, n_p, _ = _run(model, Y, ivar, q, cfg, fp, True, host_score, None, cfg.polish_iter, fit_dust=False,
@@ -513,4 +514,4 @@ def fit_galaxy(model: DustModel, Y, ivar, *, start: str, cfg: FitConfig = FitCon
         n = n + n_p
     p = _to_params(q, bulge, nucleus, clumps)
     return dict(params=p, chi2=reduced_chi2(model, p, Y, ivar), chi2_nd=chi2_nd, n_iter=n + n_nd,
-                converged=conv, footprint=fp, params_nd=p_nd)
+                n_iter_dust=n_dust, converged=conv, footprint=fp, params_nd=p_nd)

@@ -232,7 +232,8 @@ def _result(out: dict, prep: Prepared, start: str, priors: str = "none") -> Dust
         "-clumps" if p.C is not None else "")
     hostmod = hostmod.lstrip("-") or "single"
     scalars = dict(DELTA=float(p.delta), AV_LW=av_lw, COVFRAC=cov, CHI2=float(out["chi2"]),
-                   CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), CONVERGE=bool(out["converged"]),
+                   CHI2ND=float(out["chi2_nd"]), NITER=int(out["n_iter"]), NITERD=int(out["n_iter_dust"]),
+                   CONVERGE=bool(out["converged"]),
                    START=start, PRIORS=priors, HOSTMOD=hostmod)
     scale = float(g.k * g.k)  # F is per fit pixel: per input pixel it is F / k²
     host_cube = g.map_to_input(np.asarray(out["host_cube"], np.float32), outside=0.0, per_pixel_flux=True)

@@ -6,7 +6,7 @@ unattenuated host's morphology, peak 1), ``HOST_CUBE`` (F_b S, plus the bulge fo
 input units), ``MODEL``, ``RESID`` ((data − model) √ivar, NaN where masked), ``MASK`` (1 = zero-weighted
 pixel) and, for a bulge-disk host, ``BULGE`` (its Sérsic morphology, peak 1); ``--method amortized``
 adds ``AV_ERR`` (the per-pixel σ of A_V). Primary keys: ``BANDS``, ``DELTA``, ``AV_LW``, ``COVFRAC``,
-``CHI2``, ``CHI2ND``, ``NITER``, ``CONVERGE``, ``START``, ``HOSTMOD``, ``HOSTF1..n`` (the disk's SED for a
+``CHI2``, ``CHI2ND``, ``NITER``, ``NITERD``, ``CONVERGE``, ``START``, ``HOSTMOD``, ``HOSTF1..n`` (the disk's SED for a
 bulge-disk host), ``BULGEF1..n`` and ``BT`` (bulge-disk), ``METHOD``, ``DELTAERR`` and ``AVLW_ERR``
 (amortized), ``LAMREF``, provenance.
 All files are written atomically and never replace an existing file without ``overwrite``.
@@ -34,7 +34,8 @@ _COMMENTS = {
     "COVFRAC": f"host-light fraction with A_V > {AV_COVER}",
     "CHI2": "reduced chi2 of the dust fit",
     "CHI2ND": "reduced chi2 of the dust-free fit",
-    "NITER": "iterations (dust-free + dust fit)",
+    "NITER": "iterations (dust-free + dust fit + polish)",
+    "NITERD": "iterations of the dust fit (limited by --max-iter)",
     "CONVERGE": "F converged before the iteration limit",
     "START": "initialisation (red or blue start)",
     "PRIORS": "learned priors (hsc: HSC host, dust: p(D|S))",
