@@ -63,8 +63,10 @@ def test_run_against_a_scheduler_address_bad_inputs_become_error_rows(tmp_path, 
     assert "5 ok, 5 errors" in cap.out
     lines = cap.err.strip().splitlines()  # which inputs failed and why, one line each
     assert len(lines) == 5 and all(x.startswith("galdust: error: ") for x in lines), cap.err
-    for name, text in bad_inputs.items():
-        assert any(f"galdust: error: {name} (" in x and text in x for x in lines), (name, lines)
+    for name, text in bad_inputs.items():  # the input's path once (the messages that start with it say it)
+        path = str(tmp_path / "in" / f"{name}.fits")
+        assert any(x.startswith(f"galdust: error: {name}") and text in x and x.count(path) == 1 for x in lines), \
+            (name, lines)
     t = pq.read_table(out / "catalog.parquet")
     assert t.schema == cat.schema(FitTask.fields)
     rows = {r["name"]: r for r in t.to_pylist()}

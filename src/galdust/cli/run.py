@@ -164,7 +164,8 @@ def run_cmd(
                   if s.earlier_errors else ""))
     shown = 10  # which inputs failed and why (all of them are in the catalogue's 'error' column)
     for name, src, msg in s.error_rows[:shown]:
-        typer.echo(f"galdust: error: {name} ({src}): {msg}", err=True)
+        where = f"{name}: " if str(msg).startswith(str(src)) else f"{name} ({src}): "  # the path once
+        typer.echo(f"galdust: error: {where}{msg}", err=True)
     if len(s.error_rows) > shown:
         typer.echo(f"galdust: ... and {len(s.error_rows) - shown} more error rows in {s.catalog}", err=True)
     return 1 if s.errors else 0
