@@ -30,7 +30,7 @@ from galdust.posterior.data import read_catalog
 
 SDSS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sdss" / "sdss_galaxies_dev.fits"
 NAMES = ["r", "u-g", "g-r", "r-i", "i-z", "log S/N r"]
-ZBINS = (0.0, 0.05, 0.1, 0.15, 0.35)
+ZBINS = (0.0, 0.05, 0.1, 0.15, 0.45)
 
 
 def features(flux, err):
