@@ -316,10 +316,12 @@ def calibrate_population(
     nuv_max: Annotated[float, typer.Option("--nuv-max", min=0.0, max=2.0, help="Range [mag] of the near-UV "
                                                                               "correction of old stars the broad "
                                                                               "prior draws (0: none).")] = 0.6,
-    z0: Annotated[float, typer.Option("--z0", min=0.01, max=1.0, help="Scale of the broad prior's redshift "
-                                                                     "distribution, p(z) ∝ z² exp(-(z/z0)^1.5).")] = 0.09,
-    z_max: Annotated[float, typer.Option("--z-max", min=0.05, max=1.5, help="Largest redshift the broad prior "
-                                                                          "draws.")] = 0.4,
+    z0: Annotated[float, typer.Option("--z0", min=0.01, max=1.0,
+                                      help="Scale of the broad prior's redshift distribution, "
+                                           "p(z) ∝ z² exp(-(z/z0)^1.5) (the simulator's own: 0.065).")] = 0.1,
+    z_max: Annotated[float, typer.Option("--z-max", min=0.05, max=1.5,
+                                         help="Largest redshift the broad prior draws (the simulator's own: "
+                                              "0.3).")] = 0.45,
     holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.9, help="Fraction of the real rows kept out "
                                                                                 "of the fit (their indices go to "
                                                                                 "the sidecar, for an honest "
@@ -382,8 +384,8 @@ def calibrate_population(
     import sys
 
     pop.meta.update(name=out.name, command="galdust " + " ".join(sys.argv[1:]), real=str(real), n_real_fit=int(len(fit_rows)), heldout_rows=held.tolist(),
-                    n_broad=n, nuv_max=nuv_max, z0=z0, z_max=z_max, seed=seed, rounds=rounds, iterations=iterations, history=hist,
-                    train_seconds=round(time.perf_counter() - t0, 1))
+                    n_broad=n, nuv_max=nuv_max, z0=z0, z_max=z_max, seed=seed, rounds=rounds, iterations=iterations,
+                    history=hist, train_seconds=round(time.perf_counter() - t0, 1))
     pop.save(out, overwrite)
     cache.clear()
     typer.echo(f"-> {out} (zero-points {pop.zeropoints}; acceptance of the broad prior "
