@@ -154,6 +154,19 @@ def test_train_refuses_band_sets_without_slots_in_one_line(store, tmp_path, caps
     assert not list(tmp_path.iterdir())
 
 
+def test_fine_tuning_defaults_to_a_smaller_learning_rate(store, tmp_path, monkeypatch):
+    """--init (fine-tuning a trained network) starts at 3e-4 unless --lr says otherwise; from scratch 1e-3."""
+    import galdust.dust.amortized as A
+
+    seen = []
+    monkeypatch.setattr(A, "train_amortized", lambda *a, **k: seen.append(k["lr"]) or {"stopped_at": 0})
+    base = ["train", "amortized", "--data", str(store), "--out", str(tmp_path / "n.eqx")]
+    (tmp_path / "w.eqx").write_bytes(b"")
+    assert main(base) == 0 and main(base + ["--init", str(tmp_path / "w.eqx")]) == 0
+    assert main(base + ["--init", str(tmp_path / "w.eqx"), "--lr", "1e-3"]) == 0
+    assert seen == [1e-3, 3e-4, 1e-3]
+
+
 def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
     # an interrupted run: stop after 4 steps (a checkpoint, no weights yet), then the same command
     # resumes (that the resumed trajectory is the uninterrupted one, bit for bit, is the shared
