@@ -153,8 +153,7 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
                 how = "amortised"
             else:
                 head = f"A_V,LW {s['AV_LW']:.3f}  δ {s['DELTA']:+.2f}"
-                stop = (f" (the dust fit's {s['NITERD']} iterations did not converge: a larger --max-iter?)"
-                        if "NITERD" in s else " (not converged; a larger --max-iter?)")
+                stop = f" (the dust fit's {s['NITERD']} iterations did not converge: a larger --max-iter?)"
                 how = (f"{s['NITER']} it{'' if s.get('CONVERGE', True) else stop}"
                        f"  start {s['START']}  priors {s.get('PRIORS', '?')}")
             typer.echo(f"{name}: {head}  covfrac {s['COVFRAC']:.2f}  χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  "

@@ -98,7 +98,7 @@ def simulate(
 
 #: primary-header keys worth showing for a galdust output (the rest: the file's header)
 _PRODUCT_KEYS = ("METHOD", "BANDS", "AV_LW", "AVLW_ERR", "DELTA", "DELTAERR", "COVFRAC", "CHI2", "CHI2ND", "NITER",
-                 "CONVERGE", "START", "FWHM", "PIXSCALE")
+                 "NITERD", "CONVERGE", "START", "FWHM", "PIXSCALE")
 
 
 def _describe_product(path: Path) -> list[str] | None:
