@@ -13,8 +13,8 @@ import pytest
 from astropy.io import fits
 
 from galdust.cli import main
-from galdust.dust.amortized import (AmortizedFitter, AmortizedNet, _predict_batch, assign_slots, encode, predict,
-                                    train_amortized, transplant)
+from galdust.dust.amortized import (AmortizedFitter, AmortizedNet, _predict_batch, _scale_spec, _scaled, assign_slots,
+                                    encode, predict, sigma_curve, train_amortized, transplant)
 from galdust.dust.evaluate import galaxy_metrics, host_config, light_contour, sim_observations
 from galdust.io import write_cube
 from galdust.simulate import SimConfig, simulate
@@ -177,12 +177,42 @@ def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
     side = train_amortized([store], tmp_path / "a.eqx", calibrate=[store], **kw)
     assert side["training"]["steps"] == 6 and [h["step"] for h in side["history"]] == [3, 6]
     assert np.isfinite(side["metrics"]["val_nll"])
-    # σ calibration: the factors that give 68.3 % coverage are in the sidecar and in the loaded model
+    # σ calibration: the curves that give 68.3 % coverage are in the sidecar and in the loaded model
     scales = side["calibration"]["sigma_scale"]
     fitter = AmortizedFitter.load(tmp_path / "a.eqx")
-    assert fitter.net.sigma_scale == (scales["pixel"], scales["delta"], scales["av_lw"]) and min(scales.values()) > 0
+    assert fitter.net.sigma_scale == tuple(_scale_spec(scales[k]) for k in ("pixel", "delta", "av_lw"))
+    assert all(min(v["factor"]) > 0 for v in scales.values()) and len(scales["pixel"]["log_sigma"]) == 12
+    assert len(scales["av_lw"]["log_sigma"]) == 1  # 12 galaxies seen 8 times: one bin, a single factor
     side = json.loads((tmp_path / "a.json").read_text())
     assert side["data"]["stores"][0]["seed"] == 3 and side["config"]["widths"] == TINY["widths"]
+
+
+def test_sigma_curve_calibrates_a_sigma_of_the_wrong_shape_at_every_sigma():
+    # the truth's error scale grows as s, the prediction as sqrt(s)/3 (too wide where small, too
+    # narrow where large, as the trained network's pixel σ): one factor cannot fix both ends
+    rng = np.random.default_rng(0)
+    s_true = np.exp(rng.uniform(np.log(0.01), 0.0, 40000))
+    pred, err = np.sqrt(s_true) / 3, np.abs(rng.normal(0.0, s_true))
+    curve = sigma_curve(err, pred)
+    assert curve["factor"][0] < 0.45 and curve["factor"][-1] > 2.5  # analytic: 0.1·3 (×~1.2), 3 (×~0.9)
+    # fresh draws of the same kind: 68 % within ±σ at small, middle and large σ alike
+    s_true = np.exp(rng.uniform(np.log(0.01), 0.0, 40000))
+    pred, err = np.sqrt(s_true) / 3, np.abs(rng.normal(0.0, s_true))
+    cal = np.asarray(_scaled(jax.numpy.asarray(pred), _scale_spec(curve)))
+    for lo, hi in ((0.01, 0.05), (0.05, 0.2), (0.2, 1.0)):
+        m = (s_true >= lo) & (s_true < hi)
+        assert abs(np.mean(err[m] < cal[m]) - 0.683) < 0.025
+    one = float(np.quantile(err / pred, 0.6827))  # a single factor: right on average, wrong at the ends
+    m = s_true < 0.05
+    assert np.mean(err[m] < one * pred[m]) > 0.9
+    # the calibrated σ still grows with σ, even where the errors would ask for a falling factor
+    dec = sigma_curve(np.abs(rng.normal(0.0, 0.1, 40000)), np.exp(rng.uniform(-5, 0, 40000)))
+    x = np.linspace(-6, 1, 400)
+    assert np.all(np.diff(np.asarray(_scaled(jax.numpy.exp(jax.numpy.asarray(x)), _scale_spec(dec)))) >= -1e-7)
+    # an older sidecar's single factor still loads; a malformed curve is refused
+    assert _scale_spec(0.85) == 0.85
+    with pytest.raises(ValueError, match="increasing"):
+        _scale_spec({"log_sigma": [0.0, -1.0], "factor": [1.0, 1.0]})
 
 
 @pytest.fixture(scope="module")
