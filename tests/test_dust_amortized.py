@@ -180,9 +180,17 @@ def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
     # σ calibration: the curves that give 68.3 % coverage are in the sidecar and in the loaded model
     scales = side["calibration"]["sigma_scale"]
     fitter = AmortizedFitter.load(tmp_path / "a.eqx")
-    assert fitter.net.sigma_scale == tuple(_scale_spec(scales[k]) for k in ("pixel", "delta", "av_lw"))
-    assert all(min(v["factor"]) > 0 for v in scales.values()) and len(scales["pixel"]["log_sigma"]) == 12
-    assert len(scales["av_lw"]["log_sigma"]) == 1  # 12 galaxies seen 8 times: one bin, a single factor
+    outs = ("pixel", "delta", "av_lw")
+    assert fitter.net.sigma_scale == tuple(_scale_spec(scales[k]) for k in outs)
+    assert all(min(scales[k]["factor"]) > 0 for k in outs) and len(scales["pixel"]["log_sigma"]) == 12
+    assert len(scales["av_lw"]["log_sigma"]) == 1  # 12 galaxies, 2 draws, 2 band sets: one bin, a single factor
+    # and each band set its own, which its galaxies get
+    by_set = scales["by_band_set"]
+    assert [e["bands"] for e in by_set] == TINY["band_sets"]
+    for e in by_set:
+        assert fitter.net.scale_for(e["bands"][::-1]) == tuple(_scale_spec(e[k]) for k in outs)
+    assert fitter.net.scale_for(["sdss_g", "sdss_r"]) == fitter.net.sigma_scale  # no curve of its own: pooled
+    assert by_set[0]["pixel"] != by_set[1]["pixel"]
     side = json.loads((tmp_path / "a.json").read_text())
     assert side["data"]["stores"][0]["seed"] == 3 and side["config"]["widths"] == TINY["widths"]
 
