@@ -13,8 +13,9 @@ import pytest
 from astropy.io import fits
 
 from galdust.cli import main
-from galdust.dust.amortized import (AmortizedFitter, AmortizedNet, _predict_batch, _scale_spec, _scaled, assign_slots,
-                                    encode, predict, sigma_curve, train_amortized, transplant)
+from galdust.dust.amortized import (DEFAULT_CONFIG, AmortizedFitter, AmortizedNet, _predict_batch, _scale_spec, _scaled,
+                                    _store_psf_fwhm, assign_slots, encode, make_batch_fn, predict, psf_channel,
+                                    psf_fwhm, sigma_curve, train_amortized, transplant)
 from galdust.dust.evaluate import galaxy_metrics, host_config, light_contour, sim_observations
 from galdust.io import write_cube
 from galdust.simulate import SimConfig, simulate
@@ -111,6 +112,73 @@ def test_a_filter_slot_network_transplanted_into_wavelength_slots_answers_the_sa
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-4, atol=1e-5)
 
 
+def test_a_wavelength_slot_network_given_the_psf_channel_answers_the_same_at_any_psf():
+    """Fine-tuning the session-30 network (6 inputs per slot) into one that reads each band's PSF (7)
+    starts from its answers: the PSF channel's weights start at 0."""
+    wave = dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64, slot_wave=DEFAULT_CONFIG["slot_wave"])
+    old = AmortizedNet(dict(wave, psf_input=False), key=jax.random.PRNGKey(1))
+    old = eqx.tree_at(lambda m: m.unet.conv_out.weight, old,
+                      0.1 * jax.random.normal(jax.random.PRNGKey(2), old.unet.conv_out.weight.shape))
+    new = transplant(old, AmortizedNet(dict(wave, psf_input=True), key=jax.random.PRNGKey(3)))
+    assert new.psf_input and new.unet.conv_in.weight.shape[2] == old.unet.conv_in.weight.shape[2] // 6 * 7
+    rng = np.random.default_rng(4)
+    idx, dl = assign_slots(new.slots, new.slot_wave, LSST)
+    Y, iv, pres = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32), np.zeros(9, np.float32)
+    Y[idx], iv[idx], pres[idx] = rng.uniform(0.1, 2.0, (6, 64, 64)), 400.0, 1.0
+    a = predict(old, Y, iv, pres, dl, calibrated=False)
+    for lp in (np.zeros(9, np.float32), np.log(np.linspace(1.0, 5.0, 9) / 2.0).astype(np.float32)):
+        b = predict(new, Y, iv, pres, dl, calibrated=False, lpsf=lp)
+        for k in ("av", "av_sig", "delta", "av_lw"):
+            np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-4, atol=1e-5)
+
+
+def test_psf_fwhm_from_the_core_of_gaussian_and_moffat_psfs():
+    yy, xx = np.indices((25, 25)) - 12.0
+    r2 = yy ** 2 + xx ** 2
+    for f in (1.0, 2.0, 3.0, 4.5):  # sampled Gaussians: exact
+        assert psf_fwhm(np.exp(-r2 / (2 * (f / 2.3548) ** 2))) == pytest.approx(f, rel=1e-3)
+    for f, beta in ((2.0, 4.0), (3.5, 2.5)):  # Moffat: the core's Gaussian, within 13 % (second moments: ×1.5+)
+        a = f / (2 * np.sqrt(2 ** (1 / beta) - 1))
+        assert psf_fwhm((1 + r2 / a ** 2) ** -beta) == pytest.approx(f, rel=0.13)
+    g = np.exp(-r2 / (2 * (4.0 / 2.3548) ** 2))
+    # the channel: ln(FWHM / 2 px) on the fit grid (input rebinned by k); no PSF: the training's 2 px
+    np.testing.assert_allclose(psf_channel(np.stack([g, g]), 2, 2), [0.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(psf_channel(np.stack([g]), 1, 1), [np.log(2.0)], atol=1e-3)
+    assert np.all(psf_channel(None, 1, 3) == 0)
+    # a training store's PSF from its simulator config; one without a PSF is refused
+    assert list(_store_psf_fwhm("SimConfig(size=64, psf_fwhm=(1.5, 3.0), snr=None)", 2, "s")) == [1.5, 3.0]
+    assert list(_store_psf_fwhm("SimConfig(size=64, psf_fwhm=2.0, snr=None)", 3, "s")) == [2.0] * 3
+    with pytest.raises(ValueError, match="without a PSF"):
+        _store_psf_fwhm("SimConfig(size=64, psf_fwhm=None, snr=None)", 3, "s.npz")
+
+
+def test_band_dropout_trains_on_subsets_of_three_or_more_bands_and_the_network_serves_them():
+    cfg = dict(DEFAULT_CONFIG, band_sets=[list(LSST)], band_set_p=None, band_dropout=0.5)
+    fn = make_batch_fn(cfg, list(LSST))
+    n, rng = 256, np.random.default_rng(0)
+    cube = rng.uniform(0.5, 1.0, (n, 6, 64, 64)).astype(np.float32)
+    maps = np.ones((n, 64, 64), np.float32)
+    psf = np.tile(np.array([1.0, 1.5, 2.0, 2.5, 3.0, 4.0], np.float32), (n, 1))
+    Y, ivar, present, dlnw, lpsf = fn(jax.random.split(jax.random.PRNGKey(0), n), cube, maps * 0, maps, maps,
+                                      maps[:, 0, 0], maps[:, 0, 0], psf)[:5]
+    present, Y, lpsf = np.asarray(present), np.asarray(Y), np.asarray(lpsf)
+    k = present.sum(axis=1)
+    assert k.min() == 3 and k.max() == 6 and 0.1 < np.mean(k < 6) < 0.95  # dropped, never below 3
+    assert np.all(Y[present == 0] == 0) and np.all(np.asarray(ivar)[present == 0] == 0)
+    idx, _ = assign_slots(cfg["slots"], cfg["slot_wave"], LSST)
+    np.testing.assert_allclose(lpsf[:, idx], np.log(psf / 2.0) * present[:, idx], atol=1e-6)
+    # a network trained so serves 3 or more bands of a set; others are refused in one line
+    sub = dict(DEFAULT_CONFIG, **TINY, band_dropout=0.15)
+    fitter = AmortizedFitter(AmortizedNet(sub, key=jax.random.PRNGKey(0)), {"config": sub})
+    assert fitter.supports(["sdss_r", "sdss_g", "sdss_i"]) and fitter.supports(["sdss_g", "sdss_i", "2mass_j"])
+    assert not fitter.supports(["sdss_g", "sdss_r"]) and not fitter.supports(["sdss_g", "sdss_r", "lsst_i"])
+    with pytest.raises(ValueError, match="it serves 3 or more bands of: sdss griz, sdss griz \\+ 2mass j"):
+        fitter.check_bands(["sdss_g", "sdss_r"], "x.fits")
+    whole = dict(sub, band_dropout=0.0)
+    assert not AmortizedFitter(AmortizedNet(whole, key=jax.random.PRNGKey(0)), {"config": whole}).supports(
+        ["sdss_r", "sdss_g", "sdss_i"])  # without band dropout: whole sets only
+
+
 def test_inference_drops_absent_slots_and_batches_mixed_band_sets_in_order(held_out):
     """Inference feeds only a band set's slots (and their input weights) to the network: the same maps
     as the full-slot input, for a network whose every input weight counts; inputs of two band sets
@@ -126,8 +194,10 @@ def test_inference_drops_absent_slots_and_batches_mixed_band_sets_in_order(held_
     idx, dl = assign_slots(net.slots, net.slot_wave, ["sdss_z", "sdss_g", "sdss_r", "sdss_i"])  # any order
     Yn, ivn, pres = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32), np.zeros(9, np.float32)
     Yn[idx], ivn[idx], pres[idx] = cube, iv, 1.0
-    full = predict(net, Yn, ivn, pres, dl, calibrated=False)
-    part = _predict_batch(net, cube[None], iv[None], dl[idx][None], tuple(int(i) for i in idx))
+    lpsf = np.zeros(9, np.float32)
+    lpsf[idx] = np.log([1.5, 2.5, 3.0, 4.0])  # the PSF channel: each band's ln(FWHM / 2 px)
+    full = predict(net, Yn, ivn, pres, dl, calibrated=False, lpsf=lpsf)
+    part = _predict_batch(net, cube[None], iv[None], dl[idx][None], lpsf[idx][None], tuple(int(i) for i in idx))
     assert float(np.std(np.asarray(full["av"]))) > 1e-3
     for k in ("av", "av_sig", "delta", "av_lw"):
         np.testing.assert_allclose(np.asarray(part[k][0]), np.asarray(full[k]), rtol=1e-4, atol=1e-5)

@@ -34,8 +34,9 @@ def train_amortized_cmd(
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop with a checkpoint after this wall time "
                                                               "(rerun the command to resume).")] = None,
     calibrate: Annotated[Optional[list[Path]], typer.Option("--calibrate", help="Held-out stores (as --data, other "
-                                                                        "seeds) on which each σ is scaled to 68 % "
-                                                                        "coverage (repeatable).")] = None,
+                                                                        "seeds) on which each σ is calibrated to 68 % "
+                                                                        "coverage, by σ and per band set "
+                                                                        "(repeatable).")] = None,
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from these weights (fine-tuning).")] = None,
     beta_nll: Annotated[float, typer.Option("--beta-nll", min=0.0, max=1.0, help="β of the β-NLL loss (0: the "
                                             "Gaussian NLL; 0.5 lets the mean learn where σ is large).")] = 0.0,
@@ -43,6 +44,10 @@ def train_amortized_cmd(
                                                      "each comma-separated bands (default: SDSS griz, griz+2MASS J, "
                                                      "ugriz, ugriz+2MASS JH, HSC grizy, LSST ugrizy, HSC and LSST "
                                                      "+ Euclid YJH).")] = None,
+    band_dropout: Annotated[Optional[float], typer.Option("--band-dropout", min=0.0, max=0.9, help="Drop each band "
+                                                          "of a drawn set with this probability (3 bands at least "
+                                                          "kept), so that the network serves subsets of its band "
+                                                          "sets too (default 0: whole sets only).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
 ):
     """Train the amortised dust-map network (Gaussian NLL; noise, band set and orientation drawn per step)."""
@@ -56,6 +61,8 @@ def train_amortized_cmd(
             raise UserError(f"{p}: no such file")
     lr = lr if lr is not None else (FINE_TUNE_LR if init is not None else 1e-3)
     config = {"beta_nll": beta_nll} if beta_nll else {}
+    if band_dropout:
+        config["band_dropout"] = band_dropout
     if band_sets is not None:
         sets = [[b.strip().lower().replace("-", "_") for b in part.split(",") if b.strip()]
                 for part in band_sets.split(";") if part.strip()]

@@ -87,7 +87,18 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "size": 64,
     "snr_peak": [15.0, 300.0],  # training: peak S/N per band, log-uniform ...
     "snr_band_jitter": 0.25,  # ... times a per-band factor exp(U(−j, j))
+    # a seventh input channel per slot: the band's PSF FWHM on the fit grid, ln(FWHM / 2 px) (the
+    # first networks, without it, were trained at the simulator's 2 px)
+    "psf_input": True,
+    # training: each band of the drawn set is dropped with this probability (unless fewer than 3
+    # would remain), so the network also serves subsets of its band sets (LSST gri, HSC without y)
+    "band_dropout": 0.0,
 }
+
+#: the PSF FWHM (fit-grid pixels) that ln(FWHM / PSF_REF) of the PSF channel is measured from
+PSF_REF = 2.0
+#: the fewest bands of a subset the network serves (when trained with band dropout)
+MIN_BANDS = 3
 
 
 
@@ -103,6 +114,8 @@ class AmortizedNet(eqx.Module):
     sigma_scale: tuple = eqx.field(static=True)
     slot_wave: tuple[float, ...] | None = eqx.field(static=True, default=None)
     sigma_scale_sets: tuple = eqx.field(static=True, default=())
+    psf_input: bool = eqx.field(static=True, default=False)
+    subsets: bool = eqx.field(static=True, default=False)
 
     def __init__(self, config: dict[str, Any], *, key):
         self.slots = tuple(config["slots"])
@@ -112,7 +125,9 @@ class AmortizedNet(eqx.Module):
         self.sigma_scale = tuple(_scale_spec(sc.get(k, 1.0)) for k in ("pixel", "delta", "av_lw"))
         self.sigma_scale_sets = tuple((tuple(sorted(e["bands"])), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
                                       for e in sc.get("by_band_set", ()))
-        per_slot = _PER_SLOT + (self.slot_wave is not None)
+        self.psf_input = bool(config.get("psf_input", False))
+        self.subsets = float(config.get("band_dropout", 0.0)) > 0
+        per_slot = _PER_SLOT + (self.slot_wave is not None) + self.psf_input
         self.unet = CondUNet(c_in=per_slot * len(self.slots), c_out=N_OUT, widths=tuple(config["widths"]),
                              emb_dim=int(config["emb_dim"]), stem=int(config["stem"]), key=key)
 
@@ -163,10 +178,11 @@ def assign_slots(slots: Sequence[str], slot_wave: Sequence[float] | None, bands:
     return np.asarray(idx, int), dlnw
 
 
-def encode(Y, ivar, present, dlnw=None):
+def encode(Y, ivar, present, dlnw=None, lpsf=None):
     """Network input of one galaxy: ``Y``, ``ivar`` (n_slots, H, W) with zeros in absent slots,
     ``present`` (n_slots,) 0/1, ``dlnw`` (n_slots,) the filters' ln(λ/λ_slot) for a wavelength-slot
-    network (None for the others). Returns ((5 or 6 n_slots, H, W), ln S/N, light weights (H, W))."""
+    network (None for the others), ``lpsf`` (n_slots,) ln(PSF FWHM / PSF_REF) for a network with the
+    PSF channel (None for the others). Returns ((5–7 n_slots, H, W), ln S/N, light weights (H, W))."""
     m = present[:, None, None] * (ivar > 0)
     Y = jnp.where(m > 0, Y, 0.0)
     n_p = jnp.maximum(jnp.sum(present), 1.0)
@@ -179,6 +195,8 @@ def encode(Y, ivar, present, dlnw=None):
     feats = [y, jnp.arcsinh(y / 0.05), colour, ls, m.astype(y.dtype)]
     if dlnw is not None:
         feats.append(m * (jnp.asarray(dlnw, y.dtype) / _WAVE_SCALE)[:, None, None])
+    if lpsf is not None:
+        feats.append(m * jnp.asarray(lpsf, y.dtype)[:, None, None])
     x = jnp.concatenate(feats, axis=0)
     # light weights for the galaxy-level outputs: the observed mean-band light, positive part
     w = jnp.clip(ybar, 0.0, None)
@@ -222,12 +240,16 @@ def _heads(raw, w, scale=(1.0, 1.0, 1.0)):
                 av_lw=pooled_mu[1], av_lw_sig=_scaled(jnp.exp(pooled_ls[1]), scale[2]))
 
 
-def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = True, scale: tuple | None = None) -> dict:
+def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = True, scale: tuple | None = None,
+            lpsf=None) -> dict:
     """Posterior summaries of one galaxy (vmap for a batch): ``aref``, ``av`` (H, W) means and their
     σ (``*_sig``), ``delta``, ``av_lw`` and their σ. ``dlnw``: see :func:`encode` (ignored by a
     network without wavelength slots). ``calibrated=False``: the σ as trained (the training loss uses
-    those); ``scale``: this calibration instead of the network's pooled one (e.g. ``net.scale_for(bands)``)."""
-    x, lsnr, w = encode(Y, ivar, present, None if net.slot_wave is None else dlnw)
+    those); ``scale``: this calibration instead of the network's pooled one (e.g. ``net.scale_for(bands)``);
+    ``lpsf``: (n_slots,) ln(PSF FWHM / PSF_REF) per slot (a network with the PSF channel; None: PSF_REF)."""
+    if net.psf_input and lpsf is None:
+        lpsf = jnp.zeros(len(net.slots), Y.dtype)
+    x, lsnr, w = encode(Y, ivar, present, None if net.slot_wave is None else dlnw, lpsf if net.psf_input else None)
     return _heads(net(x, lsnr), w, (scale or net.sigma_scale) if calibrated else (1.0, 1.0, 1.0))
 
 
@@ -238,9 +260,9 @@ def _gauss_nll(t, mu, sig, beta: float = 0.0):
     return nll * jax.lax.stop_gradient(sig ** (2.0 * beta)) if beta else nll
 
 
-def nll_loss(net: AmortizedNet, Y, ivar, present, dlnw, aref, av, weight, delta, av_lw, beta: float = 0.0):
+def nll_loss(net: AmortizedNet, Y, ivar, present, dlnw, lpsf, aref, av, weight, delta, av_lw, beta: float = 0.0):
     """Mean Gaussian NLL of one galaxy: per-pixel terms weighted by ``weight`` (H, W), plus δ and A_V,LW."""
-    out = predict(net, Y, ivar, present, dlnw, calibrated=False)
+    out = predict(net, Y, ivar, present, dlnw, calibrated=False, lpsf=lpsf)
     wsum = jnp.maximum(jnp.sum(weight), 1e-6)
     pix = (jnp.sum(weight * _gauss_nll(aref, out["aref"], out["aref_sig"], beta))
            + jnp.sum(weight * _gauss_nll(av, out["av"], out["av_sig"], beta))) / wsum
@@ -289,7 +311,7 @@ def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
     """Concatenate bulk stores written by ``galdust simulate --bulk --with-cubes --snr 0``; every
     store must hold all the bands ``slots`` (in any order; the cubes come in this order)."""
     fields = {"AV": "AV", "D": "D", "S": "S", "delta": "p_delta", "av_lw": "av_lw"}  # our name: the store's
-    arr, meta = {k: [] for k in ("cube", *fields)}, []
+    arr, meta = {k: [] for k in ("cube", "psf", *fields)}, []
     for p in paths:
         with np.load(p, allow_pickle=False) as d:
             if "cube" not in d.files:
@@ -304,11 +326,27 @@ def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
                 raise ValueError(f"{p}: has noise; training adds its own (simulate with --snr 0)")
             order = [bands.index(b) for b in slots]
             arr["cube"].append(np.asarray(d["cube"][:, order], np.float32))
+            fwhm = _store_psf_fwhm(str(d["config"]), len(bands), p)
+            arr["psf"].append(np.broadcast_to(fwhm[order], (len(d["S"]), len(order))).astype(np.float32))
             for k, name in fields.items():
                 arr[k].append(np.asarray(d[name], np.float32))
             meta.append({"file": Path(p).name, "seed": int(d["seed"]), "n": int(len(d["S"])),
                          "simulator_config": str(d["config"])})
     return {k: np.concatenate(v) for k, v in arr.items()}, meta
+
+
+def _store_psf_fwhm(config: str, n_bands: int, path) -> np.ndarray:
+    """The PSF FWHM (pixels) of each band of a store, from its simulator config (``psf_fwhm=2.0`` or a
+    tuple per band; the training needs a PSF: a store without one is refused)."""
+    import ast
+    import re
+
+    m = re.search(r"psf_fwhm=(\([^)]*\)|[^,)]+)", config)
+    v = ast.literal_eval(m.group(1)) if m else 2.0  # stores before the field: the simulator's 2 px
+    if v is None or np.any(np.asarray(v, float) <= 0):
+        raise ValueError(f"{path}: simulated without a PSF (the network reads the PSF; simulate with --psf-fwhm > 0)")
+    fwhm = np.broadcast_to(np.asarray(v, float), (n_bands,))
+    return np.array(fwhm)
 
 
 def _split(n: int, n_val: int, seed: int):
@@ -318,10 +356,12 @@ def _split(n: int, n_val: int, seed: int):
 
 
 def make_batch_fn(config: dict[str, Any], bands: Sequence[str], with_S: bool = False):
-    """A jitted ``(key, cube, AV, D, S, delta, av_lw) -> batch`` that draws orientation, band set
-    (``config['band_sets']``, with the probabilities ``config['band_set_p']`` or uniformly) and noise
-    for each galaxy of a batch of noiseless cubes whose bands are ``bands`` (:func:`store_bands`);
-    ``with_S``: the oriented S appended. A batch: (Y, ivar, present, dlnw, aref, A_V, weight, δ, A_V,LW)."""
+    """A jitted ``(key, cube, AV, D, S, delta, av_lw, psf) -> batch`` that draws orientation, band set
+    (``config['band_sets']``, with the probabilities ``config['band_set_p']`` or uniformly; then each
+    band dropped with probability ``config['band_dropout']`` unless fewer than MIN_BANDS would remain)
+    and noise for each galaxy of a batch of noiseless cubes whose bands are ``bands``
+    (:func:`store_bands`; ``psf``: their PSF FWHM in pixels); ``with_S``: the oriented S appended.
+    A batch: (Y, ivar, present, dlnw, lpsf, aref, A_V, weight, δ, A_V,LW)."""
     slots, slot_wave = config["slots"], config.get("slot_wave")
     n_slots = len(slots)
     lo, hi = (math.log(v) for v in config["snr_peak"])
@@ -338,13 +378,19 @@ def make_batch_fn(config: dict[str, Any], bands: Sequence[str], with_S: bool = F
     gather, pres, offs = jnp.asarray(np.stack(gather)), jnp.asarray(np.stack(pres)), jnp.asarray(np.stack(offs))
     p = config.get("band_set_p")
     logits = jnp.log(jnp.asarray(p, jnp.float32) if p is not None else jnp.ones(len(config["band_sets"])))
+    p_drop = float(config.get("band_dropout", 0.0))
 
-    def one(key, cube, AV, D, S, delta, av_lw):
+    def one(key, cube, AV, D, S, delta, av_lw, psf):
         k_aug, k_set, k_snr, k_jit, k_n = jax.random.split(key, 5)
         r = jax.random.randint(k_aug, (), 0, 8)
         cube, AV, D, S = (_augment8(r, a) for a in (cube, AV, D, S))
         k = jax.random.categorical(k_set, logits)
-        present, dlnw = pres[k], offs[k]
+        present = pres[k]
+        if p_drop > 0:  # its own key (folded in), so runs without dropout keep their draws
+            drop = present * (jax.random.uniform(jax.random.fold_in(key, 1), (n_slots,)) < p_drop)
+            present = jnp.where(jnp.sum(present - drop) >= MIN_BANDS, present - drop, present)
+        dlnw = offs[k] * present
+        lpsf = jnp.log(psf[gather[k]] / PSF_REF) * present
         cube = cube[gather[k]] * present[:, None, None]
         snr = jnp.exp(jax.random.uniform(k_snr, (), minval=lo, maxval=hi))
         snr_b = snr * jnp.exp(jax.random.uniform(k_jit, (n_slots,), minval=-jit, maxval=jit))
@@ -355,7 +401,7 @@ def make_batch_fn(config: dict[str, Any], bands: Sequence[str], with_S: bool = F
         # the posterior is asked for inside the galaxy: pixels of the host's 2 % isophote weigh 1, the
         # sky around it 0.05 (its truth is A = 0, easy, and it would dominate the mean)
         weight = jnp.where(S > 0.02 * jnp.max(S), 1.0, 0.05)
-        return (Y, ivar, present, dlnw, aref, AV, weight, delta, av_lw) + ((S,) if with_S else ())
+        return (Y, ivar, present, dlnw, lpsf, aref, AV, weight, delta, av_lw) + ((S,) if with_S else ())
 
     return jax.jit(jax.vmap(one))
 
@@ -403,7 +449,7 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
 
     def draw(rows, key):
         keys = jax.random.split(key, len(rows))
-        return batch_fn(keys, *(jnp.asarray(arr[k][rows]) for k in ("cube", "AV", "D", "S", "delta", "av_lw")))
+        return batch_fn(keys, *(jnp.asarray(arr[k][rows]) for k in ("cube", "AV", "D", "S", "delta", "av_lw", "psf")))
 
     def host_sample(step):  # step k's rows, orientations, band sets and noise, from fold_in(seed, k)
         k_rows, k_b = jax.random.split(jax.random.fold_in(base, step))
@@ -485,25 +531,33 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     on held-out noiseless stores (not the training ones): every galaxy in every band set of the
     config, ``draws`` times each (the training's noise and orientation draws). Returns the curves
     pooled over the band sets and, under ``by_band_set``, each set's own (its galaxies' σ differ:
-    e.g. pixel coverage 62 % with SDSS ugriz + 2MASS JH against 72 % with HSC grizy under one curve)."""
+    e.g. pixel coverage 62 % with SDSS ugriz + 2MASS JH against 72 % with HSC grizy under one curve).
+    A network trained with band dropout also sees every galaxy once in every set with each band
+    dropped with probability 0.5 (at least MIN_BANDS kept); the pooled curves, which serve the
+    subsets, include those."""
     from .metrics import light_contour
 
     bands = store_bands(config)
     arr, _ = _load_stores(data, bands)
-    pred = eqx.filter_jit(jax.vmap(lambda n, *a: predict(n, *a, calibrated=False), in_axes=(None, 0, 0, 0, 0)))
+    pred = eqx.filter_jit(jax.vmap(lambda n, Y, iv, pr, dl, lp: predict(n, Y, iv, pr, dl, calibrated=False, lpsf=lp),
+                                   in_axes=(None, 0, 0, 0, 0, 0)))
     n = len(arr["cube"])
     per_set = []
-    for k, bset in enumerate(config["band_sets"]):
-        batch_fn = make_batch_fn(dict(config, band_sets=[bset], band_set_p=None), bands, with_S=True)
+    passes = [(bset, 0.0, draws) for bset in config["band_sets"]]
+    if float(config.get("band_dropout", 0.0)) > 0:
+        passes += [(bset, 0.5, 1) for bset in config["band_sets"]]
+    for k, (bset, p_drop, n_draws) in enumerate(passes):
+        batch_fn = make_batch_fn(dict(config, band_sets=[bset], band_set_p=None, band_dropout=p_drop), bands,
+                                 with_S=True)
         zp, zd, zl = [], [], []
-        for d in range(draws):
+        for d in range(n_draws):
             for j in range(0, n, batch):
                 rows = np.arange(j, min(j + batch, n))
                 keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), (k * draws + d) * 100003 + j),
                                         len(rows))
-                Y, ivar, present, dlnw, aref, av, weight, delta, av_lw, S = batch_fn(
-                    keys, *(jnp.asarray(arr[q][rows]) for q in ("cube", "AV", "D", "S", "delta", "av_lw")))
-                out = jax.tree.map(np.asarray, pred(net, Y, ivar, present, dlnw))
+                Y, ivar, present, dlnw, lpsf, aref, av, weight, delta, av_lw, S = batch_fn(
+                    keys, *(jnp.asarray(arr[q][rows]) for q in ("cube", "AV", "D", "S", "delta", "av_lw", "psf")))
+                out = jax.tree.map(np.asarray, pred(net, Y, ivar, present, dlnw, lpsf))
                 inside = np.stack([light_contour(x, 0.84) for x in np.asarray(S)])  # as the issue's goal counts
                 zp.append(np.stack([np.abs(np.clip(out["av"], 0.0, None) - np.asarray(av)), out["av_sig"]])[:, inside])
                 zd.append(np.stack([np.abs(out["delta"] - np.asarray(delta)), out["delta_sig"]]))
@@ -513,7 +567,7 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     outs = ("pixel", "delta", "av_lw")
     pooled = {o: sigma_curve(*np.concatenate([z[o] for z in per_set], axis=1), bins=bins) for o in outs}
     pooled["by_band_set"] = [dict({o: sigma_curve(*z[o], bins=bins) for o in outs}, bands=list(bset))
-                             for bset, z in zip(config["band_sets"], per_set)]
+                             for bset, z in zip(config["band_sets"], per_set)]  # the full sets' passes
     return pooled
 
 
@@ -525,7 +579,7 @@ def transplant(old: AmortizedNet, new: AmortizedNet) -> AmortizedNet:
         return eqx.tree_at(lambda m: m.unet, new, old.unet)
     from ..physics.filters import is_known
 
-    if old.slot_wave is not None:
+    if old.slot_wave is not None and (old.slots != new.slots or old.slot_wave != new.slot_wave):
         raise ValueError("fine-tuning a wavelength-slot network into other slots is not supported")
     rest = lambda n: [a.shape for a in jax.tree.leaves(eqx.filter(eqx.tree_at(lambda m: m.unet.conv_in.weight, n, 0.0),
                                                                   eqx.is_array))]  # noqa: E731
@@ -533,7 +587,9 @@ def transplant(old: AmortizedNet, new: AmortizedNet) -> AmortizedNet:
         raise ValueError("--init: a network of another architecture (widths, emb_dim, stem) than the one trained")
     to = []
     for b in old.slots:
-        if new.slot_wave is not None and is_known(b):
+        if old.slot_wave is not None:  # the same wavelength slots (new input features: the PSF channel)
+            to.append(list(old.slots).index(b))
+        elif new.slot_wave is not None and is_known(b):
             to.append(int(assign_slots(new.slots, new.slot_wave, [b])[0][0]))
         elif b in new.slots:
             to.append(list(new.slots).index(b))
@@ -541,7 +597,7 @@ def transplant(old: AmortizedNet, new: AmortizedNet) -> AmortizedNet:
             raise ValueError(f"--init: the network's band {b!r} has no slot in the one trained")
     if len(set(to)) < len(to):
         raise ValueError("--init: two of the network's bands fall in one slot of the one trained")
-    n_feat = _per_slot(old)  # the old features (the new network may add the wavelength channel)
+    n_feat = _per_slot(old)  # the old features (the new network may add the wavelength or PSF channel)
     w = np.zeros(new.unet.conv_in.weight.shape, np.float32)
     w[:, :, _slot_channels(new, to, n_feat)] = np.asarray(old.unet.conv_in.weight)[
         :, :, _slot_channels(old, range(len(old.slots)), n_feat)]
@@ -573,7 +629,7 @@ def _pad_to(a: np.ndarray, size: int, fill=0.0) -> tuple[np.ndarray, tuple[int, 
 
 
 def _per_slot(net: AmortizedNet) -> int:
-    """Input features per slot (5, or 6 with the wavelength channel)."""
+    """Input features per slot (5; 6 with the wavelength channel; 7 with the PSF channel too)."""
     return net.unet.conv_in.weight.shape[2] // (net.unet.stem ** 2 * len(net.slots))
 
 
@@ -587,14 +643,45 @@ def _slot_channels(net: AmortizedNet, idx: Sequence[int], n_feat: int | None = N
 
 
 @eqx.filter_jit
-def _predict_batch(net, Y, ivar, dlnw, idx: tuple[int, ...], scale: tuple | None = None):
+def _predict_batch(net, Y, ivar, dlnw, lpsf, idx: tuple[int, ...], scale: tuple | None = None):
     """:func:`predict` of a batch whose cubes hold only the slots ``idx`` (static; all present): an
     absent slot's inputs are zeros, so dropping them and their input weights gives the same maps
     with less work (a griz cube in the 9 wavelength slots). ``scale``: the band set's σ calibration
-    (static; :meth:`AmortizedNet.scale_for`), the pooled one by default."""
+    (static; :meth:`AmortizedNet.scale_for`), the pooled one by default. ``lpsf``: (batch, len(idx))
+    ln(PSF FWHM / PSF_REF) of each galaxy's bands (read by a network with the PSF channel)."""
     sub = eqx.tree_at(lambda m: m.unet.conv_in.weight, net, net.unet.conv_in.weight[:, :, _slot_channels(net, idx)])
     present = jnp.ones(len(idx), Y.dtype)
-    return jax.vmap(lambda y, i, d: predict(sub, y, i, present, d, scale=scale))(Y, ivar, dlnw)
+    return jax.vmap(lambda y, i, d, lp: predict(sub, y, i, present, d, scale=scale, lpsf=lp))(Y, ivar, dlnw, lpsf)
+
+
+def psf_fwhm(psf: np.ndarray) -> float:
+    """FWHM (pixels) of a PSF image from its core: a Gaussian fitted to ln I against r² over the
+    pixels above 10 % of the peak (0.1 % for a PSF of about a pixel; weighted by I), about the centroid of those above 20 %; exact for a
+    sampled Gaussian, and the wings of a real PSF (Moffat) do not inflate it as second moments would."""
+    p = np.asarray(psf, np.float64)
+    peak = float(p.max())
+    if not np.isfinite(peak) or peak <= 0:
+        raise ValueError("PSF image without a positive peak")
+    yy, xx = np.indices(p.shape)
+    c = p > 0.2 * peak
+    cy, cx = (float(np.sum(v[c] * p[c]) / np.sum(p[c])) for v in (yy, xx))
+    m = p > 0.1 * peak
+    if m.sum() < 5:  # narrower than about a pixel: the neighbours are below 10 %
+        m = p > 1e-3 * peak
+    r2, ln, w = ((yy - cy) ** 2 + (xx - cx) ** 2)[m], np.log(p[m]), p[m]
+    A = np.stack([np.ones_like(r2), r2], axis=1) * w[:, None]
+    coef = np.linalg.lstsq(A, ln * w, rcond=None)[0]
+    if coef[1] >= 0:  # a single bright pixel: narrower than a pixel
+        return 0.5
+    return float(2.3548 * np.sqrt(-0.5 / coef[1]))
+
+
+def psf_channel(psf: np.ndarray | None, k: int, n_bands: int) -> np.ndarray:
+    """ln(FWHM / PSF_REF) per band on the fit grid, from the input grid's PSF images (n_bands, py, px)
+    rebinned by ``k``; zeros (the training's PSF_REF) without PSF images."""
+    if psf is None:
+        return np.zeros(n_bands, np.float32)
+    return np.array([math.log(max(psf_fwhm(b) / max(int(k), 1), 0.25) / PSF_REF) for b in np.asarray(psf)], np.float32)
 
 
 def _set_label(bands: Sequence[str]) -> str:
@@ -626,14 +713,18 @@ class AmortizedFitter:
         return cls(net, meta, **kw)
 
     def supports(self, bands: Sequence[str]) -> bool:
-        """Whether the bands (in any order) are one of the band sets the network was trained on."""
+        """Whether the bands (in any order) are one of the band sets the network was trained on, or
+        (a network trained with band dropout) MIN_BANDS or more of one of them."""
+        if self.net.subsets:
+            return len(set(bands)) == len(bands) >= MIN_BANDS and any(set(bands) <= set(s) for s in self.band_sets)
         return any(sorted(bands) == sorted(s) for s in self.band_sets)
 
     def check_bands(self, bands: Sequence[str], source: str = "", advice: str = "use --method map") -> None:
         if not self.supports(bands):
             sets = ", ".join(_set_label(s) for s in self.band_sets)
+            what = f"serves {MIN_BANDS} or more bands of" if self.net.subsets else "was trained on"
             raise ValueError(f"{source + ': ' if source else ''}the amortised model has no band set "
-                             f"{','.join(bands)} (it was trained on: {sets}); {advice}")
+                             f"{','.join(bands)} (it {what}: {sets}); {advice}")
 
     def encode_prepared(self, prep) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """Data and inverse variance of a prepared observation, in its band order, padded to the
@@ -646,13 +737,14 @@ class AmortizedFitter:
         return Yp, ivp, off
 
     def predict_prepared(self, items: list, pad: bool | None = None) -> list[dict]:
-        """Network summaries (numpy, on each item's fit grid) for ``items`` = [(prep, bands), ...]
-        (batched per band set; ``pad``: every batch padded to the batch size, one compiled program;
-        None: when a band set has more items than a batch)."""
+        """Network summaries (numpy, on each item's fit grid) for ``items`` = [(prep, bands, lpsf),
+        ...] (``lpsf``: :func:`psf_channel`, or None / left out: PSF_REF) (batched per band set;
+        ``pad``: every batch padded to the batch size, one compiled program; None: when a band set
+        has more items than a batch)."""
         out: list = [None] * len(items)
         groups: dict[tuple[str, ...], list[int]] = {}
-        for k, (_, bands) in enumerate(items):
-            groups.setdefault(tuple(bands), []).append(k)
+        for k, item in enumerate(items):
+            groups.setdefault(tuple(item[1]), []).append(k)
         for bands, ks in groups.items():
             idx, dlnw = assign_slots(self.net.slots, self.net.slot_wave, bands)
             padded = len(ks) > self.batch_size if pad is None else pad
@@ -662,7 +754,10 @@ class AmortizedFitter:
                 full = enc + [enc[-1]] * (self.batch_size - len(enc)) if padded else enc
                 Y, iv = (jnp.asarray(np.stack([e[i] for e in full])) for i in range(2))
                 dl = jnp.asarray(np.broadcast_to(dlnw[idx], (len(full), len(idx))))
-                res = jax.tree.map(np.asarray, _predict_batch(self.net, Y, iv, dl, tuple(int(i) for i in idx),
+                lp = [items[k][2] if len(items[k]) > 2 and items[k][2] is not None else np.zeros(len(idx))
+                      for k in chunk]
+                lp = jnp.asarray(np.stack(lp + [lp[-1]] * (len(full) - len(lp))), jnp.float32)
+                res = jax.tree.map(np.asarray, _predict_batch(self.net, Y, iv, dl, lp, tuple(int(i) for i in idx),
                                                               self.net.scale_for(bands)))
                 for m, (k, e) in enumerate(zip(chunk, enc)):
                     oy, ox = e[2]
@@ -681,13 +776,13 @@ class AmortizedFitter:
             try:
                 self.check_bands(obs.bands, obs.source)
                 prep = prepare(obs, mask=masks[i], detect=self.detect)
-                items.append((prep, tuple(obs.bands)))
+                items.append((prep, tuple(obs.bands), psf_channel(obs.psf, prep.grid.k, len(obs.bands))))
                 where.append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e
         groups: dict[tuple[str, ...], list[int]] = {}  # one band set per batch: one compiled program each
-        for k, (_, bands) in enumerate(items):
-            groups.setdefault(bands, []).append(k)
+        for k, item in enumerate(items):
+            groups.setdefault(item[1], []).append(k)
         done = 0
         for ks in groups.values():
             for j in range(0, len(ks), self.batch_size):

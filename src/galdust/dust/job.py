@@ -151,7 +151,12 @@ class DustFitter:
                         raise ValueError("start 'amortized' needs the amortised network (make_fitter loads it)")
                     self.init_net.check_bands(obs.bands, obs.source, advice="use --start auto, red or blue")
                 key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
-                prepared[i] = (prep, psf, start)
+                lpsf = None
+                if start == "amortized":
+                    from .amortized import psf_channel
+
+                    lpsf = psf_channel(obs.psf, prep.grid.k, len(obs.bands))
+                prepared[i] = (prep, psf, start, lpsf)
                 groups[key].append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e
@@ -172,7 +177,7 @@ class DustFitter:
                     A0 = np.zeros((len(pad),) + Y.shape[-2:], np.float32)
                     d0 = np.zeros(len(pad), np.float32)
                     if start == "amortized":
-                        preds = self.init_net.predict_prepared([(prepared[i][0], bands) for i in pad])
+                        preds = self.init_net.predict_prepared([(prepared[i][0], bands, prepared[i][3]) for i in pad])
                         A0 = np.stack([p["aref"] for p in preds]).astype(np.float32)
                         d0 = np.array([p["delta"] for p in preds], np.float32)
                     out = _fit_batch(model.att, start, self.cfg, psf_shape is not None,
