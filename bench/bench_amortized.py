@@ -2,6 +2,7 @@
 
     python bench/bench_amortized.py                       # the shipped network, 64 galaxies per set
     python bench/bench_amortized.py --model my.eqx --n 32 --no-map --no-speed
+    python bench/bench_amortized.py --n 256 --seed 1003 --no-map --no-speed --quick --subsets --psfs
 
 Held-out galaxies: seed 1001 (the training stores use seeds 7 and 8), peak S/N 50 unless a row
 says otherwise, the simulator's default 2-px Gaussian PSF. Per set: median |ΔA_V,LW| (f < 0.9),
@@ -36,7 +37,7 @@ from galdust.simulate import simulate
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sets(full: bool, sets=None, surveys: bool = False):
+def _sets(full: bool, sets=None, surveys: bool = False, subsets: bool = False, psfs: bool = False):
     # (label, host set, band set, S/N, PSF FWHM px)
     rows = [("realistic griz", "realistic", "griz", 50, 2.0), ("realistic grizJ", "realistic", "grizJ", 50, 2.0),
             ("isochromatic griz", "isochromatic", "griz", 50, 2.0),
@@ -52,6 +53,13 @@ def _sets(full: bool, sets=None, surveys: bool = False):
     if surveys:
         for name in SURVEY_SETS:
             rows += [(f"realistic {name}", "realistic", name, 50, 2.0), (f"dust-free {name}", "dust-free", name, 50, 2.0)]
+    if subsets:
+        for name in SUBSET_SETS:
+            rows += [(f"realistic {name}", "realistic", name, 50, 2.0), (f"dust-free {name}", "dust-free", name, 50, 2.0)]
+    if psfs:
+        for name in ("SDSS griz", "LSST ugrizy", "HSC grizy + Euclid YJH"):
+            for fw in (1.2, 3.0, 4.5):
+                rows += [(f"realistic {name}, PSF {fw:g} px", "realistic", name, 50, fw)]
     return [r for r in rows if sets is None or r[0] in sets]
 
 
@@ -65,8 +73,13 @@ SURVEY_SETS = {"SDSS ugriz": ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"),
                                             "euclid_j", "euclid_h")}
 
 
+#: subsets of the trained band sets (a network trained with band dropout serves them)
+SUBSET_SETS = {"LSST gri": ("lsst_g", "lsst_r", "lsst_i"), "HSC gri": ("hsc_g", "hsc_r", "hsc_i"),
+               "SDSS gri": ("sdss_g", "sdss_r", "sdss_i"), "LSST riz + Euclid J": ("lsst_r", "lsst_i", "lsst_z", "euclid_j")}
+
+
 def _sim(hosts, band_set, snr, psf, n, seed):
-    bands = SURVEY_SETS[band_set] if band_set in SURVEY_SETS else BAND_SETS[band_set]
+    bands = {"SDSS griz": BAND_SETS["griz"], **SURVEY_SETS, **SUBSET_SETS}.get(band_set) or BAND_SETS[band_set]
     cfg = host_config(hosts, bands=bands, snr=snr, snr_kind="peak", psf_fwhm=psf)
     sim = simulate(jax.random.PRNGKey(seed), n, cfg, batch=min(n, 32))
     return sim, cfg, sim_observations(sim, cfg, f"b{seed}_")
@@ -156,6 +169,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="only the first six sets")
     ap.add_argument("--surveys", action="store_true", help="also the other surveys' band sets (SDSS ugriz, HSC, "
                     "LSST, with 2MASS / Euclid)")
+    ap.add_argument("--subsets", action="store_true", help="also subsets of the band sets (LSST gri, ...)")
+    ap.add_argument("--psfs", action="store_true", help="also PSF FWHM 1.2, 3 and 4.5 px on three band sets")
     ap.add_argument("--sets", default=None, help="only these sets (labels, ';'-separated)")
     ap.add_argument("--speed-only", action="store_true", help="only the speed table")
     ap.add_argument("--map-cache", default=None, help="JSON file keeping the red-start MAP summaries (they do "
@@ -174,7 +189,7 @@ def main():
     print("|---" * (head.count("|") - 1) + "|")
     curves = {}
     only = None if a.sets is None else a.sets.split(";")
-    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, only, a.surveys)):
+    for label, hosts, bset, snr, psf in ([] if a.speed_only else _sets(not a.quick, only, a.surveys, a.subsets, a.psfs)):
         sim, cfg, obs = _sim(hosts, bset, snr, psf, a.n, a.seed)
         if not net.supports(obs[0].bands):
             print(f"| {label} | the network has no band set {','.join(obs[0].bands)} | | | | | | | | |", flush=True)
