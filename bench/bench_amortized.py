@@ -4,8 +4,8 @@
     python bench/bench_amortized.py --model my.eqx --n 32 --no-map --no-speed
     python bench/bench_amortized.py --n 256 --seed 1003 --no-map --no-speed --quick --subsets --psfs
 
-Held-out galaxies: seed 1001 (the training stores use seeds 7 and 8), peak S/N 50 unless a row
-says otherwise, the simulator's default 2-px Gaussian PSF. Per set: median |ΔA_V,LW| (f < 0.9),
+Held-out galaxies: seed 1001 by default (--seed; no training or calibration store uses 1001–1003),
+peak S/N 50 unless a row says otherwise, the simulator's default 2-px Gaussian PSF. Per set: median |ΔA_V,LW| (f < 0.9),
 median map correlation over the structured maps (truth spread ≥ 0.03 mag, f < 0.9), the fraction
 of pixels inside the truth's 84 % host-light contour whose truth lies in the network's 68 %
 interval (all galaxies), the same for A_V,LW per galaxy (all, and f < 0.9), and for the dust-free set the fraction with A_V,LW ≤ 0.03.
@@ -229,7 +229,7 @@ def main():
         if main_map:
             print(f"|   MAP from the network | | | {mp['net_absd']:.3f} | | {mp['net_corr']:.3f} | | | | |", flush=True)
     if curves:
-        _figure(curves, a.figure)
+        _figure(curves, a.figure, a.seed)
         print(f"\ncalibration curve: {a.figure}")
     if not a.no_speed:
         rows = [("galdust fit --method amortized (a process per core)", _speed(a.model, 256, 2048)),
@@ -244,7 +244,7 @@ def main():
               f"{rows[1][1][0] / rows[3][1][0]:.0f}x (--workers 1), {rows[2][1][0] / rows[3][1][0]:.0f}x (run fit)")
 
 
-def _figure(curves, path):
+def _figure(curves, path, seed=1001):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,7 +262,7 @@ def _figure(curves, path):
         a.set_ylabel("fraction of truths inside")
         a.set_title(t, fontsize=10)
     ax[1].legend(fontsize=7)
-    fig.suptitle("amortised dust maps: calibration on held-out simulations (seed 1001)")
+    fig.suptitle(f"amortised dust maps: calibration on held-out simulations (seed {seed})")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
