@@ -294,6 +294,8 @@ def check_config(cfg: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     p = cfg.get("band_set_p")
     if p is not None and (len(p) != len(cfg["band_sets"]) or min(p) < 0 or sum(p) <= 0):
         raise ValueError(f"band_set_p {p}: one probability (>= 0, not all 0) per band set ({len(cfg['band_sets'])})")
+    if not 0.0 <= float(cfg.get("band_dropout", 0.0)) < 1.0:
+        raise ValueError(f"band_dropout {cfg['band_dropout']}: a probability below 1 needed")
     for s in cfg["band_sets"]:
         assign_slots(cfg["slots"], cfg.get("slot_wave"), s)  # ValueError: a band without a slot of its own
     return cfg
