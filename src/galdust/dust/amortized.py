@@ -47,7 +47,8 @@ import numpy as np
 from ..nn import CondUNet
 
 __all__ = ["AmortizedNet", "AmortizedFitter", "DEFAULT_CONFIG", "WAVE_SLOTS", "SURVEY_BAND_SETS", "encode", "predict",
-           "nll_loss", "train_amortized", "calibrate_sigma", "sigma_curve", "load_amortized", "amortized_result", "make_batch_fn",
+           "nll_loss", "train_amortized", "calibrate_sigma", "sigma_curve", "load_amortized", "amortized_result",
+           "make_batch_fn", "psf_fwhm", "psf_channel",
            "slot_index", "assign_slots", "N_OUT"]
 
 #: network outputs per pixel: (μ, ln σ) of A_ref, A_V, δ, A_V,LW (the last two pooled over the galaxy)
@@ -123,7 +124,8 @@ class AmortizedNet(eqx.Module):
         self.slot_wave = None if sw is None else tuple(float(v) for v in sw)
         sc = config.get("sigma_scale") or {}
         self.sigma_scale = tuple(_scale_spec(sc.get(k, 1.0)) for k in ("pixel", "delta", "av_lw"))
-        self.sigma_scale_sets = tuple((tuple(sorted(e["bands"])), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
+        self.sigma_scale_sets = tuple((tuple(sorted(e["bands"])),
+                                       tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
                                       for e in sc.get("by_band_set", ()))
         self.psf_input = bool(config.get("psf_input", False))
         self.subsets = float(config.get("band_dropout", 0.0)) > 0
@@ -481,14 +483,15 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
         scales = calibrate_sigma(model, calibrate, cfg)
         log("sigma calibration factors (68.3 % coverage on the calibration stores), from the smallest to the "
             "largest sigma (pooled over the band sets): "
-            + "; ".join(f"{k} {scales[k]['factor'][0]:.3f}..{scales[k]['factor'][-1]:.3f}" for k in ("pixel", "delta", "av_lw")))
+            + "; ".join(f"{k} {scales[k]['factor'][0]:.3f}..{scales[k]['factor'][-1]:.3f}"
+                        for k in ("pixel", "delta", "av_lw")))
         cal_cfg = dict(cfg, sigma_scale=scales)
         # the trained arrays in a network whose static σ factors are the new ones (built by shape only)
         like = eqx.filter_eval_shape(AmortizedNet, cal_cfg, key=jax.random.PRNGKey(seed))
         model = eqx.tree_at(lambda m: m.unet, like, model.unet)
         sidecar["config"] = cal_cfg
-        sidecar["calibration"] = {"stores": [Path(p).name for p in calibrate], "coverage": 0.6827, "draws_per_band_set": CAL_DRAWS,
-                                  "bins": CAL_BINS, "sigma_scale": scales}
+        sidecar["calibration"] = {"stores": [Path(p).name for p in calibrate], "coverage": 0.6827,
+                                  "draws_per_band_set": CAL_DRAWS, "bins": CAL_BINS, "sigma_scale": scales}
     save(out, model, sidecar)
     log(f"wrote {out} after {res.step} steps")
     return sidecar
@@ -503,11 +506,12 @@ CAL_BINS, CAL_DRAWS, CAL_MIN_PER_BIN = 12, 2, 400
 
 def sigma_curve(err, sig, bins: int = CAL_BINS, q: float = 0.6827) -> dict[str, list[float]]:
     """A σ-dependent calibration from absolute errors ``err`` and predicted σ ``sig``: in ``bins``
-    equal-count bins of σ (fewer where there are under ``CAL_MIN_PER_BIN`` values a bin), the factor by which σ must be multiplied for a fraction ``q`` of the
-    errors to lie within ±σ, at the bin's median ln σ (``log_sigma``). The curve is applied
-    piecewise linearly in ln σ, constant beyond the end knots (:func:`_scaled`); a factor is raised
-    where needed so that the calibrated σ still grows with σ (a wider prediction never becomes the
-    narrower one): between knots Δ apart in ln σ that holds when f_k ≥ f_(k−1) / (1 + Δ)."""
+    equal-count bins of σ (fewer where there are under ``CAL_MIN_PER_BIN`` values a bin), the factor
+    by which σ must be multiplied for a fraction ``q`` of the errors to lie within ±σ, at the bin's
+    median ln σ (``log_sigma``). The curve is applied piecewise linearly in ln σ, constant beyond the
+    end knots (:func:`_scaled`); a factor is raised where needed so that the calibrated σ still
+    grows with σ (a wider prediction never becomes the narrower one): between knots Δ apart in ln σ
+    that holds when f_k ≥ f_(k−1) / (1 + Δ)."""
     err, sig = np.asarray(err, np.float64).ravel(), np.asarray(sig, np.float64).ravel()
     ok = np.isfinite(err) & np.isfinite(sig) & (sig > 0)
     err, sig = err[ok], sig[ok]
@@ -658,8 +662,9 @@ def _predict_batch(net, Y, ivar, dlnw, lpsf, idx: tuple[int, ...], scale: tuple 
 
 def psf_fwhm(psf: np.ndarray) -> float:
     """FWHM (pixels) of a PSF image from its core: a Gaussian fitted to ln I against r² over the
-    pixels above 10 % of the peak (0.1 % for a PSF of about a pixel; weighted by I), about the centroid of those above 20 %; exact for a
-    sampled Gaussian, and the wings of a real PSF (Moffat) do not inflate it as second moments would."""
+    pixels above 10 % of the peak (0.1 % for a PSF of about a pixel; weighted by I), about the
+    centroid of those above 20 %; exact for a sampled Gaussian, and the wings of a real PSF (Moffat)
+    do not inflate it as second moments would."""
     p = np.asarray(psf, np.float64)
     peak = float(p.max())
     if not np.isfinite(peak) or peak <= 0:
