@@ -48,6 +48,8 @@ def train_amortized_cmd(
                                                           "of a drawn set with this probability (3 bands at least "
                                                           "kept), so that the network serves subsets of its band "
                                                           "sets too (default 0: whole sets only).")] = None,
+    psf_input: Annotated[bool, typer.Option("--psf-input", help="Give the network each band's PSF FWHM as an input "
+                                            "channel (train on stores simulated with several --psf-fwhm).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
 ):
     """Train the amortised dust-map network (Gaussian NLL; noise, band set and orientation drawn per step)."""
@@ -63,6 +65,8 @@ def train_amortized_cmd(
     config = {"beta_nll": beta_nll} if beta_nll else {}
     if band_dropout:
         config["band_dropout"] = band_dropout
+    if psf_input:
+        config["psf_input"] = True
     if band_sets is not None:
         sets = [[b.strip().lower().replace("-", "_") for b in part.split(",") if b.strip()]
                 for part in band_sets.split(";") if part.strip()]

@@ -88,9 +88,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "size": 64,
     "snr_peak": [15.0, 300.0],  # training: peak S/N per band, log-uniform ...
     "snr_band_jitter": 0.25,  # ... times a per-band factor exp(U(−j, j))
-    # a seventh input channel per slot: the band's PSF FWHM on the fit grid, ln(FWHM / 2 px) (the
-    # first networks, without it, were trained at the simulator's 2 px)
-    "psf_input": True,
+    # a seventh input channel per slot: the band's PSF FWHM on the fit grid, ln(FWHM / 2 px) (off by
+    # default: the shipped network, trained at the simulator's 2 px, has none, and a fine-tune with it
+    # and band dropout was measured less accurate in A_V,LW: docs/amortized_dust.md, session 32)
+    "psf_input": False,
     # training: each band of the drawn set is dropped with this probability (unless fewer than 3
     # would remain), so the network also serves subsets of its band sets (LSST gri, HSC without y)
     "band_dropout": 0.0,
