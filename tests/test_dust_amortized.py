@@ -148,8 +148,15 @@ def test_psf_fwhm_from_the_core_of_gaussian_and_moffat_psfs():
     # a training store's PSF from its simulator config; one without a PSF is refused
     assert list(_store_psf_fwhm("SimConfig(size=64, psf_fwhm=(1.5, 3.0), snr=None)", 2, "s")) == [1.5, 3.0]
     assert list(_store_psf_fwhm("SimConfig(size=64, psf_fwhm=2.0, snr=None)", 3, "s")) == [2.0] * 3
-    with pytest.raises(ValueError, match="without a PSF"):
-        _store_psf_fwhm("SimConfig(size=64, psf_fwhm=None, snr=None)", 3, "s.npz")
+    assert np.isnan(_store_psf_fwhm("SimConfig(size=64, psf_fwhm=None, snr=None)", 3, "s")).all()
+
+
+def test_a_network_reading_the_psf_refuses_a_store_simulated_without_one(tmp_path):
+    cfg = SimConfig(bands=GRIZ + ("2mass_j",), snr=None, psf_fwhm=None)
+    write_bulk(simulate(jax.random.PRNGKey(4), 2, cfg, batch=2), cfg, tmp_path / "nopsf.npz", seed=4, with_cubes=True)
+    with pytest.raises(ValueError, match="nopsf.npz: simulated without a PSF"):
+        train_amortized([tmp_path / "nopsf.npz"], tmp_path / "a.eqx", steps=1, n_val=1,
+                        config=dict(TINY, psf_input=True), log=lambda s: None)
 
 
 def test_band_dropout_trains_on_subsets_of_three_or_more_bands_and_the_network_serves_them():

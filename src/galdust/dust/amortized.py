@@ -22,8 +22,8 @@ refused (the MAP fit serves them).
 After training, :func:`calibrate_sigma` scales each σ so that 68.3 % of the truths of held-out
 simulations fall within ±σ, by a factor that depends on σ itself (:func:`sigma_curve`: the trained σ
 are too wide where they are small, e.g. on dust-free pixels, and a little narrow where they are
-large); the curves live in the sidecar's config (older sidecars: one factor per output). Measured accuracy, calibration
-and speed: docs/amortized_dust.md (``bench/bench_amortized.py``).
+large) and on the band set; the curves live in the sidecar's config (older sidecars: one factor per
+output). Measured accuracy, calibration and speed: docs/amortized_dust.md (``bench/bench_amortized.py``).
 
 Encoding (per slot b, on the fit grid, with s the galaxy's flux scale, see :func:`encode`):
 ``y_b = Y_b / s``, ``asinh(y_b / 0.05)``, the colour ``asinh(y_b/0.02) − asinh(ȳ/0.02)`` against the
@@ -342,14 +342,15 @@ def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
 
 def _store_psf_fwhm(config: str, n_bands: int, path) -> np.ndarray:
     """The PSF FWHM (pixels) of each band of a store, from its simulator config (``psf_fwhm=2.0`` or a
-    tuple per band; the training needs a PSF: a store without one is refused)."""
+    tuple per band; NaN for a store simulated without a PSF, which a network with the PSF channel
+    refuses: :func:`train_amortized`)."""
     import ast
     import re
 
     m = re.search(r"psf_fwhm=(\([^)]*\)|[^,)]+)", config)
     v = ast.literal_eval(m.group(1)) if m else 2.0  # stores before the field: the simulator's 2 px
     if v is None or np.any(np.asarray(v, float) <= 0):
-        raise ValueError(f"{path}: simulated without a PSF (the network reads the PSF; simulate with --psf-fwhm > 0)")
+        return np.full(n_bands, np.nan)
     fwhm = np.broadcast_to(np.asarray(v, float), (n_bands,))
     return np.array(fwhm)
 
@@ -436,6 +437,10 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
     cfg = check_config(dict(DEFAULT_CONFIG, **(config or {})), config or {})
     bands = store_bands(cfg)
     arr, meta = _load_stores(data, bands)
+    if cfg.get("psf_input") and np.isnan(arr["psf"]).any():
+        bad = [m["file"] for m in meta if "psf_fwhm=None" in m["simulator_config"]]
+        raise ValueError(f"{', '.join(bad) or 'a store'}: simulated without a PSF (the network reads the PSF; "
+                         "simulate with --psf-fwhm > 0)")
     n = len(arr["cube"])
     if n_val >= n:
         raise ValueError(f"{n} simulated galaxies cannot hold out {n_val} for validation")
@@ -784,7 +789,8 @@ class AmortizedFitter:
             try:
                 self.check_bands(obs.bands, obs.source)
                 prep = prepare(obs, mask=masks[i], detect=self.detect)
-                items.append((prep, tuple(obs.bands), psf_channel(obs.psf, prep.grid.k, len(obs.bands))))
+                lpsf = psf_channel(obs.psf, prep.grid.k, len(obs.bands)) if self.net.psf_input else None
+                items.append((prep, tuple(obs.bands), lpsf))
                 where.append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e

@@ -152,7 +152,7 @@ class DustFitter:
                     self.init_net.check_bands(obs.bands, obs.source, advice="use --start auto, red or blue")
                 key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
                 lpsf = None
-                if start == "amortized":
+                if start == "amortized" and self.init_net.net.psf_input:
                     from .amortized import psf_channel
 
                     lpsf = psf_channel(obs.psf, prep.grid.k, len(obs.bands))
