@@ -739,6 +739,10 @@ class AmortizedFitter:
             raise ValueError(f"{source + ': ' if source else ''}the amortised model has no band set "
                              f"{','.join(bands)} (it {what}: {sets}); {advice}")
 
+    def psf_input(self, obs, prep) -> np.ndarray | None:
+        """The PSF channel of an observation (:func:`psf_channel`) for a network that reads it, else None."""
+        return psf_channel(obs.psf, prep.grid.k, len(obs.bands)) if self.net.psf_input else None
+
     def encode_prepared(self, prep) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """Data and inverse variance of a prepared observation, in its band order, padded to the
         network's grid (n_bands, size, size), and the pad offsets."""
@@ -789,8 +793,7 @@ class AmortizedFitter:
             try:
                 self.check_bands(obs.bands, obs.source)
                 prep = prepare(obs, mask=masks[i], detect=self.detect)
-                lpsf = psf_channel(obs.psf, prep.grid.k, len(obs.bands)) if self.net.psf_input else None
-                items.append((prep, tuple(obs.bands), lpsf))
+                items.append((prep, tuple(obs.bands), self.psf_input(obs, prep)))
                 where.append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e

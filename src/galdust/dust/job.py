@@ -151,11 +151,7 @@ class DustFitter:
                         raise ValueError("start 'amortized' needs the amortised network (make_fitter loads it)")
                     self.init_net.check_bands(obs.bands, obs.source, advice="use --start auto, red or blue")
                 key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
-                lpsf = None
-                if start == "amortized" and self.init_net.net.psf_input:
-                    from .amortized import psf_channel
-
-                    lpsf = psf_channel(obs.psf, prep.grid.k, len(obs.bands))
+                lpsf = self.init_net.psf_input(obs, prep) if start == "amortized" else None
                 prepared[i] = (prep, psf, start, lpsf)
                 groups[key].append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
