@@ -68,12 +68,22 @@ def test_fir_predict_and_map_with_defaults(tmp_path, capsys):
 
 def test_posterior_sample_with_defaults(tmp_path, capsys):
     sdss_table(tmp_path / "sdss.fits")
-    out = _ok(["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--out", str(tmp_path / "p.fits")],
+    # every row has a spectroscopic redshift (Z): by default the properties are those at it, and the
+    # user is told so in one line
+    out = _ok(["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--out", str(tmp_path / "z.fits")],
               capsys)
-    assert out.out.startswith("z-sdss:")  # an SDSS table gets the SDSS-trained redshift by default
+    assert out.out.startswith("cfm-onestep-z:") and out.err.count("\n") == 1 and "spectroscopic redshift (Z)" in out.err
+    with fits.open(tmp_path / "z.fits") as h:
+        assert h[0].header["ZGIVEN"] == "Z" and h[0].header["ZAUTO"] is True
+        np.testing.assert_allclose(h[1].data["z_p50"], fits.getdata(tmp_path / "sdss.fits", 1)["Z"])
+    # --photo-z: the SDSS-trained redshift model instead
+    out = _ok(["posterior", "sample", "--catalog", str(tmp_path / "sdss.fits"), "--out", str(tmp_path / "p.fits"),
+               "--photo-z"], capsys)
+    assert out.out.startswith("z-sdss:")
     with fits.open(tmp_path / "p.fits") as h:
         z = h[1].data["z_p50"]
         assert h[0].header["MODEL"] == "z-sdss" and np.isfinite(z).all() and (z > 0).all()
+        assert "ZGIVEN" not in h[0].header
         # the input's id column comes along, to join the output back to the input
         assert h[1].data.columns.names[:2] == ["name", "OBJID"] and list(h[1].data["OBJID"]) == list(
             fits.getdata(tmp_path / "sdss.fits", 1)["OBJID"])

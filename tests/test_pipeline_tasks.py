@@ -58,8 +58,9 @@ def test_posterior_run_rows_are_the_same_whatever_the_batching(tmp_path, cluster
     from galdust.pipeline.tasks import PosteriorTask
 
     table = _sdss_table(tmp_path / "sdss.fits")
+    # --photo-z: the inferred redshift's samples too must not depend on the batching
     common = ["--catalog", str(table), "--scheduler", cluster.scheduler_address, "--samples", "200", "--steps", "8",
-              "--quiet"]
+              "--quiet", "--photo-z"]
     res = []
     for bs in (2, 5):
         out = tmp_path / f"run{bs}"
@@ -192,17 +193,30 @@ def test_run_fit_bad_host_is_a_one_line_error_before_any_cluster(tmp_path, capsy
 
 
 def test_run_posterior_default_is_the_tables_default_as_in_posterior_sample(tmp_path, cluster, capsys):
-    """Without --model, an SDSS table given by --inputs gets z-sdss, as galdust posterior sample gives it."""
+    """Without --model, SDSS tables given by --inputs get what galdust posterior sample gives them: the
+    properties at their spectroscopic redshift (Z) when every row has one, else (or with --photo-z)
+    z-sdss."""
     import json
 
     table = _sdss_table(tmp_path / "sdss.fits")
     out = tmp_path / "run"
-    main(["run", "posterior", "--out", str(out), "--inputs", str(table), "--scheduler", cluster.scheduler_address,
-          "--samples", "200", "--batch-size", "5", "--quiet"])
+    common = ["--scheduler", cluster.scheduler_address, "--samples", "200", "--batch-size", "5", "--quiet"]
+    main(["run", "posterior", "--out", str(out), "--inputs", str(table), *common])
+    assert "spectroscopic redshift (Z)" in capsys.readouterr().err
+    opts = json.loads((out / ".galdust-run" / "run.json").read_text())
+    assert json.dumps(opts).count("cfm_phot_sdss_z_onestep") >= 1 and json.dumps(opts).count('"Z"') >= 1
+    t = pq.read_table(out / "catalog.parquet").to_pylist()
+    assert sum(r["status"] == "ok" for r in t) == 6
+    zcol = dict(zip(map(str, Table.read(table)["OBJID"]), Table.read(table)["Z"]))
+    assert all(r["z_p50"] == pytest.approx(float(zcol[r["name"]])) for r in t if r["status"] == "ok")
+    out = tmp_path / "photoz"
+    main(["run", "posterior", "--out", str(out), "--inputs", str(table), "--photo-z", *common])
     opts = json.loads((out / ".galdust-run" / "run.json").read_text())
     assert json.dumps(opts).count("z_sdss") >= 1
     t = pq.read_table(out / "catalog.parquet").to_pylist()
     assert sum(r["status"] == "ok" for r in t) == 6
+    assert main(["run", "posterior", "--out", str(out), "--inputs", str(table), "--photo-z", "--redshift-column",
+                 "Z", *common]) == 2
 
 
 def test_run_posterior_at_known_redshifts_equals_posterior_sample(tmp_path, cluster, capsys):

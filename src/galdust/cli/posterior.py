@@ -409,8 +409,9 @@ def posterior_sample(
         "--model", help="Weights file, or a shipped model: cfm-phot, cfm-onestep, cfm-image, vae-nf (these two need "
                         "--images), cfm-phot-z, cfm-onestep-z (with --redshift-column), z-sdss (SDSS tables: redshift "
                         "from the SDSS-trained model, the other properties from cfm-onestep-z at its redshifts). "
-                        "Default: z-sdss on SDSS tables, cfm-phot on others, cfm-onestep-z with "
-                        "--redshift-column.")] = None,
+                        "Default: cfm-onestep-z at the spectroscopic redshifts of an SDSS table whose every "
+                        "row has one in Z (as --redshift-column Z), z-sdss on other SDSS tables (and with "
+                        "--photo-z), cfm-phot on other tables, cfm-onestep-z with --redshift-column.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=10, help="Posterior samples per object.")] = 1000,
     steps: Annotated[int, typer.Option("--steps", min=1, help="RK4 steps.")] = 100,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples (HDU SAMPLES).")] = False,
@@ -423,6 +424,8 @@ def posterior_sample(
                                                                                      "SDSS tables: the properties at "
                                                                                      "that z (model default "
                                                                                      "cfm-onestep-z).")] = None,
+    photo_z: Annotated[bool, typer.Option("--photo-z", help="Infer the redshift from the photometry even when the "
+                                                            "SDSS table has spectroscopic redshifts (Z).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
     """Posterior percentiles (p16, p50, p84) of each property for every row of a catalogue."""
@@ -434,9 +437,17 @@ def posterior_sample(
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    if photo_z and (redshift_column is not None or model is not None):
+        raise UserError("--photo-z chooses the default model's redshift; it goes with neither --redshift-column "
+                        "nor --model")
     res = summarise_catalog(catalog, model, images, seed=seed, samples=samples, steps=steps,
-                            keep_samples=save_samples, redshift_column=redshift_column)
+                            keep_samples=save_samples, redshift_column=redshift_column, photo_z=photo_z)
     plan = res.plan
+    auto_z = res.redshift_column is not None and redshift_column is None
+    if auto_z:
+        typer.echo(f"{catalog}: every row has a spectroscopic redshift ({res.redshift_column}); the properties are "
+                   f"those at it (--photo-z: infer z from the photometry)", err=True)
+    redshift_column = res.redshift_column
     hdus = [fits.PrimaryHDU(), fits.table_to_hdu(Table(res.columns))]
     hdus[1].name = "POSTERIOR"
     if save_samples:
@@ -456,6 +467,7 @@ def posterior_sample(
             hdus[0].header["CFMMODEL"] = (plan.cfm.name, "the other properties")
     if redshift_column is not None:
         hdus[0].header["ZGIVEN"] = (redshift_column, "properties at the redshift of this column")
+        hdus[0].header["ZAUTO"] = (auto_z, "ZGIVEN: the default for this table (its SDSS Z)")
     hdus[0].header["NSAMPLE"] = samples
     hdus[0].header["RK4STEP"] = steps
     with atomic_path(out, overwrite) as tmp:

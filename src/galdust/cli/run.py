@@ -82,6 +82,9 @@ def run_cmd(
                                                                                      "properties at that z (as "
                                                                                      "galdust posterior "
                                                                                      "sample).")] = None,
+    photo_z: Annotated[bool, typer.Option("--photo-z", help="posterior: infer z from the photometry even when every "
+                                                            "SDSS table has spectroscopic redshifts (Z), as "
+                                                            "galdust posterior sample.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (batch systems); summary only.")] = False,
 ):
     """Run a job over many inputs on Dask: resumable (re-run the same command), one row per input in
@@ -102,17 +105,28 @@ def run_cmd(
                             exact=exact),
             "posterior": dict(model=str(model.resolve()) if model else None, samples=samples, steps=steps,
                               seed=seed, save_samples=save_samples, redshift_column=redshift_column)}[task]
-    if redshift_column is not None and task != "posterior":
-        raise UserError("--redshift-column is for galdust run posterior")
+    if (redshift_column is not None or photo_z) and task != "posterior":
+        raise UserError("--redshift-column and --photo-z are for galdust run posterior")
+    if photo_z and (redshift_column is not None or model is not None):
+        raise UserError("--photo-z chooses the default model's redshift; it goes with neither --redshift-column "
+                        "nor --model")
     if task == "posterior":  # the model galdust posterior sample would use (the same default per table)
-        from ..posterior.api import resolve_model
+        from ..posterior.api import default_redshift_column, resolve_model
 
         if model is not None and str(model) in NAMED_POSTERIORS:
             model = NAMED_POSTERIORS[str(model)]
-        elif model is None:  # the default of the (first) table, as galdust posterior sample resolves it
+        elif model is None:  # the default of the tables, as galdust posterior sample resolves it
             import glob
 
-            first = catalog or next((f for pat in inputs or [] for f in sorted(glob.glob(pat, recursive=True))), None)
+            tables = ([catalog] if catalog is not None else []) + sorted(
+                {f for pat in inputs or [] for f in glob.glob(pat, recursive=True)})
+            if redshift_column is None and not photo_z:
+                redshift_column = default_redshift_column(tables)  # SDSS tables whose every row has Z
+                if redshift_column is not None:
+                    opts["redshift_column"] = redshift_column
+                    typer.echo(f"every row has a spectroscopic redshift ({redshift_column}); the properties are "
+                               f"those at it (--photo-z: infer z from the photometry)", err=True)
+            first = tables[0] if tables else None
             if first is not None or redshift_column is not None:
                 model = NAMED_POSTERIORS[resolve_model(None, first, known_z=redshift_column is not None).label]
         opts["model"] = str(Path(model).resolve()) if model is not None else None

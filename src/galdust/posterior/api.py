@@ -4,10 +4,16 @@
 :func:`summarise_rows`, so the same object gets the same numbers from both (each object's random
 key comes from the seed and its name, :func:`object_keys`, whatever its row or batch).
 
-Default model (``model=None``): on an SDSS table (``MODELFLUX``/``EXTINCTION`` columns) the SDSS
-redshift model ``z-sdss`` (trained on real SDSS spectroscopic redshifts) gives z and the one-step
-distilled CFM it reads gives the other properties (the fast sampler: one network pass per sample);
-on other tables (galdust simulator tables) the photometric CFM ``cfm-phot``.
+Default model (``model=None``):
+
+* an SDSS table (``MODELFLUX``/``EXTINCTION`` columns) whose every row has a spectroscopic redshift in
+  ``Z`` (:func:`default_redshift_column`): the properties at that redshift (``cfm-onestep-z``), as
+  with ``--redshift-column Z``. A photometric redshift at z ≈ 0.03 is a 40 % distance error, 0.3 dex
+  in mass; the spectra's redshift removes it (``docs/sim_to_real.md``). ``photo_z=True``
+  (``--photo-z``) infers z from the photometry instead;
+* other SDSS tables: the SDSS redshift model ``z-sdss`` (trained on real SDSS spectroscopic redshifts)
+  gives z, and ``cfm-onestep-z`` the other properties at redshifts drawn from its posterior;
+* other tables (galdust simulator tables): the photometric CFM ``cfm-phot``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from ..io import InputError, float_column
 from ..models import shipped_path
 
 __all__ = ["SHIPPED_DIR", "NAMED_POSTERIORS", "PosteriorPlan", "resolve_model", "object_keys", "summarise_rows",
-           "is_sdss_table", "summarise_catalog", "CatalogPosterior", "read_redshift_column"]
+           "is_sdss_table", "summarise_catalog", "CatalogPosterior", "read_redshift_column",
+           "default_redshift_column", "SDSS_SPEC_Z"]
 
 #: shipped posterior models by name (``--model NAME``), from the one registry :data:`galdust.models.SHIPPED`
 NAMED_POSTERIORS = {n: shipped_path(n) for n in ("cfm-phot", "cfm-onestep", "cfm-image", "vae-nf", "z-sdss",
@@ -144,6 +151,7 @@ class CatalogPosterior:
     """What :func:`summarise_catalog` returns: one value per catalogue row in every column."""
 
     plan: PosteriorPlan
+    redshift_column: str | None  # the known-redshift column the properties are conditioned on (None: inferred z)
     props: list[str]
     columns: dict  # name, <prop>_p16/_p50/_p84, extra model outputs, note
     samples: np.ndarray | None  # (n_rows, n_samples, n_prop), NaN rows where a row could not be used
@@ -166,6 +174,29 @@ def _read_images(images, n_rows: int, ok: np.ndarray) -> np.ndarray:
     if bad.any():
         raise InputError(f"{images}: {int(bad.sum())} cutouts contain NaN")
     return imgs
+
+
+#: the column of SDSS tables that holds the spectroscopic redshift (SpecObj ``Z``)
+SDSS_SPEC_Z = "Z"
+
+
+def default_redshift_column(tables: Sequence[str | Path]) -> str | None:
+    """The known-redshift column the default reads: ``Z`` when every table is an SDSS table
+    (:func:`is_sdss_table`) whose every row has a usable (finite, ≥ 0) ``Z``; else None (the redshift
+    is then inferred from the photometry). One whole-table decision, so a row's answer does not depend
+    on its neighbours and ``galdust posterior sample`` and ``galdust run posterior`` agree."""
+    from .redshift import sdss_table_features
+
+    if not tables:
+        return None
+    for t in tables:
+        try:
+            z = sdss_table_features(t)[1]  # the table's Z (None without one); raises unless an SDSS table
+        except (InputError, KeyError, ValueError, TypeError, OSError):
+            return None
+        if z is None or not np.all(np.isfinite(z) & (z >= 0)):
+            return None
+    return SDSS_SPEC_Z
 
 
 def read_redshift_column(catalog, column: str) -> np.ndarray:
@@ -208,15 +239,23 @@ def domain_notes(domain: dict | None, flux, soft, bands, zgiven=None, column: st
 
 def summarise_catalog(catalog: str | Path, model: str | Path | None = None, images: str | Path | None = None, *,
                       seed: int = 0, samples: int = 1000, steps: int = 100,
-                      keep_samples: bool = False, redshift_column: str | None = None) -> CatalogPosterior:
+                      keep_samples: bool = False, redshift_column: str | None = None,
+                      photo_z: bool = False) -> CatalogPosterior:
     """Posterior percentiles of every row of a catalogue (what ``galdust posterior sample`` writes).
 
     ``model``: see :func:`resolve_model` (None: the best default for the table); ``images``: cutouts
     (.npy or FITS, (n_rows, bands, H, W), nmgy/pixel) for the image models. Rows without usable
     fluxes get NaN and a ``note``. ``redshift_column``: a column of known (spectroscopic) redshifts;
     the properties are then those at that z (a model conditioned on z, default ``cfm-onestep-z``),
-    and the z columns repeat it."""
+    and the z columns repeat it. With neither ``model`` nor ``redshift_column``, an SDSS table with a
+    spectroscopic redshift for every row is read at it (:func:`default_redshift_column`), unless
+    ``photo_z``."""
     import time
+
+    if photo_z and redshift_column is not None:
+        raise InputError("photo_z (--photo-z) and redshift_column (--redshift-column) exclude each other")
+    if model is None and redshift_column is None and not photo_z:
+        redshift_column = default_redshift_column([catalog])
 
     from .data import read_catalog
     from .kinds import load_model
@@ -281,4 +320,4 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     if keep_samples:
         full = np.full((n, samples, len(props)), np.nan, np.float32)
         full[ok] = smp
-    return CatalogPosterior(plan, props, cols, full, int(ok.sum()), dt)
+    return CatalogPosterior(plan, redshift_column, props, cols, full, int(ok.sum()), dt)
