@@ -20,6 +20,10 @@ def test_version_and_help(capsys):
         capsys.readouterr()
         assert main([*cmd, "--help"]) == 0
         assert "Usage" in capsys.readouterr().out
+    # help texts are plain text: a unit in brackets is shown, not read as markup and dropped
+    assert main(["fir", "map", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Output pixels [arcsec]" in out and "PA [deg]" in out
 
 
 def test_simulate_writes_readable_cubes_and_truth(tmp_path, capsys):
