@@ -13,7 +13,8 @@ import pytest
 from astropy.io import fits
 
 from galdust.cli import main
-from galdust.dust.amortized import (DEFAULT_CONFIG, AmortizedFitter, AmortizedNet, _predict_batch, _scale_spec, _scaled,
+from galdust.dust.amortized import (DEFAULT_CONFIG, AmortizedFitter, AmortizedNet, _predict_batch, _psf_scaled,
+                                     _scale_spec, _scaled, psf_sigma_curves,
                                     _store_psf_fwhm, assign_slots, encode, make_batch_fn, predict, psf_channel,
                                     psf_fwhm, sigma_curve, train_amortized, transplant)
 from galdust.dust.evaluate import galaxy_metrics, host_config, light_contour, sim_observations
@@ -299,6 +300,35 @@ def test_sigma_curve_calibrates_a_sigma_of_the_wrong_shape_at_every_sigma():
     assert _scale_spec(0.85) == 0.85
     with pytest.raises(ValueError, match="increasing"):
         _scale_spec({"log_sigma": [0.0, -1.0], "factor": [1.0, 1.0]})
+
+
+def test_the_psf_stage_calibrates_what_the_band_sets_curve_leaves_at_each_psf():
+    # one band set whose σ is right on average but 2× too narrow at the broad PSF and 2× too wide at
+    # the sharp one: the set's curve cannot tell them apart, the PSF stage can
+    rng = np.random.default_rng(1)
+    n = 30000
+    lp = rng.choice([np.log(1.2 / 2.0), np.log(4.5 / 2.0)], n)
+    pred = np.exp(rng.uniform(np.log(0.02), np.log(0.5), n))
+    err = np.abs(rng.normal(0.0, pred * np.where(lp > 0, 2.0, 0.5)))
+    z = {o: np.stack([err, pred]) for o in ("pixel", "delta", "av_lw")}
+    z["lp"] = {o: lp for o in ("pixel", "delta", "av_lw")}
+    curves = {o: sigma_curve(err, pred) for o in ("pixel", "delta", "av_lw")}
+    stage = psf_sigma_curves([(z, curves)])
+    assert [round(e["lpsf"], 3) for e in stage] == [round(np.log(0.6), 3), round(np.log(2.25), 3)]
+    net_like = tuple((e["lpsf"], tuple(_scale_spec(e[o]) for o in ("pixel", "delta", "av_lw"))) for e in stage)
+    set_sig = np.asarray(_scaled(jax.numpy.asarray(pred), _scale_spec(curves["pixel"])))
+    for knot in (np.log(0.6), np.log(2.25)):
+        m = np.abs(lp - knot) < 1e-6
+        assert abs(np.mean(err[m] < set_sig[m]) - 0.683) > 0.2  # the set's curve alone: far off at each PSF
+        cal = np.asarray(jax.vmap(lambda s: _psf_scaled(s, net_like, knot, 0))(jax.numpy.asarray(set_sig[m])))
+        assert abs(np.mean(err[m] < cal) - 0.683) < 0.02
+    # between the knots the factor is interpolated in ln FWHM; beyond them it stays the end knot's
+    s = jax.numpy.asarray(0.1)
+    f = [float(_psf_scaled(s, net_like, v, 2)) / 0.1 for v in (np.log(0.3), np.log(0.6), 0.5 * np.log(1.35),
+                                                                np.log(2.25), np.log(5.0))]
+    assert f[0] == pytest.approx(f[1]) and f[3] == pytest.approx(f[4]) and f[1] < f[2] < f[3]
+    assert f[2] == pytest.approx(0.5 * (f[1] + f[3]), rel=1e-4)
+    assert psf_sigma_curves([({**z, "lp": {o: np.zeros(n) for o in z["lp"]}}, curves)]) == []  # one PSF: no stage
 
 
 @pytest.fixture(scope="module")

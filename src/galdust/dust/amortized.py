@@ -109,7 +109,9 @@ class AmortizedNet(eqx.Module):
     ``sigma_scale`` (static, from the sidecar's ``config``) calibrates the σ of (pixel A_ref and A_V,
     δ, A_V,LW): per output a factor, or a curve ``(ln σ knots, factors)`` (:func:`sigma_curve`); set
     by :func:`calibrate_sigma` on held-out simulations, 1 before. ``sigma_scale_sets``: the same per
-    band set (sorted bands, calibration), used for that set's galaxies (:meth:`scale_for`)."""
+    band set (sorted bands, calibration), used for that set's galaxies (:meth:`scale_for`).
+    ``sigma_scale_psf``: a network with the PSF channel, a second stage by PSF: ``(ln(FWHM / PSF_REF),
+    calibration)`` knots, whose curves multiply the band set's σ (:func:`_psf_scaled`)."""
 
     unet: CondUNet
     slots: tuple[str, ...] = eqx.field(static=True)
@@ -118,6 +120,7 @@ class AmortizedNet(eqx.Module):
     sigma_scale_sets: tuple = eqx.field(static=True, default=())
     psf_input: bool = eqx.field(static=True, default=False)
     subsets: bool = eqx.field(static=True, default=False)
+    sigma_scale_psf: tuple = eqx.field(static=True, default=())
 
     def __init__(self, config: dict[str, Any], *, key):
         self.slots = tuple(config["slots"])
@@ -129,6 +132,8 @@ class AmortizedNet(eqx.Module):
                                        tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
                                       for e in sc.get("by_band_set", ()))
         self.psf_input = bool(config.get("psf_input", False))
+        self.sigma_scale_psf = tuple((float(e["lpsf"]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
+                                     for e in sc.get("by_psf", ())) if self.psf_input else ()
         self.subsets = float(config.get("band_dropout", 0.0)) > 0
         per_slot = _PER_SLOT + (self.slot_wave is not None) + self.psf_input
         self.unet = CondUNet(c_in=per_slot * len(self.slots), c_out=N_OUT, widths=tuple(config["widths"]),
@@ -231,16 +236,37 @@ def _scaled(sig, spec):
     return spec * sig
 
 
-def _heads(raw, w, scale=(1.0, 1.0, 1.0)):
-    """Raw maps → dict of per-pixel (μ, σ) and pooled galaxy scalars (σ calibrated by ``scale``)."""
+def _psf_scaled(sig, psf_scale: tuple, lp, out: int):
+    """σ (already calibrated by its band set) times the PSF stage's factor of output ``out`` (0 pixel, 1
+    δ, 2 A_V,LW): each PSF knot's curve at σ, interpolated linearly in the galaxy's ln(FWHM / PSF_REF)
+    ``lp`` between the knots, constant beyond them. No knots: σ unchanged."""
+    if not psf_scale:
+        return sig
+    knots = jnp.asarray([k for k, _ in psf_scale])
+    facs = jnp.stack([_scaled(sig, spec[out]) / sig for _, spec in psf_scale])
+    t = jnp.interp(lp, knots, jnp.arange(len(psf_scale), dtype=sig.dtype))
+    i0 = jnp.clip(jnp.floor(t).astype(jnp.int32), 0, len(psf_scale) - 1)
+    i1 = jnp.minimum(i0 + 1, len(psf_scale) - 1)
+    f = t - i0
+    return sig * ((1.0 - f) * facs[i0] + f * facs[i1])
+
+
+def _heads(raw, w, scale=(1.0, 1.0, 1.0), psf_scale: tuple = (), lp=0.0):
+    """Raw maps → dict of per-pixel (μ, σ) and pooled galaxy scalars (σ calibrated by ``scale``, then
+    by ``psf_scale`` at the galaxy's ln(FWHM / PSF_REF) ``lp``)."""
     ls = jnp.clip(raw[1::2], _LS_MIN, _LS_MAX)
     mu = raw[0::2]
     pooled_mu = jnp.sum(mu[2:] * w, axis=(-2, -1))
     pooled_ls = jnp.clip(jnp.sum(raw[5::2] * w, axis=(-2, -1)), _LS_MIN, _LS_MAX)
-    return dict(aref=mu[0], aref_sig=_scaled(jnp.exp(ls[0]), scale[0]), av=mu[1],
-                av_sig=_scaled(jnp.exp(ls[1]), scale[0]),
-                delta=pooled_mu[0], delta_sig=_scaled(jnp.exp(pooled_ls[0]), scale[1]),
-                av_lw=pooled_mu[1], av_lw_sig=_scaled(jnp.exp(pooled_ls[1]), scale[2]))
+    cal = lambda sig, k: _psf_scaled(_scaled(sig, scale[k]), psf_scale, lp, k)  # noqa: E731
+    return dict(aref=mu[0], aref_sig=cal(jnp.exp(ls[0]), 0), av=mu[1], av_sig=cal(jnp.exp(ls[1]), 0),
+                delta=pooled_mu[0], delta_sig=cal(jnp.exp(pooled_ls[0]), 1),
+                av_lw=pooled_mu[1], av_lw_sig=cal(jnp.exp(pooled_ls[1]), 2))
+
+
+def galaxy_lpsf(lpsf, present):
+    """A galaxy's ln(FWHM / PSF_REF): the mean of its present slots' PSF channel."""
+    return jnp.sum(lpsf * present) / jnp.maximum(jnp.sum(present), 1.0)
 
 
 def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = True, scale: tuple | None = None,
@@ -253,7 +279,10 @@ def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = T
     if net.psf_input and lpsf is None:
         lpsf = jnp.zeros(len(net.slots), Y.dtype)
     x, lsnr, w = encode(Y, ivar, present, None if net.slot_wave is None else dlnw, lpsf if net.psf_input else None)
-    return _heads(net(x, lsnr), w, (scale or net.sigma_scale) if calibrated else (1.0, 1.0, 1.0))
+    if not calibrated:
+        return _heads(net(x, lsnr), w)
+    lp = galaxy_lpsf(lpsf, present) if net.sigma_scale_psf else 0.0
+    return _heads(net(x, lsnr), w, scale or net.sigma_scale, net.sigma_scale_psf, lp)
 
 
 def _gauss_nll(t, mu, sig, beta: float = 0.0):
@@ -561,7 +590,7 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     for k, (bset, p_drop, n_draws) in enumerate(passes):
         batch_fn = make_batch_fn(dict(config, band_sets=[bset], band_set_p=None, band_dropout=p_drop), bands,
                                  with_S=True)
-        zp, zd, zl = [], [], []
+        zp, zd, zl, lpp, lpg = [], [], [], [], []
         for d in range(n_draws):
             for j in range(0, n, batch):
                 rows = np.arange(j, min(j + batch, n))
@@ -574,13 +603,58 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
                 zp.append(np.stack([np.abs(np.clip(out["av"], 0.0, None) - np.asarray(av)), out["av_sig"]])[:, inside])
                 zd.append(np.stack([np.abs(out["delta"] - np.asarray(delta)), out["delta_sig"]]))
                 zl.append(np.stack([np.abs(out["av_lw"] - np.asarray(av_lw)), out["av_lw_sig"]]))
+                lp = np.asarray(jax.vmap(galaxy_lpsf)(lpsf, present))  # each galaxy's ln(FWHM / PSF_REF)
+                lpg.append(lp)
+                lpp.append(np.broadcast_to(lp[:, None, None], inside.shape)[inside])
         per_set.append({"pixel": np.concatenate(zp, axis=1), "delta": np.concatenate(zd, axis=1),
-                        "av_lw": np.concatenate(zl, axis=1)})
+                        "av_lw": np.concatenate(zl, axis=1),
+                        "lp": {"pixel": np.concatenate(lpp), "delta": np.concatenate(lpg), "av_lw": np.concatenate(lpg)}})
     outs = ("pixel", "delta", "av_lw")
     pooled = {o: sigma_curve(*np.concatenate([z[o] for z in per_set], axis=1), bins=bins) for o in outs}
+    full = list(zip(config["band_sets"], per_set))  # the full sets' passes
     pooled["by_band_set"] = [dict({o: sigma_curve(*z[o], bins=bins) for o in outs}, bands=list(bset))
-                             for bset, z in zip(config["band_sets"], per_set)]  # the full sets' passes
+                             for bset, z in full]
+    if config.get("psf_input"):
+        psf_stage = psf_sigma_curves([(z, e) for (_, z), e in zip(full, pooled["by_band_set"])], bins)
+        if psf_stage:
+            pooled["by_psf"] = psf_stage
     return pooled
+
+
+def psf_sigma_curves(per_set: list, bins: int = CAL_BINS) -> list[dict]:
+    """The PSF stage of the calibration (a network with the PSF channel): the calibration values of
+    every band set (``(values, that set's curves)`` pairs, as :func:`calibrate_sigma` gathers them),
+    each σ first calibrated by its set's curves, grouped by the galaxy's ln(FWHM / PSF_REF) (the
+    stores' distinct PSFs, or four equal-count groups when there are more than eight), and a
+    :func:`sigma_curve` per group and output: the factor the set's σ still needs at that PSF. One
+    PSF: none (the set's curves are all there is to learn)."""
+    outs = ("pixel", "delta", "av_lw")
+    lp = np.concatenate([z["lp"]["delta"] for z, _ in per_set])
+    uniq = np.unique(np.round(lp, 3))
+    if len(uniq) < 2:
+        return []
+    if len(uniq) <= 8:
+        groups = [(float(np.median(lp[np.abs(np.round(lp, 3) - u) < 5e-4])),
+                   lambda x, u=u: np.abs(np.round(x, 3) - u) < 5e-4) for u in uniq]
+    else:
+        edges = np.quantile(lp, [0.25, 0.5, 0.75])
+        groups = []
+        for k in range(4):
+            lo, hi = (-np.inf, *edges)[k], (*edges, np.inf)[k]
+            sel = (lp >= lo) & (lp < hi)
+            groups.append((float(np.median(lp[sel])), lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi)))
+    stage = []
+    for knot, member in groups:
+        e = {"lpsf": knot}
+        for o in outs:
+            err, sig = [], []
+            for z, curves in per_set:
+                m = member(z["lp"][o])
+                err.append(z[o][0][m])
+                sig.append(np.asarray(_scaled(z[o][1][m], _scale_spec(curves[o]))))
+            e[o] = sigma_curve(np.concatenate(err), np.concatenate(sig), bins=bins)
+        stage.append(e)
+    return stage
 
 
 def transplant(old: AmortizedNet, new: AmortizedNet) -> AmortizedNet:
