@@ -357,7 +357,8 @@ def test_shipped_network_maps_held_out_galaxies_with_calibrated_sigma(survey, re
     cov_pix = float(np.mean(np.concatenate(inside_pix)))
     # measured on these 16 galaxies (session 30 network): median |ΔA_V,LW| 0.098 (LSST: 0.077), map
     # correlation 0.50 (0.52; 12 structured maps), 68 % intervals holding 70 % (71 %) of the pixels and 9
-    # (11) of the 16 A_V,LW (session 32's σ curves: 70 % (72 %) and 9 (10); session 23 network, griz:
+    # (11) of the 16 A_V,LW (session 32's σ curves: 70 % (72 %) and 9 (10); session 33's network with the
+    # PSF channel and its PSF stage: 0.091 (0.074), 0.51 (0.51), 70 % (72 %), 9 (11); session 23 network, griz:
     # 0.098, 0.40, 64 %, 9; on 64 galaxies of the same
     # seed, f < 0.9: 0.026, 0.50, 76 %, 77 %: bench/bench_amortized.py, docs/amortized_dust.md)
     assert np.median(dav) < 0.13
@@ -397,7 +398,7 @@ def test_cli_amortized_writes_the_sigma_map_and_refuses_other_bands(held_out, st
                  "--max-iter", "5"]) == 2
     assert "--max-iter: only for --method map" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "g.fits"), "--out", str(tmp_path / "o3"), "--method", "amortized",
-                 "--no-psf"]) == 2  # the network reads no PSF: the option would change nothing
+                 "--no-psf"]) == 2  # a MAP option: the network reads the PSF FWHM it was trained with
     assert "--no-psf: only for --method map" in capsys.readouterr().err
 
 

@@ -73,7 +73,7 @@ def fit(
                                       "(either, plus a point source with its own SED: an AGN or a nuclear star "
                                       "cluster), 'bulge-disk-clumps'; measurements in docs/eval_dust.md.")] = "auto",
     no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF (--method map; the amortised "
-                                                         "network reads none).")] = False,
+                                                         "network reads each band's PSF FWHM).")] = False,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
                                                                "(band, y, x); applies to every input.")] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not mask neighbouring sources.")] = False,

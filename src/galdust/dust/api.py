@@ -42,7 +42,7 @@ METHODS = ("map", "amortized")
 def check_method(method: str, *, level: str = "shrink", max_iter: int | None = None, start: str = "auto",
                  host: str = DEFAULT_HOST, priors: bool = True, use_psf: bool = True) -> None:
     """ValueError (one line) for an unknown ``--method`` or MAP-only options given to the amortised one
-    (its network reads no PSF: ``--no-psf`` would change nothing)."""
+    (``--no-psf`` too: the MAP fit's convolution; the network reads the PSF's FWHM and was trained with it)."""
     if method not in METHODS:
         raise ValueError(f"unknown --method {method!r} ({', '.join(METHODS)})")
     if method == "amortized":
