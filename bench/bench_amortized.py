@@ -251,8 +251,8 @@ def _figure(curves, path, seed=1001):
     import matplotlib.pyplot as plt
 
     levels = np.linspace(0.05, 0.99, 40)
-    ncol = 1 if len(curves) <= 16 else 2  # the legend beside the panels, however many sets
-    fig, ax = plt.subplots(1, 2, figsize=(10 + 2.6 * ncol, 4.5), layout="constrained")
+    rows = -(-len(curves) // 3)  # the legend under the panels, in three columns, however many sets
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.5 + 0.16 * rows), layout="constrained")
     for label, (zp, zl) in curves.items():
         ax[0].plot(levels, [np.mean(zp < norm.ppf(0.5 + q / 2)) for q in levels], label=label)
         ax[1].plot(levels, [np.mean(zl < norm.ppf(0.5 + q / 2)) for q in levels], label=label)
@@ -262,7 +262,7 @@ def _figure(curves, path, seed=1001):
         a.set_xlabel("nominal central interval")
         a.set_ylabel("fraction of truths inside")
         a.set_title(t, fontsize=10)
-    fig.legend(*ax[1].get_legend_handles_labels(), loc="outside right upper", fontsize=7, ncol=ncol)
+    fig.legend(*ax[1].get_legend_handles_labels(), loc="outside lower center", fontsize=7, ncol=3)
     fig.suptitle(f"amortised dust maps: calibration on held-out simulations (seed {seed})")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
