@@ -329,6 +329,10 @@ def test_the_psf_stage_calibrates_what_the_band_sets_curve_leaves_at_each_psf():
     assert f[0] == pytest.approx(f[1]) and f[3] == pytest.approx(f[4]) and f[1] < f[2] < f[3]
     assert f[2] == pytest.approx(0.5 * (f[1] + f[3]), rel=1e-4)
     assert psf_sigma_curves([({**z, "lp": {o: np.zeros(n) for o in z["lp"]}}, curves)]) == []  # one PSF: no stage
+    # a PSF drawn per galaxy (more than eight values): four equal-count groups at their median ln FWHM
+    cont = rng.uniform(np.log(0.6), np.log(2.25), n)
+    knots = [e["lpsf"] for e in psf_sigma_curves([({**z, "lp": {o: cont for o in z["lp"]}}, curves)])]
+    np.testing.assert_allclose(knots, np.quantile(cont, [0.125, 0.375, 0.625, 0.875]), atol=0.02)
 
 
 @pytest.fixture(scope="module")
