@@ -1,10 +1,12 @@
 """galdust.posterior.api: which known-redshift column the default reads."""
 
 import numpy as np
+import pytest
 from astropy.table import Table
 from conftest import sdss_table
 
-from galdust.posterior.api import default_redshift_column, resolve_model
+from galdust.io import InputError
+from galdust.posterior.api import default_redshift_column, resolve_model, summarise_catalog
 
 
 def test_the_default_reads_z_only_when_every_row_of_every_sdss_table_has_a_spectroscopic_redshift(tmp_path):
@@ -25,3 +27,7 @@ def test_the_default_reads_z_only_when_every_row_of_every_sdss_table_has_a_spect
     Table(dict(name=["x", "y"], Z=[0.1, 0.2], flux_sdss_r=[10.0, 20.0])).write(tmp_path / "c.fits")
     assert default_redshift_column([tmp_path / "c.fits"]) is None
     assert default_redshift_column([]) is None and default_redshift_column([tmp_path / "missing.fits"]) is None
+    # --photo-z picks the default's redshift: with a model or a known-redshift column it is refused
+    for kw in (dict(redshift_column="Z"), dict(model="cfm-phot")):
+        with pytest.raises(InputError, match="--photo-z"):
+            summarise_catalog(a, photo_z=True, **kw)

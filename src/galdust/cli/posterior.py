@@ -437,9 +437,6 @@ def posterior_sample(
 
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
-    if photo_z and (redshift_column is not None or model is not None):
-        raise UserError("--photo-z chooses the default model's redshift; it goes with neither --redshift-column "
-                        "nor --model")
     res = summarise_catalog(catalog, model, images, seed=seed, samples=samples, steps=steps,
                             keep_samples=save_samples, redshift_column=redshift_column, photo_z=photo_z)
     plan = res.plan

@@ -107,11 +107,10 @@ def run_cmd(
                               seed=seed, save_samples=save_samples, redshift_column=redshift_column)}[task]
     if (redshift_column is not None or photo_z) and task != "posterior":
         raise UserError("--redshift-column and --photo-z are for galdust run posterior")
-    if photo_z and (redshift_column is not None or model is not None):
-        raise UserError("--photo-z chooses the default model's redshift; it goes with neither --redshift-column "
-                        "nor --model")
     if task == "posterior":  # the model galdust posterior sample would use (the same default per table)
-        from ..posterior.api import default_redshift_column, resolve_model
+        from ..posterior.api import check_photo_z, default_redshift_column, resolve_model
+
+        check_photo_z(photo_z, model, redshift_column)
 
         if model is not None and str(model) in NAMED_POSTERIORS:
             model = NAMED_POSTERIORS[str(model)]

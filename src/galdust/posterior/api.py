@@ -30,7 +30,7 @@ from ..models import shipped_path
 
 __all__ = ["SHIPPED_DIR", "NAMED_POSTERIORS", "PosteriorPlan", "resolve_model", "object_keys", "summarise_rows",
            "is_sdss_table", "summarise_catalog", "CatalogPosterior", "read_redshift_column",
-           "default_redshift_column", "SDSS_SPEC_Z"]
+           "default_redshift_column", "check_photo_z", "SDSS_SPEC_Z"]
 
 #: shipped posterior models by name (``--model NAME``), from the one registry :data:`galdust.models.SHIPPED`
 NAMED_POSTERIORS = {n: shipped_path(n) for n in ("cfm-phot", "cfm-onestep", "cfm-image", "vae-nf", "z-sdss",
@@ -180,6 +180,14 @@ def _read_images(images, n_rows: int, ok: np.ndarray) -> np.ndarray:
 SDSS_SPEC_Z = "Z"
 
 
+def check_photo_z(photo_z: bool, model=None, redshift_column: str | None = None) -> None:
+    """One-line InputError when ``photo_z`` (``--photo-z``, which picks the default's redshift) comes
+    with a model or a known-redshift column."""
+    if photo_z and (redshift_column is not None or model is not None):
+        raise InputError("--photo-z chooses the default model's redshift; it goes with neither --redshift-column "
+                         "nor --model")
+
+
 def default_redshift_column(tables: Sequence[str | Path]) -> str | None:
     """The known-redshift column the default reads: ``Z`` when every table is an SDSS table
     (:func:`is_sdss_table`) whose every row has a usable (finite, ≥ 0) ``Z``; else None (the redshift
@@ -252,8 +260,7 @@ def summarise_catalog(catalog: str | Path, model: str | Path | None = None, imag
     ``photo_z``."""
     import time
 
-    if photo_z and redshift_column is not None:
-        raise InputError("photo_z (--photo-z) and redshift_column (--redshift-column) exclude each other")
+    check_photo_z(photo_z, model, redshift_column)
     if model is None and redshift_column is None and not photo_z:
         redshift_column = default_redshift_column([catalog])
 
