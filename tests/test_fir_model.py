@@ -23,7 +23,7 @@ def _table(n, seed):
 @pytest.mark.slow
 def test_forest_and_calibrated_sigma(tmp_path):
     X, Y, _ = _table(600, 0)
-    m = train_model(X, Y, seed=1)
+    m = train_model(X, Y, seed=1, oof_folds=3)  # 3 folds (the default 5): the same code, 40 % less time
     Xt, Yt, noise_t = _table(400, 2)
     p = m.predict(Xt)
     for t in TARGETS:
@@ -57,8 +57,8 @@ def test_per_pixel_training_weights_every_galaxy_once_and_keeps_galaxies_whole()
     groups = np.r_[np.zeros(1000, int), np.ones(10, int)]
     w = np.r_[np.full(1000, 1 / 1000), np.full(10, 1 / 10)]
     Y = {t: y for t in TARGETS}
-    m_w = train_model(X, Y, weights=w, groups=groups, seed=1)
-    m_u = train_model(X, Y, seed=1)
+    m_w = train_model(X, Y, weights=w, groups=groups, seed=1, oof_folds=3)
+    m_u = train_model(X, Y, seed=1, oof_folds=3)
     assert np.mean(m_w.predict(X[:5])["Td"][0]) == pytest.approx(0.5, abs=0.1)
     assert np.mean(m_u.predict(X[:5])["Td"][0]) < 0.1
     assert m_w.meta["per_pixel"] and not m_u.meta["per_pixel"]
@@ -88,9 +88,9 @@ def test_band_dropout_copies_teach_sigma_what_a_missing_band_costs(tmp_path):
     cache = FitCache(tmp_path / "fits")  # one training's fits, read back by the other where they are the same
     forests, sigmas = (lambda k=k: len(list((tmp_path / "fits").glob(f"*.{k}.json")))
                        for k in ("XGBRFRegressor", "Booster"))
-    plain = train_model(X, Y, seed=1, cache=cache)
+    plain = train_model(X, Y, seed=1, cache=cache, oof_folds=3)
     n_forests, n_sigmas = forests(), sigmas()
-    aug = train_model(X, Y, seed=1, augment=no_f0[None], cache=cache)
+    aug = train_model(X, Y, seed=1, augment=no_f0[None], cache=cache, oof_folds=3)
     assert forests() == n_forests and sigmas() == 2 * n_sigmas  # the copies change the σ models only
     assert plain.meta["dropout_copies"] == 0 and aug.meta["dropout_copies"] == 1
     for t in TARGETS:
