@@ -272,6 +272,11 @@ def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
     assert by_set[0]["pixel"] != by_set[1]["pixel"]
     side = json.loads((tmp_path / "a.json").read_text())
     assert side["data"]["stores"][0]["seed"] == 3 and side["config"]["widths"] == TINY["widths"]
+    # the training galaxies' colours (adjacent bands, wavelength order), which inputs are checked against
+    dom = side["domain"]["by_band_set"]
+    assert [d["band_set"] for d in dom] == TINY["band_sets"]
+    assert dom[1]["features"] == ["sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "sdss_z-2mass_j"]
+    assert dom[0]["n"] == 12 and all(lo < hi for lo, hi in zip(dom[0]["lo"], dom[0]["hi"]))
 
 
 def test_sigma_curve_calibrates_a_sigma_of_the_wrong_shape_at_every_sigma():
@@ -497,3 +502,31 @@ def test_map_fit_started_from_the_network_begins_at_its_map(held_out):
     out = fitter.fit([bad])
     assert isinstance(out[0], ValueError) and "no band set" in str(out[0])
     assert str(out[0]).endswith("use --start auto, red or blue")  # not '--method map': this is the MAP fit
+
+
+def test_hosts_redder_than_every_training_host_are_flagged_and_the_map_fit_starts_red(held_out, tmp_path):
+    """The shipped network saw hosts at z 0.02-0.15 only: farther ones are redder than any of them
+    (the 4000 A break in r), and it reads that as dust (dust-free z 0.35-0.5 HSC hosts: 0.55 mag,
+    bench/bench_amortized_redshift.py). Their colours are outside its training domain: FLAG 1 with a
+    NOTE; the held-out galaxies at its own redshifts are not flagged; a MAP fit asked to start from
+    the network starts red there and says why."""
+    from galdust.dust.api import make_fitter
+
+    _, obs = held_out
+    net = AmortizedFitter.load(batch_size=16)
+    assert sum(r.scalars["FLAG"] for r in net.fit(obs)) <= 2  # measured: 0 of 16
+    cfg = dataclasses.replace(host_config("dust-free", bands=GRIZ, snr=50.0, snr_kind="peak"), z_range=(0.5, 0.8))
+    far = sim_observations(simulate(jax.random.PRNGKey(1002), 4, cfg, batch=4), cfg, "far")
+    res = net.fit(far)
+    assert all(r.scalars["FLAG"] == 1 for r in res)
+    assert all(r.scalars["NOTE"].startswith("outside the training domain: ") for r in res)
+    assert all(r.scalars["AV_LW"] > 0.3 for r in res)  # what the flag is for: dust-free, read as dusty
+    warm = make_fitter(start="amortized", priors=False, max_iter=5, batch_size=2).fit([far[0], obs[0]])
+    assert warm[0].scalars["START"] == "red" and warm[0].scalars["NOTE"].startswith("red start instead of the network")
+    assert warm[1].scalars["START"] == "amortized" and "NOTE" not in warm[1].scalars
+    # the flag is in the output file, and in the line galdust fit prints
+    write_cube(tmp_path / "far.fits", far[0].cube, far[0].bands, ivar=far[0].ivar, psf=far[0].psf,
+               wave_eff=far[0].wave_eff)
+    assert main(["fit", str(tmp_path / "far.fits"), "--out", str(tmp_path / "o"), "--method", "amortized"]) == 0
+    with fits.open(tmp_path / "o" / "far.dust.fits") as h:
+        assert h[0].header["FLAG"] == 1 and h[0].header["NOTE"].startswith("outside the training domain")

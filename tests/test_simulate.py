@@ -219,6 +219,19 @@ def test_realistic_hosts_have_published_bulge_disk_colours_and_stress_hosts_extr
         SimConfig(hosts="spiral")
 
 
+def test_host_redshift_range_is_a_setting_and_farther_hosts_are_redder():
+    # the same draws but the redshift: z uniform in z_range, the default the shipped stores' 0.02-0.15
+    near, far = SimConfig(bands=BANDS, size=16), SimConfig(bands=BANDS, size=16, z_range=(0.5, 0.8))
+    pn, pf = params_batch(near, 16, seed=5), params_batch(far, 16, seed=5)
+    assert np.all((np.asarray(pf.z_sed) >= 0.5) & (np.asarray(pf.z_sed) <= 0.8))
+    np.testing.assert_allclose((np.asarray(pf.z_sed) - 0.5) / 0.3, (np.asarray(pn.z_sed) - 0.02) / 0.13, atol=1e-5)
+    # the bulge's g - r: the 4000 A break moves into r (BC03 old populations: ~0.75 at z 0.1, ~1.5 at z 0.6)
+    gr = lambda p: -2.5 * np.log10(np.asarray(p.sed)[:, 0, 0] / np.asarray(p.sed)[:, 0, 1])  # noqa: E731
+    assert np.median(gr(pf)) > np.median(gr(pn)) + 0.5
+    with pytest.raises(ValueError, match="z_range"):
+        SimConfig(z_range=(0.3, 0.1))
+
+
 def test_a_nucleus_is_a_point_source_of_its_power_law_behind_half_the_central_dust():
     from galdust.simulate.dusty_images import dust_column
 

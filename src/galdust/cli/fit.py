@@ -157,7 +157,8 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
                 how = (f"{s['NITER']} it{'' if s.get('CONVERGE', True) else stop}"
                        f"  start {s['START']}  priors {s.get('PRIORS', '?')}")
             typer.echo(f"{name}: {head}  covfrac {s['COVFRAC']:.2f}  χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  "
-                       f"{how}" + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}")
+                       f"{how}" + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}"
+                       + (f"  [FLAG: {s['NOTE']}]" if s.get("FLAG") else f"  [{s['NOTE']}]" if s.get("NOTE") else ""))
         if report.written or report.seconds:
             typer.echo(f"fitted {len(report.written)} of {n_inputs} inputs in {report.seconds:.1f} s")
     for src, msg in report.failures:

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..nn import CondUNet
 
-__all__ = ["AmortizedNet", "AmortizedFitter", "DEFAULT_CONFIG", "WAVE_SLOTS", "SURVEY_BAND_SETS", "encode", "predict",
+__all__ = ["AmortizedNet", "AmortizedFitter", "colour_domain", "domain_notes", "DEFAULT_CONFIG", "WAVE_SLOTS", "SURVEY_BAND_SETS", "encode", "predict",
            "nll_loss", "train_amortized", "calibrate_sigma", "sigma_curve", "load_amortized", "amortized_result",
            "make_batch_fn", "psf_fwhm", "psf_channel",
            "slot_index", "assign_slots", "N_OUT"]
@@ -527,6 +527,7 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
         sidecar["config"] = cal_cfg
         sidecar["calibration"] = {"stores": [Path(p).name for p in calibrate], "coverage": 0.6827,
                                   "draws_per_band_set": CAL_DRAWS, "bins": CAL_BINS, "sigma_scale": scales}
+    sidecar["domain"] = colour_domain(arr["cube"], bands, cfg["band_sets"])  # what it can be asked (domain_notes)
     save(out, model, sidecar)
     log(f"wrote {out} after {res.step} steps")
     return sidecar
@@ -702,6 +703,68 @@ def load_amortized(path: str | Path | None = None):
     return load(path, lambda meta: AmortizedNet(meta["config"], key=jax.random.PRNGKey(0)))
 
 
+# ----------------------------------------------------------------------------- the network's colour domain
+
+
+def _wave_order(bands: Sequence[str]) -> list[int]:
+    from ..physics.filters import get_filter
+
+    return sorted(range(len(bands)), key=lambda i: get_filter(bands[i]).effective)
+
+
+def summed_colours(flux: np.ndarray, bands: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(n, n_bands - 1) colours [mag] of adjacent bands in wavelength order from summed fluxes ``flux``
+    (n, n_bands) (NaN where a sum is not positive), and their names ('hsc_g-hsc_r', ...)."""
+    o = _wave_order(bands)
+    f = np.asarray(flux, float)[:, o]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(f > 0, -2.5 * np.log10(np.where(f > 0, f, 1.0)), np.nan)
+    names = [f"{bands[a]}-{bands[b]}" for a, b in zip(o[:-1], o[1:])]
+    return m[:, :-1] - m[:, 1:], names
+
+
+def colour_domain(cube: np.ndarray, store_bands: Sequence[str], band_sets: Sequence[Sequence[str]],
+                  chunk: int = 512) -> dict:
+    """The network's training domain in colour space: per band set, the ranges and nearest-neighbour
+    test (:mod:`galdust.ml.domain`) of the colours of the training galaxies' summed light (noiseless
+    store cubes (n, n_store_bands, y, x))."""
+    from ..ml.domain import fit_neighbours, fit_ranges
+
+    tot = np.concatenate([np.asarray(cube[i:i + chunk], np.float64).sum(axis=(2, 3))
+                          for i in range(0, len(cube), chunk)])
+    out = []
+    for bs in band_sets:
+        C, names = summed_colours(tot[:, [list(store_bands).index(b) for b in bs]], list(bs))
+        out.append(dict(band_set=list(bs), **fit_ranges(C, names), neighbours=fit_neighbours(C)))
+    return {"what": "colours of adjacent bands of the galaxy's summed light (the training stores' noiseless "
+                    "galaxies; an input's light summed inside its detection footprint)", "by_band_set": out}
+
+
+def domain_notes(domain: dict | None, preps: Sequence, bands: Sequence[str]) -> list[str]:
+    """Per prepared observation: '' inside the network's colour domain (or no domain kept), else the
+    :func:`galdust.ml.domain.outside_notes` note."""
+    from scipy.ndimage import convolve
+
+    from ..ml.domain import outside_notes
+    from ..physics.psf import gaussian_psf
+
+    dom = next((d for d in (domain or {}).get("by_band_set", []) if sorted(d["band_set"]) == sorted(bands)), None)
+    if dom is None or not preps:
+        return [""] * len(preps)
+    k = gaussian_psf(2.0, 1)[0]
+    tot = []
+    for p in preps:  # the footprint of galdust.dust.init.footprint (smoothed detection S/N > 2), in numpy
+        Y, iv = np.asarray(p.Y, np.float64), np.asarray(p.ivar, np.float64)
+        snr = np.sum(Y * iv, axis=0) / np.maximum(np.sqrt(np.sum(iv, axis=0)), 1e-30)
+        fp = (convolve(snr, k, mode="constant") / np.sqrt(np.sum(k**2)) > 2.0) & ~np.asarray(p.mask)
+        tot.append(np.where(fp[None], Y, 0.0).sum(axis=(1, 2)))
+    C, names = summed_colours(np.stack(tot), list(bands))
+    idx = [names.index(n) if n in names else None for n in dom["features"]]
+    if None in idx:  # a band set named in another order: the colours by name
+        return [""] * len(preps)
+    return outside_notes(dom, C[:, idx])
+
+
 # ----------------------------------------------------------------------------- inference on observations
 
 
@@ -813,6 +876,11 @@ class AmortizedFitter:
             raise ValueError(f"{source + ': ' if source else ''}the amortised model has no band set "
                              f"{','.join(bands)} (it {what}: {sets}); {advice}")
 
+    def domain_note(self, prep, bands: Sequence[str]) -> str:
+        """'' when the prepared observation's colours are inside the network's training domain (or the
+        sidecar keeps none), else why not (:func:`domain_notes`)."""
+        return domain_notes(self.meta.get("domain"), [prep], tuple(bands))[0]
+
     def psf_input(self, obs, prep) -> np.ndarray | None:
         """The PSF channel of an observation (:func:`psf_channel`) for a network that reads it, else None."""
         return psf_channel(obs.psf, prep.grid.k, len(obs.bands)) if self.net.psf_input else None
@@ -886,8 +954,9 @@ class AmortizedFitter:
                     continue
                 finally:
                     done += len(chunk)
-                for k, pred in zip(chunk, preds):
-                    results[where[k]] = amortized_result(pred, items[k][0], observations[where[k]])
+                notes = domain_notes(self.meta.get("domain"), [items[k][0] for k in chunk], items[chunk[0]][1])
+                for k, pred, note in zip(chunk, preds, notes):
+                    results[where[k]] = amortized_result(pred, items[k][0], observations[where[k]], note)
                 if progress is not None:
                     progress(done)
         return results
@@ -900,8 +969,10 @@ def _attenuation(bands: tuple[str, ...], wave_eff: tuple[float, ...]):
     return BandAttenuation(bands, wave_eff=wave_eff)
 
 
-def amortized_result(pred: dict, prep, obs):
-    """A :class:`~galdust.dust.job.DustResult` from the network's summaries on the fit grid.
+def amortized_result(pred: dict, prep, obs, note: str = ""):
+    """A :class:`~galdust.dust.job.DustResult` from the network's summaries on the fit grid; ``note``
+    (:func:`domain_notes`): why the galaxy is outside the network's training domain (scalars ``FLAG``
+    1 and ``NOTE``), '' inside it.
 
     The maps are effective (after the PSF). The host is the data dereddened by the network's dust,
     read as one SED times one morphology (the reddest band's): ``MODEL = F_b S D^K_b``, so ``CHI2``
@@ -938,7 +1009,8 @@ def amortized_result(pred: dict, prep, obs):
     scale = float(g.k * g.k)
     scalars = dict(DELTA=delta, DELTAERR=float(pred["delta_sig"]), AV_LW=max(float(pred["av_lw"]), 0.0),
                    AVLW_ERR=float(pred["av_lw_sig"]), COVFRAC=cov, CHI2=chi2, CHI2ND=chi2_nd, NITER=0,
-                   CONVERGE=True, START="none", PRIORS="none", HOSTMOD="single", METHOD="amortized")
+                   CONVERGE=True, START="none", PRIORS="none", HOSTMOD="single", METHOD="amortized",
+                   FLAG=int(bool(note)), NOTE=note)
     return _on_input(
         prep, model, model_nd, AV=g.map_to_input(av), D=g.map_to_input(D.astype(np.float32)),
         HOST=g.map_to_input(S.astype(np.float32), outside=0.0),

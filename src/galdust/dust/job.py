@@ -146,13 +146,17 @@ class DustFitter:
                 psf = prep.grid.psf_to_fit(obs.psf) if (self.use_psf and obs.psf is not None) else None
                 net_ok = self.init_net is not None and self.init_net.supports(obs.bands)
                 start = choose_start(obs.wave_eff, self.start, network=net_ok)
+                note = ""
                 if start == "amortized":
                     if self.init_net is None:
                         raise ValueError("start 'amortized' needs the amortised network (make_fitter loads it)")
                     self.init_net.check_bands(obs.bands, obs.source, advice="use --start auto, red or blue")
+                    note = self.init_net.domain_note(prep, obs.bands)
+                    if note:  # the network's map would be a guess: the red start instead, and say so
+                        start, note = "red", "red start instead of the network's: " + note
                 key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
                 lpsf = self.init_net.psf_input(obs, prep) if start == "amortized" else None
-                prepared[i] = (prep, psf, start, lpsf)
+                prepared[i] = (prep, psf, start, lpsf, note)
                 groups[key].append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e
@@ -188,6 +192,8 @@ class DustFitter:
                 for k, i in enumerate(chunk):
                     results[i] = _result(jax.tree.map(lambda a, k=k: a[k], out), prepared[i][0], start,
                                          _prior_names(self.host_score, self.dust_score, self.cfg.use_priors))
+                    if prepared[i][4]:
+                        results[i].scalars["NOTE"] = prepared[i][4]
                 done += len(chunk)
                 if progress is not None:
                     progress(done)

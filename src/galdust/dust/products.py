@@ -7,8 +7,9 @@ input units), ``MODEL``, ``RESID`` ((data − model) √ivar, NaN where masked),
 pixel) and, for a bulge-disk host, ``BULGE`` (its Sérsic morphology, peak 1); ``--method amortized``
 adds ``AV_ERR`` (the per-pixel σ of A_V). Primary keys: ``BANDS``, ``DELTA``, ``AV_LW``, ``COVFRAC``,
 ``CHI2``, ``CHI2ND``, ``NITER``, ``NITERD``, ``CONVERGE``, ``START``, ``HOSTMOD``, ``HOSTF1..n`` (the disk's SED for a
-bulge-disk host), ``BULGEF1..n`` and ``BT`` (bulge-disk), ``METHOD``, ``DELTAERR`` and ``AVLW_ERR``
-(amortized), ``LAMREF``, provenance.
+bulge-disk host), ``BULGEF1..n`` and ``BT`` (bulge-disk), ``METHOD``, ``DELTAERR``, ``AVLW_ERR``, ``FLAG``
+and ``NOTE`` (amortized: FLAG 1 where the galaxy's colours are outside the network's training domain,
+NOTE says how), ``NOTE`` (a MAP fit asked to start from the network, started red: why), ``LAMREF``, provenance.
 All files are written atomically and never replace an existing file without ``overwrite``.
 """
 
@@ -51,6 +52,8 @@ _COMMENTS = {
     "NUCX": "nucleus centre x [input px, 0-based]",
     "NUCY": "nucleus centre y [input px, 0-based]",
     "CLUMPF": "clumps' share of the reddest band's host flux",
+    "FLAG": "1: outside the network's training domain (NOTE)",
+    "NOTE": "why the answer is not trusted, or what changed",
 }
 
 

@@ -41,11 +41,12 @@ def _dust_fitter(max_iter: int | None, priors: bool, start: str, use_psf: bool, 
 
 class _FitFields:
     """``FitTask.fields``: the MAP fit's columns, plus the network's σ (the FITS keys AVLW_ERR,
-    DELTAERR) on a task with ``method='amortized'``."""
+    DELTAERR) and its domain flag (FLAG, NOTE: 1 and why, where the galaxy's colours are outside the
+    network's training domain) on a task with ``method='amortized'``."""
 
     base = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()), ("chi2", pa.float64()),
             ("chi2nd", pa.float64()), ("niter", pa.int64()), ("converged", pa.bool_()), ("start", pa.string())]
-    amortized = [("av_lw_err", pa.float64()), ("delta_err", pa.float64())]
+    amortized = [("av_lw_err", pa.float64()), ("delta_err", pa.float64()), ("flag", pa.int64()), ("note", pa.string())]
 
     def __get__(self, task, owner=None):
         return self.base + (self.amortized if getattr(task, "method", None) == "amortized" else [])
@@ -123,7 +124,8 @@ class FitTask:
                                chi2=s["CHI2"], chi2nd=s["CHI2ND"], niter=s["NITER"], converged=s["CONVERGE"],
                                start=s["START"])
                 if self.method == "amortized":
-                    rows[k].update(av_lw_err=s["AVLW_ERR"], delta_err=s["DELTAERR"])
+                    rows[k].update(av_lw_err=s["AVLW_ERR"], delta_err=s["DELTAERR"], flag=s.get("FLAG", 0),
+                                   note=s.get("NOTE", ""))
         dt = (time.perf_counter() - t0) / len(items)
         return [dict(rows[k], name=it[0], input=it[1], runtime_s=dt) for k, it in enumerate(items)]
 

@@ -48,7 +48,7 @@ import numpy as np
 from ..physics.attenuation import LAMBDA_REF, LAMBDA_V, BandAttenuation, attenuation_ratio
 from ..physics.filters import get_filter
 from ..physics.psf import convolve_fft, gaussian_psf
-from .host_sed import HOSTS, channel_filters, component_seds, draw_components
+from .host_sed import HOSTS, Z_RANGE, channel_filters, component_seds, draw_components
 
 __all__ = [
     "SimConfig",
@@ -81,6 +81,9 @@ class SimConfig:
     total_flux: float = 1000.0  # host flux at λ_ref, arbitrary units
     bump: bool = False
     nucleus: bool = False  # an unresolved nucleus (AGN) at the centre (module docstring)
+    # redshift range of the stellar-population SEDs (realistic hosts; the shipped stores and networks
+    # used host_sed.Z_RANGE = 0.02-0.15; the dust stays in the observed frame, as in the fit's model)
+    z_range: tuple[float, float] = Z_RANGE
 
     def __post_init__(self):
         object.__setattr__(self, "bands", tuple(self.bands))
@@ -90,6 +93,9 @@ class SimConfig:
             raise ValueError(f"snr_kind must be 'matched' or 'peak', not {self.snr_kind!r}")
         if isinstance(self.psf_fwhm, list):
             object.__setattr__(self, "psf_fwhm", tuple(self.psf_fwhm))
+        object.__setattr__(self, "z_range", tuple(float(v) for v in self.z_range))
+        if not 0.0 < self.z_range[0] <= self.z_range[1]:
+            raise ValueError(f"z_range must be 0 < lo <= hi, not {self.z_range}")
 
 
 class GalaxyParams(NamedTuple):
@@ -221,7 +227,8 @@ def sample_params(key, cfg: SimConfig, sed_grid=None) -> GalaxyParams:
         z_sed = jnp.float32(0.0)
     else:
         grid, fs = sed_grid if sed_grid is not None else sed_setup(cfg)
-        comp = draw_components(jax.random.fold_in(key, 1), lambda z: jnp.interp(z, grid.z_grid, grid.t_univ))
+        comp = draw_components(jax.random.fold_in(key, 1), lambda z: jnp.interp(z, grid.z_grid, grid.t_univ),
+                               cfg.z_range)
         sed = component_seds(grid, fs, comp)
         z_sed = comp["z"]
         if cfg.isochromatic:

@@ -57,12 +57,12 @@ def channel_filters(bands, lam_ref: float) -> S.FilterSet:
                        tuple(bands) + ("ref", "v"))
 
 
-def draw_components(key, t_univ_of_z) -> dict:
+def draw_components(key, t_univ_of_z, z_range: tuple[float, float] = Z_RANGE) -> dict:
     """One galaxy's component populations (scalars; vmap over keys). ``t_univ_of_z``: z → age of the
-    Universe [yr]."""
+    Universe [yr]; the redshift is uniform in ``z_range``."""
     k = jax.random.split(key, 12)
     u = lambda i, lo, hi: jax.random.uniform(k[i], (), minval=lo, maxval=hi)  # noqa: E731
-    z = u(0, *Z_RANGE)
+    z = u(0, *z_range)
     tu = t_univ_of_z(z)
     lz_b = u(1, -0.2, 0.2)
     lz_o = lz_b - u(2, 0.0, 0.3)
