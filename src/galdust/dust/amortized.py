@@ -760,7 +760,7 @@ def domain_notes(domain: dict | None, preps: Sequence, bands: Sequence[str]) -> 
         tot.append(np.where(fp[None], Y, 0.0).sum(axis=(1, 2)))
     C, names = summed_colours(np.stack(tot), list(bands))
     idx = [names.index(n) if n in names else None for n in dom["features"]]
-    if None in idx:  # a band set named in another order: the colours by name
+    if None in idx:  # not the domain's colours (both are in wavelength order, so only another band set)
         return [""] * len(preps)
     return outside_notes(dom, C[:, idx])
 

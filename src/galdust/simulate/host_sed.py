@@ -2,8 +2,9 @@
 
 ``SimConfig(hosts="realistic")`` (the default) gives each component of
 :mod:`galdust.simulate.dusty_images` a spectrum from :mod:`galdust.physics.sps` (BC03 + Cloudy),
-observed at a redshift z ∈ [0.02, 0.15] (the dust is applied in the observed frame, as the fit's model
-does); ``hosts="stress"`` keeps the power-law SEDs ``f_ν ∝ λ^β`` (bulge − disk Δ(g−i) up to 1.4 mag), a
+observed at a redshift z ∈ [0.02, 0.15] (``Z_RANGE``; ``SimConfig.z_range`` draws others: the shipped
+amortised network breaks beyond z ≈ 0.25, ``bench/bench_amortized_redshift.py``) (the dust is applied
+in the observed frame, as the fit's model does); ``hosts="stress"`` keeps the power-law SEDs ``f_ν ∝ λ^β`` (bulge − disk Δ(g−i) up to 1.4 mag), a
 named stress set.
 
 Components (no dust in these spectra: the ray-marcher applies it):
