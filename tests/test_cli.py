@@ -55,6 +55,20 @@ def test_simulate_bulk_store(tmp_path):
         assert d["S"].shape == (5, 32, 32) and d["D"].shape == (5, 32, 32)
         assert (d["D"] <= 1).all() and int(d["seed"]) == 0
         assert "isochromatic=True" in str(d["config"])
+    # hosts farther than the default z 0.02-0.15 (stores for a network trained over redshift)
+    far = tmp_path / "far.npz"
+    assert main(["simulate", "--bulk", "--n", "3", "--size", "16", "--z-range", "0.5,0.8", "--out", str(far), "--quiet"]) == 0
+    with np.load(far) as d:
+        assert ((d["p_z_sed"] >= 0.5) & (d["p_z_sed"] <= 0.8)).all() and "z_range=(0.5, 0.8)" in str(d["config"])
+
+
+@pytest.mark.parametrize("args,words", [(["--z-range", "0.8"], "expected LO,HI"),
+                                        (["--z-range", "0.8,0.3"], "z_range must be 0 < lo <= hi"),
+                                        (["--z-range", "0.3,0.8", "--hosts", "stress"], "only for --hosts realistic")])
+def test_a_bad_redshift_range_is_one_line_error(tmp_path, capsys, args, words):
+    rc = main(["simulate", "--n", "1", "--out", str(tmp_path / "never"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and words in err and not (tmp_path / "never").exists()
 
 
 def test_unknown_band_is_one_line_error(tmp_path, capsys):

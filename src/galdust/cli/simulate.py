@@ -29,6 +29,9 @@ def simulate(
                                             "colours as in real galaxies) or 'stress' (power laws, "
                                             "extreme colour gradients).")] = "realistic",
     dust_free: Annotated[bool, typer.Option("--dust-free", help="The same galaxies without any dust.")] = False,
+    z_range: Annotated[Optional[str], typer.Option("--z-range", help="LO,HI: redshift range of the realistic hosts' "
+                                                   "stellar populations (default 0.02,0.15, the shipped amortised "
+                                                   "network's; farther hosts are redder).")] = None,
     n_los: Annotated[int, typer.Option(min=2, help="Samples along each line of sight.")] = 40,
     bulk: Annotated[bool, typer.Option("--bulk", help="Write one .npz array store (for prior training).")] = False,
     with_cubes: Annotated[bool, typer.Option("--with-cubes", help="Bulk: also store the image cubes.")] = False,
@@ -54,11 +57,20 @@ def simulate(
         raise UserError(f"--hosts {hosts!r}: one of {', '.join(HOSTS)}")
     if len(set(band_list)) != len(band_list):
         raise UserError(f"--bands {bands}: a band is given twice")
+    zr = {}
+    if z_range is not None:
+        if hosts != "realistic":
+            raise UserError("--z-range: only for --hosts realistic (the stress hosts' power laws have no redshift)")
+        try:
+            lo, hi = (float(v) for v in z_range.split(","))
+        except ValueError:
+            raise UserError(f"--z-range {z_range!r}: expected LO,HI (e.g. 0.3,0.8)") from None
+        zr = {"z_range": (lo, hi)}
     try:
         cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
                         snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic, hosts=hosts,
-                        dust_free=dust_free)
-    except ValueError as e:  # e.g. an unknown --snr-kind
+                        dust_free=dust_free, **zr)
+    except ValueError as e:  # e.g. an unknown --snr-kind, a z range with LO > HI
         raise UserError(f"{e}") from None
     if hosts == "realistic":
         try:
