@@ -740,24 +740,25 @@ def colour_domain(cube: np.ndarray, store_bands: Sequence[str], band_sets: Seque
                     "galaxies; an input's light summed inside its detection footprint)", "by_band_set": out}
 
 
+@jax.jit
+def _footprint(Y, ivar):
+    from .init import footprint
+
+    return footprint(Y, ivar)
+
+
 def domain_notes(domain: dict | None, preps: Sequence, bands: Sequence[str]) -> list[str]:
     """Per prepared observation: '' inside the network's colour domain (or no domain kept), else the
     :func:`galdust.ml.domain.outside_notes` note."""
-    from scipy.ndimage import convolve
-
     from ..ml.domain import outside_notes
-    from ..physics.psf import gaussian_psf
 
     dom = next((d for d in (domain or {}).get("by_band_set", []) if sorted(d["band_set"]) == sorted(bands)), None)
     if dom is None or not preps:
         return [""] * len(preps)
-    k = gaussian_psf(2.0, 1)[0]
     tot = []
-    for p in preps:  # the footprint of galdust.dust.init.footprint (smoothed detection S/N > 2), in numpy
-        Y, iv = np.asarray(p.Y, np.float64), np.asarray(p.ivar, np.float64)
-        snr = np.sum(Y * iv, axis=0) / np.maximum(np.sqrt(np.sum(iv, axis=0)), 1e-30)
-        fp = (convolve(snr, k, mode="constant") / np.sqrt(np.sum(k**2)) > 2.0) & ~np.asarray(p.mask)
-        tot.append(np.where(fp[None], Y, 0.0).sum(axis=(1, 2)))
+    for p in preps:  # the light inside the fit's detection footprint (one compiled call per grid shape)
+        fp = np.asarray(_footprint(jnp.asarray(p.Y), jnp.asarray(p.ivar))) & ~np.asarray(p.mask)
+        tot.append(np.where(fp[None], np.asarray(p.Y, np.float64), 0.0).sum(axis=(1, 2)))
     C, names = summed_colours(np.stack(tot), list(bands))
     idx = [names.index(n) if n in names else None for n in dom["features"]]
     if None in idx:  # not the domain's colours (both are in wavelength order, so only another band set)
