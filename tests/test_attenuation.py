@@ -122,3 +122,21 @@ def test_integrated_coefficient_is_small_attenuation_limit():
 def test_wave_eff_for_unknown_band():
     k = band_coefficients(["sdss_r", "mycam_x"], 0.0, wave_eff=[None, 0.6168], mode="effective")
     assert float(k[1]) == pytest.approx(float(k[0]), rel=1e-3)
+
+
+def test_rest_frame_coefficients_are_the_curve_at_rest_wavelengths():
+    """With the galaxy's redshift, each filter sees the curve at its wavelengths divided by 1 + z, against
+    λ₀ in the rest frame: at z = 0.5 sdss_r (0.62 µm) attenuates as 0.41 µm does, more than at z = 0."""
+    from galdust.physics.filters import get_filter
+
+    bands = ["sdss_g", "sdss_r", "sdss_i", "sdss_z"]
+    att = BandAttenuation(bands, mode="effective")
+    waves = np.array([get_filter(b).effective for b in bands])
+    for z, d in ((0.0, 0.0), (0.5, -0.3), (1.2, 0.2)):
+        np.testing.assert_allclose(np.asarray(att(d, z)), np.asarray(attenuation_ratio(waves / (1 + z), d)), rtol=1e-6)
+    assert np.all(np.asarray(att(0.0, 0.5)) > 1.2 * np.asarray(att(0.0, 0.0)))
+    integ = BandAttenuation(bands)  # filter-integrated: the same shift of every wavelength of the curve
+    np.testing.assert_allclose(np.asarray(integ(-0.3, 0.5)), np.asarray(att(-0.3, 0.5)), rtol=0.03)
+    # differentiable in z (a traced redshift, one program for a batch at several redshifts)
+    g = jax.grad(lambda zz: jnp.sum(integ(-0.3, zz)))(0.5)
+    assert np.isfinite(float(g)) and float(g) > 0

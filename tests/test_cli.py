@@ -27,16 +27,33 @@ def test_version_and_help(capsys):
 
 
 def test_simulate_writes_readable_cubes_and_truth(tmp_path, capsys):
+    """Cubes with their truth; hosts with rest-frame dust (--dust-frame rest) carry their REDSHIFT, which
+    `galdust fit` reads and says its dust is rest-frame (AVFRAME, REDSHIFT); a bad --redshift is one
+    line (the option replacing the header: test_io)."""
+    import json
+
     out = tmp_path / "sim"
-    rc = main(["simulate", "--n", "3", "--size", "32", "--seed", "1", "--out", str(out), "--quiet", "--plot"])
+    rc = main(["simulate", "--n", "3", "--size", "32", "--seed", "1", "--out", str(out), "--quiet", "--plot",
+               "--z-range", "0.4,0.4", "--dust-frame", "rest"])
     assert rc == 0
     files = sorted(out.glob("gal_*.fits"))
     assert len(files) == 3
     obs = read_cube(files[0])
     assert obs.bands == ("sdss_g", "sdss_r", "sdss_i", "sdss_z") and obs.cube.shape == (4, 32, 32)
+    assert obs.redshift == pytest.approx(0.4)
     with fits.open(files[0]) as h:
         assert {"TRUE_HOST", "TRUE_S", "TRUE_D", "TRUE_AV", "IVAR", "PSF"} <= {x.name for x in h}
         av_lw = h[0].header["T_AVLW"]
+        assert h[0].header["REDSHIFT"] == pytest.approx(0.4) and h[0].header["DUSTFRM"] == "rest"
+    assert main(["fit", str(files[0]), "--out", str(tmp_path / "a"), "--method", "amortized", "--quiet"]) == 0
+    d = json.loads((tmp_path / "a" / "gal_000000.json").read_text())
+    assert d["AVFRAME"] == "rest" and d["REDSHIFT"] == pytest.approx(0.4)
+    with fits.open(tmp_path / "a" / "gal_000000.dust.fits") as h:
+        assert h[0].header["AVFRAME"] == "rest"
+    capsys.readouterr()
+    assert main(["fit", str(files[0]), "--out", str(tmp_path / "c"), "--redshift", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--redshift -1: not a redshift" in err and err.count("\n") == 1 and not (tmp_path / "c").exists()
     import pyarrow.parquet as pq
 
     t = pq.read_table(out / "truth.parquet").to_pydict()
@@ -64,7 +81,9 @@ def test_simulate_bulk_store(tmp_path):
 
 @pytest.mark.parametrize("args,words", [(["--z-range", "0.8"], "expected LO,HI"),
                                         (["--z-range", "0.8,0.3"], "z_range must be 0 < lo <= hi"),
-                                        (["--z-range", "0.3,0.8", "--hosts", "stress"], "only for --hosts realistic")])
+                                        (["--z-range", "0.3,0.8", "--hosts", "stress"], "only for --hosts realistic"),
+                                        (["--dust-frame", "rest", "--hosts", "stress"], "only for --hosts realistic"),
+                                        (["--dust-frame", "sideways"], "dust_frame must be one of observed, rest")])
 def test_a_bad_redshift_range_is_one_line_error(tmp_path, capsys, args, words):
     rc = main(["simulate", "--n", "1", "--out", str(tmp_path / "never"), *args])
     err = capsys.readouterr().err

@@ -310,3 +310,35 @@ def test_the_recorded_command_line_shortens_long_input_lists_and_keeps_the_optio
     monkeypatch.setattr(sys, "argv", argv)
     cards = dict((k, v) for k, v, _ in provenance_cards(inputs=["/data/gal_000007.fits"]))
     assert cards["GDCMD"] == command_line(argv) and cards["GDIN1"] == "/data/gal_000007.fits"
+
+
+def test_the_header_redshift_is_read_and_a_given_one_takes_its_place(tmp_path, cube):
+    """A cube whose header has REDSHIFT is a galaxy at that redshift (the dust fit then works in its rest
+    frame); ``redshift=`` (galdust fit --redshift) replaces it; a bad value is one line naming the file."""
+    ones = np.ones_like(cube)
+    write_raw(tmp_path / "z.fits", cube, ivar=ones, extra_hdr={"REDSHIFT": 0.42})
+    write_raw(tmp_path / "noz.fits", cube, ivar=ones)
+    assert read_cube(tmp_path / "z.fits").redshift == pytest.approx(0.42)
+    assert read_cube(tmp_path / "noz.fits").redshift is None
+    assert read_observation(tmp_path / "z.fits", redshift=0.1).redshift == pytest.approx(0.1)
+    assert read_observation(tmp_path / "noz.fits", redshift=0.7).redshift == pytest.approx(0.7)
+    for bad, words in (("-0.2", "is not a redshift"), ("far", "is not a number")):
+        write_raw(tmp_path / "bad.fits", cube, ivar=ones, extra_hdr={"REDSHIFT": bad if bad == "far" else float(bad)})
+        with pytest.raises(InputError) as e:
+            read_cube(tmp_path / "bad.fits")
+        assert words in str(e.value) and "bad.fits" in str(e.value) and "\n" not in str(e.value)
+        (tmp_path / "bad.fits").unlink()
+    # per-band files: one band's REDSHIFT is the galaxy's; two that differ are an error
+    paths = []
+    for j, (b, plane) in enumerate(zip(BANDS, cube)):
+        hdr = fits.Header()
+        if j < 2:
+            hdr["REDSHIFT"] = 0.3 + 0.1 * j
+        fits.HDUList([fits.PrimaryHDU(plane, header=hdr), fits.ImageHDU(np.ones_like(plane), name="IVAR")]).writeto(
+            tmp_path / f"{b}.fits")
+        paths.append(tmp_path / f"{b}.fits")
+    with pytest.raises(InputError, match="different REDSHIFT"):
+        read_band_files(paths, BANDS)
+    with fits.open(paths[1], mode="update") as h:
+        h[0].header["REDSHIFT"] = 0.3
+    assert read_band_files(paths, BANDS).redshift == pytest.approx(0.3)

@@ -82,6 +82,8 @@ class Observation:
     wcs : celestial astropy WCS of the pixel grid, or None
     unit : flux unit string (from ``BUNIT``), '' when unknown
     source : where it came from (file names), for messages and provenance
+    redshift : the galaxy's redshift (header ``REDSHIFT``, or ``galdust fit --redshift``), or None; the
+        dust fit then maps A_V in the galaxy's rest frame (without it: at observed wavelengths)
     """
 
     cube: np.ndarray
@@ -93,6 +95,7 @@ class Observation:
     unit: str = ""
     source: str = ""
     notes: tuple[str, ...] = field(default=())
+    redshift: float | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -307,6 +310,30 @@ def _apply_mask(data, ivar, mask):
     return data, (None if ivar is None else np.where(mask, 0.0, ivar))
 
 
+#: the header keyword of a galaxy's redshift (``galdust simulate --dust-frame rest`` writes it)
+REDSHIFT_KEY = "REDSHIFT"
+
+
+def check_redshift(z, src: str, what: str = f"header {REDSHIFT_KEY}") -> float | None:
+    """A redshift as a float (None stays None), or an InputError naming ``src`` and ``what``."""
+    if z is None or (isinstance(z, str) and not z.strip()):
+        return None
+    try:
+        v = float(z)
+    except (TypeError, ValueError):
+        raise InputError(f"{src}: {what} {z!r} is not a number") from None
+    if not (np.isfinite(v) and 0.0 <= v < 20.0):
+        raise InputError(f"{src}: {what} {v:g} is not a redshift (0 <= z < 20)")
+    return v
+
+
+def _header_redshift(src: str, *headers) -> float | None:
+    for h in headers:
+        if h is not None and REDSHIFT_KEY in h:
+            return check_redshift(h[REDSHIFT_KEY], src)
+    return None
+
+
 def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_kind: str = "ivar",
               mask_hdu: int | None = None, bands: Sequence[str] | None = None) -> Observation:
     """Read a cube FITS (format (a) in the module docstring); ``noise_hdu`` / ``mask_hdu``: HDU
@@ -337,11 +364,12 @@ def read_cube(path: str | os.PathLike, *, noise_hdu: int | None = None, noise_ki
         data = np.asarray(sci.data)
         unit = str(hdr.get("BUNIT", phdr.get("BUNIT", "")))
         wcs = celestial_wcs(hdr)
+        z = _header_redshift(src, hdr, phdr)
     if mask is not None and np.issubdtype(data.dtype, np.number):
         data, ivar = _apply_mask(data, ivar, mask)
     cube, ivar, psf, bands_t, waves_t, notes = _validate(data, ivar, psf, bands, wave_vals, src,
                                                          warn_masked=mask is None)
-    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes))
+    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, unit, src, tuple(notes), z)
 
 
 def _numeric(data, src: str, what: str) -> np.ndarray:
@@ -391,7 +419,7 @@ def read_band_files(
         raise InputError(f"{paths[0]}: {len(paths)} files for {len(bands)} bands")
     if psf_paths is not None and len(psf_paths) not in (0, len(paths)):
         raise InputError(f"{psf_paths[0]}: {len(psf_paths)} PSF files for {len(paths)} bands")
-    planes, ivars, psfs, wcss, units = [], [], [], [], []
+    planes, ivars, psfs, wcss, units, zs = [], [], [], [], [], []
     for p in paths:
         with open_fits(p) as hdul:
             names = [h.name.upper() for h in hdul]
@@ -411,6 +439,7 @@ def read_band_files(
             psf = _numeric(hdul["PSF"].data, str(p), "PSF") if "PSF" in names else None
             wcss.append(celestial_wcs(hdu.header))
             units.append(str(hdu.header.get("BUNIT", "")))
+            zs.append(_header_redshift(str(p), hdu.header, hdul[0].header))
         planes.append(np.asarray(d, np.float64))
         ivars.append(iv)
         psfs.append(psf)
@@ -436,7 +465,11 @@ def read_band_files(
     src = ",".join(str(p) for p in paths)
     cube, ivar, psf, bands_t, waves_t, vnotes = _validate(np.stack(planes), ivar, psf, list(bands), None,
                                                           str(paths[0]), warn_masked=not notes)
-    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, units[0], src, tuple(notes + vnotes))
+    given = sorted({z for z in zs if z is not None})
+    if len(given) > 1:
+        raise InputError(f"{paths[0]}: the band files give different {REDSHIFT_KEY} ({', '.join(f'{z:g}' for z in given)})")
+    return Observation(cube, ivar, bands_t, waves_t, psf, wcs, units[0], src, tuple(notes + vnotes),
+                       given[0] if given else None)
 
 
 def _same_grid(a: WCS, b: WCS) -> bool:
@@ -549,11 +582,19 @@ def read_npz(path: str | os.PathLike, survey: str = "hsc") -> Observation:
 
 def read_observation(inputs: Sequence[str | os.PathLike] | str, bands: Sequence[str] | None = None, *,
                      noise_hdu: int | None = None, noise_kind: str = "ivar", mask_hdu: int | None = None,
-                     psf: Sequence[str | os.PathLike] | None = None) -> Observation:
+                     psf: Sequence[str | os.PathLike] | None = None, redshift: float | None = None) -> Observation:
     """Read any supported input: one cube FITS, one ``.npz`` scene, per-band files with ``bands``
     (on one grid or several: see :func:`read_band_files`), or one cube FITS with ``bands`` naming its
     planes (its header has no ``BANDS``). ``noise_hdu``/``noise_kind``/``mask_hdu``:
-    unnamed noise and mask extensions; ``psf``: PSF files (one per band, or one (band, py, px) cube)."""
+    unnamed noise and mask extensions; ``psf``: PSF files (one per band, or one (band, py, px) cube);
+    ``redshift``: the galaxy's redshift, in place of a header ``REDSHIFT``."""
+    obs = _read_observation(inputs, bands, noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu, psf=psf)
+    if redshift is not None:
+        obs = replace(obs, redshift=check_redshift(redshift, obs.source, "--redshift"))
+    return obs
+
+
+def _read_observation(inputs, bands, *, noise_hdu, noise_kind, mask_hdu, psf) -> Observation:
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs = [str(p) for p in inputs]

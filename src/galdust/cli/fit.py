@@ -74,6 +74,9 @@ def fit(
                                       "cluster), 'bulge-disk-clumps'; measurements in docs/eval_dust.md.")] = "auto",
     no_psf: Annotated[bool, typer.Option("--no-psf", help="Ignore the input PSF (--method map; the amortised "
                                                          "network reads each band's PSF FWHM).")] = False,
+    redshift: Annotated[Optional[float], typer.Option("--redshift", help="The galaxies' redshift (in place of a "
+                                                      "header REDSHIFT): A_V, D and δ in the rest frame. Without "
+                                                      "either, at observed wavelengths (AVFRAME 'observed').")] = None,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="User mask FITS (nonzero = bad), (y, x) or "
                                                                "(band, y, x); applies to every input.")] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not mask neighbouring sources.")] = False,
@@ -103,6 +106,8 @@ def fit(
     user_mask = _read_mask(mask) if mask is not None else None
     if noise_kind not in ("ivar", "var", "sigma"):
         raise UserError(f"--noise-kind {noise_kind!r}: expected ivar, var or sigma")
+    if redshift is not None and not 0.0 <= redshift < 20.0:
+        raise UserError(f"--redshift {redshift:g}: not a redshift (0 <= z < 20)")
     items = [[f for f in inp.split(",") if f] for inp in inputs] if band_list else _expand(inputs)
     options = dict(level=dust_level, max_iter=max_iter, priors=not no_priors, start=start, use_psf=not no_psf,
                    detect=not no_detect, batch_size=min(batch_size, len(items)), host=host, method=method,
@@ -130,7 +135,7 @@ def fit(
     upd, close = _progress(len(items), "fitting", quiet)
     kw = dict(bands=band_list, mask=user_mask, overwrite=overwrite, plot=plot, progress=upd,
               read_options=dict(noise_hdu=noise_hdu, noise_kind=noise_kind, mask_hdu=mask_hdu,
-                                psf=[f for f in psf.split(",") if f] if psf else None))
+                                psf=[f for f in psf.split(",") if f] if psf else None, redshift=redshift))
     try:
         if n_proc > 1:
             from ..dust.shards import fit_files_in_workers

@@ -32,6 +32,10 @@ def simulate(
     z_range: Annotated[Optional[str], typer.Option("--z-range", help="LO,HI: redshift range of the realistic hosts' "
                                                    "stellar populations (default 0.02,0.15, the shipped amortised "
                                                    "network's; farther hosts are redder).")] = None,
+    dust_frame: Annotated[str, typer.Option("--dust-frame", help="'observed' (the dust curve at the filters' "
+                                            "wavelengths, as the shipped networks were trained) or 'rest' (at the "
+                                            "host's rest wavelengths; each cube gets the header REDSHIFT, which "
+                                            "galdust fit reads).")] = "observed",
     n_los: Annotated[int, typer.Option(min=2, help="Samples along each line of sight.")] = 40,
     bulk: Annotated[bool, typer.Option("--bulk", help="Write one .npz array store (for prior training).")] = False,
     with_cubes: Annotated[bool, typer.Option("--with-cubes", help="Bulk: also store the image cubes.")] = False,
@@ -58,6 +62,8 @@ def simulate(
     if len(set(band_list)) != len(band_list):
         raise UserError(f"--bands {bands}: a band is given twice")
     zr = {}
+    if dust_frame == "rest" and hosts != "realistic":
+        raise UserError("--dust-frame rest: only for --hosts realistic (the stress hosts' power laws have no redshift)")
     if z_range is not None:
         if hosts != "realistic":
             raise UserError("--z-range: only for --hosts realistic (the stress hosts' power laws have no redshift)")
@@ -69,7 +75,7 @@ def simulate(
     try:
         cfg = SimConfig(bands=band_list, size=size, n_los=n_los, psf_fwhm=psf_fwhm or None,
                         snr=snr or None, snr_kind=snr_kind, isochromatic=isochromatic, hosts=hosts,
-                        dust_free=dust_free, **zr)
+                        dust_free=dust_free, dust_frame=dust_frame, **zr)
     except ValueError as e:  # e.g. an unknown --snr-kind, a z range with LO > HI
         raise UserError(f"{e}") from None
     if hosts == "realistic":
@@ -109,8 +115,8 @@ def simulate(
 
 
 #: primary-header keys worth showing for a galdust output (the rest: the file's header)
-_PRODUCT_KEYS = ("METHOD", "BANDS", "AV_LW", "AVLW_ERR", "DELTA", "DELTAERR", "COVFRAC", "CHI2", "CHI2ND", "NITER",
-                 "NITERD", "CONVERGE", "START", "FWHM", "PIXSCALE")
+_PRODUCT_KEYS = ("METHOD", "BANDS", "AV_LW", "AVLW_ERR", "AVFRAME", "REDSHIFT", "DELTA", "DELTAERR", "COVFRAC",
+                 "CHI2", "CHI2ND", "NITER", "NITERD", "CONVERGE", "START", "FWHM", "PIXSCALE")
 
 
 def _describe_product(path: Path) -> list[str] | None:

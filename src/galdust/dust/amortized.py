@@ -963,6 +963,26 @@ class AmortizedFitter:
         return results
 
 
+def to_rest_frame(pred: dict, redshift: float | None) -> dict:
+    """The network's summaries (observed frame: the frame of its training simulations) moved to the rest
+    frame of a galaxy at ``redshift`` (None: unchanged). Its curve puts at observed λ(1 + z) what the
+    rest frame puts at λ: ``aref`` (and its σ) becomes the attenuation at observed λ₀(1 + z), ``av``,
+    ``av_lw`` (and theirs) at observed 0.551(1 + z) µm, each under the network's own tilted curve; δ stays."""
+    if not redshift:
+        return pred
+    from ..physics.attenuation import LAMBDA_REF, LAMBDA_V, attenuation_ratio
+
+    d = float(np.clip(pred["delta"], -1.0, 0.5))
+    f_ref = float(attenuation_ratio(LAMBDA_REF * (1.0 + redshift), d))
+    f_v = float(attenuation_ratio(LAMBDA_V * (1.0 + redshift), d)) / float(attenuation_ratio(LAMBDA_V, d))
+    out = dict(pred)
+    for k, f in (("aref", f_ref), ("aref_sig", f_ref), ("av", f_v), ("av_sig", f_v), ("av_lw", f_v),
+                 ("av_lw_sig", f_v)):
+        if k in out:
+            out[k] = out[k] * f
+    return out
+
+
 @functools.lru_cache(maxsize=16)
 def _attenuation(bands: tuple[str, ...], wave_eff: tuple[float, ...]):
     from ..physics.attenuation import BandAttenuation
@@ -979,12 +999,13 @@ def amortized_result(pred: dict, prep, obs, note: str = ""):
     read as one SED times one morphology (the reddest band's): ``MODEL = F_b S D^K_b``, so ``CHI2``
     says how well a single-SED host under this dust describes the data; ``CHI2ND`` is the same with
     no dust."""
-    from .job import AV_COVER, _on_input
+    from .job import AV_COVER, _on_input, frame_scalars
 
     g = prep.grid
     Y = np.where(prep.mask[None], 0.0, prep.Y).astype(np.float64)
     ivar = np.where(prep.mask[None], 0.0, prep.ivar)
-    aref = np.clip(pred["aref"], 0.0, 7.5)
+    aref = np.clip(pred["aref"], 0.0, 7.5)  # the network's frame: the model and χ² are its own
+    pred = to_rest_frame(pred, obs.redshift)  # the outputs: in the galaxy's rest frame when z is known
     av = np.clip(pred["av"], 0.0, None).astype(np.float32)
     delta = float(np.clip(pred["delta"], -1.0, 0.5))
     K = np.asarray(_attenuation(tuple(obs.bands), tuple(obs.wave_eff))(jnp.float32(delta)), np.float64)
@@ -1012,8 +1033,10 @@ def amortized_result(pred: dict, prep, obs, note: str = ""):
                    AVLW_ERR=float(pred["av_lw_sig"]), COVFRAC=cov, CHI2=chi2, CHI2ND=chi2_nd, NITER=0,
                    CONVERGE=True, START="none", PRIORS="none", HOSTMOD="single", METHOD="amortized",
                    FLAG=int(bool(note)), NOTE=note)
+    scalars.update(frame_scalars(obs))
+    D_out = 10.0 ** (-0.4 * np.clip(pred["aref"], 0.0, 7.5))
     return _on_input(
-        prep, model, model_nd, AV=g.map_to_input(av), D=g.map_to_input(D.astype(np.float32)),
+        prep, model, model_nd, AV=g.map_to_input(av), D=g.map_to_input(D_out.astype(np.float32)),
         HOST=g.map_to_input(S.astype(np.float32), outside=0.0),
         HOST_CUBE=g.map_to_input((F[:, None, None] * S[None]).astype(np.float32), outside=0.0, per_pixel_flux=True),
         F=F / scale, F_ND=F_nd / scale, scalars=scalars, AV_ERR=g.map_to_input(np.asarray(pred["av_sig"], np.float32)))

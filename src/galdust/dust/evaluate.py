@@ -16,9 +16,9 @@ RED_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z", "2mass_j")  # red start: a 
 BLUE_BANDS = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
 
-def _observations(cube, sigma, bands, psf_fwhm, prefix: str) -> list:
+def _observations(cube, sigma, bands, psf_fwhm, prefix: str, redshift=None) -> list:
     """Observations of a noisy (n, n_band, y, x) cube with white noise ``sigma`` (n, n_band) and Gaussian
-    PSFs of ``psf_fwhm`` pixels, named ``prefix0``, ``prefix1``, ..."""
+    PSFs of ``psf_fwhm`` pixels, named ``prefix0``, ``prefix1``, ...; ``redshift`` (n,): each one's."""
     from ..io import Observation
     from ..physics.filters import get_filter
     from ..physics.psf import gaussian_psf
@@ -27,13 +27,16 @@ def _observations(cube, sigma, bands, psf_fwhm, prefix: str) -> list:
     waves = tuple(get_filter(b).effective for b in bands)
     cube = np.asarray(cube, np.float32)
     ivar = np.broadcast_to(1.0 / np.asarray(sigma)[:, :, None, None] ** 2, cube.shape).astype(np.float32)
-    return [Observation(cube[i], ivar[i], tuple(bands), waves, psf, None, "", f"{prefix}{i}") for i in range(len(cube))]
+    return [Observation(cube[i], ivar[i], tuple(bands), waves, psf, None, "", f"{prefix}{i}",
+                        redshift=None if redshift is None else float(redshift[i])) for i in range(len(cube))]
 
 
 def sim_observations(sim: dict, cfg, prefix: str = "sim") -> list:
     """:class:`~galdust.io.Observation` objects of simulated galaxies (white-noise ivar, the
-    simulator's Gaussian PSF), named ``prefix0``, ``prefix1``, ..."""
-    return _observations(sim["cube"], sim["sigma"], cfg.bands, cfg.psf_fwhm, prefix)
+    simulator's Gaussian PSF), named ``prefix0``, ``prefix1``, ...; with their hosts' redshifts when the
+    dust is in the rest frame (``cfg.dust_frame``), as ``galdust simulate`` writes them in the header."""
+    z = np.asarray(sim["params"].z_sed) if getattr(cfg, "dust_frame", "observed") == "rest" else None
+    return _observations(sim["cube"], sim["sigma"], cfg.bands, cfg.psf_fwhm, prefix, z)
 
 
 def noisy_observations(images: np.ndarray, bands, psf_fwhm: float, snr: float, seed: int = 0,

@@ -100,17 +100,30 @@ def prepare(obs: Observation, *, mask: np.ndarray | None = None, detect: bool = 
     return Prepared(Yf, ivf, mf, grid, Y, ivar, m2)
 
 
+def redshift_of(obs: Observation) -> float:
+    """The redshift the fit puts the dust at: the observation's, or 0 (observed frame) without one."""
+    return 0.0 if obs.redshift is None else float(obs.redshift)
+
+
+def frame_scalars(obs: Observation) -> dict:
+    """``AVFRAME`` ('rest' with the galaxy's ``REDSHIFT``, else 'observed': A_V at observed 0.551 µm),
+    the outputs' record of where the dust's wavelengths are."""
+    if obs.redshift is None:
+        return dict(AVFRAME="observed")
+    return dict(AVFRAME="rest", REDSHIFT=float(obs.redshift))
+
+
 @eqx.filter_jit
-def _fit_batch(att, start, cfg, with_psf, Y, ivar, psf, host_score, dust_score, A0, d0):
-    def one(y, iv, k, a0, dd0):
-        model = DustModel(att, k if with_psf else None)
+def _fit_batch(att, start, cfg, with_psf, Y, ivar, psf, host_score, dust_score, A0, d0, z):
+    def one(y, iv, k, a0, dd0, zz):
+        model = DustModel(att, k if with_psf else None, zz)
         out = fit_galaxy(model, y, iv, start=start, cfg=cfg, host_score=host_score, dust_score=dust_score,
                          init=(a0, dd0) if start == "amortized" else None)
         p, pn = out["params"], out["params_nd"]
         return dict(out, model=model(p), model_nd=model(pn, dust=False), av=model.av_map(p),
                     K=model.K(p.delta), host=host_morphology(p), host_cube=model.host(p))
 
-    return jax.vmap(one)(Y, ivar, psf, A0, d0)
+    return jax.vmap(one)(Y, ivar, psf, A0, d0, z)
 
 
 @dataclass
@@ -177,13 +190,17 @@ class DustFitter:
                     A0 = np.zeros((len(pad),) + Y.shape[-2:], np.float32)
                     d0 = np.zeros(len(pad), np.float32)
                     if start == "amortized":
+                        from .amortized import to_rest_frame
+
                         preds = self.init_net.predict_prepared([(prepared[i][0], bands, prepared[i][3]) for i in pad])
+                        preds = [to_rest_frame(p, observations[i].redshift) for p, i in zip(preds, pad)]
                         A0 = np.stack([p["aref"] for p in preds]).astype(np.float32)
                         d0 = np.array([p["delta"] for p in preds], np.float32)
                     out = _fit_batch(model.att, start, self.cfg, psf_shape is not None,
                                      jnp.asarray(Y), jnp.asarray(iv), jnp.asarray(psf),
                                      self.host_score if self.cfg.use_priors else None,
-                                     self.dust_score if self.cfg.use_priors else None, jnp.asarray(A0), jnp.asarray(d0))
+                                     self.dust_score if self.cfg.use_priors else None, jnp.asarray(A0), jnp.asarray(d0),
+                                     jnp.asarray([redshift_of(observations[i]) for i in pad], jnp.float32))
                     out = jax.tree.map(np.asarray, out)
                 except Exception as e:  # noqa: BLE001
                     for i in chunk:
@@ -192,6 +209,7 @@ class DustFitter:
                 for k, i in enumerate(chunk):
                     results[i] = _result(jax.tree.map(lambda a, k=k: a[k], out), prepared[i][0], start,
                                          _prior_names(self.host_score, self.dust_score, self.cfg.use_priors))
+                    results[i].scalars.update(frame_scalars(observations[i]))
                     if prepared[i][4]:
                         results[i].scalars["NOTE"] = prepared[i][4]
                 done += len(chunk)

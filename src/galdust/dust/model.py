@@ -4,7 +4,9 @@
 
 i.e. ``Y_b = PSF_b ∗ (F_b S D^{K_b(δ)})``: F > 0 the intrinsic host spectrum per band, S ≥ 0 the host
 morphology (peak 1), D ∈ (0, 1] the transmission map at the reference wavelength λ₀ and K_b(δ) the
-filter-integrated coefficients A_b / A_λ₀ of the tilted Calzetti curve.
+filter-integrated coefficients A_b / A_λ₀ of the tilted Calzetti curve. Given the galaxy's redshift z
+(``DustModel.redshift``), λ₀, K_b and A_V are in its rest frame (each filter's wavelengths divided by 1 + z);
+without it (z = 0) they are observed-frame quantities, which at z = 0.5 puts "A_V" at rest 0.37 µm.
 
 A host of two components (``galdust fit --host bulge-disk``) has a second SED and morphology, a
 bulge ``F_b^bulge B`` (B a Sérsic profile, peak 1; :func:`sersic_image`) under the same dust:
@@ -80,9 +82,11 @@ class DustModel(eqx.Module):
 
     att: BandAttenuation
     psf: jnp.ndarray | None  # (n_band, k, k) unit-sum kernels, or None
+    # the galaxy's redshift: D, A and δ in its rest frame (A_V at rest 0.551 µm); 0: the observed frame
+    redshift: jnp.ndarray | float = 0.0
 
     def K(self, delta):
-        return self.att(delta)
+        return self.att(delta, self.redshift)
 
     def transmission(self, p: DustParams):
         """10^(−0.4 K_b A) = D^{K_b}, shape (n_band, H, W)."""
@@ -120,10 +124,11 @@ class DustModel(eqx.Module):
         return a_ref * attenuation_ratio(LAMBDA_V, p.delta, self.att.lam_ref, self.att.bump)
 
 
-def make_model(bands, psf=None, *, wave_eff=None, lam_ref: float = LAMBDA_REF) -> DustModel:
-    """A :class:`DustModel` for registry ``bands`` (``wave_eff`` for unknown ones) and PSF cube."""
+def make_model(bands, psf=None, *, wave_eff=None, lam_ref: float = LAMBDA_REF, redshift: float = 0.0) -> DustModel:
+    """A :class:`DustModel` for registry ``bands`` (``wave_eff`` for unknown ones) and PSF cube; dust in
+    the rest frame of a galaxy at ``redshift`` (0: the observed frame)."""
     att = BandAttenuation(list(bands), lam_ref=lam_ref, wave_eff=wave_eff)
-    return DustModel(att, None if psf is None else jnp.asarray(psf))
+    return DustModel(att, None if psf is None else jnp.asarray(psf), redshift)
 
 
 def host_morphology(p: DustParams):

@@ -54,6 +54,8 @@ _COMMENTS = {
     "CLUMPF": "clumps' share of the reddest band's host flux",
     "FLAG": "1: outside the network's training domain (NOTE)",
     "NOTE": "why the answer is not trusted, or what changed",
+    "AVFRAME": "rest: A_V, D, delta at rest wavelengths (REDSHIFT)",
+    "REDSHIFT": "the galaxy's redshift the dust was fitted at",
 }
 
 
@@ -91,7 +93,7 @@ def write_dust_fits(path: str | Path, res: DustResult, obs: Observation, *, over
     if res.F_NUCLEUS is not None:
         for j, (b, f) in enumerate(zip(obs.bands, res.F_NUCLEUS)):
             hdr[f"NUCFLX{j + 1}"] = card(f"NUCFLX{j + 1}", float(f), f"nucleus total flux in {b} [input units]")
-    hdr["LAMREF"] = (LAMBDA_REF, "reference wavelength of D [micron]")
+    hdr["LAMREF"] = (LAMBDA_REF, "reference wavelength of D [micron] (AVFRAME)")
     if res.grid is not None:
         for k, v in res.grid.header_cards().items():
             hdr[k] = v

@@ -168,9 +168,11 @@ class BandAttenuation(eqx.Module):
         self.lam_ref = float(lam_ref)
         self.bump = bool(bump)
 
-    def __call__(self, delta=0.0):
-        """K_b(δ), shape (n_band,)."""
-        r = attenuation_ratio(self.wave, delta, self.lam_ref, self.bump)
+    def __call__(self, delta=0.0, z=0.0):
+        """K_b(δ), shape (n_band,). ``z``: the galaxy's redshift, for dust in its rest frame (λ₀ and
+        the curve at rest wavelengths, each filter's wavelengths divided by 1 + z; differentiable, may
+        be traced); 0 is the observed frame."""
+        r = attenuation_ratio(self.wave / (1.0 + z), delta, self.lam_ref, self.bump)
         return jnp.sum(self.weight * r, axis=-1)
 
 

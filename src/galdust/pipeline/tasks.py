@@ -45,7 +45,8 @@ class _FitFields:
     network's training domain) on a task with ``method='amortized'``."""
 
     base = [("av_lw", pa.float64()), ("delta", pa.float64()), ("covfrac", pa.float64()), ("chi2", pa.float64()),
-            ("chi2nd", pa.float64()), ("niter", pa.int64()), ("converged", pa.bool_()), ("start", pa.string())]
+            ("chi2nd", pa.float64()), ("niter", pa.int64()), ("converged", pa.bool_()), ("start", pa.string()),
+            ("redshift", pa.float64())]  # the input's REDSHIFT: A_V in its rest frame (null: observed frame)
     amortized = [("av_lw_err", pa.float64()), ("delta_err", pa.float64()), ("flag", pa.int64()), ("note", pa.string())]
 
     def __get__(self, task, owner=None):
@@ -122,7 +123,7 @@ class FitTask:
                 s = res.scalars
                 rows[k] = dict(status="ok", error=None, av_lw=s["AV_LW"], delta=s["DELTA"], covfrac=s["COVFRAC"],
                                chi2=s["CHI2"], chi2nd=s["CHI2ND"], niter=s["NITER"], converged=s["CONVERGE"],
-                               start=s["START"])
+                               start=s["START"], redshift=s.get("REDSHIFT"))
                 if self.method == "amortized":
                     rows[k].update(av_lw_err=s["AVLW_ERR"], delta_err=s["DELTAERR"], flag=s.get("FLAG", 0),
                                    note=s.get("NOTE", ""))

@@ -58,6 +58,8 @@ __all__ = [
     "simulate",
 ]
 
+#: SimConfig.dust_frame: where the dust curve acts (observed wavelengths, or the host's rest frame)
+DUST_FRAMES = ("observed", "rest")
 N_CLUMP = 8
 N_PATCH = 10
 NUCLEUS_SIGMA = 0.5  # px: the simulated nucleus before the PSF (unresolved)
@@ -82,13 +84,19 @@ class SimConfig:
     bump: bool = False
     nucleus: bool = False  # an unresolved nucleus (AGN) at the centre (module docstring)
     # redshift range of the stellar-population SEDs (realistic hosts; the shipped stores and networks
-    # used host_sed.Z_RANGE = 0.02-0.15; the dust stays in the observed frame, as in the fit's model)
+    # used host_sed.Z_RANGE = 0.02-0.15)
     z_range: tuple[float, float] = Z_RANGE
+    # where the dust curve acts: 'observed' (at the filters' wavelengths, as the shipped stores and networks
+    # were made; the fit without a redshift) or 'rest' (at the host's rest wavelengths λ/(1 + z): the truth
+    # D, A_V and δ are rest-frame, and `galdust simulate` writes the host's REDSHIFT for the fit to read)
+    dust_frame: str = "observed"
 
     def __post_init__(self):
         object.__setattr__(self, "bands", tuple(self.bands))
         if self.hosts not in HOSTS:
             raise ValueError(f"hosts must be one of {', '.join(HOSTS)}, not {self.hosts!r}")
+        if self.dust_frame not in DUST_FRAMES:
+            raise ValueError(f"dust_frame must be one of {', '.join(DUST_FRAMES)}, not {self.dust_frame!r}")
         if self.snr_kind not in ("matched", "peak"):
             raise ValueError(f"snr_kind must be 'matched' or 'peak', not {self.snr_kind!r}")
         if isinstance(self.psf_fwhm, list):
@@ -499,9 +507,11 @@ def _safe_transmission(obs, absorbed, host, floor: float = 1e-5):
     return jnp.clip(jnp.where(lit, t, 1.0), 1e-20, 1.0)
 
 
-def _channel_setup(cfg: SimConfig, delta):
+def _channel_setup(cfg: SimConfig, delta, z=0.0):
+    """K of the bands, of the D channel (1: λ₀) and of the A_V channel, for dust at rest wavelengths of a
+    host at redshift ``z`` (``cfg.dust_frame`` 'rest') or at the observed ones."""
     att = BandAttenuation(cfg.bands, lam_ref=cfg.lam_ref, bump=cfg.bump)
-    K_b = att(delta)
+    K_b = att(delta, z if cfg.dust_frame == "rest" else 0.0)
     K_v = attenuation_ratio(LAMBDA_V, delta, cfg.lam_ref, cfg.bump)
     return jnp.concatenate([K_b, jnp.ones((1,)), jnp.atleast_1d(K_v)])
 
@@ -512,7 +522,7 @@ def _simulate_one(key, cfg: SimConfig, psf=None, params: GalaxyParams | None = N
     if cfg.dust_free:
         p = p._replace(tau_disk=0.0 * p.tau_disk, tau_ring=0.0 * p.tau_ring,
                        tau_clump=0.0 * p.tau_clump, tau_patch=0.0 * p.tau_patch)
-    K = _channel_setup(cfg, p.delta)
+    K = _channel_setup(cfg, p.delta, p.z_sed)
     out = render(p, cfg, K, psf)
     nb = len(cfg.bands)
     if cfg.snr is None:

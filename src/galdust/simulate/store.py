@@ -81,7 +81,10 @@ def write_galaxies(sim: dict, cfg: SimConfig, out: str | Path, *, overwrite: boo
             "T_DGI": (float(p.dgi[i]), "truth: bulge - disk colour, bands 1 - 3 [mag]"),
             "SNR": (-1.0 if cfg.snr is None else float(cfg.snr), "per-band S/N (see SNRKIND)"),
             "SNRKIND": (cfg.snr_kind, "matched-filter or brightest-pixel S/N"),
+            "DUSTFRM": (cfg.dust_frame, "dust curve at observed or rest wavelengths"),
         }
+        if cfg.dust_frame == "rest":  # the fit reads it and maps the dust in the same frame as the truth
+            hdr["REDSHIFT"] = (float(p.z_sed[i]), "the host's redshift (dust in its rest frame)")
         for j, b in enumerate(cfg.bands):
             hdr[f"T_F{j + 1}"] = (float(sim["F"][i, j]), f"truth: host SED F of {b}")
         write_cube(
