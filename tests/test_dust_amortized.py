@@ -530,3 +530,23 @@ def test_hosts_redder_than_every_training_host_are_flagged_and_the_map_fit_start
     assert main(["fit", str(tmp_path / "far.fits"), "--out", str(tmp_path / "o"), "--method", "amortized"]) == 0
     with fits.open(tmp_path / "o" / "far.dust.fits") as h:
         assert h[0].header["FLAG"] == 1 and h[0].header["NOTE"].startswith("outside the training domain")
+
+
+def test_the_networks_observed_frame_answer_moves_to_the_rest_frame_of_a_galaxy_with_a_redshift():
+    """The network learned the dust at observed wavelengths: for a galaxy at z its A_V is the attenuation
+    at observed 0.551(1 + z) µm under its own curve, A at λ₀ at observed λ₀(1 + z); δ and z = None stay."""
+    from galdust.dust.amortized import to_rest_frame
+    from galdust.physics.attenuation import LAMBDA_REF, LAMBDA_V, attenuation_ratio
+
+    pred = dict(aref=np.full((4, 4), 0.5), aref_sig=np.full((4, 4), 0.1), av=np.full((4, 4), 0.4),
+                av_sig=np.full((4, 4), 0.05), av_lw=0.4, av_lw_sig=0.05, delta=-0.3, delta_sig=0.1)
+    assert to_rest_frame(pred, None) is pred and to_rest_frame(pred, 0.0) is pred
+    out = to_rest_frame(pred, 0.5)
+    f_v = float(attenuation_ratio(LAMBDA_V * 1.5, -0.3) / attenuation_ratio(LAMBDA_V, -0.3))
+    f_ref = float(attenuation_ratio(LAMBDA_REF * 1.5, -0.3))
+    assert 0.5 < f_v < 0.6 and 0.5 < f_ref < 0.6  # redder observed wavelengths: less attenuation
+    np.testing.assert_allclose(out["av"], 0.4 * f_v)
+    np.testing.assert_allclose(out["av_sig"], 0.05 * f_v)
+    assert out["av_lw"] == pytest.approx(0.4 * f_v) and out["av_lw_sig"] == pytest.approx(0.05 * f_v)
+    np.testing.assert_allclose(out["aref"], 0.5 * f_ref)
+    assert out["delta"] == -0.3 and out["delta_sig"] == 0.1 and pred["av_lw"] == 0.4
