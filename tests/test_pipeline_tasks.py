@@ -273,17 +273,30 @@ def test_empty_csv_cells_are_missing_and_out_of_range_redshifts_are_flagged_in_s
     assert capsys.readouterr().err.strip().endswith("no column 'z' (--redshift-column); did you mean 'Z'?")
 
 
-def test_run_fit_amortized_catalogue_keeps_the_networks_sigma(tmp_path, good_inputs, cluster):
-    """The σ that --method amortized adds are catalogue columns (they were only in the FITS and JSON)."""
+def test_run_fit_amortized_catalogue_keeps_the_networks_sigma(tmp_path, good_inputs, cluster, capsys):
+    """The σ that --method amortized adds are catalogue columns (they were only in the FITS and JSON).
+    A catalogue's ``redshift`` column gives each galaxy its rest frame (an empty cell: none), as the
+    header REDSHIFT does; the catalogue records it; a bad one is one line."""
     import pyarrow.parquet as pq
 
+    (tmp_path / "cat.csv").write_text(f"path,redshift\n{good_inputs[0]},0.12\n{good_inputs[1]},\n")
     out = tmp_path / "run"
-    assert main(["run", "fit", "--inputs", str(good_inputs[0]), "--out", str(out), "--scheduler",
+    assert main(["run", "fit", "--catalog", str(tmp_path / "cat.csv"), "--out", str(out), "--scheduler",
                  cluster.scheduler_address, "--quiet", "--method", "amortized"]) == 0
-    row = pq.read_table(out / "catalog.parquet").to_pylist()[0]
+    rows = {r["name"]: r for r in pq.read_table(out / "catalog.parquet").to_pylist()}
+    row = rows["g0"]
     with fits.open(out / "g0.dust.fits") as h:
         assert row["av_lw_err"] == pytest.approx(h[0].header["AVLW_ERR"]) and row["av_lw_err"] > 0
         assert row["delta_err"] == pytest.approx(h[0].header["DELTAERR"])
+        assert h[0].header["AVFRAME"] == "rest" and row["redshift"] == pytest.approx(0.12)
+    with fits.open(out / "g1.dust.fits") as h:
+        assert h[0].header["AVFRAME"] == "observed" and rows["g1"]["redshift"] is None
+    (tmp_path / "bad.csv").write_text(f"path,z\n{good_inputs[0]},-3\n")
+    capsys.readouterr()
+    assert main(["run", "fit", "--catalog", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "r2"),
+                 "--scheduler", cluster.scheduler_address, "--quiet", "--method", "amortized"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv: row 'g0': z -3 is not a redshift" in err and err.count("\n") == 1
 
 
 def test_rows_written_before_a_column_was_added_read_back_with_it_null(tmp_path):

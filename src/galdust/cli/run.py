@@ -42,7 +42,7 @@ def run_cmd(
                                                                          "FITS files; fir-map: folders of band images, "
                                                                          "one per galaxy; posterior: tables.")] = None,
     catalog: Annotated[Optional[Path], typer.Option("--catalog", help="fit: table (CSV/FITS/Parquet) with 'path' (and "
-                                                                      "'name'); fir-map: one row per galaxy with 'name', "
+                                                                      "'name'; 'redshift': dust in the rest frame); fir-map: one row per galaxy with 'name', "
                                                                       "'images' (';'-separated) or 'path' (folder), "
                                                                       "'distance' [Mpc]; posterior: the photometry "
                                                                       "table itself, one object per row.")] = None,

@@ -86,20 +86,40 @@ class FitTask:
         return o
 
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
-        from .runner import discover
+        """(name, path) per input; (name, path, z) for the rows of a catalogue with a ``redshift`` (or ``z``)
+        column (an empty cell: the file's header REDSHIFT, or none)."""
+        import numpy as np
 
-        return discover(patterns, catalog)
+        from ..io import InputError, check_redshift, float_column, input_name
+        from .runner import discover, read_table
 
-    def run_batch(self, items: list[tuple[str, str]], out: Path) -> list[dict]:
+        items = discover(patterns, catalog)
+        if catalog is None:
+            return items
+        t = read_table(Path(catalog))
+        zcol = next((c for c in ("redshift", "z", "Z") if c in t.colnames), None)
+        if zcol is None:
+            return items
+        try:
+            zs = float_column(t, zcol)
+        except ValueError:
+            raise InputError(f"{catalog}: column {zcol!r} is not numeric") from None
+        col = next(c for c in ("path", "input", "file") if c in t.colnames)
+        names = [str(r["name"]) if "name" in t.colnames else input_name(str(r[col])) for r in t]
+        given = {nm: check_redshift(None if np.isnan(z) else z, str(catalog), f"row {nm!r}: {zcol}")
+                 for nm, z in zip(names, zs)}
+        return [it + (given[it[0]],) if given.get(it[0]) is not None else it for it in items]
+
+    def run_batch(self, items: list[tuple], out: Path) -> list[dict]:
         from ..dust.products import output_paths, plot_fit, write_dust_fits, write_json
         from ..io import read_observation
 
         t0 = time.perf_counter()
         rows: dict[int, dict] = {}
         obs, where = [], []
-        for k, (name, inp, *_) in enumerate(items):
+        for k, (name, inp, *z) in enumerate(items):
             try:
-                obs.append(read_observation([inp]))
+                obs.append(read_observation([inp], redshift=z[0] if z else None))
                 where.append(k)
             except Exception as e:  # noqa: BLE001 - an error row, the batch goes on
                 rows[k] = dict(status="error", error=_one_line(e))
