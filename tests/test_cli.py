@@ -45,7 +45,9 @@ def test_simulate_writes_readable_cubes_and_truth(tmp_path, capsys):
         assert {"TRUE_HOST", "TRUE_S", "TRUE_D", "TRUE_AV", "IVAR", "PSF"} <= {x.name for x in h}
         av_lw = h[0].header["T_AVLW"]
         assert h[0].header["REDSHIFT"] == pytest.approx(0.4) and h[0].header["DUSTFRM"] == "rest"
-    assert main(["fit", str(files[0]), "--out", str(tmp_path / "a"), "--method", "amortized", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["fit", str(files[0]), "--out", str(tmp_path / "a"), "--method", "amortized"]) == 0
+    assert "(rest frame, z 0.4)" in capsys.readouterr().out
     d = json.loads((tmp_path / "a" / "gal_000000.json").read_text())
     assert d["AVFRAME"] == "rest" and d["REDSHIFT"] == pytest.approx(0.4)
     with fits.open(tmp_path / "a" / "gal_000000.dust.fits") as h:

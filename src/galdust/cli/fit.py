@@ -161,6 +161,8 @@ def _print_fit_report(report, n_inputs: int, quiet: bool) -> None:
                 stop = f" (the dust fit's {s['NITERD']} iterations did not converge: a larger --max-iter?)"
                 how = (f"{s['NITER']} it{'' if s.get('CONVERGE', True) else stop}"
                        f"  start {s['START']}  priors {s.get('PRIORS', '?')}")
+            if "REDSHIFT" in s:  # the dust in the galaxy's rest frame
+                head = f"{head} (rest frame, z {s['REDSHIFT']:g})"
             typer.echo(f"{name}: {head}  covfrac {s['COVFRAC']:.2f}  χ² {s['CHI2']:.3f} (dust-free {s['CHI2ND']:.3f})  "
                        f"{how}" + (f"  bulge share {s['BT']:.2f}" if "BT" in s else "") + f" -> {paths['fits']}"
                        + (f"  [FLAG: {s['NOTE']}]" if s.get("FLAG") else f"  [{s['NOTE']}]" if s.get("NOTE") else ""))
