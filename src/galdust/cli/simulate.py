@@ -61,9 +61,9 @@ def simulate(
         raise UserError(f"--hosts {hosts!r}: one of {', '.join(HOSTS)}")
     if len(set(band_list)) != len(band_list):
         raise UserError(f"--bands {bands}: a band is given twice")
-    zr = {}
     if dust_frame == "rest" and hosts != "realistic":
         raise UserError("--dust-frame rest: only for --hosts realistic (the stress hosts' power laws have no redshift)")
+    zr = {}
     if z_range is not None:
         if hosts != "realistic":
             raise UserError("--z-range: only for --hosts realistic (the stress hosts' power laws have no redshift)")
