@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import __version__
@@ -54,25 +55,36 @@ def read_table(path: Path):
         raise InputError(f"{path}: cannot read the catalogue ({' '.join(str(e).split())})") from None
 
 
-def discover(patterns: Sequence[str] = (), catalog: str | Path | None = None) -> list[tuple[str, str]]:
+def discover(patterns: Sequence[str] = (), catalog: str | Path | None = None, *,
+             redshift: bool = False) -> list[tuple]:
     """``(name, input path)`` per input, from glob patterns or a table with a ``path`` column.
 
     Table: CSV, FITS or Parquet (astropy ``Table.read``) with a column ``path`` (or ``input``/``file``)
     and optionally ``name``; relative paths are relative to the table's folder. Names default to the
-    file name without its suffix and must be unique (they name the outputs).
+    file name without its suffix and must be unique (they name the outputs). With ``redshift``, a row
+    of a table with a ``redshift`` (or ``z``, ``Z``) column that gives one is ``(name, path, z)``
+    (checked: one line naming the table and the row otherwise).
     """
-    items: list[tuple[str, str]] = []
+    from ..io import check_redshift, float_column
+
+    items: list[tuple] = []
     if catalog is not None:
         catalog = Path(catalog)
         t = read_table(catalog)
         col = next((c for c in ("path", "input", "file") if c in t.colnames), None)
         if col is None:
             raise InputError(f"{catalog}: no 'path' column (columns: {', '.join(t.colnames)})")
-        for r in t:
+        zcol = next((c for c in ("redshift", "z", "Z") if c in t.colnames), None) if redshift else None
+        try:
+            zs = float_column(t, zcol) if zcol else [np.nan] * len(t)
+        except ValueError:
+            raise InputError(f"{catalog}: column {zcol!r} is not numeric") from None
+        for r, z in zip(t, zs):
             p = Path(str(r[col]))
             p = p if p.is_absolute() else catalog.parent / p
             name = str(r["name"]) if "name" in t.colnames else input_name(p)
-            items.append((name, str(p)))
+            z = check_redshift(None if np.isnan(z) else z, str(catalog), f"row {name!r}: {zcol}")
+            items.append((name, str(p)) if z is None else (name, str(p), z))
     for pat in patterns:
         items += [(input_name(p), p) for p in glob_inputs(pat) if not os.path.isdir(p)]
     return unique_items(items)
@@ -94,7 +106,7 @@ def unique_items(items: list[tuple]) -> list[tuple]:
         if it[0] in seen and seen[it[0]][1] != it[1]:
             raise InputError(f"{it[1]}: output name {it[0]!r} is also that of {seen[it[0]][1]}; give a catalogue "
                              f"with unique 'name' values")
-        seen[it[0]] = it
+        seen.setdefault(it[0], it)  # the first: a catalogue row (with its redshift) before a glob's match
     return list(seen.values())
 
 

@@ -88,27 +88,9 @@ class FitTask:
     def discover(self, patterns=(), catalog=None) -> list[tuple]:
         """(name, path) per input; (name, path, z) for the rows of a catalogue with a ``redshift`` (or ``z``)
         column (an empty cell: the file's header REDSHIFT, or none)."""
-        import numpy as np
+        from .runner import discover
 
-        from ..io import InputError, check_redshift, float_column, input_name
-        from .runner import discover, read_table
-
-        items = discover(patterns, catalog)
-        if catalog is None:
-            return items
-        t = read_table(Path(catalog))
-        zcol = next((c for c in ("redshift", "z", "Z") if c in t.colnames), None)
-        if zcol is None:
-            return items
-        try:
-            zs = float_column(t, zcol)
-        except ValueError:
-            raise InputError(f"{catalog}: column {zcol!r} is not numeric") from None
-        col = next(c for c in ("path", "input", "file") if c in t.colnames)
-        names = [str(r["name"]) if "name" in t.colnames else input_name(str(r[col])) for r in t]
-        given = {nm: check_redshift(None if np.isnan(z) else z, str(catalog), f"row {nm!r}: {zcol}")
-                 for nm, z in zip(names, zs)}
-        return [it + (given[it[0]],) if given.get(it[0]) is not None else it for it in items]
+        return discover(patterns, catalog, redshift=True)
 
     def run_batch(self, items: list[tuple], out: Path) -> list[dict]:
         from ..dust.products import output_paths, plot_fit, write_dust_fits, write_json
