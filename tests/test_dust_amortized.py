@@ -550,3 +550,74 @@ def test_the_networks_observed_frame_answer_moves_to_the_rest_frame_of_a_galaxy_
     assert out["av_lw"] == pytest.approx(0.4 * f_v) and out["av_lw_sig"] == pytest.approx(0.05 * f_v)
     np.testing.assert_allclose(out["aref"], 0.5 * f_ref)
     assert out["delta"] == -0.3 and out["delta_sig"] == 0.1 and pred["av_lw"] == 0.4
+
+
+def test_a_network_reading_the_redshift_learns_rest_frame_dust_and_serves_the_galaxies_with_one(store, tmp_path):
+    """``z_input``: a last input channel per slot, ln(1 + z) / ln 2. Training refuses observed-frame
+    stores; fine-tuning a network without it starts from its answers at every z; a fitter holding both
+    gives a galaxy with a redshift the rest-frame network (its answer flagged rest-frame, which
+    to_rest_frame leaves), one without the other, and a galaxy without z asked of the z network alone
+    gets one line."""
+    from galdust.dust.amortized import to_rest_frame
+    from galdust.dust.job import prepare
+
+    with pytest.raises(ValueError, match="s.npz: dust at the observed wavelengths"):
+        train_amortized([store], tmp_path / "z.eqx", steps=1, n_val=1, config=dict(TINY, z_input=True),
+                        log=lambda s: None)
+    cfg = SimConfig(bands=GRIZ + ("2mass_j",), snr=None, dust_frame="rest", z_range=(0.3, 0.6))
+    rest_store = tmp_path / "rest.npz"
+    write_bulk(simulate(jax.random.PRNGKey(8), 6, cfg, batch=6), cfg, rest_store, seed=8, with_cubes=True)
+    side = train_amortized([rest_store], tmp_path / "z.eqx", steps=2, batch=2, n_val=2, config=dict(TINY, z_input=True),
+                           log=lambda s: None)
+    assert side["config"]["z_input"] and np.isfinite(side["metrics"]["val_nll"])
+    # the training batch carries each host's redshift (the store's, 0.3-0.6)
+    fn = make_batch_fn(dict(DEFAULT_CONFIG, **TINY), list(GRIZ) + ["2mass_j"])
+    with np.load(rest_store) as d:
+        cube, zs = d["cube"][:2], d["p_z_sed"][:2]
+        maps = np.ones((2, 64, 64), np.float32)
+        b = fn(jax.random.split(jax.random.PRNGKey(0), 2), cube, maps, maps, maps, maps[:, 0, 0], maps[:, 0, 0],
+               np.full((2, 5), 2.0, np.float32), zs)
+    np.testing.assert_allclose(np.asarray(b[5]), zs)
+    assert np.all((zs > 0.3) & (zs < 0.6))
+
+    wave = dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64, slot_wave=DEFAULT_CONFIG["slot_wave"], psf_input=True)
+    old = AmortizedNet(wave, key=jax.random.PRNGKey(1))
+    old = eqx.tree_at(lambda m: m.unet.conv_out.weight, old,
+                      0.1 * jax.random.normal(jax.random.PRNGKey(2), old.unet.conv_out.weight.shape))
+    znet = transplant(old, AmortizedNet(dict(wave, z_input=True), key=jax.random.PRNGKey(3)))
+    assert znet.z_input and znet.unet.conv_in.weight.shape[2] == old.unet.conv_in.weight.shape[2] // 7 * 8
+    rng = np.random.default_rng(4)
+    idx, dl = assign_slots(znet.slots, znet.slot_wave, GRIZ)
+    Y, iv, pres = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32), np.zeros(9, np.float32)
+    Y[idx], iv[idx], pres[idx] = rng.uniform(0.1, 2.0, (4, 64, 64)), 400.0, 1.0
+    a = predict(old, Y, iv, pres, dl, calibrated=False)
+    for z in (0.05, 0.9):
+        b = predict(znet, Y, iv, pres, dl, calibrated=False, z=z)
+        np.testing.assert_allclose(np.asarray(a["av"]), np.asarray(b["av"]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="reads the redshift: give z"):
+        predict(znet, Y, iv, pres, dl)
+    # once trained, the channel counts: the answer moves with z
+    moved = eqx.tree_at(lambda m: m.unet.conv_in.weight, znet,
+                        znet.unet.conv_in.weight + 0.05 * jax.random.normal(jax.random.PRNGKey(9),
+                                                                             znet.unet.conv_in.weight.shape))
+    assert not np.allclose(np.asarray(predict(moved, Y, iv, pres, dl, calibrated=False, z=0.05)["av"]),
+                           np.asarray(predict(moved, Y, iv, pres, dl, calibrated=False, z=0.9)["av"]), atol=1e-4)
+
+    meta = {"config": dict(DEFAULT_CONFIG, **dict(wave, band_sets=[list(GRIZ)]))}
+    zfit = AmortizedFitter(moved, {"config": dict(meta["config"], z_input=True)}, batch_size=2)
+    both = AmortizedFitter(old, meta, batch_size=2, rest=zfit)
+    with pytest.raises(ValueError, match="must read the redshift"):
+        AmortizedFitter(old, meta, rest=both)
+    gcfg = SimConfig(bands=GRIZ, snr=50.0, snr_kind="peak", dust_frame="rest", z_range=(0.3, 0.9))
+    obs = sim_observations(simulate(jax.random.PRNGKey(11), 3, gcfg, batch=3), gcfg, "g")
+    obs[1] = dataclasses.replace(obs[1], redshift=None)
+    r_z, r_none, r_far = both.fit(obs)
+    alone = zfit.fit([obs[0], obs[2]])
+    np.testing.assert_allclose(r_z.AV, alone[0].AV, atol=1e-6)
+    np.testing.assert_allclose(r_far.AV, alone[1].AV, atol=1e-6)
+    np.testing.assert_allclose(r_none.AV, AmortizedFitter(old, meta).fit([obs[1]])[0].AV, atol=1e-6)
+    assert r_z.scalars["AVFRAME"] == "rest" and r_none.scalars["AVFRAME"] == "observed"
+    (err,) = zfit.fit([obs[1]])
+    assert isinstance(err, ValueError) and "g1: the amortised network reads the redshift and this galaxy has none" in str(err)
+    pred = zfit.predict_prepared([(prepare(obs[0]), GRIZ, None, obs[0].redshift)])[0]
+    assert pred["rest_frame"] and to_rest_frame(pred, obs[0].redshift) is pred

@@ -50,6 +50,9 @@ def train_amortized_cmd(
                                                           "sets too (default 0: whole sets only).")] = None,
     psf_input: Annotated[bool, typer.Option("--psf-input", help="Give the network each band's PSF FWHM as an input "
                                             "channel (train on stores simulated with several --psf-fwhm).")] = False,
+    z_input: Annotated[bool, typer.Option("--z-input", help="Give the network the galaxy's redshift as an input "
+                                          "channel: it learns rest-frame dust (train on stores simulated with "
+                                          "--dust-frame rest and a --z-range).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
 ):
     """Train the amortised dust-map network (Gaussian NLL; noise, band set and orientation drawn per step)."""
@@ -67,6 +70,8 @@ def train_amortized_cmd(
         config["band_dropout"] = band_dropout
     if psf_input:
         config["psf_input"] = True
+    if z_input:
+        config["z_input"] = True
     if band_sets is not None:
         sets = [[b.strip().lower().replace("-", "_") for b in part.split(",") if b.strip()]
                 for part in band_sets.split(";") if part.strip()]

@@ -28,7 +28,15 @@ output). Measured accuracy, calibration and speed: docs/amortized_dust.md (``ben
 Encoding (per slot b, on the fit grid, with s the galaxy's flux scale, see :func:`encode`):
 ``y_b = Y_b / s``, ``asinh(y_b / 0.05)``, the colour ``asinh(y_b/0.02) − asinh(ȳ/0.02)`` against the
 mean of the present bands, ``ln(σ_b/s)``, the presence mask and (wavelength slots) the filter's
-wavelength offset; absent slots are zeros.
+wavelength offset; absent slots are zeros. A network with the PSF channel adds ln(FWHM_b / 2 px); one
+with the redshift channel (``z_input``) adds ln(1 + z) / ln 2 in every present slot.
+
+Frames: a network without the redshift channel was trained on dust at the observed wavelengths (its
+simulations' hosts at z 0.02–0.15); its answer for a galaxy of known redshift is moved to the rest
+frame by :func:`to_rest_frame`. A network with it (``z_input``) was trained on rest-frame dust over a
+range of redshifts and answers in the rest frame directly; it needs each galaxy's redshift.
+:class:`AmortizedFitter` holds one of each where both exist (the shipped ``amortized-dust`` and
+``amortized-dust-z``) and gives each galaxy the one its redshift calls for.
 """
 
 from __future__ import annotations
@@ -95,10 +103,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # training: each band of the drawn set is dropped with this probability (unless fewer than 3
     # would remain), so the network also serves subsets of its band sets (LSST gri, HSC without y)
     "band_dropout": 0.0,
+    # a last input channel per slot: the galaxy's redshift, ln(1 + z) / ln 2; such a network is trained
+    # on rest-frame dust (galdust simulate --dust-frame rest) and answers in the rest frame
+    "z_input": False,
 }
 
 #: the PSF FWHM (fit-grid pixels) that ln(FWHM / PSF_REF) of the PSF channel is measured from
 PSF_REF = 2.0
+#: the redshift channel's value is ln(1 + z) / Z_LN_REF (1 at z = 1)
+Z_LN_REF = math.log(2.0)
 #: the fewest bands of a subset the network serves (when trained with band dropout)
 MIN_BANDS = 3
 
@@ -111,7 +124,8 @@ class AmortizedNet(eqx.Module):
     by :func:`calibrate_sigma` on held-out simulations, 1 before. ``sigma_scale_sets``: the same per
     band set (sorted bands, calibration), used for that set's galaxies (:meth:`scale_for`).
     ``sigma_scale_psf``: a network with the PSF channel, a second stage by PSF: ``(ln(FWHM / PSF_REF),
-    calibration)`` knots, whose curves multiply the band set's σ (:func:`_psf_scaled`)."""
+    calibration)`` knots, whose curves multiply the band set's σ (:func:`_psf_scaled`). ``z_input``:
+    the redshift channel (rest-frame answers; :func:`predict` needs ``z``)."""
 
     unet: CondUNet
     slots: tuple[str, ...] = eqx.field(static=True)
@@ -121,6 +135,7 @@ class AmortizedNet(eqx.Module):
     psf_input: bool = eqx.field(static=True, default=False)
     subsets: bool = eqx.field(static=True, default=False)
     sigma_scale_psf: tuple = eqx.field(static=True, default=())
+    z_input: bool = eqx.field(static=True, default=False)
 
     def __init__(self, config: dict[str, Any], *, key):
         self.slots = tuple(config["slots"])
@@ -135,7 +150,8 @@ class AmortizedNet(eqx.Module):
         self.sigma_scale_psf = tuple((float(e["lpsf"]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
                                      for e in sc.get("by_psf", ())) if self.psf_input else ()
         self.subsets = float(config.get("band_dropout", 0.0)) > 0
-        per_slot = _PER_SLOT + (self.slot_wave is not None) + self.psf_input
+        self.z_input = bool(config.get("z_input", False))
+        per_slot = _PER_SLOT + (self.slot_wave is not None) + self.psf_input + self.z_input
         self.unet = CondUNet(c_in=per_slot * len(self.slots), c_out=N_OUT, widths=tuple(config["widths"]),
                              emb_dim=int(config["emb_dim"]), stem=int(config["stem"]), key=key)
 
@@ -186,11 +202,12 @@ def assign_slots(slots: Sequence[str], slot_wave: Sequence[float] | None, bands:
     return np.asarray(idx, int), dlnw
 
 
-def encode(Y, ivar, present, dlnw=None, lpsf=None):
+def encode(Y, ivar, present, dlnw=None, lpsf=None, z=None):
     """Network input of one galaxy: ``Y``, ``ivar`` (n_slots, H, W) with zeros in absent slots,
     ``present`` (n_slots,) 0/1, ``dlnw`` (n_slots,) the filters' ln(λ/λ_slot) for a wavelength-slot
     network (None for the others), ``lpsf`` (n_slots,) ln(PSF FWHM / PSF_REF) for a network with the
-    PSF channel (None for the others). Returns ((5–7 n_slots, H, W), ln S/N, light weights (H, W))."""
+    PSF channel (None for the others), ``z`` the redshift for a network with the redshift channel (None
+    for the others). Returns ((5–8 n_slots, H, W), ln S/N, light weights (H, W))."""
     m = present[:, None, None] * (ivar > 0)
     Y = jnp.where(m > 0, Y, 0.0)
     n_p = jnp.maximum(jnp.sum(present), 1.0)
@@ -205,6 +222,8 @@ def encode(Y, ivar, present, dlnw=None, lpsf=None):
         feats.append(m * (jnp.asarray(dlnw, y.dtype) / _WAVE_SCALE)[:, None, None])
     if lpsf is not None:
         feats.append(m * jnp.asarray(lpsf, y.dtype)[:, None, None])
+    if z is not None:
+        feats.append(m * (jnp.log1p(jnp.asarray(z, y.dtype)) / Z_LN_REF))
     x = jnp.concatenate(feats, axis=0)
     # light weights for the galaxy-level outputs: the observed mean-band light, positive part
     w = jnp.clip(ybar, 0.0, None)
@@ -270,15 +289,19 @@ def galaxy_lpsf(lpsf, present):
 
 
 def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = True, scale: tuple | None = None,
-            lpsf=None) -> dict:
+            lpsf=None, z=None) -> dict:
     """Posterior summaries of one galaxy (vmap for a batch): ``aref``, ``av`` (H, W) means and their
     σ (``*_sig``), ``delta``, ``av_lw`` and their σ. ``dlnw``: see :func:`encode` (ignored by a
     network without wavelength slots). ``calibrated=False``: the σ as trained (the training loss uses
     those); ``scale``: this calibration instead of the network's pooled one (e.g. ``net.scale_for(bands)``);
-    ``lpsf``: (n_slots,) ln(PSF FWHM / PSF_REF) per slot (a network with the PSF channel; None: PSF_REF)."""
+    ``lpsf``: (n_slots,) ln(PSF FWHM / PSF_REF) per slot (a network with the PSF channel; None: PSF_REF);
+    ``z``: the galaxy's redshift (read by a network with the redshift channel, which needs it)."""
     if net.psf_input and lpsf is None:
         lpsf = jnp.zeros(len(net.slots), Y.dtype)
-    x, lsnr, w = encode(Y, ivar, present, None if net.slot_wave is None else dlnw, lpsf if net.psf_input else None)
+    if net.z_input and z is None:
+        raise ValueError("this amortised network reads the redshift: give z")
+    x, lsnr, w = encode(Y, ivar, present, None if net.slot_wave is None else dlnw, lpsf if net.psf_input else None,
+                        z if net.z_input else None)
     if not calibrated:
         return _heads(net(x, lsnr), w)
     lp = galaxy_lpsf(lpsf, present) if net.sigma_scale_psf else 0.0
@@ -292,9 +315,9 @@ def _gauss_nll(t, mu, sig, beta: float = 0.0):
     return nll * jax.lax.stop_gradient(sig ** (2.0 * beta)) if beta else nll
 
 
-def nll_loss(net: AmortizedNet, Y, ivar, present, dlnw, lpsf, aref, av, weight, delta, av_lw, beta: float = 0.0):
+def nll_loss(net: AmortizedNet, Y, ivar, present, dlnw, lpsf, z, aref, av, weight, delta, av_lw, beta: float = 0.0):
     """Mean Gaussian NLL of one galaxy: per-pixel terms weighted by ``weight`` (H, W), plus δ and A_V,LW."""
-    out = predict(net, Y, ivar, present, dlnw, calibrated=False, lpsf=lpsf)
+    out = predict(net, Y, ivar, present, dlnw, calibrated=False, lpsf=lpsf, z=z)
     wsum = jnp.maximum(jnp.sum(weight), 1e-6)
     pix = (jnp.sum(weight * _gauss_nll(aref, out["aref"], out["aref_sig"], beta))
            + jnp.sum(weight * _gauss_nll(av, out["av"], out["av_sig"], beta))) / wsum
@@ -345,7 +368,7 @@ def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
     """Concatenate bulk stores written by ``galdust simulate --bulk --with-cubes --snr 0``; every
     store must hold all the bands ``slots`` (in any order; the cubes come in this order)."""
     fields = {"AV": "AV", "D": "D", "S": "S", "delta": "p_delta", "av_lw": "av_lw"}  # our name: the store's
-    arr, meta = {k: [] for k in ("cube", "psf", *fields)}, []
+    arr, meta = {k: [] for k in ("cube", "psf", "z", *fields)}, []
     for p in paths:
         with np.load(p, allow_pickle=False) as d:
             if "cube" not in d.files:
@@ -364,6 +387,8 @@ def _load_stores(paths: Sequence[str | Path], slots: Sequence[str]):
             arr["psf"].append(np.broadcast_to(fwhm[order], (len(d["S"]), len(order))).astype(np.float32))
             for k, name in fields.items():
                 arr[k].append(np.asarray(d[name], np.float32))
+            # the hosts' redshifts (stores before the field: the simulator's z 0.02-0.15, unknown: 0)
+            arr["z"].append(np.asarray(d["p_z_sed"] if "p_z_sed" in d.files else np.zeros(len(d["S"])), np.float32))
             meta.append({"file": Path(p).name, "seed": int(d["seed"]), "n": int(len(d["S"])),
                          "simulator_config": str(d["config"])})
     return {k: np.concatenate(v) for k, v in arr.items()}, meta
@@ -384,6 +409,15 @@ def _store_psf_fwhm(config: str, n_bands: int, path) -> np.ndarray:
     return np.array(fwhm)
 
 
+def is_rest_frame(simulator_config: str) -> bool:
+    """Whether a store's simulator config put the dust in the hosts' rest frame (``dust_frame='rest'``)."""
+    return "dust_frame='rest'" in simulator_config
+
+
+#: the store arrays a batch is drawn from (:func:`make_batch_fn`'s arguments after the key)
+BATCH_FIELDS = ("cube", "AV", "D", "S", "delta", "av_lw", "psf", "z")
+
+
 def _split(n: int, n_val: int, seed: int):
     """Validation rows: a fixed random subset (the stores are concatenated, so not the last rows)."""
     perm = np.random.default_rng(seed + 12345).permutation(n)
@@ -396,7 +430,8 @@ def make_batch_fn(config: dict[str, Any], bands: Sequence[str], with_S: bool = F
     band dropped with probability ``config['band_dropout']`` unless fewer than MIN_BANDS would remain)
     and noise for each galaxy of a batch of noiseless cubes whose bands are ``bands``
     (:func:`store_bands`; ``psf``: their PSF FWHM in pixels); ``with_S``: the oriented S appended.
-    A batch: (Y, ivar, present, dlnw, lpsf, aref, A_V, weight, δ, A_V,LW)."""
+    ``z``: the hosts' redshifts (None: 0).
+    A batch: (Y, ivar, present, dlnw, lpsf, z, aref, A_V, weight, δ, A_V,LW)."""
     slots, slot_wave = config["slots"], config.get("slot_wave")
     n_slots = len(slots)
     lo, hi = (math.log(v) for v in config["snr_peak"])
@@ -415,7 +450,7 @@ def make_batch_fn(config: dict[str, Any], bands: Sequence[str], with_S: bool = F
     logits = jnp.log(jnp.asarray(p, jnp.float32) if p is not None else jnp.ones(len(config["band_sets"])))
     p_drop = float(config.get("band_dropout", 0.0))
 
-    def one(key, cube, AV, D, S, delta, av_lw, psf):
+    def one(key, cube, AV, D, S, delta, av_lw, psf, z=None):
         k_aug, k_set, k_snr, k_jit, k_n = jax.random.split(key, 5)
         r = jax.random.randint(k_aug, (), 0, 8)
         cube, AV, D, S = (_augment8(r, a) for a in (cube, AV, D, S))
@@ -436,7 +471,8 @@ def make_batch_fn(config: dict[str, Any], bands: Sequence[str], with_S: bool = F
         # the posterior is asked for inside the galaxy: pixels of the host's 2 % isophote weigh 1, the
         # sky around it 0.05 (its truth is A = 0, easy, and it would dominate the mean)
         weight = jnp.where(S > 0.02 * jnp.max(S), 1.0, 0.05)
-        return (Y, ivar, present, dlnw, lpsf, aref, AV, weight, delta, av_lw) + ((S,) if with_S else ())
+        z = jnp.zeros((), Y.dtype) if z is None else z
+        return (Y, ivar, present, dlnw, lpsf, z, aref, AV, weight, delta, av_lw) + ((S,) if with_S else ())
 
     return jax.jit(jax.vmap(one))
 
@@ -466,6 +502,11 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
     cfg = check_config(dict(DEFAULT_CONFIG, **(config or {})), config or {})
     bands = store_bands(cfg)
     arr, meta = _load_stores(data, bands)
+    if cfg.get("z_input"):
+        observed = [m["file"] for m in meta if not is_rest_frame(m["simulator_config"])]
+        if observed:
+            raise ValueError(f"{', '.join(observed)}: dust at the observed wavelengths (a network reading the "
+                             "redshift learns rest-frame dust; simulate with --dust-frame rest)")
     if cfg.get("psf_input") and np.isnan(arr["psf"]).any():
         bad = [m["file"] for m in meta if "psf_fwhm=None" in m["simulator_config"]]
         raise ValueError(f"{', '.join(bad) or 'a store'}: simulated without a PSF (the network reads the PSF; "
@@ -488,7 +529,7 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
 
     def draw(rows, key):
         keys = jax.random.split(key, len(rows))
-        return batch_fn(keys, *(jnp.asarray(arr[k][rows]) for k in ("cube", "AV", "D", "S", "delta", "av_lw", "psf")))
+        return batch_fn(keys, *(jnp.asarray(arr[k][rows]) for k in BATCH_FIELDS))
 
     def host_sample(step):  # step k's rows, orientations, band sets and noise, from fold_in(seed, k)
         k_rows, k_b = jax.random.split(jax.random.fold_in(base, step))
@@ -581,8 +622,9 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
 
     bands = store_bands(config)
     arr, _ = _load_stores(data, bands)
-    pred = eqx.filter_jit(jax.vmap(lambda n, Y, iv, pr, dl, lp: predict(n, Y, iv, pr, dl, calibrated=False, lpsf=lp),
-                                   in_axes=(None, 0, 0, 0, 0, 0)))
+    pred = eqx.filter_jit(jax.vmap(lambda n, Y, iv, pr, dl, lp, z: predict(n, Y, iv, pr, dl, calibrated=False, lpsf=lp,
+                                                                            z=z),
+                                   in_axes=(None, 0, 0, 0, 0, 0, 0)))
     n = len(arr["cube"])
     per_set = []
     passes = [(bset, 0.0, draws) for bset in config["band_sets"]]
@@ -597,9 +639,9 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
                 rows = np.arange(j, min(j + batch, n))
                 keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), (k * draws + d) * 100003 + j),
                                         len(rows))
-                Y, ivar, present, dlnw, lpsf, aref, av, weight, delta, av_lw, S = batch_fn(
-                    keys, *(jnp.asarray(arr[q][rows]) for q in ("cube", "AV", "D", "S", "delta", "av_lw", "psf")))
-                out = jax.tree.map(np.asarray, pred(net, Y, ivar, present, dlnw, lpsf))
+                Y, ivar, present, dlnw, lpsf, z, aref, av, weight, delta, av_lw, S = batch_fn(
+                    keys, *(jnp.asarray(arr[q][rows]) for q in BATCH_FIELDS))
+                out = jax.tree.map(np.asarray, pred(net, Y, ivar, present, dlnw, lpsf, z))
                 inside = np.stack([light_contour(x, 0.84) for x in np.asarray(S)])  # as the issue's goal counts
                 zp.append(np.stack([np.abs(np.clip(out["av"], 0.0, None) - np.asarray(av)), out["av_sig"]])[:, inside])
                 zd.append(np.stack([np.abs(out["delta"] - np.asarray(delta)), out["delta_sig"]]))
@@ -793,15 +835,18 @@ def _slot_channels(net: AmortizedNet, idx: Sequence[int], n_feat: int | None = N
 
 
 @eqx.filter_jit
-def _predict_batch(net, Y, ivar, dlnw, lpsf, idx: tuple[int, ...], scale: tuple | None = None):
+def _predict_batch(net, Y, ivar, dlnw, lpsf, idx: tuple[int, ...], scale: tuple | None = None, z=None):
     """:func:`predict` of a batch whose cubes hold only the slots ``idx`` (static; all present): an
     absent slot's inputs are zeros, so dropping them and their input weights gives the same maps
     with less work (a griz cube in the 9 wavelength slots). ``scale``: the band set's σ calibration
     (static; :meth:`AmortizedNet.scale_for`), the pooled one by default. ``lpsf``: (batch, len(idx))
-    ln(PSF FWHM / PSF_REF) of each galaxy's bands (read by a network with the PSF channel)."""
+    ln(PSF FWHM / PSF_REF) of each galaxy's bands (read by a network with the PSF channel); ``z``: (batch,)
+    the galaxies' redshifts (read by a network with the redshift channel)."""
     sub = eqx.tree_at(lambda m: m.unet.conv_in.weight, net, net.unet.conv_in.weight[:, :, _slot_channels(net, idx)])
     present = jnp.ones(len(idx), Y.dtype)
-    return jax.vmap(lambda y, i, d, lp: predict(sub, y, i, present, d, scale=scale, lpsf=lp))(Y, ivar, dlnw, lpsf)
+    z = jnp.zeros(len(Y), Y.dtype) if z is None else z
+    return jax.vmap(lambda y, i, d, lp, zz: predict(sub, y, i, present, d, scale=scale, lpsf=lp, z=zz))(
+        Y, ivar, dlnw, lpsf, z)
 
 
 def psf_fwhm(psf: np.ndarray) -> float:
@@ -847,21 +892,47 @@ def _set_label(bands: Sequence[str]) -> str:
     return " + ".join(f"{survey} {names}" if survey else names for survey, names in parts)
 
 
+#: a network reading the redshift, asked about a galaxy without one
+NEEDS_Z = ("the amortised network reads the redshift and this galaxy has none (a header REDSHIFT, --redshift, or "
+           "a catalogue column)")
+
+
 class AmortizedFitter:
     """``galdust fit --method amortized``: :meth:`fit` has :class:`~galdust.dust.job.DustFitter`'s
     signature and returns :class:`~galdust.dust.job.DustResult` objects with ``AV_ERR`` (per-pixel σ)
-    and the scalars ``DELTAERR``, ``AVLW_ERR``; no iterations."""
+    and the scalars ``DELTAERR``, ``AVLW_ERR``; no iterations.
 
-    def __init__(self, net: AmortizedNet, meta: dict, *, batch_size: int = 64, detect: bool = True):
+    ``rest``: a second fitter whose network reads the redshift (rest-frame dust), for the galaxies
+    with a redshift whose bands it serves (:meth:`member`); the others get this one's network."""
+
+    def __init__(self, net: AmortizedNet, meta: dict, *, batch_size: int = 64, detect: bool = True,
+                 rest: "AmortizedFitter | None" = None):
         self.net, self.meta = net, meta
         self.batch_size, self.detect = batch_size, detect
         self.size = int(meta["config"].get("size", 64))
         self.band_sets = [tuple(s) for s in meta["config"]["band_sets"]]
+        if rest is not None and not rest.net.z_input:
+            raise ValueError("the rest-frame member of an amortised fitter must read the redshift")
+        self.rest = rest
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kw) -> "AmortizedFitter":
+        """The network of ``path``, or (None) the shipped ones: ``amortized-dust`` with
+        ``amortized-dust-z`` for galaxies with a redshift where it is shipped."""
         net, meta = load_amortized(path)
-        return cls(net, meta, **kw)
+        rest = None
+        if path is None:
+            from ..models import SHIPPED, shipped_path
+
+            if "amortized-dust-z" in SHIPPED and shipped_path("amortized-dust-z").exists():
+                rest = cls(*load_amortized(shipped_path("amortized-dust-z")), **kw)
+        return cls(net, meta, rest=rest, **kw)
+
+    def member(self, bands: Sequence[str], redshift: float | None) -> "AmortizedFitter":
+        """The fitter a galaxy gets: ``rest`` for one with a redshift whose bands it serves, else this."""
+        if redshift is not None and self.rest is not None and self.rest.supports(bands):
+            return self.rest
+        return self
 
     def supports(self, bands: Sequence[str]) -> bool:
         """Whether the bands (in any order) are one of the band sets the network was trained on, or
@@ -877,10 +948,10 @@ class AmortizedFitter:
             raise ValueError(f"{source + ': ' if source else ''}the amortised model has no band set "
                              f"{','.join(bands)} (it {what}: {sets}); {advice}")
 
-    def domain_note(self, prep, bands: Sequence[str]) -> str:
-        """'' when the prepared observation's colours are inside the network's training domain (or the
-        sidecar keeps none), else why not (:func:`domain_notes`)."""
-        return domain_notes(self.meta.get("domain"), [prep], tuple(bands))[0]
+    def domain_note(self, prep, bands: Sequence[str], redshift: float | None = None) -> str:
+        """'' when the prepared observation's colours are inside the training domain of the network it
+        gets (:meth:`member`; a sidecar without one: ''), else why not (:func:`domain_notes`)."""
+        return domain_notes(self.member(bands, redshift).meta.get("domain"), [prep], tuple(bands))[0]
 
     def psf_input(self, obs, prep) -> np.ndarray | None:
         """The PSF channel of an observation (:func:`psf_channel`) for a network that reads it, else None."""
@@ -897,14 +968,31 @@ class AmortizedFitter:
         return Yp, ivp, off
 
     def predict_prepared(self, items: list, pad: bool | None = None) -> list[dict]:
-        """Network summaries (numpy, on each item's fit grid) for ``items`` = [(prep, bands, lpsf),
-        ...] (``lpsf``: :func:`psf_channel`, or None / left out: PSF_REF) (batched per band set;
-        ``pad``: every batch padded to the batch size, one compiled program; None: when a band set
-        has more items than a batch)."""
+        """Network summaries (numpy, on each item's fit grid) for ``items`` = [(prep, bands, lpsf, z),
+        ...] (``lpsf``: :func:`psf_channel`, or None: PSF_REF; ``z``: the redshift or None; both may be
+        left out) (each item by the network it gets, :meth:`member`; batched per band set; ``pad``:
+        every batch padded to the batch size, one compiled program; None: when a band set has more
+        items than a batch). A summary of a network reading the redshift is in the galaxy's rest frame
+        and says so (``rest_frame`` True; :func:`to_rest_frame` leaves it)."""
+        out: list = [None] * len(items)
+        by_member: dict[int, tuple[AmortizedFitter, list[int]]] = {}
+        for k, item in enumerate(items):
+            m = self.member(item[1], item[3] if len(item) > 3 else None)
+            by_member.setdefault(id(m), (m, []))[1].append(k)
+        for m, ks in by_member.values():
+            for k, pred in zip(ks, m._predict_own([items[k] for k in ks], pad)):
+                out[k] = pred
+        return out
+
+    def _predict_own(self, items: list, pad: bool | None) -> list[dict]:
+        """:meth:`predict_prepared` with this fitter's own network for every item."""
         out: list = [None] * len(items)
         groups: dict[tuple[str, ...], list[int]] = {}
         for k, item in enumerate(items):
             groups.setdefault(tuple(item[1]), []).append(k)
+        zs = [item[3] if len(item) > 3 else None for item in items]
+        if self.net.z_input and any(z is None for z in zs):
+            raise ValueError(NEEDS_Z)
         for bands, ks in groups.items():
             idx, dlnw = assign_slots(self.net.slots, self.net.slot_wave, bands)
             padded = len(ks) > self.batch_size if pad is None else pad
@@ -917,13 +1005,16 @@ class AmortizedFitter:
                 lp = [items[k][2] if len(items[k]) > 2 and items[k][2] is not None else np.zeros(len(idx))
                       for k in chunk]
                 lp = jnp.asarray(np.stack(lp + [lp[-1]] * (len(full) - len(lp))), jnp.float32)
+                z = [float(zs[k] or 0.0) for k in chunk]
+                z = jnp.asarray(z + [z[-1]] * (len(full) - len(z)), jnp.float32) if self.net.z_input else None
                 res = jax.tree.map(np.asarray, _predict_batch(self.net, Y, iv, dl, lp, tuple(int(i) for i in idx),
-                                                              self.net.scale_for(bands)))
+                                                              self.net.scale_for(bands), z))
                 for m, (k, e) in enumerate(zip(chunk, enc)):
                     oy, ox = e[2]
                     h, w = items[k][0].Y.shape[-2:]
                     out[k] = {key: (v[m][oy:oy + h, ox:ox + w] if np.ndim(v[m]) == 2 else float(v[m]))
                               for key, v in res.items()}
+                    out[k]["rest_frame"] = self.net.z_input
         return out
 
     def fit(self, observations, masks=None, progress=None) -> list:
@@ -935,14 +1026,17 @@ class AmortizedFitter:
         for i, obs in enumerate(observations):
             try:
                 self.check_bands(obs.bands, obs.source)
+                if obs.redshift is None and self.member(obs.bands, None).net.z_input:
+                    raise ValueError(f"{obs.source}: {NEEDS_Z}")
                 prep = prepare(obs, mask=masks[i], detect=self.detect)
-                items.append((prep, tuple(obs.bands), self.psf_input(obs, prep)))
+                items.append((prep, tuple(obs.bands), self.psf_input(obs, prep), obs.redshift))
                 where.append(i)
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e
-        groups: dict[tuple[str, ...], list[int]] = {}  # one band set per batch: one compiled program each
+        # one network and band set per batch: one compiled program each
+        groups: dict[tuple, list[int]] = {}
         for k, item in enumerate(items):
-            groups.setdefault(item[1], []).append(k)
+            groups.setdefault((id(self.member(item[1], item[3])), item[1]), []).append(k)
         done = 0
         for ks in groups.values():
             for j in range(0, len(ks), self.batch_size):
@@ -955,7 +1049,8 @@ class AmortizedFitter:
                     continue
                 finally:
                     done += len(chunk)
-                notes = domain_notes(self.meta.get("domain"), [items[k][0] for k in chunk], items[chunk[0]][1])
+                m = self.member(items[chunk[0]][1], items[chunk[0]][3])
+                notes = domain_notes(m.meta.get("domain"), [items[k][0] for k in chunk], items[chunk[0]][1])
                 for k, pred, note in zip(chunk, preds, notes):
                     results[where[k]] = amortized_result(pred, items[k][0], observations[where[k]], note)
                 if progress is not None:
@@ -967,8 +1062,9 @@ def to_rest_frame(pred: dict, redshift: float | None) -> dict:
     """The network's summaries (observed frame: the frame of its training simulations) moved to the rest
     frame of a galaxy at ``redshift`` (None: unchanged). Its curve puts at observed λ(1 + z) what the
     rest frame puts at λ: ``aref`` (and its σ) becomes the attenuation at observed λ₀(1 + z), ``av``,
-    ``av_lw`` (and theirs) at observed 0.551(1 + z) µm, each under the network's own tilted curve; δ stays."""
-    if not redshift:
+    ``av_lw`` (and theirs) at observed 0.551(1 + z) µm, each under the network's own tilted curve; δ stays.
+    The answer of a network reading the redshift (``rest_frame`` True) is in the rest frame already: unchanged."""
+    if not redshift or pred.get("rest_frame"):
         return pred
     from ..physics.attenuation import LAMBDA_REF, LAMBDA_V, attenuation_ratio
 
@@ -1005,10 +1101,12 @@ def amortized_result(pred: dict, prep, obs, note: str = ""):
     Y = np.where(prep.mask[None], 0.0, prep.Y).astype(np.float64)
     ivar = np.where(prep.mask[None], 0.0, prep.ivar)
     aref = np.clip(pred["aref"], 0.0, 7.5)  # the network's frame: the model and χ² are its own
+    z_net = float(obs.redshift or 0.0) if pred.get("rest_frame") else 0.0
     pred = to_rest_frame(pred, obs.redshift)  # the outputs: in the galaxy's rest frame when z is known
     av = np.clip(pred["av"], 0.0, None).astype(np.float32)
     delta = float(np.clip(pred["delta"], -1.0, 0.5))
-    K = np.asarray(_attenuation(tuple(obs.bands), tuple(obs.wave_eff))(jnp.float32(delta)), np.float64)
+    K = np.asarray(_attenuation(tuple(obs.bands), tuple(obs.wave_eff))(jnp.float32(delta), jnp.float32(z_net)),
+                   np.float64)
     D = 10.0 ** (-0.4 * aref)
     red = int(np.argmax(obs.wave_eff))
     trans = D[None] ** K[:, None, None]

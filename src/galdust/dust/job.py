@@ -164,7 +164,7 @@ class DustFitter:
                     if self.init_net is None:
                         raise ValueError("start 'amortized' needs the amortised network (make_fitter loads it)")
                     self.init_net.check_bands(obs.bands, obs.source, advice="use --start auto, red or blue")
-                    note = self.init_net.domain_note(prep, obs.bands)
+                    note = self.init_net.domain_note(prep, obs.bands, obs.redshift)
                     if note:  # the network's map would be a guess: the red start instead, and say so
                         start, note = "red", "red start instead of the network's: " + note
                 key = (prep.Y.shape, tuple(obs.bands), tuple(obs.wave_eff), None if psf is None else psf.shape, start)
@@ -192,7 +192,8 @@ class DustFitter:
                     if start == "amortized":
                         from .amortized import to_rest_frame
 
-                        preds = self.init_net.predict_prepared([(prepared[i][0], bands, prepared[i][3]) for i in pad])
+                        preds = self.init_net.predict_prepared([(prepared[i][0], bands, prepared[i][3],
+                                                                 observations[i].redshift) for i in pad])
                         preds = [to_rest_frame(p, observations[i].redshift) for p, i in zip(preds, pad)]
                         A0 = np.stack([p["aref"] for p in preds]).astype(np.float32)
                         d0 = np.array([p["delta"] for p in preds], np.float32)
