@@ -41,6 +41,10 @@ SHIPPED: dict[str, ShippedModel] = {
     "amortized-dust": ShippedModel("equinox", "weights/amortized_dust.eqx", "weights/amortized_dust.json",
                                    "dust maps in one pass: U-Net, per-pixel A_V mean and sigma (SDSS griz, griz+J, ugriz, ugriz+JH; HSC grizy, LSST ugrizy, each also + Euclid YJH)",
                                    (("val NLL", "metrics.val_nll"),)),
+    "amortized-dust-z": ShippedModel("equinox", "weights/amortized_dust_z.eqx", "weights/amortized_dust_z.json",
+                                     "dust maps in one pass at a known redshift: amortized-dust with a redshift input, "
+                                     "rest-frame dust at z 0.02-1 (galaxies with a redshift get it)",
+                                     (("val NLL", "metrics.val_nll"),)),
     "host-prior-sim": ShippedModel("score prior", "weights/host_prior_sim.eqx", "weights/host_prior_sim.json",
                                    "p(S) trained on simulated hosts (only by name: fallback_host_prior)",
                                    (("mean val loss", "metrics.val_loss.mean"),)),
