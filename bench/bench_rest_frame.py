@@ -8,8 +8,10 @@ peak S/N 50, PSF 2 px). Each galaxy is fitted twice by the MAP fit with `galdust
 (or `--dust-level gauge`, which keeps the dust the default shrinks): with its redshift (the header REDSHIFT `galdust simulate --dust-frame rest` writes: A_V in the rest
 frame) and without it (A_V at observed 0.551 um). Per bin, over the galaxies with covering fraction
 f < 0.9: the truth's median A_V,LW (rest frame), and for each fit the median and the median absolute
-difference fit - truth, and the median ratio fit / truth over the galaxies with A_V,LW > 0.1. The amortised network (trained on observed-frame dust at z 0.02-0.15; its
-answer moved to the rest frame with the redshift) beside, with the share it flags.
+difference fit - truth, and the median ratio fit / truth over the galaxies with A_V,LW > 0.1. The shipped amortised
+networks beside, with the share flagged: given the redshift, a galaxy gets `amortized-dust-z` (rest-frame dust at
+z 0.02-1, session 36; before it, `amortized-dust`, trained on observed-frame dust at z 0.02-0.15, its answer moved
+to the rest frame).
 """
 from __future__ import annotations
 
