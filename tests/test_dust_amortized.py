@@ -113,19 +113,26 @@ def test_a_filter_slot_network_transplanted_into_wavelength_slots_answers_the_sa
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), rtol=1e-4, atol=1e-5)
 
 
+def _transplant_case(old_cfg: dict, new_cfg: dict, bands):
+    """A wavelength-slot network (``old_cfg`` over TINY, a non-zero output layer so that comparisons
+    mean something), the one ``new_cfg`` fine-tunes it into (:func:`transplant`), and one galaxy's
+    input in ``bands``: (old, new, Y, ivar, present, dlnw)."""
+    wave = dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64, slot_wave=DEFAULT_CONFIG["slot_wave"])
+    old = AmortizedNet(dict(wave, **old_cfg), key=jax.random.PRNGKey(1))
+    old = eqx.tree_at(lambda m: m.unet.conv_out.weight, old,
+                      0.1 * jax.random.normal(jax.random.PRNGKey(2), old.unet.conv_out.weight.shape))
+    new = transplant(old, AmortizedNet(dict(wave, **new_cfg), key=jax.random.PRNGKey(3)))
+    idx, dl = assign_slots(new.slots, new.slot_wave, bands)
+    Y, iv, pres = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32), np.zeros(9, np.float32)
+    Y[idx], iv[idx], pres[idx] = np.random.default_rng(4).uniform(0.1, 2.0, (len(bands), 64, 64)), 400.0, 1.0
+    return old, new, Y, iv, pres, dl
+
+
 def test_a_wavelength_slot_network_given_the_psf_channel_answers_the_same_at_any_psf():
     """Fine-tuning the session-30 network (6 inputs per slot) into one that reads each band's PSF (7)
     starts from its answers: the PSF channel's weights start at 0."""
-    wave = dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64, slot_wave=DEFAULT_CONFIG["slot_wave"])
-    old = AmortizedNet(dict(wave, psf_input=False), key=jax.random.PRNGKey(1))
-    old = eqx.tree_at(lambda m: m.unet.conv_out.weight, old,
-                      0.1 * jax.random.normal(jax.random.PRNGKey(2), old.unet.conv_out.weight.shape))
-    new = transplant(old, AmortizedNet(dict(wave, psf_input=True), key=jax.random.PRNGKey(3)))
+    old, new, Y, iv, pres, dl = _transplant_case({"psf_input": False}, {"psf_input": True}, LSST)
     assert new.psf_input and new.unet.conv_in.weight.shape[2] == old.unet.conv_in.weight.shape[2] // 6 * 7
-    rng = np.random.default_rng(4)
-    idx, dl = assign_slots(new.slots, new.slot_wave, LSST)
-    Y, iv, pres = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32), np.zeros(9, np.float32)
-    Y[idx], iv[idx], pres[idx] = rng.uniform(0.1, 2.0, (6, 64, 64)), 400.0, 1.0
     run = eqx.filter_jit(lambda n, lp: predict(n, Y, iv, pres, dl, calibrated=False, lpsf=lp))
     a = run(old, None)
     for lp in (np.zeros(9, np.float32), np.log(np.linspace(1.0, 5.0, 9) / 2.0).astype(np.float32)):
@@ -580,16 +587,8 @@ def test_a_network_reading_the_redshift_learns_rest_frame_dust_and_serves_the_ga
     np.testing.assert_allclose(_load_stores([rest_store], list(GRIZ))[0]["z"], zs)
     assert np.all((zs > 0.3) & (zs < 0.6))
 
-    wave = dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64, slot_wave=DEFAULT_CONFIG["slot_wave"], psf_input=True)
-    old = AmortizedNet(wave, key=jax.random.PRNGKey(1))
-    old = eqx.tree_at(lambda m: m.unet.conv_out.weight, old,
-                      0.1 * jax.random.normal(jax.random.PRNGKey(2), old.unet.conv_out.weight.shape))
-    znet = transplant(old, AmortizedNet(dict(wave, z_input=True), key=jax.random.PRNGKey(3)))
+    old, znet, Y, iv, pres, dl = _transplant_case({"psf_input": True}, {"psf_input": True, "z_input": True}, GRIZ)
     assert znet.z_input and znet.unet.conv_in.weight.shape[2] == old.unet.conv_in.weight.shape[2] // 7 * 8
-    rng = np.random.default_rng(4)
-    idx, dl = assign_slots(znet.slots, znet.slot_wave, GRIZ)
-    Y, iv, pres = np.zeros((9, 64, 64), np.float32), np.zeros((9, 64, 64), np.float32), np.zeros(9, np.float32)
-    Y[idx], iv[idx], pres[idx] = rng.uniform(0.1, 2.0, (4, 64, 64)), 400.0, 1.0
     a = predict(old, Y, iv, pres, dl, calibrated=False)
     for z in (0.05, 0.9):
         b = predict(znet, Y, iv, pres, dl, calibrated=False, z=z)
@@ -603,6 +602,7 @@ def test_a_network_reading_the_redshift_learns_rest_frame_dust_and_serves_the_ga
     assert not np.allclose(np.asarray(predict(moved, Y, iv, pres, dl, calibrated=False, z=0.05)["av"]),
                            np.asarray(predict(moved, Y, iv, pres, dl, calibrated=False, z=0.9)["av"]), atol=1e-4)
 
+    wave = dict(TINY, slots=list("ugrizyYJH"), stem=2, size=64, slot_wave=DEFAULT_CONFIG["slot_wave"], psf_input=True)
     meta = {"config": dict(DEFAULT_CONFIG, **dict(wave, band_sets=[list(GRIZ)]))}
     zfit = AmortizedFitter(moved, {"config": dict(meta["config"], z_input=True)}, batch_size=2)
     both = AmortizedFitter(old, meta, batch_size=2, rest=zfit)
