@@ -1034,22 +1034,22 @@ class AmortizedFitter:
             except Exception as e:  # noqa: BLE001 - reported per input
                 results[i] = e
         # one network and band set per batch: one compiled program each
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[tuple, tuple[AmortizedFitter, list[int]]] = {}
         for k, item in enumerate(items):
-            groups.setdefault((id(self.member(item[1], item[3])), item[1]), []).append(k)
+            m = self.member(item[1], item[3])
+            groups.setdefault((id(m), item[1]), (m, []))[1].append(k)
         done = 0
-        for ks in groups.values():
+        for m, ks in groups.values():
             for j in range(0, len(ks), self.batch_size):
                 chunk = ks[j:j + self.batch_size]
                 try:  # a larger group's last batch is padded to the batch size (the same program)
-                    preds = self.predict_prepared([items[k] for k in chunk], pad=len(ks) > self.batch_size)
+                    preds = m._predict_own([items[k] for k in chunk], pad=len(ks) > self.batch_size)
                 except Exception as e:  # noqa: BLE001
                     for k in chunk:
                         results[where[k]] = e
                     continue
                 finally:
                     done += len(chunk)
-                m = self.member(items[chunk[0]][1], items[chunk[0]][3])
                 notes = domain_notes(m.meta.get("domain"), [items[k][0] for k in chunk], items[chunk[0]][1])
                 for k, pred, note in zip(chunk, preds, notes):
                     results[where[k]] = amortized_result(pred, items[k][0], observations[where[k]], note)
