@@ -14,9 +14,9 @@ from astropy.io import fits
 
 from galdust.cli import main
 from galdust.dust.amortized import (DEFAULT_CONFIG, AmortizedFitter, AmortizedNet, _predict_batch, _psf_scaled,
-                                     _scale_spec, _scaled, psf_sigma_curves,
-                                    _store_psf_fwhm, assign_slots, encode, make_batch_fn, predict, psf_channel,
-                                    psf_fwhm, sigma_curve, train_amortized, transplant)
+                                    _scale_spec, _scaled, _store_psf_fwhm, assign_slots, encode, make_batch_fn,
+                                    predict, psf_channel, psf_fwhm, psf_sigma_curves, sigma_curve, stage_sigma_curves,
+                                    train_amortized, transplant)
 from galdust.dust.evaluate import galaxy_metrics, host_config, light_contour, sim_observations
 from galdust.io import write_cube
 from galdust.simulate import SimConfig, simulate
@@ -36,6 +36,43 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "s.npz"
     write_bulk(sim, cfg, path, seed=3, with_cubes=True)
     return path
+
+
+def test_the_snr_stage_calibrates_what_the_set_and_psf_stages_leave_at_each_snr():
+    # σ right on average and at each PSF, but 1.6× too wide at low S/N and 1.6× too narrow at high S/N
+    # (continuous ln S/N, as the training's noise draws): four groups, and after the PSF stage each
+    # calibrated to 68 % by its own curve; between the knots the factor is interpolated in ln S/N
+    rng = np.random.default_rng(2)
+    n = 40000
+    lp = rng.choice([np.log(1.2 / 2.0), np.log(4.5 / 2.0)], n)
+    ls = rng.uniform(np.log(15.0), np.log(300.0), n)
+    tilt = np.exp(-np.log(1.6) * (ls - np.log(67.0)) / (0.5 * np.log(20.0)))  # 1.6 at S/N 15, 1/1.6 at 300
+    pred = np.exp(rng.uniform(np.log(0.02), np.log(0.5), n))
+    err = np.abs(rng.normal(0.0, pred * np.where(lp > 0, 2.0, 0.5) / tilt))
+    outs = ("pixel", "delta", "av_lw")
+    z = {o: np.stack([err, pred]) for o in outs}
+    z["lp"], z["ls"] = {o: lp for o in outs}, {o: ls for o in outs}
+    curves = {o: sigma_curve(err, pred) for o in outs}
+    psf = psf_sigma_curves([(z, curves)])
+    stage = stage_sigma_curves([(z, curves)], "ls", "log_snr", before=[(psf, "lpsf", "lp")])
+    np.testing.assert_allclose([e["log_snr"] for e in stage], np.quantile(ls, [0.125, 0.375, 0.625, 0.875]),
+                               atol=0.03)
+    spec = lambda st, k: tuple((e[k], tuple(_scale_spec(e[o]) for o in outs)) for e in st)  # noqa: E731
+    cal = jax.vmap(lambda s, a, b: _psf_scaled(_psf_scaled(s, spec(psf, "lpsf"), a, 0), spec(stage, "log_snr"), b, 0))
+    two = jax.vmap(lambda s, a: _psf_scaled(s, spec(psf, "lpsf"), a, 0))
+    set_sig = _scaled(jax.numpy.asarray(pred), _scale_spec(curves["pixel"]))
+    full = np.asarray(cal(set_sig, jax.numpy.asarray(lp), jax.numpy.asarray(ls)))
+    psf_only = np.asarray(two(set_sig, jax.numpy.asarray(lp)))
+    for lo, hi in ((np.log(15.0), np.log(30.0)), (np.log(150.0), np.log(300.0))):
+        m = (ls >= lo) & (ls < hi)
+        assert abs(np.mean(err[m] < psf_only[m]) - 0.683) > 0.08  # without it: off at both ends
+        assert abs(np.mean(err[m] < full[m]) - 0.683) < 0.03
+    # a network whose sidecar has the stage uses it; one without (the sidecars before it) is unchanged
+    cfg = dict(DEFAULT_CONFIG, slots=["g", "r"], slot_wave=None, widths=[8], emb_dim=4, stem=1,
+               sigma_scale={"pixel": 1.0, "delta": 1.0, "av_lw": 1.0, "by_snr": stage})
+    assert AmortizedNet(cfg, key=jax.random.PRNGKey(0)).sigma_scale_snr == spec(stage, "log_snr")
+    cfg["sigma_scale"] = {"pixel": 1.0, "delta": 1.0, "av_lw": 1.0}
+    assert AmortizedNet(cfg, key=jax.random.PRNGKey(0)).sigma_scale_snr == ()
 
 
 @pytest.fixture(scope="module")
@@ -277,6 +314,10 @@ def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
         assert fitter.net.scale_for(e["bands"][::-1]) == tuple(_scale_spec(e[k]) for k in outs)
     assert fitter.net.scale_for(["sdss_g", "sdss_r"]) == fitter.net.sigma_scale  # no curve of its own: pooled
     assert by_set[0]["pixel"] != by_set[1]["pixel"]
+    # the S/N stage (every galaxy's noise drawn anew: four equal-count groups by ln S/N), loaded
+    knots = [e["log_snr"] for e in scales["by_snr"]]
+    assert len(knots) == 4 and knots == sorted(knots) and np.all(np.isfinite(knots))
+    assert [k for k, _ in fitter.net.sigma_scale_snr] == knots
     side = json.loads((tmp_path / "a.json").read_text())
     assert side["data"]["stores"][0]["seed"] == 3 and side["config"]["widths"] == TINY["widths"]
     # the training galaxies' colours (adjacent bands, wavelength order), which inputs are checked against

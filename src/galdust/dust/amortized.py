@@ -124,7 +124,9 @@ class AmortizedNet(eqx.Module):
     by :func:`calibrate_sigma` on held-out simulations, 1 before. ``sigma_scale_sets``: the same per
     band set (sorted bands, calibration), used for that set's galaxies (:meth:`scale_for`).
     ``sigma_scale_psf``: a network with the PSF channel, a second stage by PSF: ``(ln(FWHM / PSF_REF),
-    calibration)`` knots, whose curves multiply the band set's σ (:func:`_psf_scaled`). ``z_input``:
+    calibration)`` knots, whose curves multiply the band set's σ (:func:`_psf_scaled`).
+    ``sigma_scale_snr``: a third stage, by the galaxy's ln S/N (:func:`encode`; the same knots and
+    curves, ``log_snr``), multiplying the σ the first two made (sidecars before it: none). ``z_input``:
     the redshift channel (rest-frame answers; :func:`predict` needs ``z``)."""
 
     unet: CondUNet
@@ -136,6 +138,7 @@ class AmortizedNet(eqx.Module):
     subsets: bool = eqx.field(static=True, default=False)
     sigma_scale_psf: tuple = eqx.field(static=True, default=())
     z_input: bool = eqx.field(static=True, default=False)
+    sigma_scale_snr: tuple = eqx.field(static=True, default=())
 
     def __init__(self, config: dict[str, Any], *, key):
         self.slots = tuple(config["slots"])
@@ -149,6 +152,8 @@ class AmortizedNet(eqx.Module):
         self.psf_input = bool(config.get("psf_input", False))
         self.sigma_scale_psf = tuple((float(e["lpsf"]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
                                      for e in sc.get("by_psf", ())) if self.psf_input else ()
+        self.sigma_scale_snr = tuple((float(e["log_snr"]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
+                                     for e in sc.get("by_snr", ()))
         self.subsets = float(config.get("band_dropout", 0.0)) > 0
         self.z_input = bool(config.get("z_input", False))
         per_slot = _PER_SLOT + (self.slot_wave is not None) + self.psf_input + self.z_input
@@ -258,7 +263,8 @@ def _scaled(sig, spec):
 def _psf_scaled(sig, psf_scale: tuple, lp, out: int):
     """σ (already calibrated by its band set) times the PSF stage's factor of output ``out`` (0 pixel, 1
     δ, 2 A_V,LW): each PSF knot's curve at σ, interpolated linearly in the galaxy's ln(FWHM / PSF_REF)
-    ``lp`` between the knots, constant beyond them. No knots: σ unchanged."""
+    ``lp`` between the knots, constant beyond them. No knots: σ unchanged. (The S/N stage is the same
+    with ln S/N knots and the galaxy's ln S/N.)"""
     if not psf_scale:
         return sig
     knots = jnp.asarray([k for k, _ in psf_scale])
@@ -270,14 +276,16 @@ def _psf_scaled(sig, psf_scale: tuple, lp, out: int):
     return sig * ((1.0 - f) * facs[i0] + f * facs[i1])
 
 
-def _heads(raw, w, scale=(1.0, 1.0, 1.0), psf_scale: tuple = (), lp=0.0):
+def _heads(raw, w, scale=(1.0, 1.0, 1.0), psf_scale: tuple = (), lp=0.0, snr_scale: tuple = (), lsnr=0.0):
     """Raw maps → dict of per-pixel (μ, σ) and pooled galaxy scalars (σ calibrated by ``scale``, then
-    by ``psf_scale`` at the galaxy's ln(FWHM / PSF_REF) ``lp``)."""
+    by ``psf_scale`` at the galaxy's ln(FWHM / PSF_REF) ``lp``, then by ``snr_scale`` at its ln S/N
+    ``lsnr``)."""
     ls = jnp.clip(raw[1::2], _LS_MIN, _LS_MAX)
     mu = raw[0::2]
     pooled_mu = jnp.sum(mu[2:] * w, axis=(-2, -1))
     pooled_ls = jnp.clip(jnp.sum(raw[5::2] * w, axis=(-2, -1)), _LS_MIN, _LS_MAX)
-    cal = lambda sig, k: _psf_scaled(_scaled(sig, scale[k]), psf_scale, lp, k)  # noqa: E731
+    cal = lambda sig, k: _psf_scaled(_psf_scaled(_scaled(sig, scale[k]), psf_scale, lp, k),  # noqa: E731
+                                     snr_scale, lsnr, k)
     return dict(aref=mu[0], aref_sig=cal(jnp.exp(ls[0]), 0), av=mu[1], av_sig=cal(jnp.exp(ls[1]), 0),
                 delta=pooled_mu[0], delta_sig=cal(jnp.exp(pooled_ls[0]), 1),
                 av_lw=pooled_mu[1], av_lw_sig=cal(jnp.exp(pooled_ls[1]), 2))
@@ -305,7 +313,7 @@ def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = T
     if not calibrated:
         return _heads(net(x, lsnr), w)
     lp = galaxy_lpsf(lpsf, present) if net.sigma_scale_psf else 0.0
-    return _heads(net(x, lsnr), w, scale or net.sigma_scale, net.sigma_scale_psf, lp)
+    return _heads(net(x, lsnr), w, scale or net.sigma_scale, net.sigma_scale_psf, lp, net.sigma_scale_snr, lsnr)
 
 
 def _gauss_nll(t, mu, sig, beta: float = 0.0):
@@ -625,6 +633,7 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     pred = eqx.filter_jit(jax.vmap(lambda n, Y, iv, pr, dl, lp, z: predict(n, Y, iv, pr, dl, calibrated=False, lpsf=lp,
                                                                             z=z),
                                    in_axes=(None, 0, 0, 0, 0, 0, 0)))
+    snr_of = jax.jit(jax.vmap(lambda Y, iv, pr: encode(Y, iv, pr)[1]))  # each galaxy's ln S/N, as predict reads it
     n = len(arr["cube"])
     per_set = []
     passes = [(bset, 0.0, draws) for bset in config["band_sets"]]
@@ -633,7 +642,7 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     for k, (bset, p_drop, n_draws) in enumerate(passes):
         batch_fn = make_batch_fn(dict(config, band_sets=[bset], band_set_p=None, band_dropout=p_drop), bands,
                                  with_S=True)
-        zp, zd, zl, lpp, lpg = [], [], [], [], []
+        zp, zd, zl, lpp, lpg, lsp, lsg = [], [], [], [], [], [], []
         for d in range(n_draws):
             for j in range(0, n, batch):
                 rows = np.arange(j, min(j + batch, n))
@@ -649,18 +658,25 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
                 lp = np.asarray(jax.vmap(galaxy_lpsf)(lpsf, present))  # each galaxy's ln(FWHM / PSF_REF)
                 lpg.append(lp)
                 lpp.append(np.broadcast_to(lp[:, None, None], inside.shape)[inside])
+                ls = np.asarray(snr_of(Y, ivar, present))
+                lsg.append(ls)
+                lsp.append(np.broadcast_to(ls[:, None, None], inside.shape)[inside])
         per_set.append({"pixel": np.concatenate(zp, axis=1), "delta": np.concatenate(zd, axis=1),
                         "av_lw": np.concatenate(zl, axis=1),
-                        "lp": {"pixel": np.concatenate(lpp), "delta": np.concatenate(lpg), "av_lw": np.concatenate(lpg)}})
+                        "lp": {"pixel": np.concatenate(lpp), "delta": np.concatenate(lpg), "av_lw": np.concatenate(lpg)},
+                        "ls": {"pixel": np.concatenate(lsp), "delta": np.concatenate(lsg), "av_lw": np.concatenate(lsg)}})
     outs = ("pixel", "delta", "av_lw")
     pooled = {o: sigma_curve(*np.concatenate([z[o] for z in per_set], axis=1), bins=bins) for o in outs}
     full = list(zip(config["band_sets"], per_set))  # the full sets' passes
     pooled["by_band_set"] = [dict({o: sigma_curve(*z[o], bins=bins) for o in outs}, bands=list(bset))
                              for bset, z in full]
-    if config.get("psf_input"):
-        psf_stage = psf_sigma_curves([(z, e) for (_, z), e in zip(full, pooled["by_band_set"])], bins)
-        if psf_stage:
-            pooled["by_psf"] = psf_stage
+    sets = [(z, e) for (_, z), e in zip(full, pooled["by_band_set"])]
+    psf_stage = psf_sigma_curves(sets, bins) if config.get("psf_input") else []
+    if psf_stage:
+        pooled["by_psf"] = psf_stage
+    snr_stage = stage_sigma_curves(sets, "ls", "log_snr", bins, before=[(psf_stage, "lpsf", "lp")] if psf_stage else [])
+    if snr_stage:
+        pooled["by_snr"] = snr_stage
     return pooled
 
 
@@ -671,8 +687,19 @@ def psf_sigma_curves(per_set: list, bins: int = CAL_BINS) -> list[dict]:
     stores' distinct PSFs, or four equal-count groups when there are more than eight), and a
     :func:`sigma_curve` per group and output: the factor the set's σ still needs at that PSF. One
     PSF: none (the set's curves are all there is to learn)."""
+    return stage_sigma_curves(per_set, "lp", "lpsf", bins)
+
+
+def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS, before: Sequence = ()) -> list[dict]:
+    """A stage of the calibration by a galaxy quantity (``var``: the values' key, ``"lp"`` its ln PSF
+    FWHM, ``"ls"`` its ln S/N; ``name``: the knots' key in the sidecar): each σ first calibrated by
+    its set's curves and by the ``before`` stages (``(stage, knot name, values' key)``, applied in
+    order), grouped by the quantity (its distinct values, or four equal-count groups when there are
+    more than eight), and a :func:`sigma_curve` per group and output at the group's median. One value:
+    none. (The S/N stage: a network's σ are calibrated on the training's S/N draws pooled, and at a
+    given σ a low-S/N galaxy's errors differ from a high-S/N one's.)"""
     outs = ("pixel", "delta", "av_lw")
-    lp = np.concatenate([z["lp"]["delta"] for z, _ in per_set])
+    lp = np.concatenate([z[var]["delta"] for z, _ in per_set])
     uniq = np.unique(np.round(lp, 3))
     if len(uniq) < 2:
         return []
@@ -686,15 +713,20 @@ def psf_sigma_curves(per_set: list, bins: int = CAL_BINS) -> list[dict]:
             lo, hi = (-np.inf, *edges)[k], (*edges, np.inf)[k]
             sel = (lp >= lo) & (lp < hi)
             groups.append((float(np.median(lp[sel])), lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi)))
+    prior = [(tuple((float(e[kn]), tuple(_scale_spec(e[o]) for o in outs)) for e in st), key) for st, kn, key in before]
     stage = []
     for knot, member in groups:
-        e = {"lpsf": knot}
+        e = {name: knot}
         for o in outs:
             err, sig = [], []
             for z, curves in per_set:
-                m = member(z["lp"][o])
+                m = member(z[var][o])
                 err.append(z[o][0][m])
-                sig.append(np.asarray(_scaled(z[o][1][m], _scale_spec(curves[o]))))
+                s = _scaled(jnp.asarray(z[o][1][m]), _scale_spec(curves[o]))
+                for st, key in prior:
+                    s = jax.vmap(lambda a, v, st=st, k=outs.index(o): _psf_scaled(a, st, v, k))(
+                        s, jnp.asarray(z[key][o][m]))
+                sig.append(np.asarray(s))
             e[o] = sigma_curve(np.concatenate(err), np.concatenate(sig), bins=bins)
         stage.append(e)
     return stage
