@@ -668,7 +668,8 @@ def test_the_shipped_redshift_network_maps_far_hosts_that_the_observed_frame_one
     """Hosts at z 0.5-0.8 (HSC grizy, rest-frame dust, peak S/N 50, held-out seeds 7373/7374): the
     observed-frame network, trained on hosts at z 0.02-0.15, reads their redder light as dust; the
     shipped network with the redshift channel, which every galaxy with a redshift gets, does not, and
-    maps the dust of dusty ones with calibrated σ."""
+    maps the dust of dusty ones with calibrated σ; nearer hosts with little or no dust do not get
+    much invented."""
     hsc = ("hsc_g", "hsc_r", "hsc_i", "hsc_z", "hsc_y")
     fitter = AmortizedFitter.load(batch_size=16)
     assert fitter.rest is not None and fitter.rest.net.z_input
@@ -691,9 +692,20 @@ def test_the_shipped_redshift_network_maps_far_hosts_that_the_observed_frame_one
         m = galaxy_metrics(r.AV, r.HOST, sim["AV"][i], sim["S"][i])
         if m["av_sd_true"] >= 0.03:
             corr.append(m["corr"])
-    # measured (session 36): dust-free median A_V,LW 0.026 (the observed-frame network 1.63, in its own
+    # measured (session 36; session 37's network: 0.012, 0.101, 0.63, 8 of 11): dust-free median A_V,LW 0.026 (the observed-frame network 1.63, in its own
     # frame); dusty, f < 0.9 (11): median |dA_V,LW| 0.095, map correlation 0.65 (9 structured maps),
     # 8 of 11 within the 68 % interval (bench/bench_amortized_z.py, 32 a bin: docs/amortized_dust.md)
     assert np.median(lw_obs) > 0.3 and np.median(lw) < 0.04
     assert np.median(dav) < 0.13 and np.median(corr) > 0.5
     assert 0.35 <= np.mean(cov) <= 0.95
+    # nearer hosts with little dust (seed 5151, z 0.02-0.3, median truth 0.049 over 12 with f < 0.9) and
+    # dust-free ones: measured (session 37's network) a median excess of +0.031 (session 36's: +0.057)
+    # and dust-free median 0.003 (0.015)
+    near = dataclasses.replace(cfg, z_range=(0.02, 0.3))
+    sim = simulate(jax.random.PRNGKey(5151), 16, near, batch=16)
+    lw = np.array([r.scalars["AV_LW"] for r in fitter.fit(sim_observations(sim, near, "l"))])
+    sel = np.asarray(sim["covfrac"]) < 0.9
+    assert np.median(lw[sel] - np.asarray(sim["av_lw"])[sel]) < 0.045
+    near_free = dataclasses.replace(free_cfg, z_range=(0.02, 0.3))
+    free = sim_observations(simulate(jax.random.PRNGKey(7374), 16, near_free, batch=16), near_free, "n")
+    assert np.median([r.scalars["AV_LW"] for r in fitter.fit(free)]) < 0.01
