@@ -692,9 +692,10 @@ def test_the_shipped_redshift_network_maps_far_hosts_that_the_observed_frame_one
         m = galaxy_metrics(r.AV, r.HOST, sim["AV"][i], sim["S"][i])
         if m["av_sd_true"] >= 0.03:
             corr.append(m["corr"])
-    # measured (session 36; session 37's network: 0.012, 0.101, 0.63, 8 of 11): dust-free median A_V,LW 0.026 (the observed-frame network 1.63, in its own
-    # frame); dusty, f < 0.9 (11): median |dA_V,LW| 0.095, map correlation 0.65 (9 structured maps),
-    # 8 of 11 within the 68 % interval (bench/bench_amortized_z.py, 32 a bin: docs/amortized_dust.md)
+    # measured (session 37's network; session 36's in brackets): dust-free median A_V,LW 0.012 (0.026;
+    # the observed-frame network 1.63, in its own frame); dusty, f < 0.9 (11): median |dA_V,LW| 0.101
+    # (0.095), map correlation 0.63 (0.65; 9 structured maps), 8 of 11 within the 68 % interval (8)
+    # (bench/bench_amortized_z.py, 32 a bin: docs/amortized_dust.md)
     assert np.median(lw_obs) > 0.3 and np.median(lw) < 0.04
     assert np.median(dav) < 0.13 and np.median(corr) > 0.5
     assert 0.35 <= np.mean(cov) <= 0.95
