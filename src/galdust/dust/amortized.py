@@ -625,7 +625,9 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     e.g. pixel coverage 62 % with SDSS ugriz + 2MASS JH against 72 % with HSC grizy under one curve).
     A network trained with band dropout also sees every galaxy once in every set with each band
     dropped with probability 0.5 (at least MIN_BANDS kept); the pooled curves, which serve the
-    subsets, include those."""
+    subsets, include those. Then the stages on the full sets' values: by PSF (``by_psf``, a network
+    with the PSF channel; :func:`psf_sigma_curves`) and by the galaxy's ln S/N (``by_snr``, after the
+    PSF stage; :func:`stage_sigma_curves`)."""
     from .metrics import light_contour
 
     bands = store_bands(config)
