@@ -150,10 +150,8 @@ class AmortizedNet(eqx.Module):
                                        tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
                                       for e in sc.get("by_band_set", ()))
         self.psf_input = bool(config.get("psf_input", False))
-        self.sigma_scale_psf = tuple((float(e["lpsf"]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
-                                     for e in sc.get("by_psf", ())) if self.psf_input else ()
-        self.sigma_scale_snr = tuple((float(e["log_snr"]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw")))
-                                     for e in sc.get("by_snr", ()))
+        self.sigma_scale_psf = _stage_spec(sc.get("by_psf", ()), "lpsf") if self.psf_input else ()
+        self.sigma_scale_snr = _stage_spec(sc.get("by_snr", ()), "log_snr")
         self.subsets = float(config.get("band_dropout", 0.0)) > 0
         self.z_input = bool(config.get("z_input", False))
         per_slot = _PER_SLOT + (self.slot_wave is not None) + self.psf_input + self.z_input
@@ -250,6 +248,12 @@ def _scale_spec(v):
             raise ValueError(f"sigma_scale curve: {len(knots)} increasing ln σ knots for {len(fac)} factors needed")
         return knots, fac
     return float(v)
+
+
+def _stage_spec(entries, knot: str) -> tuple:
+    """A sidecar's calibration stage (``by_psf``, ``by_snr``: entries with the knot ``knot`` and a curve
+    per output) -> ``((knot, (pixel, δ, A_V,LW specs)), ...)`` as :func:`_psf_scaled` reads it."""
+    return tuple((float(e[knot]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw"))) for e in entries)
 
 
 def _scaled(sig, spec):
@@ -715,7 +719,7 @@ def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS,
             lo, hi = (-np.inf, *edges)[k], (*edges, np.inf)[k]
             sel = (lp >= lo) & (lp < hi)
             groups.append((float(np.median(lp[sel])), lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi)))
-    prior = [(tuple((float(e[kn]), tuple(_scale_spec(e[o]) for o in outs)) for e in st), key) for st, kn, key in before]
+    prior = [(_stage_spec(st, kn), key) for st, kn, key in before]
     stage = []
     for knot, member in groups:
         e = {name: knot}
