@@ -75,6 +75,44 @@ def test_the_snr_stage_calibrates_what_the_set_and_psf_stages_leave_at_each_snr(
     assert AmortizedNet(cfg, key=jax.random.PRNGKey(0)).sigma_scale_snr == ()
 
 
+def test_the_dust_stage_calibrates_galaxies_with_little_and_much_dust_alike():
+    # σ right when pooled over a calibration set half dust-free, but dust-free galaxies' errors are
+    # half their σ and dusty ones' 1.4 times theirs: after the S/N stage (nothing to do here) the dust
+    # stage (six groups by predicted A_V,LW) brings each kind to 68 %; _heads applies it at the
+    # galaxy's pooled A_V,LW mean
+    from galdust.dust.amortized import DUST_GROUPS, _heads
+
+    rng = np.random.default_rng(3)
+    n = 40000
+    dusty = rng.random(n) < 0.5
+    la = np.where(dusty, rng.uniform(0.05, 0.8, n), rng.uniform(-0.01, 0.02, n))
+    pred = np.exp(rng.uniform(np.log(0.02), np.log(0.5), n))
+    err = np.abs(rng.normal(0.0, pred * np.where(dusty, 1.4, 0.5)))
+    outs = ("pixel", "delta", "av_lw")
+    z = {o: np.stack([err, pred]) for o in outs}
+    z["ls"], z["la"] = {o: np.full(n, 4.0) for o in outs}, {o: la for o in outs}
+    curves = {o: sigma_curve(err, pred) for o in outs}
+    assert stage_sigma_curves([(z, curves)], "ls", "log_snr") == []  # one S/N: no S/N stage
+    stage = stage_sigma_curves([(z, curves)], "la", "av_lw_pred", groups=DUST_GROUPS)
+    assert len(stage) == DUST_GROUPS and all(b["av_lw_pred"] > a["av_lw_pred"] for a, b in zip(stage, stage[1:]))
+    spec = tuple((e["av_lw_pred"], tuple(_scale_spec(e[o]) for o in outs)) for e in stage)
+    set_sig = _scaled(jax.numpy.asarray(pred), _scale_spec(curves["pixel"]))
+    full = np.asarray(jax.vmap(lambda s, a: _psf_scaled(s, spec, a, 0))(set_sig, jax.numpy.asarray(la)))
+    for m in (dusty, ~dusty):
+        assert abs(np.mean(err[m] < np.asarray(set_sig)[m]) - 0.683) > 0.15  # without it
+        assert abs(np.mean(err[m] < full[m]) - 0.683) < 0.03
+    # _heads: the stage's factor at the pooled A_V,LW mean (channel 6), after the other stages
+    raw = jax.numpy.zeros((8, 4, 4)).at[6].set(0.25)
+    w = jax.numpy.full((4, 4), 1.0 / 16)
+    two = ((0.0, (1.0, 1.0, 1.0)), (0.5, (2.0, 2.0, 2.0)))
+    a, b = _heads(raw, w), _heads(raw, w, dust_scale=two)
+    for k in ("av_sig", "delta_sig", "av_lw_sig"):
+        np.testing.assert_allclose(np.asarray(b[k]), 1.5 * np.asarray(a[k]), rtol=1e-5)
+    cfg = dict(DEFAULT_CONFIG, slots=["g", "r"], slot_wave=None, widths=[8], emb_dim=4, stem=1,
+               sigma_scale={"pixel": 1.0, "delta": 1.0, "av_lw": 1.0, "by_dust": stage})
+    assert AmortizedNet(cfg, key=jax.random.PRNGKey(0)).sigma_scale_dust == spec
+
+
 @pytest.fixture(scope="module")
 def held_out():
     """16 held-out galaxies (seed 1001, as galdust evaluate dust), realistic hosts, griz, peak S/N 50."""
@@ -318,6 +356,9 @@ def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
     knots = [e["log_snr"] for e in scales["by_snr"]]
     assert len(knots) == 4 and knots == sorted(knots) and np.all(np.isfinite(knots))
     assert [k for k, _ in fitter.net.sigma_scale_snr] == knots
+    # then the dust stage (six equal-count groups by the predicted A_V,LW), loaded
+    knots = [e["av_lw_pred"] for e in scales["by_dust"]]
+    assert len(knots) == 6 and knots == sorted(knots) and [k for k, _ in fitter.net.sigma_scale_dust] == knots
     side = json.loads((tmp_path / "a.json").read_text())
     assert side["data"]["stores"][0]["seed"] == 3 and side["config"]["widths"] == TINY["widths"]
     # the training galaxies' colours (adjacent bands, wavelength order), which inputs are checked against
@@ -325,6 +366,17 @@ def test_training_stops_resumes_and_calibrates_sigma(store, tmp_path):
     assert [d["band_set"] for d in dom] == TINY["band_sets"]
     assert dom[1]["features"] == ["sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "sdss_z-2mass_j"]
     assert dom[0]["n"] == 12 and all(lo < hi for lo, hi in zip(dom[0]["lo"], dom[0]["hi"]))
+    # `galdust train recalibrate`: the same weights, calibrated anew (here on the same store: the same
+    # curves), the old calibration on record, the command appended; never over a file without --overwrite
+    cmd = ["train", "recalibrate", "--model", str(tmp_path / "a.eqx"), "--calibrate", str(store), "--out",
+           str(tmp_path / "b.eqx")]
+    assert main(cmd) == 0
+    new = json.loads((tmp_path / "b.json").read_text())
+    assert new["sha256"] == side["sha256"] and new["config"]["sigma_scale"] == side["config"]["sigma_scale"]
+    assert new["calibration"]["previous"]["sha256"] == side["sha256"] and new["data"] == side["data"]
+    assert new["commands"][-1] == f"galdust train recalibrate --model a.eqx --calibrate {store.name} --out b.eqx"
+    assert AmortizedFitter.load(tmp_path / "b.eqx").net.sigma_scale_dust == fitter.net.sigma_scale_dust
+    assert main(cmd) == 2
 
 
 def test_sigma_curve_calibrates_a_sigma_of_the_wrong_shape_at_every_sigma():
@@ -662,6 +714,23 @@ def test_a_network_reading_the_redshift_learns_rest_frame_dust_and_serves_the_ga
     assert isinstance(err, ValueError) and "g1: the amortised network reads the redshift and this galaxy has none" in str(err)
     pred = zfit.predict_prepared([(prepare(obs[0]), GRIZ, None, obs[0].redshift)])[0]
     assert pred["rest_frame"] and to_rest_frame(pred, obs[0].redshift) is pred
+    # a network whose sidecar lists its training stores keeps the galaxies at redshifts no higher than
+    # its hosts' (a store without z_range: the simulator's 0.02-0.15); the others go to the z network
+    from galdust.dust.amortized import training_z_range
+
+    stores = [{"simulator_config": "SimConfig(bands=('sdss_g',), size=64)"},
+              {"simulator_config": "SimConfig(bands=('sdss_g',), z_range=(0.05, 0.4), dust_frame='rest')"}]
+    assert training_z_range({}) is None and training_z_range({"data": {"stores": stores[:1]}}) == (0.02, 0.15)
+    assert training_z_range({"data": {"stores": stores}}) == (0.02, 0.4)
+    near = AmortizedFitter(old, dict(meta, data={"stores": stores[:1]}), batch_size=2, rest=zfit)
+    assert near.member(GRIZ, 0.1) is near and near.member(GRIZ, 0.15) is near and near.member(GRIZ, None) is near
+    assert near.member(GRIZ, 0.16) is zfit and both.member(GRIZ, 0.1) is zfit
+    assert near.member(("sdss_u",) + GRIZ, 0.1) is near  # bands neither serves: this one's check refuses them
+    r_near, r_far2 = near.fit([dataclasses.replace(obs[0], redshift=0.1), obs[2]])
+    np.testing.assert_allclose(r_near.AV, AmortizedFitter(old, meta).fit([dataclasses.replace(obs[0], redshift=0.1)])[0].AV,
+                               atol=1e-5)  # batches of 2 and 1: float32 summation order
+    np.testing.assert_allclose(r_far2.AV, alone[1].AV, atol=1e-5)
+    assert r_near.scalars["AVFRAME"] == "rest"
 
 
 def test_the_shipped_redshift_network_maps_far_hosts_that_the_observed_frame_one_reads_as_dust():

@@ -95,3 +95,30 @@ def train_amortized_cmd(
         typer.echo(f"stopped at step {side['stopped_at']} of {steps}; rerun the same command to resume")
     else:
         typer.echo(f"done: {out} (val NLL {side['metrics']['val_nll']:.4f})")
+
+
+@train_app.command("recalibrate")
+def recalibrate_cmd(
+    model: Annotated[Path, typer.Option("--model", help="A trained amortised network (.eqx + sidecar).")],
+    calibrate: Annotated[list[Path], typer.Option("--calibrate", help="Held-out stores (as for 'galdust train "
+                                                                     "amortized --calibrate'; repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Weights file to write (.eqx) + JSON sidecar: the same "
+                                                    "weights, the σ calibrated anew.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing weights.")] = False,
+):
+    """Calibrate a trained amortised network's σ anew (every stage of this galdust: band set, PSF, S/N,
+    predicted dust), without training; the old calibration is kept in the sidecar's record."""
+    from ..dust.amortized import recalibrate_amortized
+
+    out = out.with_suffix(".eqx")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    for p in [model] + list(calibrate):
+        if not p.exists():
+            raise UserError(f"{p}: no such file")
+    command = " ".join(["galdust train recalibrate --model", model.name] + [f"--calibrate {p.name}" for p in calibrate]
+                       + ["--out", out.name])  # as the sidecar's other commands: file names, no folders
+    try:
+        recalibrate_amortized(model, calibrate, out, command=command, log=typer.echo)
+    except ValueError as e:
+        raise UserError(str(e)) from None

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ import numpy as np
 from ..nn import CondUNet
 
 __all__ = ["AmortizedNet", "AmortizedFitter", "colour_domain", "domain_notes", "DEFAULT_CONFIG", "WAVE_SLOTS", "SURVEY_BAND_SETS", "encode", "predict",
-           "nll_loss", "train_amortized", "calibrate_sigma", "sigma_curve", "load_amortized", "amortized_result",
+           "nll_loss", "train_amortized", "recalibrate_amortized", "calibrate_sigma", "sigma_curve", "load_amortized", "amortized_result",
            "make_batch_fn", "psf_fwhm", "psf_channel",
            "slot_index", "assign_slots", "N_OUT"]
 
@@ -126,7 +127,9 @@ class AmortizedNet(eqx.Module):
     ``sigma_scale_psf``: a network with the PSF channel, a second stage by PSF: ``(ln(FWHM / PSF_REF),
     calibration)`` knots, whose curves multiply the band set's σ (:func:`_psf_scaled`).
     ``sigma_scale_snr``: a third stage, by the galaxy's ln S/N (:func:`encode`; the same knots and
-    curves, ``log_snr``), multiplying the σ the first two made (sidecars before it: none). ``z_input``:
+    curves, ``log_snr``), multiplying the σ the first two made (sidecars before it: none).
+    ``sigma_scale_dust``: a fourth, by the galaxy's predicted A_V,LW (the network's mean, knots
+    ``av_lw_pred``), multiplying the σ of the first three (sidecars before it: none). ``z_input``:
     the redshift channel (rest-frame answers; :func:`predict` needs ``z``)."""
 
     unet: CondUNet
@@ -139,6 +142,7 @@ class AmortizedNet(eqx.Module):
     sigma_scale_psf: tuple = eqx.field(static=True, default=())
     z_input: bool = eqx.field(static=True, default=False)
     sigma_scale_snr: tuple = eqx.field(static=True, default=())
+    sigma_scale_dust: tuple = eqx.field(static=True, default=())
 
     def __init__(self, config: dict[str, Any], *, key):
         self.slots = tuple(config["slots"])
@@ -152,6 +156,7 @@ class AmortizedNet(eqx.Module):
         self.psf_input = bool(config.get("psf_input", False))
         self.sigma_scale_psf = _stage_spec(sc.get("by_psf", ()), "lpsf") if self.psf_input else ()
         self.sigma_scale_snr = _stage_spec(sc.get("by_snr", ()), "log_snr")
+        self.sigma_scale_dust = _stage_spec(sc.get("by_dust", ()), "av_lw_pred")
         self.subsets = float(config.get("band_dropout", 0.0)) > 0
         self.z_input = bool(config.get("z_input", False))
         per_slot = _PER_SLOT + (self.slot_wave is not None) + self.psf_input + self.z_input
@@ -251,7 +256,7 @@ def _scale_spec(v):
 
 
 def _stage_spec(entries, knot: str) -> tuple:
-    """A sidecar's calibration stage (``by_psf``, ``by_snr``: entries with the knot ``knot`` and a curve
+    """A sidecar's calibration stage (``by_psf``, ``by_snr``, ``by_dust``: entries with the knot ``knot`` and a curve
     per output) -> ``((knot, (pixel, δ, A_V,LW specs)), ...)`` as :func:`_psf_scaled` reads it."""
     return tuple((float(e[knot]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw"))) for e in entries)
 
@@ -268,7 +273,7 @@ def _psf_scaled(sig, psf_scale: tuple, lp, out: int):
     """σ (already calibrated by its band set) times the PSF stage's factor of output ``out`` (0 pixel, 1
     δ, 2 A_V,LW): each PSF knot's curve at σ, interpolated linearly in the galaxy's ln(FWHM / PSF_REF)
     ``lp`` between the knots, constant beyond them. No knots: σ unchanged. (The S/N stage is the same
-    with ln S/N knots and the galaxy's ln S/N.)"""
+    with ln S/N knots and the galaxy's ln S/N, the dust stage with its predicted A_V,LW.)"""
     if not psf_scale:
         return sig
     knots = jnp.asarray([k for k, _ in psf_scale])
@@ -280,16 +285,23 @@ def _psf_scaled(sig, psf_scale: tuple, lp, out: int):
     return sig * ((1.0 - f) * facs[i0] + f * facs[i1])
 
 
-def _heads(raw, w, scale=(1.0, 1.0, 1.0), psf_scale: tuple = (), lp=0.0, snr_scale: tuple = (), lsnr=0.0):
+def _heads(raw, w, scale=(1.0, 1.0, 1.0), psf_scale: tuple = (), lp=0.0, snr_scale: tuple = (), lsnr=0.0,
+           dust_scale: tuple = ()):
     """Raw maps → dict of per-pixel (μ, σ) and pooled galaxy scalars (σ calibrated by ``scale``, then
     by ``psf_scale`` at the galaxy's ln(FWHM / PSF_REF) ``lp``, then by ``snr_scale`` at its ln S/N
-    ``lsnr``)."""
+    ``lsnr``, then by ``dust_scale`` at its predicted A_V,LW)."""
     ls = jnp.clip(raw[1::2], _LS_MIN, _LS_MAX)
     mu = raw[0::2]
     pooled_mu = jnp.sum(mu[2:] * w, axis=(-2, -1))
     pooled_ls = jnp.clip(jnp.sum(raw[5::2] * w, axis=(-2, -1)), _LS_MIN, _LS_MAX)
-    cal = lambda sig, k: _psf_scaled(_psf_scaled(_scaled(sig, scale[k]), psf_scale, lp, k),  # noqa: E731
-                                     snr_scale, lsnr, k)
+    stages = ((psf_scale, lp), (snr_scale, lsnr), (dust_scale, pooled_mu[1]))
+
+    def cal(sig, k):
+        sig = _scaled(sig, scale[k])
+        for stage, v in stages:
+            sig = _psf_scaled(sig, stage, v, k)
+        return sig
+
     return dict(aref=mu[0], aref_sig=cal(jnp.exp(ls[0]), 0), av=mu[1], av_sig=cal(jnp.exp(ls[1]), 0),
                 delta=pooled_mu[0], delta_sig=cal(jnp.exp(pooled_ls[0]), 1),
                 av_lw=pooled_mu[1], av_lw_sig=cal(jnp.exp(pooled_ls[1]), 2))
@@ -317,7 +329,8 @@ def predict(net: AmortizedNet, Y, ivar, present, dlnw=None, calibrated: bool = T
     if not calibrated:
         return _heads(net(x, lsnr), w)
     lp = galaxy_lpsf(lpsf, present) if net.sigma_scale_psf else 0.0
-    return _heads(net(x, lsnr), w, scale or net.sigma_scale, net.sigma_scale_psf, lp, net.sigma_scale_snr, lsnr)
+    return _heads(net(x, lsnr), w, scale or net.sigma_scale, net.sigma_scale_psf, lp, net.sigma_scale_snr, lsnr,
+                  net.sigma_scale_dust)
 
 
 def _gauss_nll(t, mu, sig, beta: float = 0.0):
@@ -424,6 +437,21 @@ def _store_psf_fwhm(config: str, n_bands: int, path) -> np.ndarray:
 def is_rest_frame(simulator_config: str) -> bool:
     """Whether a store's simulator config put the dust in the hosts' rest frame (``dust_frame='rest'``)."""
     return "dust_frame='rest'" in simulator_config
+
+
+def training_z_range(meta: dict) -> tuple[float, float] | None:
+    """The redshifts of a network's training hosts: the span of its sidecar's stores' ``z_range``
+    (a store whose simulator config has none: the simulator's default, ``host_sed.Z_RANGE``); None
+    when the sidecar lists no stores."""
+    from ..simulate.host_sed import Z_RANGE
+
+    los, his = [], []
+    for st in (meta.get("data") or {}).get("stores", ()):
+        m = re.search(r"z_range=\(([-+0-9.eE]+), ([-+0-9.eE]+)\)", str(st.get("simulator_config", "")))
+        lo, hi = (float(m.group(1)), float(m.group(2))) if m else Z_RANGE
+        los.append(lo)
+        his.append(hi)
+    return (min(los), max(his)) if los else None
 
 
 #: the store arrays a batch is drawn from (:func:`make_batch_fn`'s arguments after the key)
@@ -586,11 +614,47 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
     return sidecar
 
 
+def recalibrate_amortized(model: str | Path, calibrate: Sequence[str | Path], out: str | Path, *,
+                          command: str = "", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """A trained network's σ calibrated anew (:func:`calibrate_sigma`, with every stage this version
+    of galdust has) on the held-out stores ``calibrate``, written to ``out`` with the same weights:
+    its sidecar is the old one with the new curves in ``config`` and ``calibration``, the old
+    calibration's stores, sha256 and commit under ``calibration["previous"]``, and ``command`` (the
+    command line, when given) appended to ``commands``."""
+    net, meta = load_amortized(model)
+    cfg = meta["config"]
+    scales = calibrate_sigma(net, calibrate, cfg)
+    log("sigma calibration factors (68.3 % coverage on the calibration stores), from the smallest to the "
+        "largest sigma (pooled over the band sets): "
+        + "; ".join(f"{k} {scales[k]['factor'][0]:.3f}..{scales[k]['factor'][-1]:.3f}" for k in ("pixel", "delta", "av_lw"))
+        + f"; stages: {', '.join(k for k in ('by_psf', 'by_snr', 'by_dust') if k in scales) or 'none'}")
+    cal_cfg = dict(cfg, sigma_scale=scales)
+    like = eqx.filter_eval_shape(AmortizedNet, cal_cfg, key=jax.random.PRNGKey(0))
+    net = eqx.tree_at(lambda m: m.unet, like, net.unet)
+    old = meta.get("calibration") or {}
+    side = {k: v for k, v in meta.items() if k not in ("sha256", "bytes", "weights_file", "commit", "galdust_version")}
+    side["config"] = cal_cfg
+    side["calibration"] = {"stores": [Path(p).name for p in calibrate], "coverage": 0.6827, "draws_per_band_set": CAL_DRAWS,
+                           "bins": CAL_BINS, "sigma_scale": scales,
+                           "previous": {"stores": old.get("stores"), "sha256": meta.get("sha256"),
+                                        "commit": meta.get("commit")}}
+    if command:
+        side["commands"] = list(meta.get("commands") or []) + [command]
+    from ..weights import save
+
+    save(out, net, side)
+    log(f"wrote {out} (the weights of {Path(model).name}, sigma recalibrated)")
+    return side
+
+
 #: equal-count bins in σ of the calibration curves (:func:`sigma_curve`), at least so many values a
 #: bin (a 68 % quantile to about ±0.03), and how many times each held-out galaxy is seen in each band
 #: set (fresh noise and orientation): 1,152 galaxies, 2 draws and 8 band sets give 18,432 galaxy
 #: values pooled (12 bins) and 2,304 per band set (5 bins)
 CAL_BINS, CAL_DRAWS, CAL_MIN_PER_BIN = 12, 2, 400
+#: the dust stage's groups of galaxies by predicted A_V,LW (equal counts; half the calibration galaxies are
+#: dust-free, so the lower groups split the little-dust end finely)
+DUST_GROUPS = 6
 
 
 def sigma_curve(err, sig, bins: int = CAL_BINS, q: float = 0.6827) -> dict[str, list[float]]:
@@ -631,7 +695,9 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     dropped with probability 0.5 (at least MIN_BANDS kept); the pooled curves, which serve the
     subsets, include those. Then the stages on the full sets' values: by PSF (``by_psf``, a network
     with the PSF channel; :func:`psf_sigma_curves`) and by the galaxy's ln S/N (``by_snr``, after the
-    PSF stage; :func:`stage_sigma_curves`)."""
+    PSF stage; :func:`stage_sigma_curves`) and by the galaxy's predicted A_V,LW (``by_dust``, after
+    both: at a given σ a galaxy with little dust is covered more often than a dusty one, so coverage
+    pooled over the calibration stores, half of them dust-free, would depend on the sample's dust)."""
     from .metrics import light_contour
 
     bands = store_bands(config)
@@ -648,7 +714,7 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     for k, (bset, p_drop, n_draws) in enumerate(passes):
         batch_fn = make_batch_fn(dict(config, band_sets=[bset], band_set_p=None, band_dropout=p_drop), bands,
                                  with_S=True)
-        zp, zd, zl, lpp, lpg, lsp, lsg = [], [], [], [], [], [], []
+        zp, zd, zl, lpp, lpg, lsp, lsg, lap, lag = [], [], [], [], [], [], [], [], []
         for d in range(n_draws):
             for j in range(0, n, batch):
                 rows = np.arange(j, min(j + batch, n))
@@ -667,10 +733,14 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
                 ls = np.asarray(snr_of(Y, ivar, present))
                 lsg.append(ls)
                 lsp.append(np.broadcast_to(ls[:, None, None], inside.shape)[inside])
+                la = out["av_lw"]  # the predicted A_V,LW the dust stage is keyed on
+                lag.append(la)
+                lap.append(np.broadcast_to(la[:, None, None], inside.shape)[inside])
         per_set.append({"pixel": np.concatenate(zp, axis=1), "delta": np.concatenate(zd, axis=1),
                         "av_lw": np.concatenate(zl, axis=1),
                         "lp": {"pixel": np.concatenate(lpp), "delta": np.concatenate(lpg), "av_lw": np.concatenate(lpg)},
-                        "ls": {"pixel": np.concatenate(lsp), "delta": np.concatenate(lsg), "av_lw": np.concatenate(lsg)}})
+                        "ls": {"pixel": np.concatenate(lsp), "delta": np.concatenate(lsg), "av_lw": np.concatenate(lsg)},
+                        "la": {"pixel": np.concatenate(lap), "delta": np.concatenate(lag), "av_lw": np.concatenate(lag)}})
     outs = ("pixel", "delta", "av_lw")
     pooled = {o: sigma_curve(*np.concatenate([z[o] for z in per_set], axis=1), bins=bins) for o in outs}
     full = list(zip(config["band_sets"], per_set))  # the full sets' passes
@@ -680,9 +750,14 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     psf_stage = psf_sigma_curves(sets, bins) if config.get("psf_input") else []
     if psf_stage:
         pooled["by_psf"] = psf_stage
-    snr_stage = stage_sigma_curves(sets, "ls", "log_snr", bins, before=[(psf_stage, "lpsf", "lp")] if psf_stage else [])
+    before = [(psf_stage, "lpsf", "lp")] if psf_stage else []
+    snr_stage = stage_sigma_curves(sets, "ls", "log_snr", bins, before=before)
     if snr_stage:
         pooled["by_snr"] = snr_stage
+        before.append((snr_stage, "log_snr", "ls"))
+    dust_stage = stage_sigma_curves(sets, "la", "av_lw_pred", bins, before=before, groups=DUST_GROUPS)
+    if dust_stage:
+        pooled["by_dust"] = dust_stage
     return pooled
 
 
@@ -696,12 +771,14 @@ def psf_sigma_curves(per_set: list, bins: int = CAL_BINS) -> list[dict]:
     return stage_sigma_curves(per_set, "lp", "lpsf", bins)
 
 
-def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS, before: Sequence = ()) -> list[dict]:
+def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS, before: Sequence = (),
+                       groups: int = 4) -> list[dict]:
     """A stage of the calibration by a galaxy quantity (``var``: the values' key, ``"lp"`` its ln PSF
-    FWHM, ``"ls"`` its ln S/N; ``name``: the knots' key in the sidecar): each σ first calibrated by
-    its set's curves and by the ``before`` stages (``(stage, knot name, values' key)``, applied in
-    order), grouped by the quantity (its distinct values, or four equal-count groups when there are
-    more than eight), and a :func:`sigma_curve` per group and output at the group's median. One value:
+    FWHM, ``"ls"`` its ln S/N, ``"la"`` its predicted A_V,LW; ``name``: the knots' key in the sidecar):
+    each σ first calibrated by its set's curves and by the ``before`` stages (``(stage, knot name,
+    values' key)``, applied in order), grouped by the quantity (its distinct values, or ``groups``
+    equal-count groups when there are more than eight), and a :func:`sigma_curve` per group and output
+    at the group's median. One value:
     none. (The S/N stage: a network's σ are calibrated on the training's S/N draws pooled, and at a
     given σ a low-S/N galaxy's errors differ from a high-S/N one's.)"""
     outs = ("pixel", "delta", "av_lw")
@@ -713,12 +790,13 @@ def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS,
         groups = [(float(np.median(lp[np.abs(np.round(lp, 3) - u) < 5e-4])),
                    lambda x, u=u: np.abs(np.round(x, 3) - u) < 5e-4) for u in uniq]
     else:
-        edges = np.quantile(lp, [0.25, 0.5, 0.75])
-        groups = []
-        for k in range(4):
+        edges = list(np.quantile(lp, np.arange(1, groups) / groups))
+        n_groups, groups = groups, []
+        for k in range(n_groups):
             lo, hi = (-np.inf, *edges)[k], (*edges, np.inf)[k]
             sel = (lp >= lo) & (lp < hi)
-            groups.append((float(np.median(lp[sel])), lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi)))
+            if sel.any() and (not groups or np.median(lp[sel]) > groups[-1][0]):  # ties: one group
+                groups.append((float(np.median(lp[sel])), lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi)))
     prior = [(_stage_spec(st, kn), key) for st, kn, key in before]
     stage = []
     for knot, member in groups:
@@ -941,7 +1019,8 @@ class AmortizedFitter:
     and the scalars ``DELTAERR``, ``AVLW_ERR``; no iterations.
 
     ``rest``: a second fitter whose network reads the redshift (rest-frame dust), for the galaxies
-    with a redshift whose bands it serves (:meth:`member`); the others get this one's network."""
+    with a redshift whose bands it serves, beyond this network's training redshifts (:meth:`member`);
+    the others get this one's network."""
 
     def __init__(self, net: AmortizedNet, meta: dict, *, batch_size: int = 64, detect: bool = True,
                  rest: "AmortizedFitter | None" = None):
@@ -952,6 +1031,7 @@ class AmortizedFitter:
         if rest is not None and not rest.net.z_input:
             raise ValueError("the rest-frame member of an amortised fitter must read the redshift")
         self.rest = rest
+        self.z_train = training_z_range(meta)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kw) -> "AmortizedFitter":
@@ -967,10 +1047,16 @@ class AmortizedFitter:
         return cls(net, meta, rest=rest, **kw)
 
     def member(self, bands: Sequence[str], redshift: float | None) -> "AmortizedFitter":
-        """The fitter a galaxy gets: ``rest`` for one with a redshift whose bands it serves, else this."""
-        if redshift is not None and self.rest is not None and self.rest.supports(bands):
-            return self.rest
-        return self
+        """The fitter a galaxy gets: ``rest`` for one with a redshift whose bands it serves, unless this
+        (observed-frame) network serves them too and the redshift is no higher than its training hosts'
+        (``z_train``; the shipped one: z ≤ 0.15), where its answer moved to the rest frame is the closer
+        one (docs/amortized_dust.md, session 38: less dust invented on dust-free and low-dust hosts,
+        the same on dusty ones); else this."""
+        if redshift is None or self.rest is None or not self.rest.supports(bands):
+            return self
+        if self.z_train is not None and redshift <= self.z_train[1] and self.supports(bands):
+            return self
+        return self.rest
 
     def supports(self, bands: Sequence[str]) -> bool:
         """Whether the bands (in any order) are one of the band sets the network was trained on, or
