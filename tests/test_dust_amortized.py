@@ -769,13 +769,14 @@ def test_the_shipped_redshift_network_maps_far_hosts_that_the_observed_frame_one
     assert np.median(dav) < 0.13 and np.median(corr) > 0.5
     assert 0.35 <= np.mean(cov) <= 0.95
     # nearer hosts with little dust (seed 5151, z 0.02-0.3, median truth 0.049 over 12 with f < 0.9) and
-    # dust-free ones: measured (session 37's network) a median excess of +0.031 (session 36's: +0.057)
-    # and dust-free median 0.003 (0.015)
+    # dust-free ones: measured a median excess of +0.015 (session 38: those at z <= 0.15, 7 of 16, get
+    # the observed-frame network; session 37, every one the redshift network: +0.031; session 36's
+    # network: +0.057) and dust-free median 0.003 (0.003; 0.015)
     near = dataclasses.replace(cfg, z_range=(0.02, 0.3))
     sim = simulate(jax.random.PRNGKey(5151), 16, near, batch=16)
     lw = np.array([r.scalars["AV_LW"] for r in fitter.fit(sim_observations(sim, near, "l"))])
     sel = np.asarray(sim["covfrac"]) < 0.9
-    assert np.median(lw[sel] - np.asarray(sim["av_lw"])[sel]) < 0.045
+    assert np.median(lw[sel] - np.asarray(sim["av_lw"])[sel]) < 0.03  # the redshift network alone fails it
     near_free = dataclasses.replace(free_cfg, z_range=(0.02, 0.3))
     free = sim_observations(simulate(jax.random.PRNGKey(7374), 16, near_free, batch=16), near_free, "n")
     assert np.median([r.scalars["AV_LW"] for r in fitter.fit(free)]) < 0.01
