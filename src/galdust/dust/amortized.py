@@ -778,8 +778,7 @@ def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS,
     each σ first calibrated by its set's curves and by the ``before`` stages (``(stage, knot name,
     values' key)``, applied in order), grouped by the quantity (its distinct values, or ``groups``
     equal-count groups when there are more than eight), and a :func:`sigma_curve` per group and output
-    at the group's median. One value:
-    none. (The S/N stage: a network's σ are calibrated on the training's S/N draws pooled, and at a
+    at the group's median. One value: none. (The S/N stage: a network's σ are calibrated on the training's S/N draws pooled, and at a
     given σ a low-S/N galaxy's errors differ from a high-S/N one's.)"""
     outs = ("pixel", "delta", "av_lw")
     lp = np.concatenate([z[var]["delta"] for z, _ in per_set])
@@ -791,12 +790,18 @@ def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS,
                    lambda x, u=u: np.abs(np.round(x, 3) - u) < 5e-4) for u in uniq]
     else:
         edges = list(np.quantile(lp, np.arange(1, groups) / groups))
-        n_groups, groups = groups, []
-        for k in range(n_groups):
+        bounds: list[list[float]] = []
+        for k in range(groups):
             lo, hi = (-np.inf, *edges)[k], (*edges, np.inf)[k]
             sel = (lp >= lo) & (lp < hi)
-            if sel.any() and (not groups or np.median(lp[sel]) > groups[-1][0]):  # ties: one group
-                groups.append((float(np.median(lp[sel])), lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi)))
+            if not sel.any():
+                continue
+            if bounds and np.median(lp[sel]) <= bounds[-1][2]:  # tied values: one group, widened
+                bounds[-1][1] = hi
+            else:
+                bounds.append([lo, hi, float(np.median(lp[sel]))])
+        groups = [(float(np.median(lp[(lp >= lo) & (lp < hi)])), lambda x, lo=lo, hi=hi: (x >= lo) & (x < hi))
+                  for lo, hi, _ in bounds]
     prior = [(_stage_spec(st, kn), key) for st, kn, key in before]
     stage = []
     for knot, member in groups:
