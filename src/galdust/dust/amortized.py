@@ -596,15 +596,7 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
                             "wall_s": history[-1]["elapsed_s"], "device": jax.devices()[0].platform},
                "metrics": {"val_nll": history[-1]["val"]}, "history": history, "commit": git_commit()}
     if calibrate:
-        scales = calibrate_sigma(model, calibrate, cfg)
-        log("sigma calibration factors (68.3 % coverage on the calibration stores), from the smallest to the "
-            "largest sigma (pooled over the band sets): "
-            + "; ".join(f"{k} {scales[k]['factor'][0]:.3f}..{scales[k]['factor'][-1]:.3f}"
-                        for k in ("pixel", "delta", "av_lw")))
-        cal_cfg = dict(cfg, sigma_scale=scales)
-        # the trained arrays in a network whose static σ factors are the new ones (built by shape only)
-        like = eqx.filter_eval_shape(AmortizedNet, cal_cfg, key=jax.random.PRNGKey(seed))
-        model = eqx.tree_at(lambda m: m.unet, like, model.unet)
+        model, cal_cfg, scales = _calibrated(model, cfg, calibrate, log)
         sidecar["config"] = cal_cfg
         sidecar["calibration"] = {"stores": [Path(p).name for p in calibrate], "coverage": 0.6827,
                                   "draws_per_band_set": CAL_DRAWS, "bins": CAL_BINS, "sigma_scale": scales}
@@ -612,6 +604,20 @@ def train_amortized(data: Sequence[str | Path], out: str | Path, *, steps: int =
     save(out, model, sidecar)
     log(f"wrote {out} after {res.step} steps")
     return sidecar
+
+
+def _calibrated(net: AmortizedNet, cfg: dict[str, Any], calibrate: Sequence[str | Path],
+                log: Callable[[str], None]) -> tuple[AmortizedNet, dict[str, Any], dict[str, Any]]:
+    """(the network with the σ calibration of :func:`calibrate_sigma` on ``calibrate``, its config,
+    the calibration): the trained arrays in a network whose static σ factors are the new ones."""
+    scales = calibrate_sigma(net, calibrate, cfg)
+    log("sigma calibration factors (68.3 % coverage on the calibration stores), from the smallest to the "
+        "largest sigma (pooled over the band sets): "
+        + "; ".join(f"{k} {scales[k]['factor'][0]:.3f}..{scales[k]['factor'][-1]:.3f}" for k in ("pixel", "delta", "av_lw"))
+        + f"; stages: {', '.join(k for k in ('by_psf', 'by_snr', 'by_dust') if k in scales) or 'none'}")
+    cal_cfg = dict(cfg, sigma_scale=scales)
+    like = eqx.filter_eval_shape(AmortizedNet, cal_cfg, key=jax.random.PRNGKey(0))  # built by shape only
+    return eqx.tree_at(lambda m: m.unet, like, net.unet), cal_cfg, scales
 
 
 def recalibrate_amortized(model: str | Path, calibrate: Sequence[str | Path], out: str | Path, *,
@@ -622,15 +628,7 @@ def recalibrate_amortized(model: str | Path, calibrate: Sequence[str | Path], ou
     calibration's stores, sha256 and commit under ``calibration["previous"]``, and ``command`` (the
     command line, when given) appended to ``commands``."""
     net, meta = load_amortized(model)
-    cfg = meta["config"]
-    scales = calibrate_sigma(net, calibrate, cfg)
-    log("sigma calibration factors (68.3 % coverage on the calibration stores), from the smallest to the "
-        "largest sigma (pooled over the band sets): "
-        + "; ".join(f"{k} {scales[k]['factor'][0]:.3f}..{scales[k]['factor'][-1]:.3f}" for k in ("pixel", "delta", "av_lw"))
-        + f"; stages: {', '.join(k for k in ('by_psf', 'by_snr', 'by_dust') if k in scales) or 'none'}")
-    cal_cfg = dict(cfg, sigma_scale=scales)
-    like = eqx.filter_eval_shape(AmortizedNet, cal_cfg, key=jax.random.PRNGKey(0))
-    net = eqx.tree_at(lambda m: m.unet, like, net.unet)
+    net, cal_cfg, scales = _calibrated(net, meta["config"], calibrate, log)
     old = meta.get("calibration") or {}
     side = {k: v for k, v in meta.items() if k not in ("sha256", "bytes", "weights_file", "commit", "galdust_version")}
     side["config"] = cal_cfg
