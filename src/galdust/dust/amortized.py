@@ -650,8 +650,8 @@ def recalibrate_amortized(model: str | Path, calibrate: Sequence[str | Path], ou
 #: set (fresh noise and orientation): 1,152 galaxies, 2 draws and 8 band sets give 18,432 galaxy
 #: values pooled (12 bins) and 2,304 per band set (5 bins)
 CAL_BINS, CAL_DRAWS, CAL_MIN_PER_BIN = 12, 2, 400
-#: the dust stage's groups of galaxies by predicted A_V,LW (equal counts; half the calibration galaxies are
-#: dust-free, so the lower groups split the little-dust end finely)
+#: the dust stage's groups of galaxies by predicted A_V,LW (equal counts; a third of the shipped networks'
+#: calibration galaxies have little dust, dust-free stores or dust-poor dusty hosts: the lowest two groups)
 DUST_GROUPS = 6
 
 
@@ -695,7 +695,8 @@ def calibrate_sigma(net: AmortizedNet, data: Sequence[str | Path], config: dict[
     with the PSF channel; :func:`psf_sigma_curves`) and by the galaxy's ln S/N (``by_snr``, after the
     PSF stage; :func:`stage_sigma_curves`) and by the galaxy's predicted A_V,LW (``by_dust``, after
     both: at a given σ a galaxy with little dust is covered more often than a dusty one, so coverage
-    pooled over the calibration stores, half of them dust-free, would depend on the sample's dust)."""
+    pooled over calibration stores where a third of the galaxies have little dust would depend on the
+    sample's dust)."""
     from .metrics import light_contour
 
     bands = store_bands(config)
