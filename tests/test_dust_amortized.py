@@ -76,8 +76,8 @@ def test_the_snr_stage_calibrates_what_the_set_and_psf_stages_leave_at_each_snr(
 
 
 def test_the_dust_stage_calibrates_galaxies_with_little_and_much_dust_alike():
-    # σ right when pooled over a calibration set half dust-free (a synthetic case), but dust-free galaxies' errors are
-    # half their σ and dusty ones' 1.4 times theirs: after the S/N stage (nothing to do here) the dust
+    # σ right when pooled over a calibration set half dust-free (a synthetic case), but dust-free
+    # galaxies' errors are half their σ and dusty ones' 1.4 times theirs: after the S/N stage (nothing to do here) the dust
     # stage (six groups by predicted A_V,LW) brings each kind to 68 %; _heads applies it at the
     # galaxy's pooled A_V,LW mean
     from galdust.dust.amortized import DUST_GROUPS, _heads
