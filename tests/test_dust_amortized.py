@@ -98,6 +98,8 @@ def test_the_dust_stage_calibrates_galaxies_with_little_and_much_dust_alike():
     spec = tuple((e["av_lw_pred"], tuple(_scale_spec(e[o]) for o in outs)) for e in stage)
     set_sig = _scaled(jax.numpy.asarray(pred), _scale_spec(curves["pixel"]))
     full = np.asarray(jax.vmap(lambda s, a: _psf_scaled(s, spec, a, 0))(set_sig, jax.numpy.asarray(la)))
+    # the calibration applies the stages in numpy, a knot position per σ: the same factors
+    np.testing.assert_allclose(_psf_scaled(np.asarray(set_sig), spec, la, 0, np), full, rtol=1e-5)
     for m in (dusty, ~dusty):
         assert abs(np.mean(err[m] < np.asarray(set_sig)[m]) - 0.683) > 0.15  # without it
         assert abs(np.mean(err[m] < full[m]) - 0.683) < 0.03

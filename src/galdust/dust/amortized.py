@@ -261,27 +261,31 @@ def _stage_spec(entries, knot: str) -> tuple:
     return tuple((float(e[knot]), tuple(_scale_spec(e[k]) for k in ("pixel", "delta", "av_lw"))) for e in entries)
 
 
-def _scaled(sig, spec):
+def _scaled(sig, spec, xp=jnp):
     """σ calibrated by ``spec``: times a factor, or times the curve's factor at ln σ (piecewise linear
-    between its knots, constant beyond)."""
+    between its knots, constant beyond). ``xp``: ``jnp`` (in the network's compiled pass) or ``np``."""
     if isinstance(spec, tuple):
-        return sig * jnp.interp(jnp.log(sig), jnp.asarray(spec[0]), jnp.asarray(spec[1]))
+        return sig * xp.interp(xp.log(sig), xp.asarray(spec[0]), xp.asarray(spec[1]))
     return spec * sig
 
 
-def _psf_scaled(sig, psf_scale: tuple, lp, out: int):
+def _psf_scaled(sig, psf_scale: tuple, lp, out: int, xp=jnp):
     """σ (already calibrated by its band set) times the PSF stage's factor of output ``out`` (0 pixel, 1
     δ, 2 A_V,LW): each PSF knot's curve at σ, interpolated linearly in the galaxy's ln(FWHM / PSF_REF)
     ``lp`` between the knots, constant beyond them. No knots: σ unchanged. (The S/N stage is the same
-    with ln S/N knots and the galaxy's ln S/N, the dust stage with its predicted A_V,LW.)"""
+    with ln S/N knots and the galaxy's ln S/N, the dust stage with its predicted A_V,LW.) ``lp``: a
+    number, or (``xp=np``, the calibration) one per σ, of ``sig``'s shape."""
     if not psf_scale:
         return sig
-    knots = jnp.asarray([k for k, _ in psf_scale])
-    facs = jnp.stack([_scaled(sig, spec[out]) / sig for _, spec in psf_scale])
-    t = jnp.interp(lp, knots, jnp.arange(len(psf_scale), dtype=sig.dtype))
-    i0 = jnp.clip(jnp.floor(t).astype(jnp.int32), 0, len(psf_scale) - 1)
-    i1 = jnp.minimum(i0 + 1, len(psf_scale) - 1)
+    knots = xp.asarray([k for k, _ in psf_scale])
+    facs = xp.stack([_scaled(sig, spec[out], xp) / sig for _, spec in psf_scale])
+    t = xp.interp(lp, knots, xp.arange(len(psf_scale), dtype=sig.dtype))
+    i0 = xp.clip(xp.floor(t).astype(xp.int32), 0, len(psf_scale) - 1)
+    i1 = xp.minimum(i0 + 1, len(psf_scale) - 1)
     f = t - i0
+    if np.ndim(lp):  # a knot position per σ
+        return sig * ((1.0 - f) * xp.take_along_axis(facs, i0[None], axis=0)[0]
+                      + f * xp.take_along_axis(facs, i1[None], axis=0)[0])
     return sig * ((1.0 - f) * facs[i0] + f * facs[i1])
 
 
@@ -810,11 +814,12 @@ def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS,
             for z, curves in per_set:
                 m = member(z[var][o])
                 err.append(z[o][0][m])
-                s = _scaled(jnp.asarray(z[o][1][m]), _scale_spec(curves[o]))
+                # numpy: the groups' many sizes would each compile JAX's every operation (45 s of a
+                # small network's calibration)
+                s = _scaled(np.asarray(z[o][1][m], np.float32), _scale_spec(curves[o]), np)
                 for st, key in prior:
-                    s = jax.vmap(lambda a, v, st=st, k=outs.index(o): _psf_scaled(a, st, v, k))(
-                        s, jnp.asarray(z[key][o][m]))
-                sig.append(np.asarray(s))
+                    s = _psf_scaled(s, st, np.asarray(z[key][o][m], np.float32), outs.index(o), np)
+                sig.append(s)
             e[o] = sigma_curve(np.concatenate(err), np.concatenate(sig), bins=bins)
         stage.append(e)
     return stage
@@ -952,6 +957,17 @@ def _slot_channels(net: AmortizedNet, idx: Sequence[int], n_feat: int | None = N
     n, stem, per_slot = len(net.slots), net.unet.stem, _per_slot(net)
     return np.array([blk * per_slot * n + f * n + s for blk in range(stem * stem)
                      for f in range(per_slot if n_feat is None else n_feat) for s in idx], int)
+
+
+def padded_size(n: int, batch_size: int, whole: bool) -> int:
+    """The batch a network pass of ``n`` galaxies is padded to: the batch size (``whole``), else the
+    next power of two (at most the batch size). Every batch shape is a program XLA compiles (the U-Net
+    at 64x64: ~10 s on a CPU core, far more than a pass over 16 galaxies takes), so a few shapes serve
+    every count: fits of 5, 6, 7 or 8 galaxies share one program, in a command and, through the
+    persistent XLA cache, in the next one."""
+    if whole or n >= batch_size:
+        return max(n, batch_size)
+    return min(batch_size, 1 << max(n - 1, 0).bit_length())
 
 
 @eqx.filter_jit
@@ -1100,7 +1116,8 @@ class AmortizedFitter:
         ...] (``lpsf``: :func:`psf_channel`, or None: PSF_REF; ``z``: the redshift or None; both may be
         left out) (each item by the network it gets, :meth:`member`; batched per band set; ``pad``:
         every batch padded to the batch size, one compiled program; None: when a band set has more
-        items than a batch). A summary of a network reading the redshift is in the galaxy's rest frame
+        items than a batch; otherwise a batch is padded to the next power of two, :func:`padded_size`).
+        A summary of a network reading the redshift is in the galaxy's rest frame
         and says so (``rest_frame`` True; :func:`to_rest_frame` leaves it)."""
         out: list = [None] * len(items)
         by_member: dict[int, tuple[AmortizedFitter, list[int]]] = {}
@@ -1123,11 +1140,11 @@ class AmortizedFitter:
             raise ValueError(NEEDS_Z)
         for bands, ks in groups.items():
             idx, dlnw = assign_slots(self.net.slots, self.net.slot_wave, bands)
-            padded = len(ks) > self.batch_size if pad is None else pad
+            whole = len(ks) > self.batch_size if pad is None else pad
             for j in range(0, len(ks), self.batch_size):
                 chunk = ks[j:j + self.batch_size]
                 enc = [self.encode_prepared(items[k][0]) for k in chunk]
-                full = enc + [enc[-1]] * (self.batch_size - len(enc)) if padded else enc
+                full = enc + [enc[-1]] * (padded_size(len(enc), self.batch_size, whole) - len(enc))
                 Y, iv = (jnp.asarray(np.stack([e[i] for e in full])) for i in range(2))
                 dl = jnp.asarray(np.broadcast_to(dlnw[idx], (len(full), len(idx))))
                 lp = [items[k][2] if len(items[k]) > 2 and items[k][2] is not None else np.zeros(len(idx))

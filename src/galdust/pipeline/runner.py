@@ -209,7 +209,7 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
     inflight: dict = {}  # future -> its batch, in submission order
     ok = err = 0
     failed: list[tuple] = []
-    alive = time.perf_counter()  # when the cluster last had a worker
+    gone: float | None = None  # when the cluster was first seen without a worker (None: it has one)
     last = time.perf_counter()
 
     isolate: deque = deque()  # inputs of failed batches, each to be run alone on the cluster
@@ -222,18 +222,24 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
 
     def finished() -> list:
         """The futures in flight that have finished (at least one), in submission order."""
-        nonlocal alive
+        nonlocal gone
         while True:
             try:
                 done = wait(list(inflight), timeout=5.0, return_when="FIRST_COMPLETED").done
-                alive = time.perf_counter()
+                gone = None
                 return [f for f in inflight if f in done]
             except TimeoutError:
                 if no_worker_timeout is None:
                     continue
+                # measured from the first time it was seen without one: a wait that overran its 5 s
+                # (a loaded machine) must not count as time without workers, while their nannies
+                # were restarting them
+                now = time.perf_counter()
                 if client.nthreads():
-                    alive = time.perf_counter()
-                elif time.perf_counter() - alive > no_worker_timeout:
+                    gone = None
+                elif gone is None:
+                    gone = now
+                elif now - gone > no_worker_timeout:
                     raise ClusterLost(f"the cluster has had no worker for {no_worker_timeout:.0f} s (their "
                                       f"processes died and were not restarted); {ok + err} inputs were "
                                       f"recorded, run the same command again to resume") from None
