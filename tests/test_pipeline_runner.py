@@ -179,6 +179,47 @@ def test_a_cluster_that_loses_every_worker_stops_in_one_line_and_keeps_the_rows_
     assert 1 <= len(names) < 6 and set(names) <= {n for n, _ in items}
 
 
+class _StallingClient:
+    """A client whose first wait overruns (a loaded machine) and finds the cluster between two workers
+    (a nanny restarting one); its tasks run at submission."""
+
+    def __init__(self):
+        self.waits = 0
+
+    def submit(self, fn, *args, pure=True):
+        from concurrent.futures import Future
+
+        f = Future()
+        f.set_result(fn(*args))
+        f.release = lambda: None
+        return f
+
+    def scheduler_info(self):
+        return {"workers": {"w0": {}}}
+
+    def nthreads(self):
+        return {} if self.waits == 1 else {"w0": 1}
+
+    def wait(self, futures, timeout, return_when):
+        self.waits += 1
+        if self.waits == 1:
+            time.sleep(0.3)
+            raise TimeoutError
+        return type("Done", (), {"done": set(futures)})()
+
+
+def test_a_long_wait_that_ends_between_two_workers_is_not_a_lost_cluster(tmp_path, monkeypatch):
+    """The time without a worker is counted from when the cluster is first seen without one: a stall
+    longer than ``no_worker_timeout`` that ends while a worker restarts does not stop the run."""
+    import distributed
+
+    client = _StallingClient()
+    monkeypatch.setattr(distributed, "wait", client.wait)
+    items = [(f"g{i}", f"g{i}.fits") for i in range(3)]
+    s = run(SlowTask(batch_size=3), items, tmp_path / "run", client, no_worker_timeout=0.2)
+    assert (s.ok, s.errors) == (3, 0) and client.waits == 2
+
+
 def test_a_worker_crash_is_retried_then_becomes_one_error_row(tmp_path):
     items = [(f"ok{i}", f"ok{i}.fits") for i in range(5)] + [("crash0", "crash0.fits")]
     s = _crash_run(items, tmp_path / "run", n_workers=1, batch_size=3)

@@ -231,9 +231,11 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
             except TimeoutError:
                 if no_worker_timeout is None:
                     continue
-                # measured from the first time it was seen without one: a wait that overran its 5 s
-                # (a loaded machine) must not count as time without workers, while their nannies
-                # were restarting them
+                # counted from the first time it is seen without one: time spent outside this wait
+                # (a result being recomputed after its worker died, a consolidation) or a wait that
+                # overran its 5 s on a loaded machine is not time without workers (a test whose
+                # nannies were restarting their workers stopped at "no worker for 60 s" 2 s after
+                # the last one died)
                 now = time.perf_counter()
                 if client.nthreads():
                     gone = None
