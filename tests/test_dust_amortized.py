@@ -15,8 +15,8 @@ from astropy.io import fits
 from galdust.cli import main
 from galdust.dust.amortized import (DEFAULT_CONFIG, AmortizedFitter, AmortizedNet, _predict_batch, _psf_scaled,
                                     _scale_spec, _scaled, _store_psf_fwhm, assign_slots, encode, make_batch_fn,
-                                    predict, psf_channel, psf_fwhm, psf_sigma_curves, sigma_curve, stage_sigma_curves,
-                                    train_amortized, transplant)
+                                    padded_size, predict, psf_channel, psf_fwhm, psf_sigma_curves, sigma_curve,
+                                    stage_sigma_curves, train_amortized, transplant)
 from galdust.dust.evaluate import galaxy_metrics, host_config, light_contour, sim_observations
 from galdust.io import write_cube
 from galdust.simulate import SimConfig, simulate
@@ -302,6 +302,13 @@ def test_inference_drops_absent_slots_and_batches_mixed_band_sets_in_order(held_
     for a, b in zip(mixed, [alone[0], alone[3], alone[1], alone[4], alone[2], alone[5]]):
         np.testing.assert_allclose(a.AV, b.AV, atol=1e-5)
     assert not np.allclose(mixed[0].AV, mixed[1].AV, atol=1e-3)  # the filters' wavelengths count
+    # a batch is padded to the next power of two (a few compiled programs for every count): the
+    # padding changes no galaxy's answer
+    assert [padded_size(n, 8, False) for n in (1, 2, 3, 5, 8)] == [1, 2, 4, 8, 8] and padded_size(3, 8, True) == 8
+    big = AmortizedFitter(net, {"config": cfg}, batch_size=8)
+    three, one = big.fit(obs[:3]), big.fit(obs[:1])  # 3 padded to 4; 1
+    for a in (one[0], alone[0]):
+        np.testing.assert_allclose(three[0].AV, a.AV, atol=1e-5)
 
 
 @pytest.mark.parametrize("sets,words", [
