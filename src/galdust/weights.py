@@ -111,7 +111,7 @@ def load(path: str | os.PathLike, skeleton: Callable[[dict[str, Any]], Any], *, 
         raise WeightsError(f"{path}: SHA-256 does not match its sidecar (corrupt or replaced file)")
     # the skeleton by shape only: initialising a network op by op costs seconds (docs/implementation.md),
     # and every value is replaced by the file anyway. The sidecar is closed over, not an argument that
-    # eval_shape walks leaf by leaf (the amortised networks' 3.4 MB of calibration and domain: 1 s each)
+    # eval_shape would walk leaf by leaf (large sidecars: docs/implementation.md)
     like = eqx.filter_eval_shape(lambda: skeleton(meta)) if by_shape else skeleton(meta)
     model = eqx.tree_deserialise_leaves(path, like)
     return model, meta

@@ -814,8 +814,8 @@ def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS,
             for z, curves in per_set:
                 m = member(z[var][o])
                 err.append(z[o][0][m])
-                # numpy: the groups' many sizes would each compile JAX's every operation (45 s of a
-                # small network's calibration)
+                # numpy: JAX op by op would compile every operation again for each group's array size
+                # (docs/implementation.md)
                 s = _scaled(np.asarray(z[o][1][m], np.float32), _scale_spec(curves[o]), np)
                 for st, key in prior:
                     s = _psf_scaled(s, st, np.asarray(z[key][o][m], np.float32), outs.index(o), np)
@@ -961,10 +961,10 @@ def _slot_channels(net: AmortizedNet, idx: Sequence[int], n_feat: int | None = N
 
 def padded_size(n: int, batch_size: int, whole: bool) -> int:
     """The batch a network pass of ``n`` galaxies is padded to: the batch size (``whole``), else the
-    next power of two (at most the batch size). Every batch shape is a program XLA compiles (the U-Net
-    at 64x64: ~10 s on a CPU core, far more than a pass over 16 galaxies takes), so a few shapes serve
-    every count: fits of 5, 6, 7 or 8 galaxies share one program, in a command and, through the
-    persistent XLA cache, in the next one."""
+    next power of two (at most the batch size). Every batch shape is a program XLA compiles, which
+    costs far more than a pass over a batch (docs/implementation.md), so a few shapes serve every
+    count: fits of 5, 6, 7 or 8 galaxies share one program, in a command and, through the persistent
+    XLA cache, in the next one."""
     if whole or n >= batch_size:
         return max(n, batch_size)
     return min(batch_size, 1 << max(n - 1, 0).bit_length())

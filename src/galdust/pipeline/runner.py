@@ -233,9 +233,8 @@ def run(task, items: Sequence[tuple], out: str | Path, client, *, retry_errors: 
                     continue
                 # counted from the first time it is seen without one: time spent outside this wait
                 # (a result being recomputed after its worker died, a consolidation) or a wait that
-                # overran its 5 s on a loaded machine is not time without workers (a test whose
-                # nannies were restarting their workers stopped at "no worker for 60 s" 2 s after
-                # the last one died)
+                # overran its 5 s on a loaded machine is not time without workers (it stopped runs
+                # whose nannies were still restarting their workers)
                 now = time.perf_counter()
                 if client.nthreads():
                     gone = None
