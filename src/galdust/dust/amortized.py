@@ -781,8 +781,9 @@ def stage_sigma_curves(per_set: list, var: str, name: str, bins: int = CAL_BINS,
     each σ first calibrated by its set's curves and by the ``before`` stages (``(stage, knot name,
     values' key)``, applied in order), grouped by the quantity (its distinct values, or ``groups``
     equal-count groups when there are more than eight), and a :func:`sigma_curve` per group and output
-    at the group's median. One value: none. (The S/N stage: a network's σ are calibrated on the training's S/N draws pooled, and at a
-    given σ a low-S/N galaxy's errors differ from a high-S/N one's.)"""
+    at the group's median. One value: none. (The S/N stage: a network's σ are calibrated on the
+    training's S/N draws pooled, and at a given σ a low-S/N galaxy's errors differ from a high-S/N
+    one's.)"""
     outs = ("pixel", "delta", "av_lw")
     lp = np.concatenate([z[var]["delta"] for z, _ in per_set])
     uniq = np.unique(np.round(lp, 3))
