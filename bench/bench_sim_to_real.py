@@ -11,7 +11,10 @@
 3. A simulation-trained redshift (the same trees regressing z on the same features, trained on the
    simulations) on the real galaxies: σ_NMAD and the outlier fraction |Δz|/(1+z) > 0.05.
 
-    python bench/bench_sim_to_real.py [--n-sim 40000] [--seed 11] [--prior sdss|broad|FOLDER]
+    python bench/bench_sim_to_real.py [--n-sim 40000] [--seed 11] [--prior sdss|broad|FOLDER] [--images]
+
+``--images``: the bulge + disk image simulator (``simulate-sed --images``, its own calibrated
+population for ``--prior sdss``), drawn with ``--r-limit 17.77`` (only those galaxies are rendered).
 
 With a calibrated population (``--prior``, default the shipped ``sdss``) whose sidecar lists the real
 rows held out of its fit, every number is computed on those rows only (the fit never saw them).
@@ -62,10 +65,12 @@ def main():
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--prior", default="sdss")
     ap.add_argument("--figure", default=None, help="also draw real vs broad vs calibrated colour densities here")
+    ap.add_argument("--images", action="store_true", help="the bulge + disk image simulator")
     a = ap.parse_args()
+    img = ["--images", "--r-limit", "17.77"] if a.images else []
     real = read_catalog(SDSS)
     ok = np.array([not x for x in real.notes]) & np.isfinite(real.truth["z"])
-    held = _heldout(a.prior)
+    held = _heldout(a.prior, a.images)
     if held is not None:
         mask = np.zeros(len(ok), bool)
         mask[held] = True
@@ -74,7 +79,7 @@ def main():
     Xr, zr = features(real.flux[ok], real.flux_err[ok]), real.truth["z"][ok]
     with tempfile.TemporaryDirectory() as tmp:
         assert galdust(["simulate-sed", "--n", str(a.n_sim), "--seed", str(a.seed), "--prior", a.prior,
-                        "--out", f"{tmp}/s.parquet"]) == 0
+                        "--out", f"{tmp}/s.parquet", *img]) == 0
         sim = read_catalog(f"{tmp}/s.parquet")
     Xs_all, zs_all = features(sim.flux, sim.flux_err), sim.truth["z"]
     sel = np.isfinite(Xs_all).all(axis=1) & (Xs_all[:, 0] < 17.77)
@@ -105,7 +110,7 @@ def main():
     if a.figure:
         with tempfile.TemporaryDirectory() as tmp:
             assert galdust(["simulate-sed", "--n", str(a.n_sim), "--seed", str(a.seed), "--prior", "broad",
-                            "--r-limit", "17.77", "--out", f"{tmp}/b.parquet"]) == 0
+                            "--r-limit", "17.77", "--out", f"{tmp}/b.parquet", *img[:1]]) == 0
             b = read_catalog(f"{tmp}/b.parquet")
         Xb = features(b.flux, b.flux_err)
         figure(a.figure, Xr, Xs, Xb[np.isfinite(Xb).all(axis=1) & (Xb[:, 0] < 17.77)], a.prior)
@@ -136,7 +141,7 @@ def figure(path, Xr, Xs, Xb, label):
     print(f"figure -> {path}")
 
 
-def _heldout(prior):
+def _heldout(prior, images=False):
     """The real rows a calibrated population was not fitted to (None: broad prior, or none held out)."""
     import json
 
@@ -145,7 +150,7 @@ def _heldout(prior):
     if prior == "sdss":
         from galdust.models import shipped_path
 
-        folder = shipped_path("population-sdss")
+        folder = shipped_path("population-sdss-images" if images else "population-sdss")
     else:
         folder = Path(prior)
     rows = json.loads((folder / "population.json").read_text()).get("heldout_rows") or None

@@ -128,3 +128,110 @@ def test_the_population_draws_its_own_near_uv_prior_and_redshift_range(setup):
     assert 0.0 <= pc["nuv"].min() and pc["nuv"].max() <= 0.6 and abs(np.median(pc["nuv"]) - 0.3) < 0.03
     assert cfg.z_range[1] == 0.3 and 0.3 < pc["z"].max() <= 0.4  # beyond the simulator's default range
     assert THETA_NAMES[-1] == "nuv"
+
+
+# ----------------------------------------------------------------------------- the image simulator's population
+
+class _BulgeOnly:
+    """An image-simulator population that keeps only bulge-dominated galaxies (B/T > 0.5), with a
+    g-band zero-point of 0.2 mag."""
+    zeropoints, log_w_max = {"sdss_g": 0.2}, 0.0
+    meta = {"simulator": "images", "nuv_max": 0.6, "z0": 0.09, "z_max": 0.4}
+    simulator, theta_names = "images", None
+    config = Population.config
+
+    def log_weight(self, theta):
+        from galdust.simulate.population import IMAGE_THETA_NAMES
+
+        assert theta.shape[1] == len(IMAGE_THETA_NAMES)
+        return np.where(theta[:, IMAGE_THETA_NAMES.index("bt")] > 0.5, 0.0, -50.0)
+
+
+def test_image_population_renders_only_accepted_galaxies_with_its_zero_points():
+    """simulate_images(population=...) keeps the galaxies the weights accept (drawn from the
+    population's own broad prior: its redshift range), and its zero-points move the photometry and
+    the images alike (an image's flux stays its photometry's)."""
+    from galdust.simulate.sed_images import ImageConfig, simulate_images
+
+    o = simulate_images(jax.random.PRNGKey(3), 96, ImageConfig(), batch=64, population=_BulgeOnly())
+    assert o["images"].shape == (96, 3, 64, 64) and len(o["flux"]) == 96
+    assert o["bt"].min() > 0.5 and np.median(o["bt"]) > 0.7  # uniform B/T, only the upper half kept
+    assert 0.3 < o["z"].max() <= 0.4  # the population's broad prior reaches z 0.4
+    bright = o["flux_true"][:, 2] > 200  # r brighter than 16.7: the sky noise in the image sum is < 2 %
+    assert bright.sum() > 10
+    ratio = o["images"][bright].sum(axis=(2, 3)) / o["flux_true"][bright][:, 1:4]  # image gri / photometry gri
+    med = np.median(ratio, axis=0)
+    assert 0.9 < med[1] <= 1.02 and abs(med[0] / med[1] - 1) < 0.02, med  # g as r: 0.2 mag applied to both
+    # a survey's selection before the rendering: the same galaxies, those brighter than the limit only
+    from galdust.posterior.model import luptitudes
+
+    sel = simulate_images(jax.random.PRNGKey(3), 96, ImageConfig(), batch=64, population=_BulgeOnly(), r_limit=17.0)
+    assert np.array_equal(sel["index"], np.nonzero(luptitudes(o["flux"][:, 2], 1.07) < 17.0)[0])
+    assert 10 < len(sel["index"]) < 96 and sel["images"].shape == (len(sel["index"]), 3, 64, 64)
+    assert np.allclose(sel["flux"], o["flux"][sel["index"]]) and np.allclose(sel["bt"], o["bt"][sel["index"]])
+    with pytest.raises(ValueError, match="photometric simulator"):
+        simulate_images(jax.random.PRNGKey(3), 8, ImageConfig(), population=type("P", (), {"simulator": "sed"})())
+
+
+def test_an_image_population_is_saved_and_loaded_with_its_parameters(tmp_path):
+    """calibrate(simulator='images') on bulge + disk draws: the sidecar says which simulator and
+    parameters; a population of the other simulator is a one-line error in simulate-sed."""
+    from galdust.cli import main
+    from galdust.physics import sps as S
+    from galdust.simulate.population import IMAGE_THETA_NAMES, image_theta_features
+    from galdust.simulate.sed_images import ImageConfig, draw_components
+
+    cfg = ImageConfig().sed
+    grid = S.load_sps()
+    p, t = draw_components(jax.random.PRNGKey(4), 3000, cfg, grid, S.filter_set(ImageConfig().image_bands),
+                           S.filter_set(cfg.bands), 1024)
+    th = image_theta_features(p, t)
+    assert th.shape == (3000, len(IMAGE_THETA_NAMES)) and np.isfinite(th).all()
+    kn = jax.random.PRNGKey(2)
+
+    def noise(flux):
+        a, b = add_noise(kn, jnp.asarray(flux), cfg.bands, cfg)
+        return np.asarray(a), np.asarray(b)
+
+    real = observed_features(*noise(t["flux"][p["bt"] > 0.5]), p["z"][p["bt"] > 0.5])
+    real = real[np.isfinite(real).all(1) & (real[:, 0] < 17.77)]
+    pop, _ = calibrate(th, t["flux"], noise, p["z"], real, rounds=1, iterations=1, zeropoints=False,
+                       log=lambda s: None, simulator="images")
+    pop.save(tmp_path / "img")
+    back = Population.load(tmp_path / "img")
+    assert back.simulator == "images" and back.meta["theta"] == list(IMAGE_THETA_NAMES)
+    assert np.allclose(back.log_weight(th[:50]), pop.log_weight(th[:50]), atol=1e-5)
+    assert main(["simulate-sed", "--n", "5", "--prior", str(tmp_path / "img"), "--out", str(tmp_path / "a.parquet")]) == 2
+    from galdust.models import shipped_path
+
+    assert main(["simulate-sed", "--n", "5", "--images", "--prior", str(shipped_path("population-sdss")),
+                 "--out", str(tmp_path / "b.parquet")]) == 2
+    assert not (tmp_path / "a.parquet").exists() and not (tmp_path / "b.parquet").exists()
+
+
+def test_simulate_sed_images_draws_the_shipped_image_population_by_default(tmp_path):
+    """The shipped image population tells real galaxies apart less well than the broad prior does,
+    and `simulate-sed --images` draws it unless told --prior broad; --r-limit keeps (and renders)
+    only the brighter galaxies, each image row beside its table row."""
+    import pyarrow.parquet as pq
+
+    from galdust.cli import main
+    from galdust.models import shipped_path
+    from galdust.posterior.data import read_simulations, sims_provenance
+    from galdust.posterior.model import luptitudes
+
+    pop = Population.load(shipped_path("population-sdss-images"))
+    assert pop.simulator == "images" and pop.meta["c2st_heldout"] < pop.meta["c2st_heldout_broad"] - 0.1
+    out = tmp_path / "img.parquet"
+    assert main(["simulate-sed", "--images", "--n", "24", "--r-limit", "17.77", "--seed", "3", "--batch", "16",
+                 "--out", str(out)]) == 0
+    prov = sims_provenance([out])[0]
+    assert prov["prior"] == "sdss_images" and prov["images"] is True and prov["n"] == 24
+    cat, imgs = read_simulations([out], images=True)
+    assert 0 < len(cat.flux) == len(imgs) == prov["kept"] <= 24
+    assert (luptitudes(cat.flux[:, 2], 1.07) < 17.77).all()
+    t = pq.read_table(out)
+    names = t.column("name").to_pylist()
+    assert names == sorted(set(names))  # each kept galaxy's number among the 24 drawn
+    ratio = np.asarray(imgs, np.float32)[:, 1].sum(axis=(1, 2)) / t.column("flux_true_sdss_r").to_numpy()
+    assert 0.9 < np.median(ratio) < 1.05  # row i's image is row i's galaxy

@@ -76,6 +76,11 @@ SHIPPED: dict[str, ShippedModel] = {
                                     "simulator prior calibrated to real SDSS photometry (simulate-sed --prior sdss)",
                                     (("C2ST AUC held-out real", "c2st_heldout"),
                                      ("broad prior", "c2st_heldout_broad"))),
+    "population-sdss-images": ShippedModel("xgboost", "population/sdss_images", "population/sdss_images/population.json",
+                                           "image simulator's prior calibrated to real SDSS photometry "
+                                           "(simulate-sed --images)",
+                                           (("C2ST AUC held-out real", "c2st_heldout"),
+                                            ("broad prior", "c2st_heldout_broad"))),
     "z-sdss": ShippedModel("xgboost", "posterior/z_sdss", "posterior/z_sdss/z_model.json",
                            "redshift: quantile trees on real SDSS spec-z, reads cfm-onestep",
                            (("CV sigma_NMAD", "cv.nmad"), ("outliers", "cv.outliers"), ("coverage", "cv.coverage"))),

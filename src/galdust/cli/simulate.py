@@ -219,10 +219,10 @@ def simulate_sed(
                                                                        "(asinh mag of the noisy flux).")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help="Galaxy population: 'sdss' (the simulator's prior "
                                                                  "calibrated to real SDSS main-sample photometry, "
-                                                                 "shipped; the default), 'broad' (the uncalibrated "
-                                                                 "prior; the default and only choice with --images), "
-                                                                 "or a folder from galdust "
-                                                                 "calibrate-population.")] = None,
+                                                                 "shipped, with --images the image simulator's; the "
+                                                                 "default), 'broad' (the uncalibrated prior), or a "
+                                                                 "folder from galdust calibrate-population (with "
+                                                                 "--images: calibrate-population --images).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
     """Simulate galaxy photometry (nanomaggies, SDSS-like noise) with truths from the stellar-population
@@ -248,23 +248,27 @@ def simulate_sed(
         missing = [b for b in band_list if b not in dict(cfg.sky)]
         if missing:
             raise ValueError(f"no noise model for band(s) {', '.join(missing)}")
-        if prior is None:
-            prior = "broad" if images else "sdss"
-        population = _population(prior)
-        if images and population is not None:
-            raise UserError("--images simulates the broad prior only (leave --prior out, or --prior broad)")
+        population = _population(prior or "sdss", images)
         t0 = time.perf_counter()
         if images:
             from ..simulate.sed_images import ImageConfig, simulate_images
 
-            sim = simulate_images(jax.random.PRNGKey(seed), n, ImageConfig(sed=cfg), batch=min(batch, 256))
+            if r_limit is not None and "sdss_r" not in band_list:
+                raise UserError("--r-limit needs sdss_r in --bands")
+            # the selection before the rendering: only the kept galaxies are drawn as images
+            sim = simulate_images(jax.random.PRNGKey(seed), n, ImageConfig(sed=cfg), batch=min(batch, 256),
+                                  population=population, r_limit=r_limit)
         else:
             sim = simulate_photometry(jax.random.PRNGKey(seed), n, cfg, batch=min(batch, n), population=population)
     except (ValueError, KeyError) as e:
         raise UserError(" ".join(str(e).split())) from None
     dt = time.perf_counter() - t0
     keep = np.arange(n)
-    if r_limit is not None:
+    if images:  # selected before the rendering
+        keep = np.arange(len(sim["index"]))
+        if not len(keep):
+            raise UserError(f"--r-limit {r_limit:g}: none of the {n} simulated galaxies is brighter (nothing written)")
+    elif r_limit is not None:
         from ..posterior.model import luptitudes
         from ..simulate.sed import SDSS_SKY_NMGY
 
@@ -274,7 +278,8 @@ def simulate_sed(
         keep = np.nonzero(luptitudes(sim["flux"][:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
         if not len(keep):
             raise UserError(f"--r-limit {r_limit:g}: none of the {n} simulated galaxies is brighter (nothing written)")
-    cols = {"name": [f"sed{seed}_{i:07d}" for i in keep]}
+    names = sim["index"] if images else keep  # the row's number among the n simulated
+    cols = {"name": [f"sed{seed}_{i:07d}" for i in names]}
     for j, b in enumerate(band_list):
         for k in ("flux", "flux_err", "flux_true"):
             cols[f"{k}_{b}"] = np.asarray(sim[k])[keep, j]
@@ -301,15 +306,16 @@ def simulate_sed(
 
             # how the table was made, so that the sidecars of models trained on it can say so
             prov = dict(command="galdust simulate-sed", n=n, seed=seed, bands=list(band_list), images=images,
-                        prior=prior if population is None else population.meta.get("name", prior),
+                        prior="broad" if population is None else population.meta.get("name", prior),
                         prior_commit=None if population is None else population.meta.get("commit"), r_limit=r_limit, kept=int(len(keep)), galdust_version=__version__, commit=git_commit())
             pq.write_table(table.replace_schema_metadata({"galdust": json.dumps(prov)}), tmp)
     typer.echo(f"simulated {n} galaxies in {dt:.1f} s ({n / dt:.0f}/s), kept {len(keep)} -> {out}"
                + (f" + {out.with_suffix('.images.npy')}" if images else ""))
 
 
-def _population(prior: str):
-    """None for 'broad', else the calibrated population ('sdss': the shipped one; or a folder)."""
+def _population(prior: str, images: bool = False):
+    """None for 'broad', else the calibrated population of the photometric (``images``: the image)
+    simulator: 'sdss' the shipped one, or a folder."""
     if prior == "broad":
         return None
     from ..simulate.population import Population, is_population
@@ -317,11 +323,16 @@ def _population(prior: str):
     if prior == "sdss":
         from ..models import shipped_path
 
-        return Population.load(shipped_path("population-sdss"))
+        return Population.load(shipped_path("population-sdss-images" if images else "population-sdss"))
     if not is_population(prior):
         raise UserError(f"{prior}: not a population folder (expected 'sdss', 'broad' or a folder from galdust "
                         f"calibrate-population)")
-    return Population.load(prior)
+    pop = Population.load(prior)
+    if (pop.simulator == "images") != images:
+        raise UserError(f"{prior}: a population of the {'image' if pop.simulator == 'images' else 'photometric'} "
+                        f"simulator; " + ("use it with --images" if not images else
+                                          "--images needs one from galdust calibrate-population --images"))
+    return pop
 
 
 @app.command("calibrate-population")
@@ -345,6 +356,10 @@ def calibrate_population(
                                                                                 "the sidecar, for an honest "
                                                                                 "two-sample test).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the simulation and the classifiers.")] = 0,
+    images: Annotated[bool, typer.Option("--images", help="Calibrate the bulge + disk image simulator "
+                                                          "(simulate-sed --images) instead of the photometric one: "
+                                                          "its photometry, with B/T, the bulge's age and the "
+                                                          "inclination among the weighted parameters.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ):
     """Calibrate the simulator's galaxy population to real photometry: weights on the simulator's
@@ -357,7 +372,7 @@ def calibrate_population(
 
     from ..physics import sps as S
     from ..posterior.data import SDSS_BANDS, read_catalog
-    from ..simulate.population import calibrate, observed_features, theta_features
+    from ..simulate.population import calibrate, image_theta_features, observed_features, theta_features
     from ..simulate.sed import SEDConfig, _draw, add_noise
 
     if out.exists() and not overwrite:
@@ -376,8 +391,17 @@ def calibrate_population(
     grid = S.load_sps()
     t0 = time.perf_counter()
     kp, kn = jax.random.split(jax.random.PRNGKey(seed))
-    params, truths = _draw(kp, n, cfg, grid, S.filter_set(cfg.bands), 4096)
-    typer.echo(f"simulated {n} broad-prior galaxies in {time.perf_counter() - t0:.0f} s; fitting to "
+    if images:
+        from ..simulate.sed_images import ImageConfig, draw_components
+
+        params, truths = draw_components(kp, n, cfg, grid, S.filter_set(ImageConfig().image_bands),
+                                         S.filter_set(cfg.bands), 1024)
+        theta = image_theta_features(params, truths)
+    else:
+        params, truths = _draw(kp, n, cfg, grid, S.filter_set(cfg.bands), 4096)
+        theta = theta_features(params, truths)
+    typer.echo(f"simulated {n} broad-prior {'bulge + disk ' if images else ''}galaxies in "
+               f"{time.perf_counter() - t0:.0f} s; fitting to "
                f"{len(fit_rows)} real rows ({len(held)} held out)")
 
     def noise(flux):
@@ -387,8 +411,9 @@ def calibrate_population(
     from ..ml.trees import FitCache
 
     cache = FitCache(f"{out}.ckpt-trees")  # killed and run again, the calibration reads back its classifiers
-    pop, hist = calibrate(theta_features(params, truths), truths["flux"], noise, params["z"], X[fit_rows],
-                          rounds=rounds, iterations=iterations, seed=seed, log=typer.echo, cache=cache)
+    pop, hist = calibrate(theta, truths["flux"], noise, params["z"], X[fit_rows], rounds=rounds,
+                          iterations=iterations, seed=seed, log=typer.echo, cache=cache,
+                          simulator="images" if images else "sed")
     if len(held):
         from ..simulate.population import c2st_auc
 

@@ -42,13 +42,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["THETA_NAMES", "OBS_NAMES", "theta_features", "observed_features", "Population", "calibrate",
-           "c2st_auc", "is_population"]
+__all__ = ["THETA_NAMES", "IMAGE_THETA_NAMES", "OBS_NAMES", "theta_features", "image_theta_features",
+           "observed_features", "Population", "calibrate", "c2st_auc", "is_population"]
 
 #: the physical parameters the weights depend on (sample_params' draws and derived truths)
 THETA_NAMES = ("z", "log_mstar", "logzsol", "nonparametric", "age_frac", "log_tau", "burst", "log_t_burst",
                "ratio_1", "ratio_2", "ratio_3", "ratio_4", "ratio_5", "ratio_6", "logu", "av_ism", "delta",
                "log_ssfr", "dn4000", "av_eff", "nuv")
+#: the bulge + disk image simulator's (:mod:`galdust.simulate.sed_images`): the combined galaxy's
+#: parameters and truths above (the disk's history and dust, the whole galaxy's sSFR, Dn4000 and
+#: A_V), then the bulge-to-total mass ratio, the bulge's age and e-folding time, and the disk's
+#: inclination (its dust grows with it)
+IMAGE_THETA_NAMES = THETA_NAMES + ("bt", "log_age_bulge", "log_tau_bulge", "cos_incl")
 #: the observables of a real catalogue compared with the simulation
 OBS_NAMES = ("r", "u-g", "g-r", "r-i", "i-z", "log_snr_r", "z")
 R_LIMIT = 17.77  # SDSS main sample (extinction-corrected r)
@@ -64,6 +69,17 @@ def theta_features(params: dict, truths: dict) -> np.ndarray:
         p["burst"], np.log10(p["t_burst"]), p["ratios"], p["logu"], p["av"], p["delta"],
         np.asarray(truths["log_sfr"]) - np.asarray(truths["log_mstar"]), np.asarray(truths["dn4000"]),
         np.asarray(truths["av"]), p.get("nuv", np.zeros(len(p["z"])))]).astype(np.float32)
+
+
+def image_theta_features(params: dict, truths: dict) -> np.ndarray:
+    """(n, len(IMAGE_THETA_NAMES)) float32 from ``sed_images`` component draws and their truths."""
+    p = {k: np.asarray(v) for k, v in params.items()}
+    return np.column_stack([theta_features(params, truths), p["bt"], np.log10(p["age_b"]), np.log10(p["tau_b"]),
+                            np.cos(p["incl"])]).astype(np.float32)
+
+
+def _theta_names(simulator: str) -> tuple[str, ...]:
+    return IMAGE_THETA_NAMES if simulator == "images" else THETA_NAMES
 
 
 def observed_features(flux, flux_err, z) -> np.ndarray:
@@ -124,7 +140,9 @@ class Population:
     selected galaxies is 1; ``log_w_max``: the largest log ν seen there (the rejection envelope);
     ``zeropoints``: band → mag added to the simulator's magnitudes; ``meta['nuv_max']``, ``meta['z0']``,
     ``meta['z_max']``: the broad prior's near-UV correction range and redshift distribution it was
-    calibrated on (:meth:`config` puts them in a simulator config)."""
+    calibrated on (:meth:`config` puts them in a simulator config); ``meta['simulator']``: 'sed' (the
+    photometric simulator, parameters ``THETA_NAMES``) or 'images' (bulge + disk images,
+    ``IMAGE_THETA_NAMES``)."""
 
     boosters: list
     clip: float
@@ -133,12 +151,20 @@ class Population:
     log_w_max: float
     meta: dict = field(default_factory=dict)
 
+    @property
+    def simulator(self) -> str:
+        return str(self.meta.get("simulator", "sed"))
+
+    @property
+    def theta_names(self) -> tuple[str, ...]:
+        return _theta_names(self.simulator)
+
     def log_weight(self, theta: np.ndarray) -> np.ndarray:
         import xgboost as xgb
 
         theta = np.asarray(theta, np.float32)
-        if theta.ndim != 2 or theta.shape[1] != len(THETA_NAMES):
-            raise ValueError(f"the population weights take {len(THETA_NAMES)} parameters, got {theta.shape}")
+        if theta.ndim != 2 or theta.shape[1] != len(self.theta_names):
+            raise ValueError(f"the population weights take {len(self.theta_names)} parameters, got {theta.shape}")
         d = xgb.DMatrix(theta)
         lw = np.zeros(len(theta))
         for b in self.boosters:
@@ -168,7 +194,8 @@ class Population:
                 b.save_model(str(tmp / name))
 
         meta = dict({k: v for k, v in self.meta.items() if not k.startswith("_")}, kind="population",
-                    theta=list(THETA_NAMES), observables=list(OBS_NAMES), clip=self.clip, zeropoints=self.zeropoints,
+                    simulator=self.simulator, theta=list(self.theta_names), observables=list(OBS_NAMES),
+                    clip=self.clip, zeropoints=self.zeropoints,
                     log_norm=self.log_norm, log_w_max=self.log_w_max, boosters=[dict(file=n) for n in names])
         return save_folder(directory, write, SIDECAR, meta, overwrite=overwrite)
 
@@ -182,10 +209,10 @@ class Population:
 
         directory = Path(directory)
         meta = load_folder(directory, SIDECAR)
-        theta = list(meta.get("theta", []))
-        if theta != list(THETA_NAMES):
-            missing = [t for t in THETA_NAMES if t not in theta]
-            other = [t for t in theta if t not in THETA_NAMES]
+        theta, names = list(meta.get("theta", [])), _theta_names(str(meta.get("simulator", "sed")))
+        if theta != list(names):
+            missing = [t for t in names if t not in theta]
+            other = [t for t in theta if t not in names]
             raise InputError(f"{directory}: calibrated on another version of the simulator's parameters (missing "
                              f"{', '.join(missing) or 'none'}; unknown {', '.join(other) or 'none'}): calibrate it "
                              f"again with galdust calibrate-population")
@@ -236,11 +263,11 @@ def fit_zeropoints(colours_sim, w_sim, colours_real, start, *, seed: int = 0, n:
 
 def calibrate(theta: np.ndarray, flux_model: np.ndarray, noise: Callable, z: np.ndarray, real_obs: np.ndarray, *,
               rounds: int = 3, iterations: int = 3, clip: float = 20.0, seed: int = 0, zeropoints: bool = True,
-              log: Callable[[str], None] = print, cache=None) -> tuple[Population, list[dict]]:
+              log: Callable[[str], None] = print, cache=None, simulator: str = "sed") -> tuple[Population, list[dict]]:
     """Fit ν(θ) (and the zero-points) so that the simulation matches ``real_obs`` (:func:`observed_features`).
 
-    ``theta`` (n, len(THETA_NAMES)) and ``flux_model`` (n, 5) ugriz noiseless [nmgy] of a broad
-    simulation; ``noise(flux) -> (noisy, err)`` its noise model (fixed draws); ``z`` its redshifts.
+    ``theta`` (n, len(THETA_NAMES)) (``simulator='images'``: (n, len(IMAGE_THETA_NAMES))) and
+    ``flux_model`` (n, 5) ugriz noiseless [nmgy] of a broad simulation; ``noise(flux) -> (noisy, err)`` its noise model (fixed draws); ``z`` its redshifts.
     ``rounds`` alternations of zero-point fit and ``iterations`` OmniFold updates each. ``cache``: a
     :class:`~galdust.ml.trees.FitCache` (a killed run resumes).
     Returns the population and a history (per round: zero-points, the in-sample C2ST AUC, ESS); the
@@ -283,7 +310,7 @@ def calibrate(theta: np.ndarray, flux_model: np.ndarray, noise: Callable, z: np.
             zp = fit_zeropoints(X[sel][:, 1:5], nu[sel], real_obs[:, 1:5], zp, seed=seed + rnd)
     # the product of the last round's classifiers reproduces nu (recomputed here from the boosters)
     pop = Population(boosters, clip, dict(zip(("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z"),
-                                              off.round(4).tolist())), 0.0, 0.0)
+                                              off.round(4).tolist())), 0.0, 0.0, dict(simulator=simulator))
     lw = pop.log_weight(theta)
     pop.log_norm = float(np.log(np.mean(np.exp(lw[sel]))))
     pop.meta["_last"] = dict(X=X, selected=sel, log_weight=lw - pop.log_norm)

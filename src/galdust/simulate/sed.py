@@ -181,12 +181,16 @@ def _draw(key, n: int, cfg: SEDConfig, grid, fs, batch: int) -> tuple[dict, dict
 
 
 def draw_population(key, n: int, cfg: SEDConfig, grid, fs, population, batch: int = 4096,
-                    max_draws: int = 200_000_000) -> tuple[dict, dict]:
+                    max_draws: int = 200_000_000, draw=None, features=None) -> tuple[dict, dict]:
     """``n`` galaxies from a calibrated prior (:class:`galdust.simulate.population.Population`):
     broad-prior draws accepted with probability min(1, ν(θ)/ν_max). The broad prior is ``cfg`` with the
-    population's own near-UV correction range (:meth:`~galdust.simulate.population.Population.config`)."""
+    population's own near-UV correction range (:meth:`~galdust.simulate.population.Population.config`).
+    ``draw(key, m, cfg) -> (params, truths)`` and ``features(params, truths) -> θ``: another simulator's
+    broad draws and parameters (the image simulator's); by default this module's."""
     from .population import theta_features
 
+    features = features or theta_features
+    draw = draw or (lambda k, m, c: _draw(k, m, c, grid, fs, batch))
     cfg = population.config(cfg)
     kept_p, kept_t, n_kept, drawn, i = [], [], 0, 0, 0
     while n_kept < n:
@@ -195,8 +199,8 @@ def draw_population(key, n: int, cfg: SEDConfig, grid, fs, population, batch: in
         m = max(batch, min(4 * (n - n_kept), 65536))
         # independent keys for the draws and the acceptance (fold_in(k, 1) can equal split(k)[1])
         kd, ka = jax.random.split(jax.random.fold_in(key, i))
-        p, t = _draw(kd, m, cfg, grid, fs, batch)
-        lw = population.log_weight(theta_features(p, t)) - population.log_w_max
+        p, t = draw(kd, m, cfg)
+        lw = population.log_weight(features(p, t)) - population.log_w_max
         u = np.asarray(jax.random.uniform(ka, (m,)))
         acc = np.nonzero(np.log(np.maximum(u, 1e-30)) < lw)[0]
         kept_p.append({k: v[acc] for k, v in p.items()})

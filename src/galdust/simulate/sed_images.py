@@ -24,7 +24,7 @@ import numpy as np
 from ..physics import sps as S
 from .sed import TRUTHS, SEDConfig, add_noise, sample_params
 
-__all__ = ["ImageConfig", "simulate_images", "noiseless_images", "SKY_PIX"]
+__all__ = ["ImageConfig", "simulate_images", "noiseless_images", "draw_components", "SKY_PIX"]
 
 #: per-pixel sky noise [nanomaggies] of SDSS gri at 0.396″ (sky ≈ 22.0/20.9/20.2 mag arcsec⁻², 54 s)
 SKY_PIX = {"sdss_u": 0.12, "sdss_g": 0.045, "sdss_r": 0.06, "sdss_i": 0.09, "sdss_z": 0.3}
@@ -90,7 +90,11 @@ def _component_params(key, n, cfg: SEDConfig, grid):
     return p
 
 
-def _one_batch(grid, fs_img, fs_phot, p, cfg: ImageConfig):
+def _sed_batch(grid, fs_img, fs_phot, p):
+    """The two components' spectra of a batch of galaxies (``p`` from :func:`_component_params`):
+    the photometry (n, n_phot_band) [nmgy], the ``TRUTHS`` and the extras (``bt``, ``incl_deg``,
+    ``av_disk``, the components' image-band fluxes ``flux_b``, ``flux_d`` [nmgy]). Where ``p`` has a
+    near-UV correction ``nuv`` (a calibrated population's broad prior), both components' old stars get it."""
     from .sed import _sfr100_frac, _weights
 
     n = p["z"].shape[0]
@@ -98,17 +102,16 @@ def _one_batch(grid, fs_img, fs_phot, p, cfg: ImageConfig):
     w_b = jax.vmap(S.delayed_tau_weights, (None, 0, 0))(grid.age_edges, p["age_b"], p["tau_b"])
     av_d = p["av"] * (1 + 2 * (1 - jnp.cos(p["incl"])))
     av_b = 0.2 * p["av"]
+    nuv = jnp.concatenate([p["nuv"], p["nuv"]]) if "nuv" in p else None
     sp = S.galaxy_spectrum(grid, jnp.concatenate([w_b, w_d]), jnp.concatenate([p["logz_b"], p["logz"]]),
                            jnp.concatenate([p["logu"], p["logu"]]), jnp.concatenate([av_b, av_d]),
-                           jnp.concatenate([p["delta"], p["delta"]]))
+                           jnp.concatenate([p["delta"], p["delta"]]), nuv=nuv)
     mstar_b, mstar_d = sp["mstar"][:n], sp["mstar"][n:]
     mf_b, mf_d = 10 ** p["logm_b"] / mstar_b, 10 ** p["logm_d"] / mstar_d
     z2, mf2 = jnp.concatenate([p["z"], p["z"]]), jnp.concatenate([mf_b, mf_d])
     fi = S.photometry_nmgy(grid, fs_img, sp["lum"], z2, mf2)
     fp = S.photometry_nmgy(grid, fs_phot, sp["lum"], z2, mf2)
     lines = S.line_flux_cgs(grid, sp["lines"], z2, mf2) * 1e17
-    da = jnp.interp(p["z"], grid.z_grid, grid.dl_mpc) / (1 + p["z"]) ** 2
-    imgs = jax.vmap(lambda q, a, b, d: _render(q, a, b, cfg, d))(p, fi[:n], fi[n:], da)
     lum_v = sp["lum"][:n] * mf_b[:, None] + sp["lum"][n:] * mf_d[:, None]
     lum_vi = sp["lum_intr"][:n] * mf_b[:, None] + sp["lum_intr"][n:] * mf_d[:, None]
     i_v = jnp.argmin(jnp.abs(grid.wave - 5510.0))
@@ -120,38 +123,99 @@ def _one_batch(grid, fs_img, fs_phot, p, cfg: ImageConfig):
                   dn4000=S.dn4000(grid.wave_d4, d4), av=-2.5 * jnp.log10(lum_v[:, i_v] / lum_vi[:, i_v]), z=p["z"],
                   halpha=line_tot[:, 0], hbeta=line_tot[:, 1], nii_6584=line_tot[:, 2], oiii_5007=line_tot[:, 3],
                   log_mbh=8.69 + 1.16 * (p["logm_b"] - 11.0) + p["mbh_scatter"])
-    # the components' image-band fluxes [nmgy] (bulge - disk colours)
     extra = dict(bt=p["bt"], incl_deg=jnp.rad2deg(p["incl"]), av_disk=av_d, flux_b=fi[:n], flux_d=fi[n:])
-    return imgs, fp[:n] + fp[n:], truths, extra
+    return fp[:n] + fp[n:], truths, extra
+
+
+def _render_batch(grid, p, flux_b, flux_d, cfg: ImageConfig):
+    """(n, n_img_band, size, size) noiseless images [nmgy] of components of image-band fluxes ``flux_b``, ``flux_d``."""
+    da = jnp.interp(p["z"], grid.z_grid, grid.dl_mpc) / (1 + p["z"]) ** 2
+    return jax.vmap(lambda q, a, b, d: _render(q, a, b, cfg, d))(p, flux_b, flux_d, da)
+
+
+def _one_batch(grid, fs_img, fs_phot, p, cfg: ImageConfig):
+    flux, truths, extra = _sed_batch(grid, fs_img, fs_phot, p)
+    return _render_batch(grid, p, extra["flux_b"], extra["flux_d"], cfg), flux, truths, extra
 
 
 _one_batch_jit = eqx.filter_jit(_one_batch)
+_sed_batch_jit = eqx.filter_jit(_sed_batch)
+_render_batch_jit = eqx.filter_jit(_render_batch)
+
+
+def _rows(a: np.ndarray, i: int, batch: int) -> np.ndarray:
+    """Rows i…i+batch of ``a``, the last one repeated up to ``batch`` rows (one compiled shape)."""
+    a = a[i : i + batch]
+    return a if len(a) == batch else np.concatenate([a, np.repeat(a[-1:], batch - len(a), axis=0)])
+
+
+def draw_components(key, n: int, cfg: SEDConfig, grid: S.SPSGrid, fs_img, fs_phot, batch: int = 1024
+                    ) -> tuple[dict, dict]:
+    """``n`` bulge + disk galaxies of the broad prior ``cfg``, without images: their parameters and
+    (numpy dicts) ``flux`` (the photometry, noiseless [nmgy]), the ``TRUTHS``, ``bt``, ``incl_deg``,
+    ``av_disk`` and the components' image-band fluxes ``flux_b``, ``flux_d``. What a calibrated
+    population's rejection needs (only the accepted galaxies are rendered)."""
+    params = {k: np.asarray(v) for k, v in _component_params(key, n, cfg, grid).items()}
+    outs = []
+    for i in range(0, n, batch):
+        flux, truths, extra = _sed_batch_jit(grid, fs_img, fs_phot, {k: _rows(v, i, batch) for k, v in params.items()})
+        outs.append(jax.tree.map(lambda a, m=min(batch, n - i): np.asarray(a)[:m], dict(flux=flux, **truths, **extra)))
+    return params, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def simulate_images(key, n: int, cfg: ImageConfig = ImageConfig(), grid: S.SPSGrid | None = None,
-                    batch: int = 256) -> dict[str, np.ndarray]:
+                    batch: int = 256, population=None, r_limit: float | None = None) -> dict[str, np.ndarray]:
     """``n`` galaxies: ``images`` (n, n_img_band, size, size) float32 with noise, ``image_sigma``
     (n_img_band,), photometry ``flux``/``flux_err``/``flux_true`` in ``cfg.sed.bands``, the
-    ``TRUTHS`` and ``bt``, ``incl_deg``, ``av_disk``."""
+    ``TRUTHS`` and ``bt``, ``incl_deg``, ``av_disk``, and ``index``: each row's number among the ``n``.
+
+    ``r_limit``: only the galaxies whose noisy r (asinh magnitude) is brighter are kept, and only they
+    are rendered (a survey's selection: at r < 17.77 about half the broad prior's galaxies).
+
+    ``population``: a calibrated prior of this simulator (a
+    :class:`~galdust.simulate.population.Population` with ``simulator='images'``, e.g. the shipped
+    SDSS one) instead of the broad ``cfg.sed`` prior: component draws accepted by rejection on their
+    parameters and photometry, then rendered; its zero-points are applied to the photometry and the
+    images alike (they are the stellar models' offsets from the survey's photometric system)."""
+    from .population import image_theta_features
+    from .sed import draw_population
+
     grid = grid if grid is not None else S.load_sps()
     fs_img, fs_phot = S.filter_set(cfg.image_bands), S.filter_set(cfg.sed.bands)
     kp, kn, ki = jax.random.split(key, 3)
-    params = _component_params(kp, n, cfg.sed, grid)
-    outs = []
+    if population is None:
+        params, out = draw_components(kp, n, cfg.sed, grid, fs_img, fs_phot, batch)
+    else:
+        if population.simulator != "images":
+            raise ValueError("this population was calibrated on the photometric simulator, not the image one "
+                             "(galdust calibrate-population --images)")
+        sed_batch = 1024  # the rejection computes many more spectra than it keeps: never a small batch
+        params, out = draw_population(kp, n, cfg.sed, grid, None, population, batch=sed_batch,
+                                      draw=lambda k, m, c: draw_components(k, m, c, grid, fs_img, fs_phot, sed_batch),
+                                      features=image_theta_features)
+        zp = lambda bands: 10 ** (-0.4 * np.array([population.zeropoints.get(b, 0.0) for b in bands]))  # noqa: E731
+        out["flux"] = out["flux"] * zp(cfg.sed.bands)
+        out["flux_b"], out["flux_d"] = out["flux_b"] * zp(cfg.image_bands), out["flux_d"] * zp(cfg.image_bands)
+    noisy, sig = (np.asarray(a) for a in add_noise(kn, jnp.asarray(out["flux"]), cfg.sed.bands, cfg.sed))
+    index = np.arange(n)
+    if r_limit is not None:
+        from ..posterior.model import luptitudes
+        from .sed import SDSS_SKY_NMGY
+
+        j = cfg.sed.bands.index("sdss_r")
+        index = np.nonzero(luptitudes(noisy[:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
+        params, out = ({k: v[index] for k, v in d.items()} for d in (params, out))
+        noisy, sig, n = noisy[index], sig[index], len(index)
+    sky = jnp.asarray([SKY_PIX[b] for b in cfg.image_bands])
+    imgs = [np.zeros((0, len(cfg.image_bands), cfg.size, cfg.size), np.float32)]
     for i in range(0, n, batch):
-        sl = {k: v[i : i + batch] for k, v in params.items()}
-        m = len(sl["z"])
-        if m < batch:
-            sl = {k: jnp.concatenate([v, jnp.repeat(v[-1:], batch - m, axis=0)]) for k, v in sl.items()}
-        imgs, flux, truths, extra = _one_batch_jit(grid, fs_img, fs_phot, sl, cfg)
-        sky = jnp.asarray([SKY_PIX[b] for b in cfg.image_bands])
-        imgs = imgs + sky[:, None, None] * jax.random.normal(jax.random.fold_in(ki, i), imgs.shape)
-        outs.append(jax.tree.map(lambda a, m=m: np.asarray(a[:m]), (imgs.astype(jnp.float32), flux, truths, extra)))
-    imgs, flux, truths, extra = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-    noisy, sig = add_noise(kn, jnp.asarray(flux), cfg.sed.bands, cfg.sed)
-    return dict(images=imgs, image_sigma=np.array([SKY_PIX[b] for b in cfg.image_bands], np.float32),
-                flux=np.asarray(noisy), flux_err=np.asarray(sig), flux_true=flux,
-                **{k: truths[k] for k in TRUTHS}, **{k: extra[k] for k in ("bt", "incl_deg", "av_disk")})
+        im = _render_batch_jit(grid, {k: _rows(v, i, batch) for k, v in params.items()}, _rows(out["flux_b"], i, batch),
+                               _rows(out["flux_d"], i, batch), cfg)
+        im = im + sky[:, None, None] * jax.random.normal(jax.random.fold_in(ki, i), im.shape)
+        imgs.append(np.asarray(im.astype(jnp.float32))[: min(batch, n - i)])
+    return dict(images=np.concatenate(imgs), image_sigma=np.array([SKY_PIX[b] for b in cfg.image_bands], np.float32),
+                flux=noisy, flux_err=sig, flux_true=out["flux"], index=index,
+                **{k: out[k] for k in TRUTHS}, **{k: out[k] for k in ("bt", "incl_deg", "av_disk")})
 
 
 def noiseless_images(key, n: int, cfg: ImageConfig = ImageConfig(), grid: S.SPSGrid | None = None,
