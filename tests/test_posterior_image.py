@@ -109,6 +109,8 @@ def test_cli_warm_starts_an_image_model_and_continues_it_with_the_chain_of_runs_
     assert [(r["steps"], r["lr"], r["init"], r["warm_start"]) for r in mb["runs"]] == [
         (2, 1e-3, None, str(phot)), (3, 5e-4, str(a), None)]
     assert mb["train_seconds"] >= ma["train_seconds"]
+    # the best validation loss is this run's (the chain's earlier runs may have had other simulations)
+    assert mb["best_val_loss"] == min(h["val"] for h in mb["history"] if h["step"] > 2)
     # --init and --warm-start exclude each other: one line, status 2
     assert main([*img, "--init", str(a), "--warm-start", str(phot), "--out", str(tmp_path / "c.eqx")]) == 2
     assert "exclude each other" in capsys.readouterr().err

@@ -132,7 +132,7 @@ def posterior_train(
                                           n_train=int(keep.sum()), r_limit=r_limit, seed=seed,
                                           steps=hist[-1]["step"], batch=batch, train_seconds=round(dt, 1),
                                           init=init_s, warm_start=warm_s, runs=runs,
-                                          best_val_loss=min(h["val"] for h in hist), history=hist))
+                                          best_val_loss=res.best_val, history=hist))
         _done(out)
         typer.echo(f"trained on {int(keep.sum())} simulated galaxies with images in {dt:.0f} s "
                    f"({hist[-1]['step']} steps) -> {out}")

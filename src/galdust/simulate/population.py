@@ -29,6 +29,12 @@ of reweighting, one offset per band (r fixed) is fitted by minimising the maximu
 colours, the template-calibration step of photometric-redshift codes (Ilbert et al. 2006; Brammer et
 al. 2008). They are stored with the weights and applied by the simulator with this population.
 
+The bulge + disk image simulator (:mod:`galdust.simulate.sed_images`) gets its own population
+(``calibrate(..., simulator='images')``, ``galdust calibrate-population --images``): the same method
+on its photometry (the two components' light summed), with ``IMAGE_THETA_NAMES`` (B/T, the bulge's
+age and e-folding time, the inclination) among the weighted parameters; the images of the accepted
+galaxies are rendered afterwards.
+
 Model folder: the parameter classifiers (xgboost JSON) and the sidecar ``population.json`` with their
 SHA-256 (:func:`galdust.weights.save_folder`). What the shipped population gives: ``docs/sim_to_real.md``.
 """

@@ -9,7 +9,9 @@ diameter distance and clipped to a fifth of the cutout. Images: 0.396″ pixels,
 (``SKY_PIX``, nanomaggies). The photometry is the image's integrated (noiseless) flux plus the
 photometric noise model of :mod:`galdust.simulate.sed`, so colour gradients, B/T, size and
 inclination are in the images but not in the photometry. The black hole follows the bulge mass
-(Kormendy & Ho 2013), which is why images help for it.
+(Kormendy & Ho 2013), which is why images help for it. The galaxies come from the broad prior of
+:class:`~galdust.simulate.sed.SEDConfig` or, given one, from a population calibrated to real
+photometry (:mod:`galdust.simulate.population`, ``simulator='images'``).
 """
 
 from __future__ import annotations
