@@ -9,7 +9,8 @@ Without ``--write`` it prints the table only. ``--candidate NAME=FILE`` (repeata
 retrained model file on the same held-out set, beside the shipped one, and is never written.
 The table also gives the posterior medians' bias and σ_NMAD against the truth (log M*, log SFR). The held-out sets: ``galdust simulate-sed --n N --seed
 9101`` (the calibrated SDSS prior: the photometric models, the z-conditioned ones at the true z) and
-``galdust simulate-sed --images --r-limit 17.77 --n N --seed 9102`` (the image models). Only the JSON
+``galdust simulate-sed --images --r-limit 17.77 --n N --seed 9102`` (the image models; since session 40
+it draws the image simulator's calibrated population, on which they were trained). Only the JSON
 sidecars change; the weights (and their SHA-256) do not. Not a test.
 """
 
