@@ -137,7 +137,7 @@ class _BulgeOnly:
     g-band zero-point of 0.2 mag."""
     zeropoints, log_w_max = {"sdss_g": 0.2}, 0.0
     meta = {"simulator": "images", "nuv_max": 0.6, "z0": 0.09, "z_max": 0.4}
-    simulator, theta_names = "images", None
+    simulator = "images"
     config = Population.config
 
     def log_weight(self, theta):

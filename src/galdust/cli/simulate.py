@@ -240,6 +240,8 @@ def simulate_sed(
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     band_list = tuple(_csv_list(bands))
+    if r_limit is not None and "sdss_r" not in band_list:
+        raise UserError("--r-limit needs sdss_r in --bands")
     try:
         from ..physics.sps import filter_set
 
@@ -253,8 +255,6 @@ def simulate_sed(
         if images:
             from ..simulate.sed_images import ImageConfig, simulate_images
 
-            if r_limit is not None and "sdss_r" not in band_list:
-                raise UserError("--r-limit needs sdss_r in --bands")
             # the selection before the rendering: only the kept galaxies are drawn as images
             sim = simulate_images(jax.random.PRNGKey(seed), n, ImageConfig(sed=cfg), batch=min(batch, 256),
                                   population=population, r_limit=r_limit)
@@ -263,21 +263,18 @@ def simulate_sed(
     except (ValueError, KeyError) as e:
         raise UserError(" ".join(str(e).split())) from None
     dt = time.perf_counter() - t0
-    keep = np.arange(n)
     if images:  # selected before the rendering
         keep = np.arange(len(sim["index"]))
-        if not len(keep):
-            raise UserError(f"--r-limit {r_limit:g}: none of the {n} simulated galaxies is brighter (nothing written)")
     elif r_limit is not None:
         from ..posterior.model import luptitudes
         from ..simulate.sed import SDSS_SKY_NMGY
 
-        if "sdss_r" not in band_list:
-            raise UserError("--r-limit needs sdss_r in --bands")
         j = band_list.index("sdss_r")
         keep = np.nonzero(luptitudes(sim["flux"][:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
-        if not len(keep):
-            raise UserError(f"--r-limit {r_limit:g}: none of the {n} simulated galaxies is brighter (nothing written)")
+    else:
+        keep = np.arange(n)
+    if not len(keep):
+        raise UserError(f"--r-limit {r_limit:g}: none of the {n} simulated galaxies is brighter (nothing written)")
     names = sim["index"] if images else keep  # the row's number among the n simulated
     cols = {"name": [f"sed{seed}_{i:07d}" for i in names]}
     for j, b in enumerate(band_list):
