@@ -266,11 +266,9 @@ def simulate_sed(
     if images:  # selected before the rendering
         keep = np.arange(len(sim["index"]))
     elif r_limit is not None:
-        from ..posterior.model import luptitudes
-        from ..simulate.sed import SDSS_SKY_NMGY
+        from ..simulate.sed import brighter_than
 
-        j = band_list.index("sdss_r")
-        keep = np.nonzero(luptitudes(sim["flux"][:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
+        keep = brighter_than(sim["flux"], band_list, r_limit)
     else:
         keep = np.arange(n)
     if not len(keep):

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..physics import sps as S
 
-__all__ = ["SEDConfig", "sample_params", "sed_truths", "simulate_photometry", "TRUTHS", "SDSS_SKY_NMGY"]
+__all__ = ["SEDConfig", "sample_params", "sed_truths", "simulate_photometry", "brighter_than", "TRUTHS", "SDSS_SKY_NMGY"]
 
 #: truth columns, in this order
 TRUTHS = ("log_mstar", "log_sfr", "logzsol", "dn4000", "av", "z", "halpha", "hbeta", "nii_6584", "oiii_5007",
@@ -165,6 +165,15 @@ def add_noise(key, flux, bands, cfg: SEDConfig):
         sig = jnp.where(sdss, jnp.sqrt(a**2 + b_ * f + (c * f) ** 2) * jnp.exp(spread), sig)
     extra = jnp.asarray([SDSS_UNREPORTED.get(b, 0.0) for b in bands]) * f
     return flux + sig * jax.random.normal(kn, flux.shape) + extra * jax.random.normal(ku, flux.shape), sig
+
+
+def brighter_than(flux, bands, r_limit: float) -> np.ndarray:
+    """Indices of the rows whose r (asinh magnitude of the noisy flux, softened by the SDSS sky) is
+    brighter than ``r_limit``: a survey's selection (17.77: the SDSS main sample)."""
+    from ..posterior.model import luptitudes
+
+    j = list(bands).index("sdss_r")
+    return np.nonzero(luptitudes(np.asarray(flux)[:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
 
 
 def _draw(key, n: int, cfg: SEDConfig, grid, fs, batch: int) -> tuple[dict, dict]:

@@ -201,11 +201,9 @@ def simulate_images(key, n: int, cfg: ImageConfig = ImageConfig(), grid: S.SPSGr
     noisy, sig = (np.asarray(a) for a in add_noise(kn, jnp.asarray(out["flux"]), cfg.sed.bands, cfg.sed))
     index = np.arange(n)
     if r_limit is not None:
-        from ..posterior.model import luptitudes
-        from .sed import SDSS_SKY_NMGY
+        from .sed import brighter_than
 
-        j = cfg.sed.bands.index("sdss_r")
-        index = np.nonzero(luptitudes(noisy[:, j], SDSS_SKY_NMGY["sdss_r"]) < r_limit)[0]
+        index = brighter_than(noisy, cfg.sed.bands, r_limit)
         params, out = ({k: v[index] for k, v in d.items()} for d in (params, out))
         noisy, sig, n = noisy[index], sig[index], len(index)
     sky = jnp.asarray([SKY_PIX[b] for b in cfg.image_bands])
