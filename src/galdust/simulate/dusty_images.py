@@ -36,6 +36,7 @@ peak 1), host SED F_b (so that host_b ≈ F_b S; exact for isochromatic hosts), 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -516,30 +517,47 @@ def _channel_setup(cfg: SimConfig, delta, z=0.0):
     return jnp.concatenate([K_b, jnp.ones((1,)), jnp.atleast_1d(K_v)])
 
 
-def _simulate_one(key, cfg: SimConfig, psf=None, params: GalaxyParams | None = None, sed_grid=None):
+def _simulate_one(key, cfg: SimConfig, psf=None, params: GalaxyParams | None = None, sed_grid=None, peak=False):
     kp, kn = jax.random.split(key)
     p = sample_params(kp, cfg, sed_grid) if params is None else params
-    if cfg.dust_free:
-        p = p._replace(tau_disk=0.0 * p.tau_disk, tau_ring=0.0 * p.tau_ring,
-                       tau_clump=0.0 * p.tau_clump, tau_patch=0.0 * p.tau_patch)
+    keep = 1.0 - jnp.asarray(cfg.dust_free, jnp.float32)  # dust-free: every optical depth times 0
+    p = p._replace(tau_disk=keep * p.tau_disk, tau_ring=keep * p.tau_ring,
+                   tau_clump=keep * p.tau_clump, tau_patch=keep * p.tau_patch)
     K = _channel_setup(cfg, p.delta, p.z_sed)
     out = render(p, cfg, K, psf)
-    nb = len(cfg.bands)
-    if cfg.snr is None:
-        sigma = jnp.zeros((nb,))
-        noisy = out["cube"]
-    else:
-        if cfg.snr_kind == "peak":
-            sigma = jnp.max(out["cube"], axis=(1, 2)) / cfg.snr
-        else:
-            sigma = jnp.sqrt(jnp.sum(out["cube"] ** 2, axis=(1, 2))) / cfg.snr
-        noisy = out["cube"] + sigma[:, None, None] * jax.random.normal(kn, out["cube"].shape)
+    level = jnp.where(peak, jnp.max(out["cube"], axis=(1, 2)), jnp.sqrt(jnp.sum(out["cube"] ** 2, axis=(1, 2))))
+    sigma = level * (1.0 / cfg.snr)  # noiseless: snr is inf, sigma 0 and the cube is the truth's
+    noisy = out["cube"] + sigma[:, None, None] * jax.random.normal(kn, out["cube"].shape)
     return dict(out, truth_cube=out["cube"], cube=noisy, sigma=sigma, params=p)
 
 
+#: SimConfig fields that are numbers of the simulator's program rather than part of what XLA compiles:
+#: one program serves every S/N (and none), S/N kind, flux scale, redshift range and dust-free setting
+#: of a band set, size and host kind (each static value cost a compilation of several seconds)
+TRACED_FIELDS = ("snr", "snr_kind", "total_flux", "z_range", "dust_free")
+
+
+def _program(cfg: SimConfig) -> tuple[SimConfig, dict]:
+    """(the static config with :data:`TRACED_FIELDS` at fixed values, those fields as arrays)."""
+    nums = dict(snr=np.float32(np.inf if cfg.snr is None else cfg.snr), peak=np.bool_(cfg.snr_kind == "peak"),
+                total_flux=np.float32(cfg.total_flux), z_range=np.asarray(cfg.z_range, np.float32),
+                dust_free=np.bool_(cfg.dust_free))
+    return dataclasses.replace(cfg, snr=None, snr_kind="matched", total_flux=1.0, z_range=Z_RANGE,
+                               dust_free=False), nums
+
+
+def _with_numbers(cfg: SimConfig, nums: dict) -> SimConfig:
+    """``cfg`` with the traced values of :func:`_program` in its fields (inside the program only)."""
+    c = object.__new__(SimConfig)
+    c.__dict__.update(cfg.__dict__, snr=nums["snr"], total_flux=nums["total_flux"],
+                      z_range=(nums["z_range"][0], nums["z_range"][1]), dust_free=nums["dust_free"])
+    return c
+
+
 @functools.partial(jax.jit, static_argnums=(1,))
-def _simulate_batch(keys, cfg: SimConfig, psf, params, sed_grid=None):
-    return jax.vmap(lambda k, pp: _simulate_one(k, cfg, psf, pp, sed_grid))(keys, params)  # params may be None
+def _simulate_batch(keys, cfg: SimConfig, nums, psf, params, sed_grid=None):
+    cfg = _with_numbers(cfg, nums)
+    return jax.vmap(lambda k, pp: _simulate_one(k, cfg, psf, pp, sed_grid, nums["peak"]))(keys, params)
 
 
 def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: GalaxyParams | None = None,
@@ -554,13 +572,14 @@ def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: 
     keys = jax.random.split(key, n)
     psf = None if psf is None else jnp.asarray(psf)
     sed_grid = sed_setup(cfg) if params is None else None
+    program, nums = _program(cfg)  # params may be None
     chunks = []
     for i in range(0, n, batch):
         kb = keys[i : i + batch]
         m = kb.shape[0]
         kb = _pad(kb, batch)  # pad the last chunk so that only one shape is compiled
         pb = None if params is None else jax.tree.map(lambda a: _pad(a[i : i + batch], batch), params)
-        out = _simulate_batch(kb, cfg, psf, pb, sed_grid)
+        out = _simulate_batch(kb, program, nums, psf, pb, sed_grid)
         if keep is not None:
             out = {k: v for k, v in out.items() if k in keep or k == "params"}
         chunks.append(jax.tree.map(lambda a: np.asarray(a)[:m], out))
