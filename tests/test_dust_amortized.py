@@ -520,12 +520,15 @@ def test_cli_amortized_writes_the_sigma_map_and_refuses_other_bands(held_out, st
     assert "--no-psf: only for --method map" in capsys.readouterr().err
 
 
-def test_many_inputs_are_shared_by_worker_processes_with_the_same_outputs(held_out, tmp_path, capsys):
+def test_many_inputs_are_shared_by_worker_processes_with_the_same_outputs(held_out, tmp_path, capsys, monkeypatch):
     """More than SHARD inputs: --method amortized fits them in one process per core (two here), each
     output the same as one process writes, the per-galaxy lines in the inputs' order; one bad input
-    fails alone and two inputs with one output name are refused before any worker starts."""
-    from galdust.dust.shards import SHARD
+    fails alone and two inputs with one output name are refused before any worker starts. (Shards of
+    16 instead of 128 here: the same two shards over two workers, with 20 inputs instead of 132.)"""
+    import galdust.dust.shards
 
+    monkeypatch.setattr(galdust.dust.shards, "SHARD", 16)
+    SHARD = galdust.dust.shards.SHARD
     sim, obs = held_out
     d = tmp_path / "in"
     d.mkdir()
