@@ -68,7 +68,7 @@ NUCLEUS_SIGMA = 0.5  # px: the simulated nucleus before the PSF (unresolved)
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Static settings of a simulation run (hashable: used as a jit static argument)."""
+    """Settings of a simulation run (hashable: the jit static argument, but for :data:`TRACED_FIELDS`)."""
 
     bands: tuple[str, ...] = ("sdss_g", "sdss_r", "sdss_i", "sdss_z")
     size: int = 64
