@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 
 import jax
@@ -262,3 +263,27 @@ def test_a_nucleus_is_a_point_source_of_its_power_law_behind_half_the_central_du
         tau_c = float(np.sum(np.asarray(dust_column(pi, cfg)) * pt / pt.sum()))
         np.testing.assert_allclose(tau_b.mean(), 0.5 * tau_c, rtol=1e-3, atol=1e-5)
     assert np.max(p.tau_disk) > 0.5  # some of them have real dust in front of the nucleus
+
+
+def test_sn_flux_redshift_range_and_dust_free_share_one_compiled_program():
+    """TRACED_FIELDS are numbers of the simulator's program: S/N (and none), S/N kind, flux scale,
+    redshift range and dust-free compile once for a band set and size, and keep their meaning."""
+    from galdust.simulate.dusty_images import _simulate_batch
+
+    base = SimConfig(size=16, n_los=8, snr=50.0)
+    variants = [base, dataclasses.replace(base, snr=None), dataclasses.replace(base, snr=10.0, snr_kind="peak"),
+                dataclasses.replace(base, total_flux=10.0), dataclasses.replace(base, z_range=(0.4, 0.5)),
+                dataclasses.replace(base, dust_free=True)]
+    out = [simulate(jax.random.PRNGKey(3), 3, c, batch=3) for c in variants[:1]]
+    n0 = _simulate_batch._cache_size()
+    out += [simulate(jax.random.PRNGKey(3), 3, c, batch=3) for c in variants[1:]]
+    assert _simulate_batch._cache_size() == n0  # no new program
+    ref, none, peak, faint, far, free = out
+    np.testing.assert_array_equal(none["cube"], none["truth_cube"])
+    assert np.all(none["sigma"] == 0) and np.all(ref["sigma"] > 0)
+    np.testing.assert_allclose(peak["sigma"], peak["truth_cube"].max(axis=(2, 3)) / 10.0, rtol=1e-6)
+    np.testing.assert_allclose(ref["sigma"], np.sqrt((ref["truth_cube"] ** 2).sum(axis=(2, 3))) / 50.0, rtol=1e-5)
+    np.testing.assert_allclose(faint["truth_cube"], ref["truth_cube"] / 100.0, rtol=1e-4, atol=1e-6 * faint["truth_cube"].max())
+    assert np.all((far["params"].z_sed >= 0.4) & (far["params"].z_sed < 0.5))
+    assert np.all((ref["params"].z_sed >= 0.02) & (ref["params"].z_sed < 0.15))
+    assert np.abs(free["AV"]).max() < 1e-6 and np.any(ref["AV"] > 0.01)  # float32 round-off only, as before

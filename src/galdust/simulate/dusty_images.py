@@ -557,7 +557,7 @@ def _with_numbers(cfg: SimConfig, nums: dict) -> SimConfig:
 @functools.partial(jax.jit, static_argnums=(1,))
 def _simulate_batch(keys, cfg: SimConfig, nums, psf, params, sed_grid=None):
     cfg = _with_numbers(cfg, nums)
-    return jax.vmap(lambda k, pp: _simulate_one(k, cfg, psf, pp, sed_grid, nums["peak"]))(keys, params)
+    return jax.vmap(lambda k, pp: _simulate_one(k, cfg, psf, pp, sed_grid, nums["peak"]))(keys, params)  # params may be None
 
 
 def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: GalaxyParams | None = None,
@@ -572,7 +572,7 @@ def simulate(key, n: int, cfg: SimConfig, *, batch: int = 32, psf=None, params: 
     keys = jax.random.split(key, n)
     psf = None if psf is None else jnp.asarray(psf)
     sed_grid = sed_setup(cfg) if params is None else None
-    program, nums = _program(cfg)  # params may be None
+    program, nums = _program(cfg)
     chunks = []
     for i in range(0, n, batch):
         kb = keys[i : i + batch]
